@@ -1,0 +1,162 @@
+"""Conventions shared by every node: validated parameters, QoS, diagnostics, clean shutdown.
+
+Every node in this package subclasses `PhysaiNode` and starts through `run_node`, so that:
+- parameters are declared with a description (unit included) and a range, and loaded from `config/*.yaml`
+  (`--ros-args --params-file`); an out-of-range value is refused by rclpy with the range in the message;
+- sensor inputs use the sensor-data QoS, commands are reliable with depth 1, and a QoS mismatch on any
+  endpoint is logged and counted, never silent;
+- `/diagnostics` carries rates, latencies and drop counters at 1 Hz;
+- SIGINT shuts the node down cleanly; time comes from the node clock, so `use_sim_time` works.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from physical_ai.stats import RateMeter, RollingStats
+
+SENSOR_QOS = qos_profile_sensor_data
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+
+
+class PhysaiNode(Node):
+    """A node with the project's conventions. Subclasses declare parameters with `param`."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self._diag_lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._rates: dict[str, RateMeter] = {}
+        self._latencies: dict[str, RollingStats] = {}
+        self._diag_values: dict[str, str] = {}
+        self._diag_level = DiagnosticStatus.OK
+        self._diag_message = "ok"
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATE_QOS)
+        period = self.param("diagnostics_period_s", 1.0, "Period of /diagnostics messages [s]", (0.05, 60.0))
+        self.create_timer(period, self._publish_diagnostics)
+
+    # ---- parameters -------------------------------------------------------------------------------------
+    def param(self, name: str, default: Any, description: str,
+              value_range: tuple[float, float] | None = None, read_only: bool = False) -> Any:
+        """Declare a parameter with a description and optional inclusive range; return its value."""
+        descriptor = ParameterDescriptor(description=description, read_only=read_only)
+        if value_range is not None:
+            lo, hi = value_range
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                raise TypeError(f"parameter {name}: a range needs a numeric default")
+            if isinstance(default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
+            else:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
+                                                                      step=0.0)]
+        value = self.declare_parameter(name, default, descriptor).value
+        if value_range is not None and not value_range[0] <= value <= value_range[1]:
+            raise ValueError(f"parameter {name}={value} outside [{value_range[0]}, {value_range[1]}]")
+        return value
+
+    # ---- QoS-checked endpoints ----------------------------------------------------------------------------
+    def sensor_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
+                            qos: QoSProfile = SENSOR_QOS) -> Any:
+        """Subscribe with sensor-data QoS (best effort, small depth) and QoS mismatch reporting."""
+        return self.create_subscription(
+            msg_type, topic, callback, qos,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._qos_event_handler(topic)))
+
+    def checked_publisher(self, msg_type: type, topic: str, qos: QoSProfile = STATE_QOS) -> Any:
+        """Create a publisher whose QoS mismatches are logged and counted."""
+        return self.create_publisher(
+            msg_type, topic, qos,
+            event_callbacks=PublisherEventCallbacks(incompatible_qos=self._qos_event_handler(topic)))
+
+    def _qos_event_handler(self, topic: str) -> Callable[[Any], None]:
+        def on_incompatible(event: Any) -> None:
+            self.count(f"qos_incompatible:{topic}")
+            self.get_logger().error(
+                f"QoS incompatible on {topic}: policy {event.last_policy_kind} "
+                f"(total {event.total_count}); check reliability/durability of the other side")
+        return on_incompatible
+
+    # ---- diagnostics ----------------------------------------------------------------------------------------
+    def count(self, key: str, n: int = 1) -> None:
+        """Increment a named counter shown in /diagnostics (drops, rejects, errors)."""
+        with self._diag_lock:
+            self._counters[key] = self._counters.get(key, 0) + n
+
+    def counter(self, key: str) -> int:
+        """Current value of a counter."""
+        with self._diag_lock:
+            return self._counters.get(key, 0)
+
+    def tick(self, key: str) -> None:
+        """Record one event of a stream whose rate is shown in /diagnostics."""
+        with self._diag_lock:
+            self._rates.setdefault(key, RateMeter()).tick()
+
+    def latency(self, key: str, ms: float) -> None:
+        """Record a latency sample [ms]; p50/p99 are shown in /diagnostics."""
+        with self._diag_lock:
+            self._latencies.setdefault(key, RollingStats(500)).add(ms)
+
+    def set_status(self, level: int, message: str, **values: Any) -> None:
+        """Set the overall diagnostic level (DiagnosticStatus.OK/WARN/ERROR/STALE), message and extra values."""
+        with self._diag_lock:
+            self._diag_level = level
+            self._diag_message = message
+            self._diag_values.update({k: str(v) for k, v in values.items()})
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """Return the node's status as it will appear on /diagnostics."""
+        with self._diag_lock:
+            values = [KeyValue(key=f"count.{k}", value=str(v)) for k, v in sorted(self._counters.items())]
+            values += [KeyValue(key=f"rate_hz.{k}", value=f"{m.rate_hz():.2f}") for k, m in sorted(self._rates.items())]
+            for k, stats in sorted(self._latencies.items()):
+                values.append(KeyValue(key=f"latency_ms.{k}.p50", value=f"{stats.percentile(50):.3f}"))
+                values.append(KeyValue(key=f"latency_ms.{k}.p99", value=f"{stats.percentile(99):.3f}"))
+            values += [KeyValue(key=k, value=v) for k, v in sorted(self._diag_values.items())]
+            return DiagnosticStatus(level=self._diag_level, name=self.get_fully_qualified_name(),
+                                    message=self._diag_message, hardware_id=self.get_name(), values=values)
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [self.diagnostic_status()]
+        self._diag_pub.publish(msg)
+
+
+def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, threads: int = 1) -> None:
+    """Initialise rclpy, spin the node until SIGINT or shutdown, and clean up."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            on_shutdown = getattr(node, "on_shutdown", None)
+            if on_shutdown is not None:
+                on_shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
