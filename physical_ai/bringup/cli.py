@@ -1,0 +1,54 @@
+"""`physai run <robot>`: bring up a robot's stack from config/ without ROS 2 launch (same nodes, same files)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from physical_ai.bringup.processes import Supervisor
+from physical_ai.bringup.stack import ROBOTS, SIMULATORS, NodeSpec, node_command, nodes_for, params_file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments mirror the launch files' (sim, use_sim_time, namespace, params_file, policy, record)."""
+    parser.add_argument("robot", choices=ROBOTS, help="which bring-up: arm, amr or vehicle")
+    parser.add_argument("--sim", choices=SIMULATORS, default="mujoco",
+                        help="mujoco: start our simulator node; gazebo/none: drivers come from elsewhere")
+    parser.add_argument("--use-sim-time", choices=("auto", "true", "false"), default="auto",
+                        help="follow /clock (auto: true with a simulator)")
+    parser.add_argument("--namespace", default="", help="ROS namespace for every node")
+    parser.add_argument("--params-file", default=None, help="parameter YAML (default: config/<robot>.yaml)")
+    parser.add_argument("--policy", default=None, help="policy checkpoint directory (overrides the config)")
+    parser.add_argument("--record", default=None, metavar="MCAP", help="record every topic to this MCAP file")
+    parser.add_argument("--foxglove", action="store_true", help="serve a Foxglove WebSocket for live viewing")
+    parser.add_argument("--log-dir", default=None, help="write each node's output here instead of the terminal")
+
+
+def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]:
+    """Node specs and argv for the parsed arguments."""
+    params = params_file(args.robot, args.params_file)
+    use_sim_time = args.sim != "none" if args.use_sim_time == "auto" else args.use_sim_time == "true"
+    commands = []
+    for spec in nodes_for(args.sim):
+        overrides: dict[str, str] = {}
+        if spec.name == "policy_inference" and args.policy:
+            overrides["checkpoint"] = str(Path(args.policy).resolve())
+        commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time,
+                                            overrides=overrides)))
+    if args.record:
+        spec = NodeSpec("recorder", respawn=True, required=False)
+        commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time,
+                                            overrides={"output": str(Path(args.record).resolve())})))
+    if args.foxglove:
+        spec = NodeSpec("foxglove_bridge", respawn=True, required=False)
+        commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time)))
+    return commands
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the stack and supervise it until Ctrl-C or a required node dies."""
+    supervisor = Supervisor(build_commands(args), env=dict(os.environ),
+                            log_dir=Path(args.log_dir) if args.log_dir else None)
+    supervisor.start()
+    return supervisor.spin()

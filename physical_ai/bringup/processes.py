@@ -1,0 +1,156 @@
+"""A small process supervisor: one OS process per node, respawn where safe, clean SIGINT shutdown.
+
+This is what `physai run` uses where `ros2 launch` is not installed. It follows the launch files' semantics:
+nodes marked respawn are restarted (with a delay, and at most `max_respawns` times), a required node that dies
+ends the bring-up with a non-zero exit code, and Ctrl-C sends SIGINT to every node (the shutdown ROS 2 nodes
+expect), escalating to SIGKILL only after a timeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+from physical_ai.bringup.stack import NodeSpec
+
+
+@dataclasses.dataclass
+class _Child:
+    spec: NodeSpec
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    respawns: int = 0
+    died_at: float | None = None
+    log: IO[bytes] | None = None
+
+
+class Supervisor:
+    """Starts, watches and stops a set of node processes."""
+
+    def __init__(self, commands: Sequence[tuple[NodeSpec, list[str]]], *, env: dict[str, str] | None = None,
+                 log_dir: Path | None = None, respawn_delay_s: float = 1.0, max_respawns: int = 5,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        """Prepare the children.
+
+        Args:
+            commands: (spec, argv) per node, in start order.
+            env: environment of the children (default: this process's).
+            log_dir: write each node's output to <log_dir>/<name>.log; None streams it to this process's stdout
+                with a "[name]" prefix.
+            respawn_delay_s: wait before restarting a node that died [s].
+            max_respawns: restarts allowed per node before it counts as dead for good.
+            on_event: called with a one-line description of each start, death and respawn.
+        """
+        self._children = [_Child(spec, list(cmd)) for spec, cmd in commands]
+        self._env = dict(os.environ if env is None else env)
+        self._log_dir = log_dir
+        self._respawn_delay_s = respawn_delay_s
+        self._max_respawns = max_respawns
+        self._on_event = on_event or (lambda text: print(f"[physai] {text}", flush=True))
+        self.exit_code: int | None = None
+
+    def start(self) -> None:
+        """Start every node."""
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+        for child in self._children:
+            self._spawn(child)
+
+    def pid(self, name: str) -> int | None:
+        """PID of a running node (for fault-injection tests), None when not running."""
+        for child in self._children:
+            if child.spec.name == name and child.process is not None and child.process.poll() is None:
+                return child.process.pid
+        return None
+
+    def poll(self) -> int | None:
+        """Check the children once: respawn or fail as their specs say. Returns an exit code once finished."""
+        if self.exit_code is not None:
+            return self.exit_code
+        now = time.monotonic()
+        for child in self._children:
+            proc = child.process
+            if proc is None:
+                if child.died_at is not None and now - child.died_at >= self._respawn_delay_s:
+                    child.respawns += 1
+                    self._on_event(f"respawning {child.spec.name} ({child.respawns}/{self._max_respawns})")
+                    self._spawn(child)
+                continue
+            code = proc.poll()
+            if code is None:
+                continue
+            self._on_event(f"{child.spec.name} exited with code {code}")
+            child.process = None
+            if child.spec.respawn and child.respawns < self._max_respawns:
+                child.died_at = now
+            elif child.spec.required:
+                self._on_event(f"required node {child.spec.name} is gone: stopping the bring-up")
+                self.stop()
+                self.exit_code = code if code else 1
+                return self.exit_code
+        return None
+
+    def spin(self, stop_event: threading.Event | None = None, period_s: float = 0.2) -> int:
+        """Supervise until a required node dies, `stop_event` is set or Ctrl-C; then stop all. Returns the code."""
+        try:
+            while stop_event is None or not stop_event.is_set():
+                code = self.poll()
+                if code is not None:
+                    return code
+                time.sleep(period_s)
+        except KeyboardInterrupt:
+            self._on_event("Ctrl-C: stopping")
+        self.stop()
+        return 0 if self.exit_code is None else self.exit_code
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGINT every running node (last started first), wait, then SIGKILL what is left."""
+        running = [c for c in reversed(self._children) if c.process is not None and c.process.poll() is None]
+        for child in running:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._on_event(f"{child.spec.name} ignored SIGINT for {timeout_s:.0f} s: killing it")
+                child.process.kill()
+                child.process.wait()
+        for child in self._children:
+            child.process = None
+            child.died_at = None  # no respawn after stop
+            if child.log is not None:
+                child.log.close()
+                child.log = None
+
+    def _spawn(self, child: _Child) -> None:
+        child.died_at = None
+        if self._log_dir is not None:
+            if child.log is None:
+                child.log = open(self._log_dir / f"{child.spec.name}.log", "ab")  # closed in stop()
+            out: int | IO[bytes] = child.log
+        else:
+            out = subprocess.PIPE
+        # A new session: the terminal's Ctrl-C reaches only the supervisor, which then stops nodes in order.
+        child.process = subprocess.Popen(child.command, env=self._env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        if out is subprocess.PIPE:
+            threading.Thread(target=_prefix_lines, args=(child.process, child.spec.name), daemon=True).start()
+        self._on_event(f"started {child.spec.name} (pid {child.process.pid})")
+
+
+def _prefix_lines(process: subprocess.Popen[bytes], name: str) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        sys.stdout.write(f"[{name}] {raw.decode(errors='replace')}")
+        sys.stdout.flush()

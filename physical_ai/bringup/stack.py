@@ -1,0 +1,95 @@
+"""The node set of each robot's stack: one table that both the ROS 2 launch files and `physai run` read."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+ROBOTS = ("arm", "amr", "vehicle")
+SIMULATORS = ("mujoco", "gazebo", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node of a bring-up.
+
+    Attributes:
+        name: node name, executable name (lib/physical_ai_stack/<name>) and module (physical_ai_nodes.<name>).
+        respawn: restart it when it dies. Only for nodes whose restart is safe: they come back publishing nothing
+            until their inputs are fresh, and the corrector stops the robot while they are away.
+        required: when it dies and is not respawned, the whole bring-up stops with a non-zero exit.
+        sim_only: started only with a simulator (it plays the robot's drivers).
+    """
+
+    name: str
+    respawn: bool = False
+    required: bool = True
+    sim_only: bool = False
+
+
+# Order matters: drivers first, then the stack from sensors to actuators.
+STACK: tuple[NodeSpec, ...] = (
+    NodeSpec("mujoco_sim", respawn=False, required=True, sim_only=True),
+    NodeSpec("perception_fusion", respawn=True, required=True),
+    NodeSpec("policy_inference", respawn=True, required=True),
+    # The safety layer is never restarted behind the user's back: if it dies the bring-up ends loudly.
+    NodeSpec("trajectory_correction", respawn=False, required=True),
+)
+
+
+def nodes_for(sim: str) -> list[NodeSpec]:
+    """The nodes to start for a simulator choice ("mujoco" runs our simulator node; "gazebo"/"none" do not)."""
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {SIMULATORS}, got {sim!r}")
+    return [n for n in STACK if not n.sim_only or sim == "mujoco"]
+
+
+def source_root() -> Path:
+    """The repository root when running from a source checkout."""
+    return Path(__file__).resolve().parents[2]
+
+
+def share_dir() -> Path:
+    """Directory holding config/, models/ and launch/: the installed share dir, else the source tree."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            share = Path(get_package_share_directory("physical_ai_stack"))
+        except PackageNotFoundError:
+            share = None
+    except ImportError:
+        share = None
+    src = source_root()
+    # Prefer the source tree while developing (editable install): edits to config/ take effect at once.
+    if (src / "config").is_dir() and (src / "package.xml").is_file():
+        return src
+    if share is not None and (share / "config").is_dir():
+        return share
+    raise FileNotFoundError("cannot find physical_ai_stack config/: neither a source checkout nor an installed share")
+
+
+def params_file(robot: str, override: str | os.PathLike[str] | None = None) -> Path:
+    """The parameter file for a robot (config/<robot>.yaml) or the user's override; it must exist."""
+    if robot not in ROBOTS:
+        raise ValueError(f"robot must be one of {ROBOTS}, got {robot!r}")
+    path = Path(override) if override else share_dir() / "config" / f"{robot}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file not found: {path}")
+    return path
+
+
+def node_command(spec: NodeSpec, params: Path, *, namespace: str = "", use_sim_time: bool = False,
+                 overrides: dict[str, str] | None = None, python: str | None = None) -> list[str]:
+    """The argv that runs one node in its own process, as `ros2 launch` would with the same arguments."""
+    import sys
+
+    argv = [python or sys.executable, "-m", f"physical_ai_nodes.{spec.name}", "--ros-args",
+            "-r", f"__node:={spec.name}", "--params-file", str(params),
+            "-p", f"use_sim_time:={'true' if use_sim_time else 'false'}"]
+    if namespace:
+        argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    for key, value in (overrides or {}).items():
+        argv += ["-p", f"{key}:={value}"]
+    return argv
