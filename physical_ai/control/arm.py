@@ -1,0 +1,300 @@
+"""Arm execution: blends action chunks into one jerk-limited command stream and slows or stops for obstacles.
+
+Every cycle, ruckig plans a time-optimal jerk-limited motion from the *commanded* state (position, velocity,
+acceleration of the previous cycle) to the reference state the latest chunk asks for now, and the first step of
+that motion is the command. A new chunk only changes the target, so position, velocity and acceleration stay
+continuous at chunk boundaries and the limits hold by construction (ruckig's guarantee); position limits are kept
+by clamping targets inside a margin and by only asking for velocities the joint can still brake from. Obstacles
+scale the speed through a control-barrier-function condition on the clearance (see `_obstacle_scale`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+from ruckig import ControlInterface, InputParameter, OutputParameter, Result, Ruckig
+
+from physical_ai.control.arm_collision import CapsuleArm
+from physical_ai.control.chunks import ChunkCheck, ChunkPolicy, Reference, check_chunk, check_points
+from physical_ai.control.flags import Flag
+from physical_ai.control.limits import JointLimits
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmConfig:
+    """Tuning of the arm corrector (SI units).
+
+    Attributes:
+        period_s: control period (ruckig's step).
+        position_margin: targets are kept this far inside the position limits [rad or m].
+        extrapolation_s: how long a late chunk's last velocity is continued before a smooth stop [s].
+        stop_deceleration_scale: fraction of each joint's acceleration limit used for controlled stops (0, 1].
+        clearance_m: clearance to keep between arm capsules and obstacle spheres [m].
+        slow_distance_m: beyond clearance + this, obstacles do not slow the arm [m].
+        cbf_gamma: barrier decay rate γ in dh/dt >= -γ h [1/s].
+        max_age_s / max_future_s: accepted chunk stamp window relative to now [s].
+        gripper_range: (min, max) gripper opening [m]; gripper_max_speed [m/s].
+    """
+
+    period_s: float = 0.001
+    position_margin: float = 0.02
+    extrapolation_s: float = 0.1
+    stop_deceleration_scale: float = 0.5
+    clearance_m: float = 0.10
+    slow_distance_m: float = 0.30
+    cbf_gamma: float = 5.0
+    max_age_s: float = 0.5
+    max_future_s: float = 0.5
+    gripper_range: tuple[float, float] = (0.0, 0.08)
+    gripper_max_speed: float = 0.1
+
+
+@dataclasses.dataclass
+class ArmCommand:
+    """One cycle's output and why it differs from what the policy asked."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    acceleration: np.ndarray
+    gripper: float
+    flags: int
+    reasons: list[str]
+    speed_scale: float
+    min_clearance_m: float
+    time_to_collision_s: float
+
+
+class ArmCorrector:
+    """Turns chunks/trajectories plus obstacles into a limit-respecting joint command stream."""
+
+    def __init__(self, limits: JointLimits, config: ArmConfig, collision: CapsuleArm | None = None) -> None:
+        self.limits = limits
+        self.config = config
+        self.collision = collision
+        n = limits.dof
+        margin = np.minimum(config.position_margin, 0.25 * (limits.upper - limits.lower))
+        self._lo = limits.lower + margin
+        self._hi = limits.upper - margin
+        self._policy = ChunkPolicy(
+            (*limits.names, "gripper"), np.append(limits.lower, config.gripper_range[0]),
+            np.append(limits.upper, config.gripper_range[1]), config.max_age_s, config.max_future_s,
+            optional=("gripper",))
+        self._otg = Ruckig(n, config.period_s)
+        self._inp = InputParameter(n)
+        self._out = OutputParameter(n)
+        self._inp.max_jerk = limits.max_jerk.tolist()
+        self._inp.max_acceleration = limits.max_acceleration.tolist()
+        self._inp.max_velocity = limits.max_velocity.tolist()
+        self._state: np.ndarray | None = None  # (3, n): commanded position, velocity, acceleration
+        self._ref: Reference | None = None
+        self._tau = 0.0
+        self._last_now: float | None = None
+        self._last_start: float | None = None
+        self._gripper = float("nan")
+        self._gripper_target = float("nan")
+        self._obstacles = (np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
+
+    # ---- inputs -----------------------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """True once the commanded state is initialised from a measured state."""
+        return self._state is not None
+
+    def set_measured(self, position: np.ndarray, gripper: float = float("nan")) -> None:
+        """Initialise the commanded state from a measurement (once; later measurements only feed watchdogs)."""
+        position = np.asarray(position, dtype=float)
+        if self._state is None and position.shape == (self.limits.dof,) and np.all(np.isfinite(position)):
+            self._state = np.zeros((3, self.limits.dof))
+            self._state[0] = np.clip(position, self.limits.lower, self.limits.upper)
+            self._gripper = float(np.clip(gripper, *self.config.gripper_range)) if np.isfinite(gripper) else 0.0
+
+    def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
+                     now_s: float) -> ChunkCheck:
+        """Check a chunk; when accepted it replaces the reference from now on (blending is ruckig's job)."""
+        return self._accept(check_chunk(self._policy, names, values, start_s, dt, horizon, now_s, self._last_start),
+                            now_s)
+
+    def submit_points(self, names: Sequence[str], positions: np.ndarray, times_s: np.ndarray,
+                      now_s: float) -> ChunkCheck:
+        """Check a trajectory (positions (H, len(names)) at absolute times_s (H,)); accepted like a chunk."""
+        return self._accept(check_points(self._policy, names, positions, times_s, now_s, self._last_start), now_s)
+
+    def _accept(self, check: ChunkCheck, now_s: float) -> ChunkCheck:
+        ref = check.reference
+        if ref is None:
+            return check
+        n = self.limits.dof
+        if check.present is not None and check.present[n]:
+            self._gripper_target = float(ref.values[-1, n] if ref.end <= now_s else ref.sample(now_s)[0][n])
+            self._gripper_ref = Reference(ref.times, ref.values[:, n:])
+        else:
+            self._gripper_ref = None
+        self._ref = Reference(ref.times, ref.values[:, :n])
+        self._last_start = ref.start
+        self._tau = now_s
+        return check
+
+    def set_obstacles(self, centers: np.ndarray, radii: np.ndarray, velocities: np.ndarray) -> None:
+        """Obstacle spheres in the model's world frame: centers (M, 3), radii (M,), velocities (M, 3)."""
+        centers = np.asarray(centers, float).reshape(-1, 3)
+        radii = np.asarray(radii, float).reshape(-1)
+        velocities = np.asarray(velocities, float).reshape(-1, 3)
+        ok = np.all(np.isfinite(centers), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
+        self._obstacles = (centers[ok], np.maximum(radii[ok], 0.0), velocities[ok])
+
+    # ---- cycle --------------------------------------------------------------------------------------------------
+    def step(self, now_s: float, stop_reasons: Sequence[str] = ()) -> ArmCommand:
+        """Advance one period and return the command. `stop_reasons` (e.g. from watchdogs) force a controlled stop.
+
+        Raises:
+            RuntimeError: before `set_measured` initialised the state.
+        """
+        if self._state is None:
+            raise RuntimeError("arm corrector not started: no measured joint state yet")
+        lim = self.limits
+        flags, reasons = 0, list(stop_reasons)
+        elapsed = 0.0 if self._last_now is None else max(0.0, now_s - self._last_now)
+        self._last_now = now_s
+        q, v = self._state[0], self._state[1]
+
+        stop = bool(stop_reasons)
+        target_q, target_v = q.copy(), np.zeros_like(q)
+        if self._ref is None:
+            stop = True
+        else:
+            target_q, target_v, late = self._reference_target(elapsed)
+            if late == 1:
+                flags |= Flag.EXTRAPOLATING
+                reasons.append("chunk late: extrapolating")
+            elif late == 2:
+                flags |= Flag.EXTRAPOLATING
+                reasons.append("chunk exhausted: stopping")
+                stop = True
+
+        scale, clearance, ttc = 1.0, float("inf"), float("inf")
+        if self.collision is not None and self._obstacles[0].shape[0]:
+            nominal = np.clip(target_v + 5.0 * (target_q - q), -lim.max_velocity, lim.max_velocity)
+            scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
+            if scale <= 0.0:
+                flags |= Flag.OBSTACLE_STOP
+                reasons.append(f"obstacle within clearance ({clearance:.3f} m): stopping")
+                stop = True
+            elif scale < 1.0:
+                flags |= Flag.OBSTACLE_SLOWDOWN
+                reasons.append(f"obstacle at {clearance:.3f} m: speed x{scale:.2f}")
+        self._tau -= (1.0 - (0.0 if stop else scale)) * elapsed  # reference time runs at the commanded speed
+
+        # Targets inside the margin, and only velocities the joint can still brake from before the limit.
+        clamped_q = np.clip(target_q, self._lo, self._hi)
+        if np.any(clamped_q != target_q):
+            flags |= Flag.LIMIT_POSITION
+            reasons.append("target beyond position limit: clamped")
+        room = np.where(target_v > 0, self._hi - clamped_q, clamped_q - self._lo)
+        v_cap = np.minimum(lim.max_velocity * max(scale, 1e-3), np.sqrt(2.0 * lim.max_acceleration *
+                                                                        np.maximum(room, 0.0)))
+        capped_v = np.clip(target_v, -v_cap, v_cap)
+        if np.any(np.abs(target_v) > lim.max_velocity):
+            flags |= Flag.LIMIT_VELOCITY
+            reasons.append("chunk velocity above limit: capped")
+        if not stop and np.any(self._stopping_position_outside(q, v, self._state[2])):
+            flags |= Flag.LIMIT_POSITION
+            reasons.append("braking to stay inside position limits")
+            stop = True
+        self._run_ruckig(clamped_q, capped_v, stop, max(scale, 1e-3))
+        self._step_gripper(now_s)
+        return ArmCommand(self._state[0].copy(), self._state[1].copy(), self._state[2].copy(), self._gripper, flags,
+                          reasons, 0.0 if stop else scale, clearance, ttc)
+
+    def _reference_target(self, elapsed: float) -> tuple[np.ndarray, np.ndarray, int]:
+        """Reference position/velocity at the reference time; late=1 while extrapolating, 2 once exhausted."""
+        ref = self._ref
+        assert ref is not None
+        self._tau += elapsed
+        if self._tau <= ref.end:
+            q, v = ref.sample(self._tau)
+            return q, v, 0
+        over = self._tau - ref.end
+        slope = ref.end_slope()
+        if over <= self.config.extrapolation_s:
+            return ref.values[-1] + slope * over, slope, 1
+        return ref.values[-1] + slope * self.config.extrapolation_s, np.zeros_like(slope), 2
+
+    def _stopping_position_outside(self, q: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Per joint: would a jerk-limited stop starting now end beyond the position limits? (conservative)."""
+        lim = self.limits
+        amax, jmax = lim.max_acceleration, lim.max_jerk
+        speed = np.abs(v) + a * a / (2.0 * jmax)  # worst case: current acceleration is removed first
+        dist = speed * (np.abs(a) + amax) / jmax + speed * speed / (2.0 * amax)
+        lead = q + np.sign(v) * dist
+        return (lead > lim.upper) | (lead < lim.lower)
+
+    def _run_ruckig(self, target_q: np.ndarray, target_v: np.ndarray, stop: bool, scale: float) -> None:
+        inp, out, lim = self._inp, self._out, self.limits
+        inp.current_position = self._state[0].tolist()
+        inp.current_velocity = self._state[1].tolist()
+        inp.current_acceleration = self._state[2].tolist()
+        if stop:
+            inp.control_interface = ControlInterface.Velocity
+            inp.target_velocity = [0.0] * lim.dof
+            inp.max_acceleration = (lim.max_acceleration * self.config.stop_deceleration_scale).tolist()
+        else:
+            inp.control_interface = ControlInterface.Position
+            inp.target_position = target_q.tolist()
+            inp.target_velocity = target_v.tolist()
+            inp.max_velocity = (lim.max_velocity * scale).tolist()
+            inp.max_acceleration = lim.max_acceleration.tolist()
+        inp.target_acceleration = [0.0] * lim.dof
+        result = self._otg.update(inp, out)
+        if result not in (Result.Working, Result.Finished):
+            # Unplannable target (should not happen after clamping): brake instead, never forward it.
+            inp.control_interface = ControlInterface.Velocity
+            inp.target_velocity = [0.0] * lim.dof
+            result = self._otg.update(inp, out)
+            if result not in (Result.Working, Result.Finished):
+                raise RuntimeError(f"ruckig failed to brake: {result}")
+        self._state[0] = out.new_position
+        self._state[1] = out.new_velocity
+        self._state[2] = out.new_acceleration
+
+    def _step_gripper(self, now_s: float) -> None:
+        ref = getattr(self, "_gripper_ref", None)
+        if ref is not None:
+            self._gripper_target = float(ref.sample(now_s)[0][0])
+        if np.isfinite(self._gripper_target):
+            step = self.config.gripper_max_speed * self.config.period_s
+            self._gripper += float(np.clip(self._gripper_target - self._gripper, -step, step))
+
+    def _obstacle_scale(self, q: np.ndarray, v: np.ndarray, nominal: np.ndarray) -> tuple[float, float, float]:
+        """Speed scale in [0, 1] from a barrier h = clearance - required - braking distance, with dh/dt >= -γh.
+
+        dh/dt = s * n·(J q̇_nominal) - closing speed of the obstacle along n. The arm may always move away from an
+        obstacle (n·J q̇ >= 0); towards it, s is the largest value meeting the condition, 0 when h <= 0.
+        """
+        cfg, lim = self.config, self.limits
+        centers, radii, velocities = self._obstacles
+        assert self.collision is not None
+        c = self.collision.clearance(q, centers, radii)
+        order = np.argsort(c.distance)[:3]
+        t_brake = float(np.max(np.abs(v) / (lim.max_acceleration * cfg.stop_deceleration_scale)
+                               + lim.max_acceleration / lim.max_jerk))
+        scale, ttc = 1.0, float("inf")
+        for m in order:
+            d = float(c.distance[m])
+            if d > cfg.clearance_m + cfg.slow_distance_m + 2.0 * float(np.linalg.norm(velocities[m])) * t_brake:
+                continue
+            jac = self.collision.point_jacobian(c.point[m], c.body[m])
+            n = c.normal[m]
+            closing = max(0.0, float(n @ velocities[m]))
+            arm_speed = float(np.linalg.norm(jac @ v))
+            h = d - cfg.clearance_m - 0.5 * arm_speed * t_brake - closing * t_brake
+            rate = float(n @ (jac @ nominal))
+            approach = closing - min(rate, 0.0)
+            if approach > 1e-9:
+                ttc = min(ttc, max(d - cfg.clearance_m, 0.0) / approach)
+            if rate >= 0.0:
+                continue
+            s = 0.0 if h <= 0.0 else (cfg.cbf_gamma * h - closing) / -rate
+            scale = min(scale, float(np.clip(s, 0.0, 1.0)))
+        return scale, float(c.distance[order[0]]), ttc
