@@ -11,8 +11,10 @@ Every node in this package subclasses `PhysaiNode` and starts through `run_node`
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -142,8 +144,34 @@ class PhysaiNode(Node):
         self._diag_pub.publish(msg)
 
 
+def shipped_fastdds_profile() -> Path | None:
+    """The package's config/fastdds.xml: from the installed share directory when there is one, else the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("physical_ai_stack")) / "config" / "fastdds.xml"
+        if installed.is_file():
+            return installed
+    except (ImportError, LookupError, OSError, ValueError):  # no ament index (plain venv) or package not indexed
+        pass
+    source = Path(__file__).resolve().parents[1] / "config" / "fastdds.xml"
+    return source if source.is_file() else None
+
+
+def use_shipped_fastdds_profile() -> None:
+    """Point Fast DDS at the shipped profile (shared memory sized for images and clouds) unless the user chose one.
+
+    Must run before the first participant is created, i.e. before `rclpy.init`.
+    """
+    if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
+        profile = shipped_fastdds_profile()
+        if profile is not None:
+            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+
+
 def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, threads: int = 1) -> None:
-    """Initialise rclpy, spin the node until SIGINT or shutdown, and clean up."""
+    """Initialise rclpy (with the shipped Fast DDS profile), spin the node until SIGINT or shutdown, and clean up."""
+    use_shipped_fastdds_profile()
     rclpy.init(args=args)
     node = None
     try:
