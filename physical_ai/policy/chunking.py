@@ -65,13 +65,15 @@ class AsyncChunkRunner:
 
     def __init__(self, policy: Policy, clock_ns: Callable[[], int], publish: Callable[[TimedChunk], None],
                  on_drop: Callable[[str, str], None], request_threshold_s: float, min_period_s: float = 0.0) -> None:
-        """Args:
-        policy: the backend.
-        clock_ns: current time [ns] on the same clock as the observation stamps (node clock).
-        publish: called on the worker thread with each accepted chunk.
-        on_drop: called with (reason, detail) for each dropped observation or chunk.
-        request_threshold_s: ask for the next chunk when the current one has less than this left [s].
-        min_period_s: never start two inferences closer than this [s] (0: as fast as the backend allows).
+        """Configure the object.
+
+        Args:
+            policy: the backend.
+            clock_ns: current time [ns] on the same clock as the observation stamps (node clock).
+            publish: called on the worker thread with each accepted chunk.
+            on_drop: called with (reason, detail) for each dropped observation or chunk.
+            request_threshold_s: ask for the next chunk when the current one has less than this left [s].
+            min_period_s: never start two inferences closer than this [s] (0: as fast as the backend allows).
         """
         self.policy = policy
         self.clock_ns = clock_ns

@@ -11,6 +11,7 @@ Attention is written with plain matmuls (no fused kernels) so the ONNX export ma
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class ChunkTransformer(nn.Module):
             channels = [3, *arch["image_channels"]]
             layers: list[nn.Module] = []
             size_h, size_w = spec.image.shape[1:]
-            for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
+            for i, (c_in, c_out) in enumerate(itertools.pairwise(channels)):
                 kernel = 5 if i == 0 else 3
                 layers += [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2), nn.ReLU()]
                 size_h, size_w = (size_h + 1) // 2, (size_w + 1) // 2

@@ -33,13 +33,15 @@ class OpenpiClient:
 
     def __init__(self, uri: str, timeout_s: float = 1.0, connect_timeout_s: float = 2.0,
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "") -> None:
-        """Args:
-        uri: e.g. "ws://gpu-host:8000".
-        timeout_s: longest wait for one reply [s].
-        connect_timeout_s: longest wait for the connection and the metadata frame [s].
-        backoff_initial_s: wait after the first failure before reconnecting [s]; doubles per failure.
-        backoff_max_s: cap of the reconnect wait [s].
-        api_key: sent as "Authorization: Api-Key <key>" when not empty.
+        """Configure the object.
+
+        Args:
+            uri: e.g. "ws://gpu-host:8000".
+            timeout_s: longest wait for one reply [s].
+            connect_timeout_s: longest wait for the connection and the metadata frame [s].
+            backoff_initial_s: wait after the first failure before reconnecting [s]; doubles per failure.
+            backoff_max_s: cap of the reconnect wait [s].
+            api_key: sent as "Authorization: Api-Key <key>" when not empty.
         """
         if not uri.startswith(("ws://", "wss://")):
             raise ValueError(f"server uri must start with ws:// or wss://, got {uri!r}")

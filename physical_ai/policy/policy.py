@@ -72,7 +72,7 @@ class Policy(ABC):
         """"ok", or why the backend cannot serve right now."""
         return "ok"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release resources (connections, sessions)."""
 
 
@@ -168,12 +168,14 @@ class OpenpiPolicy(Policy):
         return np.asarray(reply["actions"])
 
     def health(self) -> str:
+        """"ok" while connected, else the last error and when the next reconnect happens."""
         if self.client.connected:
             return "ok"
         wait = self.client.retry_in_s()
         return f"disconnected ({self.client.last_error or 'not yet connected'}); retry in {wait:.1f} s"
 
     def close(self) -> None:
+        """Close the server connection."""
         self.client.close()
 
 

@@ -40,11 +40,14 @@ class PolicyServer:
 
     def __init__(self, infer_fn: InferFn, host: str = "127.0.0.1", port: int = 0,
                  metadata: dict[str, Any] | None = None, delay_s: float = 0.0) -> None:
-        """Args:
-        infer_fn: request dict -> reply dict (must hold "actions").
-        host, port: where to listen (port 0: any free port; see `.port`).
-        metadata: sent to each client on connect.
-        delay_s: added before each reply (to test client timeouts).
+        """Configure the object.
+
+        Args:
+            infer_fn: request dict -> reply dict (must hold "actions").
+            host: address to listen on.
+            port: TCP port (0: any free port; see `.port`).
+            metadata: sent to each client on connect.
+            delay_s: added before each reply (to test client timeouts).
         """
         self.infer_fn = infer_fn
         self.metadata = metadata or {}
