@@ -1,0 +1,1 @@
+"""Perception core: LiDAR segmentation, camera fusion, tracking, tactile, occupancy, parts and synchronisation."""
