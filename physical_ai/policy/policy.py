@@ -72,6 +72,10 @@ class Policy(ABC):
         """"ok", or why the backend cannot serve right now."""
         return "ok"
 
+    def ready(self) -> bool:
+        """False while a request would fail at once (e.g. waiting out a reconnect backoff)."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release resources (connections, sessions)."""
 
@@ -173,6 +177,10 @@ class OpenpiPolicy(Policy):
             return "ok"
         wait = self.client.retry_in_s()
         return f"disconnected ({self.client.last_error or 'not yet connected'}); retry in {wait:.1f} s"
+
+    def ready(self) -> bool:
+        """Connected, or a reconnect attempt is due."""
+        return self.client.retry_in_s() <= 0.0
 
     def close(self) -> None:
         """Close the server connection."""

@@ -1,0 +1,364 @@
+"""policy_inference: hosts a policy (torch, onnx, openpi server, lerobot) and publishes time-stamped action chunks.
+
+Subscribes only to the topics the checkpoint's observation spec needs (camera image, /joint_states, /odom,
+/perception/obstacles, /perception/parts, /tactile/state) plus /policy/instruction. A timer decides when the next
+chunk is due (the current one has less than `request_threshold_s` left); the model runs on a worker thread and
+publishes /policy/action_chunk (and /policy/joint_trajectory for arms) with the elapsed prefix cut off.
+
+Faults: a missing or stale input skips the inference (counted as `observation_*`, status WARN) - never zeros;
+NaN output drops the chunk (`drop.non_finite_output`); a dead/slow server stops requests during the reconnect
+backoff and nothing new is published, so the corrector runs out its chunk and stops; a malformed checkpoint ends
+start-up with an error naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticStatus
+from nav_msgs.msg import Odometry
+from physical_ai_stack.msg import ActionChunk, DetectedPartArray, ObstacleArray, TactileState
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from nodes._base import COMMAND_QOS, STATE_QOS, PhysaiNode, run_node
+from physical_ai import convert
+from physical_ai.policy.chunking import NS, AsyncChunkRunner, TimedChunk
+from physical_ai.policy.observation import ObservationError, assemble_state
+from physical_ai.policy.policy import BACKENDS, make_policy
+from physical_ai.policy.spec import ConfigError, check_compatible
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_path(path: str) -> Path:
+    """An absolute path, or one relative to the working directory, else to the source/share tree."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return SOURCE_ROOT / p
+
+
+def obstacle_features(msg: ObstacleArray, names: tuple[str, ...]) -> np.ndarray:
+    """ObstacleArray -> (n, len(names)) features (spec.OBSTACLE_FEATURES), in the message's frame."""
+    rows = []
+    for o in msg.obstacles:
+        q = o.pose.orientation
+        values = {"x": o.pose.position.x, "y": o.pose.position.y, "z": o.pose.position.z,
+                  "length": o.size.x, "width": o.size.y, "height": o.size.z,
+                  "yaw": np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)),
+                  "vx": o.velocity.x, "vy": o.velocity.y, "class": float(o.classification),
+                  "confidence": o.confidence}
+        rows.append([values[n] for n in names])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
+
+
+def part_features(msg: DetectedPartArray, names: tuple[str, ...]) -> np.ndarray:
+    """DetectedPartArray -> (n, len(names)) features (spec.PART_FEATURES)."""
+    rows = []
+    for part in msg.parts:
+        p, q = part.pose.pose.position, part.pose.pose.orientation
+        values = {"x": p.x, "y": p.y, "z": p.z, "qx": q.x, "qy": q.y, "qz": q.z, "qw": q.w,
+                  "size_x": part.size.x, "size_y": part.size.y, "size_z": part.size.z, "confidence": part.confidence}
+        rows.append([values[n] for n in names])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
+
+
+def rgb_image(msg: Image) -> np.ndarray:
+    """Image -> (H, W, 3) uint8 RGB (rgb8, bgr8, mono8 accepted)."""
+    array = convert.image_to_numpy(msg)
+    if msg.encoding == "rgb8":
+        return array
+    if msg.encoding == "bgr8":
+        return array[:, :, ::-1]
+    if msg.encoding == "mono8":
+        return np.repeat(array[:, :, None], 3, axis=2)
+    raise ValueError(f"image encoding {msg.encoding!r} not usable as a colour observation (rgb8, bgr8, mono8)")
+
+
+class PolicyInferenceNode(PhysaiNode):
+    """Assembles observations, runs a policy asynchronously and publishes action chunks."""
+
+    def __init__(self) -> None:
+        super().__init__("policy_inference")
+        p = self.param
+        backend = p("backend", "torch", f"Policy backend: {' | '.join(BACKENDS)}", read_only=True)
+        checkpoint = p("checkpoint", "models/arm_pick", "Checkpoint directory holding config.json (+ weights) [path]",
+                       read_only=True)
+        embodiment = p("embodiment", "", "Embodiment the checkpoint must be for: arm, amr, vehicle ('' = any)",
+                       read_only=True)
+        options: dict[str, Any] = {}
+        onnx_path = p("onnx_path", "", "ONNX model for backend onnx ('' = <checkpoint>/model.onnx) [path]")
+        threads = p("num_threads", 1, "CPU threads for torch/onnx inference [threads]", (1, 64))
+        uri = p("server_uri", "ws://127.0.0.1:8000", "Policy server for backend openpi [ws:// URI]")
+        timeout = p("server_timeout_s", 1.0, "Longest wait for one server reply [s]", (0.01, 60.0))
+        connect_timeout = p("server_connect_timeout_s", 2.0, "Longest wait to connect to the server [s]",
+                            (0.05, 60.0))
+        backoff0 = p("reconnect_backoff_initial_s", 0.2, "First reconnect wait, doubled per failure [s]",
+                     (0.01, 60.0))
+        backoff1 = p("reconnect_backoff_max_s", 5.0, "Largest reconnect wait [s]", (0.01, 600.0))
+        lerobot_dir = p("lerobot_dir", "", "LeRobot pretrained-policy directory for backend lerobot [path]")
+        self.request_threshold_s = p("request_threshold_s", 0.5,
+                                     "Request the next chunk when the current one has less than this left [s]",
+                                     (0.0, 60.0))
+        min_period = p("min_inference_period_s", 0.0, "Shortest time between two inference starts [s]", (0.0, 60.0))
+        check_period = p("check_period_s", 0.01, "Period of the is-a-chunk-due check [s]", (0.001, 1.0))
+        self.max_age_ns = int(p("max_observation_age_s", 0.5, "Older inputs count as stale [s]", (0.001, 60.0)) * NS)
+        topics = {
+            "image": p("image_topic", "/camera/color/image_raw", "Colour image input (sensor_msgs/Image)"),
+            "joints": p("joint_states_topic", "/joint_states", "Joint state input (sensor_msgs/JointState)"),
+            "odom": p("odom_topic", "/odom", "Odometry input (nav_msgs/Odometry)"),
+            "obstacles": p("obstacles_topic", "/perception/obstacles", "Fused obstacles (ObstacleArray)"),
+            "parts": p("parts_topic", "/perception/parts", "Part poses (DetectedPartArray)"),
+            "tactile": p("tactile_topic", "/tactile/state", "Tactile input (TactileState)"),
+        }
+        instruction_topic = p("instruction_topic", "/policy/instruction", "Task instruction input (std_msgs/String)")
+        self.instruction = p("instruction", "", "Task instruction until one arrives on instruction_topic [text]")
+        chunk_topic = p("action_chunk_topic", "/policy/action_chunk", "Output action chunks (ActionChunk)")
+        trajectory_topic = p("joint_trajectory_topic", "/policy/joint_trajectory",
+                             "Output for arms (trajectory_msgs/JointTrajectory); '' disables")
+        self.gripper_names = tuple(p("gripper_actions", ["gripper"], "Action names left out of the trajectory"))
+        self.paused = p("paused", False, "Pause inference (no new chunks) while true")
+
+        if backend not in BACKENDS:
+            raise SystemExit(f"policy_inference: parameter backend: {backend!r} not one of {list(BACKENDS)}")
+        if backend == "onnx":
+            options = {"onnx_path": str(resolve_path(onnx_path)) if onnx_path else None, "num_threads": threads}
+        elif backend == "torch":
+            options = {"num_threads": threads}
+        elif backend == "openpi":
+            options = {"uri": uri, "timeout_s": timeout, "connect_timeout_s": connect_timeout,
+                       "backoff_initial_s": backoff0, "backoff_max_s": backoff1}
+        elif backend == "lerobot":
+            options = {"lerobot_dir": str(resolve_path(lerobot_dir))}
+        try:
+            self.policy = make_policy(backend, resolve_path(checkpoint), **options)
+            check_compatible(self.policy.config, embodiment or None)
+        except (ConfigError, ValueError) as exc:
+            self.get_logger().fatal(f"cannot load policy: {exc}")
+            raise SystemExit(f"policy_inference: {exc}") from None
+        self.config = self.policy.config
+        spec = self.config.observation
+
+        # Latest input per source: (decoded value, stamp [ns]).
+        self._latest: dict[str, tuple[Any, int]] = {}
+        needs = set()
+        if spec.image is not None:
+            needs.add("image")
+        if spec.obstacles is not None:
+            needs.add("obstacles")
+        if spec.parts is not None:
+            needs.add("parts")
+        for name in spec.state.names if spec.state is not None else ():
+            head = name.split(".")[0]
+            needs.add(head if head in ("odom", "tactile") else "joints")
+        self._needs = sorted(needs)
+        handlers = {"image": (Image, self._on_image), "joints": (JointState, self._on_joints),
+                    "odom": (Odometry, self._on_odom), "obstacles": (ObstacleArray, self._on_obstacles),
+                    "parts": (DetectedPartArray, self._on_parts), "tactile": (TactileState, self._on_tactile)}
+        for source in self._needs:
+            msg_type, callback = handlers[source]
+            if not topics[source]:
+                raise SystemExit(f"policy_inference: the model needs {source} but {source}_topic is empty")
+            self.sensor_subscription(msg_type, topics[source], callback)
+        if spec.instruction is not None:
+            self.create_subscription(String, instruction_topic, self._on_instruction, STATE_QOS)
+
+        self.chunk_pub = self.checked_publisher(ActionChunk, chunk_topic, COMMAND_QOS)
+        arm_joints = [n for n in self.config.action.names if n not in self.gripper_names]
+        self.trajectory_pub = None
+        if trajectory_topic and self.config.embodiment == "arm":
+            self.trajectory_pub = self.checked_publisher(JointTrajectory, trajectory_topic, COMMAND_QOS)
+        self._arm_columns = [self.config.action.names.index(n) for n in arm_joints]
+        self._arm_joints = arm_joints
+        self._sequence = 0
+        self._last_problem = ""
+        self.runner = AsyncChunkRunner(self.policy, self._now_ns, self._publish, self._on_drop,
+                                       self.request_threshold_s, min_period)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(check_period, self._check)
+        self.create_timer(1.0, self._update_status)
+        self.get_logger().info(
+            f"policy {self.config.name!r} ({backend}, {self.config.embodiment}, {self.config.chunk_length} steps x "
+            f"{self.config.dt} s); inputs {self._needs + (['instruction'] if spec.instruction else [])}")
+
+    # ---- inputs -------------------------------------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _stamp(self, header: Any) -> int:
+        ns = convert.stamp_to_ns(header.stamp)
+        return ns if ns > 0 else self._now_ns()
+
+    def _store(self, source: str, value: Any, stamp_ns: int) -> None:
+        self._latest[source] = (value, stamp_ns)
+        self.tick(f"in.{source}")
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            self._store("image", rgb_image(msg), self._stamp(msg.header))
+        except ValueError as exc:
+            self._reject("image", exc)
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            self._store("joints", convert.joint_state_to_dict(msg), self._stamp(msg.header))
+        except ValueError as exc:
+            self._reject("joints", exc)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            self._store("odom", convert.odometry_to_arrays(msg), self._stamp(msg.header))
+        except ValueError as exc:
+            self._reject("odom", exc)
+
+    def _on_obstacles(self, msg: ObstacleArray) -> None:
+        self._store("obstacles", obstacle_features(msg, self.config.observation.obstacles.features.names),
+                    self._stamp(msg.header))
+
+    def _on_parts(self, msg: DetectedPartArray) -> None:
+        self._store("parts", part_features(msg, self.config.observation.parts.features.names), self._stamp(msg.header))
+
+    def _on_tactile(self, msg: TactileState) -> None:
+        pads = {pad.name: (float(pad.normal_force), bool(pad.in_contact), bool(pad.slip)) for pad in msg.pads}
+        self._store("tactile", pads, self._stamp(msg.header))
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
+        self.get_logger().info(f"instruction: {msg.data!r}")
+
+    def _reject(self, source: str, exc: Exception) -> None:
+        self.count(f"rejected.{source}")
+        self.get_logger().warning(f"{source} message rejected: {exc}", throttle_duration_sec=5.0)
+
+    def observation(self) -> tuple[dict[str, Any], int]:
+        """The newest inputs as a policy observation and its time (the state's stamp; else the oldest input's).
+
+        Raises:
+            ObservationError: an input is missing or older than max_observation_age_s.
+        """
+        now = self._now_ns()
+        for source in self._needs:
+            if source not in self._latest:
+                raise ObservationError(f"missing: nothing received on the {source} topic yet")
+            age = now - self._latest[source][1]
+            if age > self.max_age_ns:
+                raise ObservationError(f"stale: {source} is {age / 1e6:.0f} ms old (> {self.max_age_ns / 1e6:.0f} ms)")
+        spec = self.config.observation
+        latest = {k: v for k, (v, _) in self._latest.items()}
+        obs: dict[str, Any] = {}
+        if spec.image is not None:
+            obs["image"] = latest["image"]
+        if spec.state is not None:
+            obs["state"] = assemble_state(spec.state.names, latest.get("joints"), latest.get("odom"),
+                                          latest.get("tactile"))
+        if spec.obstacles is not None:
+            obs["obstacles"] = latest["obstacles"]
+        if spec.parts is not None:
+            obs["parts"] = latest["parts"]
+        if spec.instruction is not None:
+            obs["instruction"] = self.instruction
+        primary = [s for s in ("joints", "odom") if s in self._needs]
+        stamp = self._latest[primary[0]][1] if primary else min(self._latest[s][1] for s in self._needs)
+        return obs, stamp
+
+    # ---- inference ----------------------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.paused:
+            return
+        if not self.policy.ready():
+            return
+        if self.runner.maybe_request(self.observation):
+            self.tick("requests")
+
+    def _on_drop(self, reason: str, detail: str) -> None:
+        key = "observation_skipped" if reason == "observation" else f"drop.{reason}"
+        self.count(key)
+        self._last_problem = f"{reason}: {detail}"
+        self.get_logger().warning(f"{key}: {detail}", throttle_duration_sec=2.0)
+
+    def _publish(self, chunk: TimedChunk) -> None:
+        """Runs on the worker thread: publish the chunk (and the arm trajectory)."""
+        self.latency("inference", chunk.latency_ms)
+        msg = ActionChunk()
+        msg.header.stamp = convert.ns_to_stamp(chunk.obs_time_ns)
+        msg.embodiment = chunk.embodiment
+        msg.action_names = list(chunk.names)
+        msg.start_time = convert.ns_to_stamp(chunk.start_time_ns)
+        msg.dt = float(chunk.dt)
+        msg.horizon = len(chunk.values)
+        msg.values = chunk.values.astype(np.float64).ravel().tolist()
+        msg.model_id = chunk.model_id
+        msg.inference_latency_ms = float(chunk.latency_ms)
+        msg.sequence = self._sequence
+        self._sequence += 1
+        self.chunk_pub.publish(msg)
+        self.tick("chunks")
+        if chunk.skipped:
+            self.count("steps_skipped", chunk.skipped)
+        if self.trajectory_pub is not None:
+            traj = JointTrajectory()
+            traj.header.stamp = msg.start_time
+            traj.joint_names = self._arm_joints
+            points = chunk.values[:, self._arm_columns]
+            traj.points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=_duration(k * chunk.dt))
+                           for k, row in enumerate(points)]
+            self.trajectory_pub.publish(traj)
+
+    # ---- parameters and status ----------------------------------------------------------------------------------
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            if param.name == "paused":
+                if param.type_ != Parameter.Type.BOOL:
+                    return SetParametersResult(successful=False, reason="paused must be a bool")
+                if self.paused and not param.value:
+                    self.runner.reset()  # resume with a fresh chunk, not the tail of an old one
+                self.paused = bool(param.value)
+                self.get_logger().info("paused" if self.paused else "resumed")
+            elif param.name == "instruction":
+                self.instruction = str(param.value)
+        return SetParametersResult(successful=True)
+
+    def _update_status(self) -> None:
+        now = self._now_ns()
+        current = self.runner.current
+        age_ms = (now - current.obs_time_ns) / 1e6 if current is not None else float("nan")
+        health = self.policy.health()
+        values = {"backend": self.policy.backend, "model": self.config.name, "backend_health": health,
+                  "chunk_age_ms": f"{age_ms:.1f}", "paused": self.paused, "last_problem": self._last_problem}
+        if self.paused:
+            self.set_status(DiagnosticStatus.OK, "paused", **values)
+        elif health != "ok":
+            self.set_status(DiagnosticStatus.ERROR, f"backend unavailable: {health}", **values)
+        else:
+            try:
+                self.observation()
+            except ObservationError as exc:
+                self.set_status(DiagnosticStatus.WARN, f"inference skipped: {exc}", **values)
+                return
+            self.set_status(DiagnosticStatus.OK, "running", **values)
+
+    def on_shutdown(self) -> None:
+        """Stop the worker and close the backend."""
+        self.runner.stop()
+        self.policy.close()
+
+
+def _duration(seconds: float) -> Duration:
+    sec = int(seconds)
+    return Duration(sec=sec, nanosec=round((seconds - sec) * NS))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point."""
+    run_node(PolicyInferenceNode, args)
+
+
+if __name__ == "__main__":
+    main()
