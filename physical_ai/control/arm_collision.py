@@ -100,6 +100,7 @@ class CapsuleArm:
         """Capsule end points (G, 3) and (G, 3) in the world frame for joint positions q."""
         self.data.qpos[self.qpos_adr] = q
         mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)  # joint axes in world coordinates, needed by mj_jac
         pos = self.data.geom_xpos[self.geoms]
         rot = self.data.geom_xmat[self.geoms].reshape(-1, 3, 3)
         axis = rot[np.arange(len(self.geoms)), :, self.axis] * self.half_length[:, None]

@@ -1,0 +1,143 @@
+"""Arm corrector behaviour: blending across chunks, late chunks, bad input, obstacles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _arm_fixture import LIMITS, NAMES, make_arm, start_pose
+
+from physical_ai.control.flags import Flag
+
+PERIOD = 0.001
+
+
+def sine_chunk(t0: float, horizon: int = 26, dt: float = 0.02, phase: float = 0.0) -> np.ndarray:
+    t = t0 + dt * np.arange(horizon)
+    return start_pose() + 0.4 * np.sin(1.5 * t[:, None] + np.arange(7) + phase)
+
+
+def run(arm, seconds: float, t0: float, chunk_every: int | None = 100, phase_noise: float = 0.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    now, out = t0, []
+    for k in range(int(seconds / PERIOD)):
+        if chunk_every and k % chunk_every == 0:
+            check = arm.submit_chunk(NAMES, sine_chunk(now, phase=rng.normal(0, phase_noise)).ravel(), now, 0.02, 26,
+                                     now)
+            assert check.reference is not None, check.reasons
+        out.append(arm.step(now))
+        now += PERIOD
+    return out, now
+
+
+def test_chunks_blend_without_stopping_or_velocity_jumps():
+    arm = make_arm(with_collision=False)
+    arm.set_measured(start_pose() + 0.4 * np.sin(np.arange(7)))
+    out, _ = run(arm, 2.0, 0.0, phase_noise=0.05)
+    vel = np.array([c.velocity for c in out])
+    jumps = np.abs(np.diff(vel, axis=0)) - LIMITS.max_acceleration * PERIOD
+    assert jumps.max() <= 1e-9  # no velocity discontinuity anywhere, chunk boundaries included
+    speed = np.linalg.norm(vel[500:], axis=1)
+    assert speed.min() > 0.05  # never stops at a boundary while chunks keep coming
+    pos = np.array([c.position for c in out])
+    ref = start_pose() + 0.4 * np.sin(1.5 * np.arange(len(out))[:, None] * PERIOD + np.arange(7))
+    assert np.abs(pos[1000:] - ref[1000:]).max() < 0.15  # tracks the (noisy) reference
+
+
+def test_late_chunk_extrapolates_then_stops_smoothly():
+    arm = make_arm(with_collision=False)
+    arm.set_measured(start_pose() + 0.4 * np.sin(np.arange(7)))
+    arm.submit_chunk(NAMES, sine_chunk(0.0).ravel(), 0.0, 0.02, 26, 0.0)
+    out = [arm.step(k * PERIOD) for k in range(1500)]
+    flags = [c.flags for c in out]
+    assert any(f & Flag.EXTRAPOLATING for f in flags[500:600])
+    assert any("stopping" in " ".join(c.reasons) for c in out[700:])
+    assert np.linalg.norm(out[-1].velocity) < 1e-6
+    acc = np.array([c.acceleration for c in out])
+    assert np.all(np.abs(acc) <= LIMITS.max_acceleration + 1e-9)
+
+
+def test_reordered_names_are_mapped_by_name():
+    a, b = make_arm(with_collision=False), make_arm(with_collision=False)
+    for arm in (a, b):
+        arm.set_measured(start_pose())
+    values = sine_chunk(0.0)
+    perm = [3, 0, 6, 1, 5, 2, 4]
+    a.submit_chunk(NAMES, values.ravel(), 0.0, 0.02, 26, 0.0)
+    check = b.submit_chunk([NAMES[i] for i in perm], values[:, perm].ravel(), 0.0, 0.02, 26, 0.0)
+    assert check.reference is not None
+    for k in range(200):
+        ca, cb = a.step(k * PERIOD), b.step(k * PERIOD)
+    np.testing.assert_allclose(ca.position, cb.position)
+
+
+@pytest.mark.parametrize(("mutate", "reason"), [
+    (lambda v, s: (NAMES, np.where(np.arange(v.size) == 3, np.nan, v), s, 0.02, 26), "NaN"),
+    (lambda v, s: (NAMES, v[:-1], s, 0.02, 26), "wrong length"),
+    (lambda v, s: (NAMES[:-1], v[: 26 * 6], s, 0.02, 26), "missing"),
+    (lambda v, s: ([*NAMES[:-1], "joint1"], v, s, 0.02, 26), "duplicate"),
+    (lambda v, s: (NAMES, v, s - 5.0, 0.02, 26), "stale"),
+    (lambda v, s: (NAMES, v, s + 5.0, 0.02, 26), "future"),
+    (lambda v, s: (NAMES, v, s, -0.02, 26), "dt"),
+    (lambda v, s: (NAMES, v, s - 0.2, 0.02, 26), "non-monotonic"),
+])
+def test_bad_chunks_are_rejected_with_reason(mutate, reason):
+    arm = make_arm(with_collision=False)
+    arm.set_measured(start_pose())
+    now = 1.0
+    assert arm.submit_chunk(NAMES, sine_chunk(now).ravel(), now, 0.02, 26, now).reference is not None
+    before = [arm.step(now + k * PERIOD).position for k in range(50)][-1]
+    check = arm.submit_chunk(*mutate(sine_chunk(now).ravel(), now), now + 0.05)
+    assert check.reference is None
+    assert any(reason in r for r in check.reasons), check.reasons
+    assert np.all(np.isfinite(before))
+
+
+def test_out_of_limit_targets_are_clamped():
+    arm = make_arm(with_collision=False)
+    arm.set_measured(start_pose())
+    values = np.tile(start_pose() + 10.0, (5, 1))
+    check = arm.submit_chunk(NAMES, values.ravel(), 0.0, 0.05, 5, 0.0)
+    assert check.clamped and any("clamped" in r for r in check.reasons)
+    pos = np.array([arm.step(k * PERIOD).position for k in range(4000)])
+    assert np.all(pos <= LIMITS.upper) and np.all(pos >= LIMITS.lower)
+
+
+def test_obstacle_on_the_path_stops_the_arm_and_moving_away_is_allowed():
+    arm = make_arm()
+    arm.set_measured(start_pose())
+    arm.step(0.0)
+    tip = arm.collision.segments(start_pose())[1][6]
+    # A target that moves the tip down/forward, and an obstacle 5 cm beyond the clearance in front of the tip.
+    target = start_pose() + np.array([0, 0.6, 0, 0.4, 0, 0, 0])
+    arm.submit_chunk(NAMES, np.array([start_pose(), target]).ravel(), 0.0, 1.0, 2, 0.0)
+    tip_after = arm.collision.segments(target)[1][6]
+    direction = (tip_after - tip) / np.linalg.norm(tip_after - tip)
+    arm.set_obstacles((tip + direction * 0.2)[None], np.array([0.05]), np.zeros((1, 3)))
+    out = [arm.step(k * PERIOD) for k in range(1, 3000)]
+    assert any(c.flags & (Flag.OBSTACLE_STOP | Flag.OBSTACLE_SLOWDOWN) for c in out)
+    assert min(c.min_clearance_m for c in out) > 0.0  # never touched
+    assert min(c.min_clearance_m for c in out[-100:]) >= arm.config.clearance_m * 0.5
+    assert np.linalg.norm(out[-1].velocity) < 1e-3
+
+
+def test_capsule_model_jacobian_matches_finite_differences():
+    arm = make_arm()
+    cap = arm.collision
+    q = start_pose()
+    _, b = cap.segments(q)
+    tip = b[6].copy()
+    jac = cap.point_jacobian(tip, cap.body[6]).copy()
+    numeric = np.zeros((3, 7))
+    for i in range(7):
+        dq = np.zeros(7)
+        dq[i] = 1e-6
+        numeric[:, i] = (cap.segments(q + dq)[1][6] - tip) / 1e-6
+    np.testing.assert_allclose(jac, numeric, atol=1e-5)
+    # Clearance against a brute-force distance to densely sampled capsule axes.
+    center = tip + np.array([0.05, 0.1, 0.25])
+    c = cap.clearance(q, center[None], np.array([0.05]))
+    a, b = cap.segments(q)
+    t = np.linspace(0, 1, 2001)[:, None, None]
+    samples = a[None] + t * (b - a)[None]  # (T, G, 3)
+    brute = (np.linalg.norm(samples - center, axis=2) - cap.radius[None]).min() - 0.05
+    assert c.distance[0] == pytest.approx(brute, abs=1e-3)
