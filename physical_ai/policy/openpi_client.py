@@ -120,7 +120,7 @@ class OpenpiClient:
             raise PolicyServerError(f"reconnecting to {self.uri} in {wait:.2f} s (last error: {self.last_error})")
         try:
             ws = connect(self.uri, open_timeout=self.connect_timeout_s, compression=None, max_size=None,
-                         additional_headers=self._headers, close_timeout=0.5)
+                         additional_headers=self._headers, close_timeout=0.5, legacy=True)
         except (OSError, TimeoutError, WebSocketException) as exc:
             self._fail(f"cannot connect to {self.uri}: {exc}")
             raise PolicyServerError(self.last_error) from exc

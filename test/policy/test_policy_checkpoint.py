@@ -64,7 +64,7 @@ def test_config_round_trip_and_compatibility():
     check_compatible(config, "amr", ["linear_x", "angular_z"])
     with pytest.raises(ConfigError, match="embodiment"):
         check_compatible(config, "arm")
-    with pytest.raises(ConfigError, match="action.names"):
+    with pytest.raises(ConfigError, match=r"action\.names"):
         check_compatible(config, "amr", ["speed", "steering_angle"])
 
 
@@ -98,7 +98,7 @@ def test_pickle_is_never_loaded(tmp_path):
     with pytest.raises(ConfigError, match="unreadable safetensors"):
         load_checkpoint(tmp_path)
     (tmp_path / "model.safetensors").unlink()
-    with pytest.raises(ConfigError, match="model.safetensors: not found"):
+    with pytest.raises(ConfigError, match=r"model\.safetensors: not found"):
         make_policy("torch", tmp_path)
 
 
@@ -151,7 +151,7 @@ def test_onnx_backend_checks_inputs(tmp_path, arm_ckpt):
     make_checkpoint(tmp_path, "amr")
     with pytest.raises(ConfigError, match="not found"):
         make_policy("onnx", tmp_path)
-    with pytest.raises(ConfigError, match="do not match config.json"):
+    with pytest.raises(ConfigError, match=r"do not match config\.json"):
         make_policy("onnx", tmp_path, onnx_path=arm_ckpt / "model.onnx")
 
 
