@@ -1,0 +1,436 @@
+"""perception_fusion: camera, depth, LiDAR/scan and tactile inputs fused into obstacles, occupancy, parts, contact.
+
+Inputs (each optional; an empty topic name disables it): PointCloud2 LiDARs (`lidar_topics`, comma-separated),
+LaserScans (`scan_topics`), RGB + CameraInfo, depth + CameraInfo, TactileState, /tf and /tf_static.
+Every accepted message is validated (stamp not in the future nor older than its age limit, rate, finite points,
+image size/encoding, known frames) and otherwise dropped with a counter on /diagnostics. A `SensorSync` bundles
+the inputs around each trigger frame without ever stalling on a dead or late sensor; a bundle missing a configured
+sensor is published with `degraded = true`.
+"""
+
+from __future__ import annotations
+
+import array
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Vector3
+from nav_msgs.msg import OccupancyGrid
+from physical_ai_stack.msg import DetectedPart, DetectedPartArray, Obstacle, ObstacleArray, TactileState
+from sensor_msgs.msg import CameraInfo, Image, LaserScan, PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
+
+from physical_ai.convert import (
+    camera_info_to_matrix,
+    image_to_numpy,
+    laserscan_to_xy,
+    make_header,
+    pointcloud2_to_xyz,
+    stamp_to_ns,
+)
+from physical_ai.perception.camera import CameraModel, depth_to_points
+from physical_ai.perception.lidar import (
+    CLASS_PERSON,
+    CLASS_UNKNOWN,
+    CLASS_VEHICLE,
+    SENSOR_CAMERA,
+    SENSOR_DEPTH,
+    SENSOR_LIDAR,
+    SegmentationConfig,
+)
+from physical_ai.perception.occupancy import OccupancyConfig
+from physical_ai.perception.parts import PartsConfig
+from physical_ai.perception.pipeline import CameraFrame, FrameInput, FusionPipeline, PipelineConfig
+from physical_ai.perception.sync import SensorSpec, SensorSync
+from physical_ai.perception.tactile import TactileConfig, TactileProcessor
+from physical_ai.perception.tracking import TrackerConfig
+from physical_ai.tf import TransformBuffer
+from physical_ai_nodes._base import PhysaiNode, run_node
+from physical_ai_nodes._tf import TfListener
+
+_COLORS = {CLASS_PERSON: (1.0, 0.2, 0.2), CLASS_VEHICLE: (0.2, 0.4, 1.0)}
+
+
+def _yaw_quaternion(yaw: float) -> Quaternion:
+    return Quaternion(z=float(np.sin(yaw / 2)), w=float(np.cos(yaw / 2)))
+
+
+def _topics(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+class PerceptionFusion(PhysaiNode):
+    """The perception fusion node."""
+
+    def __init__(self) -> None:
+        super().__init__("perception_fusion")
+        p = self.param
+        self.base_frame = p("base_frame", "base_link", "Frame of obstacles and occupancy")
+        self.tracking_frame = p("tracking_frame", "odom", "Fixed frame for tracking; '' tracks in base_frame")
+        lidar_topics = _topics(p("lidar_topics", "/lidar/points", "PointCloud2 topics, comma-separated"))
+        scan_topics = _topics(p("scan_topics", "", "LaserScan topics, comma-separated"))
+        image_topic = p("image_topic", "/camera/color/image_raw", "RGB image topic ('' disables)")
+        info_topic = p("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the RGB image")
+        depth_topic = p("depth_topic", "", "Depth image topic, 32FC1 [m] or 16UC1 [mm] ('' disables)")
+        depth_info_topic = p("depth_info_topic", "/camera/depth/camera_info", "CameraInfo of the depth image")
+        tactile_topic = p("tactile_topic", "", "TactileState topic ('' disables)")
+        range_age = p("lidar_max_age_s", 0.5, "LiDAR/scan data older than this is stale [s]", (0.01, 10.0))
+        camera_age = p("camera_max_age_s", 0.5, "Camera/depth data older than this is stale [s]", (0.01, 10.0))
+        slop = p("sync_slop_s", 0.05, "Largest stamp difference for matching sensors [s]", (0.0, 1.0))
+        max_wait = p("sync_max_wait_s", 0.02, "Longest a LiDAR frame waits for a late camera [s]", (0.0, 0.5))
+        self.future_tol_ns = int(p("future_tolerance_s", 0.05, "Stamps this far ahead of now are rejected [s]",
+                                   (0.0, 5.0)) * 1e9)
+        self.max_rate_hz = p("max_rate_hz", 50.0, "Messages faster than this per sensor are dropped [Hz]",
+                             (1.0, 10000.0))
+        self.depth_stride = p("depth_stride", 4, "Depth pixel subsampling step", (1, 32))
+        self.depth_max_range = p("depth_max_range_m", 6.0, "Depth returns farther than this are ignored [m]",
+                                 (0.1, 100.0))
+        seg = SegmentationConfig(
+            x_range=(p("x_min_m", -20.0, "Grid extent behind the robot [m]", (-200.0, 0.0)),
+                     p("x_max_m", 20.0, "Grid extent ahead of the robot [m]", (0.0, 200.0))),
+            y_range=(p("y_min_m", -20.0, "Grid extent to the right [m]", (-200.0, 0.0)),
+                     p("y_max_m", 20.0, "Grid extent to the left [m]", (0.0, 200.0))),
+            cell_size=p("cell_size_m", 0.2, "Clustering grid resolution [m]", (0.01, 2.0)),
+            ground_threshold=p("ground_threshold_m", 0.2, "Height above ground of obstacle points [m]",
+                               (0.0, 2.0)),
+            max_height=p("max_height_m", 2.5, "Points higher than this above ground are ignored [m]", (0.1, 20.0)),
+            default_ground_z=p("ground_z_m", 0.0, "Ground height in base_frame when no plane fits [m]",
+                               (-10.0, 10.0)),
+            min_cluster_points=p("min_cluster_points", 5, "Smallest cluster kept [points]", (1, 10000)),
+            vehicle_length_prior=p("vehicle_length_prior_m", 4.2, "Vehicle length for box completion [m]",
+                                   (0.0, 20.0)),
+        )
+        trk = TrackerConfig(
+            gate_m=p("track_gate_m", 2.0, "Largest association distance [m]", (0.1, 20.0)),
+            max_missed=p("track_max_missed", 3, "Frames a track coasts before deletion", (0, 100)),
+            moving_speed=p("moving_speed_mps", 0.3, "Speed above which an obstacle is moving [m/s]", (0.0, 10.0)),
+            prediction_steps=p("prediction_steps", 5, "Predicted positions per obstacle", (0, 50)),
+            prediction_dt=p("prediction_dt_s", 0.2, "Spacing of predicted positions [s]", (0.01, 5.0)),
+        )
+        occ = OccupancyConfig(
+            size_m=p("occupancy_size_m", 20.0, "Side of the robot-centred grid [m]", (1.0, 200.0)),
+            resolution=p("occupancy_resolution_m", 0.1, "Occupancy cell size [m]", (0.01, 2.0)),
+            inflation_m={CLASS_PERSON: p("inflation_person_m", 0.8, "Inflation around people [m]", (0.0, 10.0)),
+                         CLASS_VEHICLE: p("inflation_vehicle_m", 0.5, "Inflation around vehicles [m]", (0.0, 10.0)),
+                         CLASS_UNKNOWN: p("inflation_default_m", 0.3, "Inflation around others [m]", (0.0, 10.0))},
+            default_inflation_m=p("inflation_default_m_static", 0.3, "Inflation around static obstacles [m]",
+                                  (0.0, 10.0)),
+        )
+        parts = None
+        if p("parts_enabled", False, "Estimate part poses from depth (arm cell)"):
+            parts = PartsConfig(table_z=p("table_z_m", 0.0, "Table top height in base_frame [m]", (-5.0, 5.0)),
+                                workspace_x=(p("workspace_x_min_m", -1.0, "Workspace x min [m]", (-10.0, 10.0)),
+                                             p("workspace_x_max_m", 1.0, "Workspace x max [m]", (-10.0, 10.0))),
+                                workspace_y=(p("workspace_y_min_m", -1.0, "Workspace y min [m]", (-10.0, 10.0)),
+                                             p("workspace_y_max_m", 1.0, "Workspace y max [m]", (-10.0, 10.0))))
+        self.pipeline = FusionPipeline(PipelineConfig(
+            segmentation=seg, tracker=trk, occupancy=occ, parts=parts,
+            hog_enabled=p("hog_enabled", True, "Run the HOG people detector on the RGB image"),
+            hog_frame_scale=p("hog_frame_scale", 0.5, "Image scale for the people detector", (0.1, 2.0)),
+            hog_every_n=p("hog_every_n", 1, "Run the people detector every n-th cycle", (1, 100)),
+            occupancy_enabled=p("occupancy_enabled", True, "Publish /perception/occupancy")))
+        self.tactile = TactileProcessor(TactileConfig(
+            taxel_pitch=p("taxel_pitch_m", 0.004, "Taxel spacing [m]", (1e-4, 0.1)),
+            contact_on_n=p("contact_on_n", 0.5, "Force that starts a contact [N]", (0.0, 1000.0)),
+            contact_off_n=p("contact_off_n", 0.3, "Force that ends a contact [N]", (0.0, 1000.0))))
+
+        self.tf_buffer = TransformBuffer()
+        self.tf_listener = TfListener(self, self.tf_buffer)
+        specs: dict[str, SensorSpec] = {}
+        triggers: list[str] = []
+        self._max_age_ns: dict[str, int] = {}
+        self._last_rx: dict[str, int] = {}
+        self._camera_info: dict[str, CameraInfo] = {}
+        for topic in lidar_topics:
+            self.sensor_subscription(PointCloud2, topic, lambda m, t=topic: self._on_cloud(m, t))
+            triggers.append(f"lidar:{topic}")
+        for topic in scan_topics:
+            self.sensor_subscription(LaserScan, topic, lambda m, t=topic: self._on_scan(m, t))
+            triggers.append(f"scan:{topic}")
+        for name in triggers:
+            specs[name] = SensorSpec(int(range_age * 1e9))
+        if depth_topic:
+            self.sensor_subscription(CameraInfo, depth_info_topic, lambda m: self._camera_info.__setitem__("depth", m))
+            self.sensor_subscription(Image, depth_topic, self._on_depth)
+            specs["depth"] = SensorSpec(int(camera_age * 1e9))
+            triggers.append("depth")
+        if image_topic:
+            self.sensor_subscription(CameraInfo, info_topic, lambda m: self._camera_info.__setitem__("camera", m))
+            self.sensor_subscription(Image, image_topic, self._on_image)
+            specs["camera"] = SensorSpec(int(camera_age * 1e9))
+            triggers.append("camera")
+        if tactile_topic:
+            self.sensor_subscription(TactileState, tactile_topic, self._on_tactile)
+        if not specs:
+            raise ValueError("perception_fusion: no LiDAR, scan, depth or image topic configured")
+        self._max_age_ns = {k: v.max_age_ns for k, v in specs.items()}
+        self.sync = SensorSync(specs, triggers, int(slop * 1e9), int(max_wait * 1e9))
+
+        self.obstacle_pub = self.checked_publisher(ObstacleArray, "/perception/obstacles")
+        self.grid_pub = self.checked_publisher(OccupancyGrid, "/perception/occupancy")
+        self.parts_pub = self.checked_publisher(DetectedPartArray, "/perception/parts")
+        self.contact_pub = self.checked_publisher(TactileState, "/perception/contact")
+        self.marker_pub = self.checked_publisher(MarkerArray, "/perception/markers")
+        self.create_timer(0.005, self._poll)
+        self.set_status(DiagnosticStatus.OK, "waiting for sensors")
+
+    # ---- input validation -----------------------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _accept(self, sensor: str, stamp_ns: int) -> bool:
+        """Reject stamps from the future or older than the age limit, and messages above max_rate_hz."""
+        now = self._now_ns()
+        if stamp_ns > now + self.future_tol_ns:
+            return self._drop(f"future_stamp:{sensor}", f"{sensor}: stamp {(stamp_ns - now) * 1e-9:.3f} s ahead")
+        if now - stamp_ns > self._max_age_ns.get(sensor, int(1e9)):
+            return self._drop(f"too_old:{sensor}", f"{sensor}: stamp {(now - stamp_ns) * 1e-9:.3f} s old")
+        last = self._last_rx.get(sensor)
+        if last is not None and time.monotonic_ns() - last < 1e9 / self.max_rate_hz:
+            return self._drop(f"rate_limited:{sensor}", f"{sensor}: faster than {self.max_rate_hz} Hz")
+        self._last_rx[sensor] = time.monotonic_ns()
+        return True
+
+    def _drop(self, reason: str, detail: str) -> bool:
+        self.count(reason)
+        self.get_logger().warning(f"dropped: {detail}", throttle_duration_sec=2.0)
+        return False
+
+    def _to_base(self, frame: str, stamp_ns: int, sensor: str) -> np.ndarray | None:
+        """T_base_frame at the stamp (latest if the stamp is outside the TF history); None (counted) if unknown."""
+        try:
+            try:
+                return self.tf_buffer.lookup(self.base_frame, frame, stamp_ns)
+            except ValueError:
+                return self.tf_buffer.lookup(self.base_frame, frame)
+        except (LookupError, ValueError) as exc:
+            self._drop(f"unknown_frame:{sensor}", f"{sensor}: no transform {self.base_frame} <- {frame!r}: {exc}")
+            return None
+
+    # ---- callbacks ------------------------------------------------------------------------------------------
+    def _on_cloud(self, msg: PointCloud2, topic: str) -> None:
+        sensor = f"lidar:{topic}"
+        self.tick(sensor)
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self._accept(sensor, stamp):
+            return
+        try:
+            pts = pointcloud2_to_xyz(msg)
+        except ValueError as exc:
+            self._drop(f"malformed:{sensor}", str(exc))
+            return
+        self._add_points(sensor, pts, msg.header.frame_id, stamp)
+
+    def _on_scan(self, msg: LaserScan, topic: str) -> None:
+        sensor = f"scan:{topic}"
+        self.tick(sensor)
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self._accept(sensor, stamp):
+            return
+        try:
+            xy = laserscan_to_xy(msg)
+        except ValueError as exc:
+            self._drop(f"malformed:{sensor}", str(exc))
+            return
+        self._add_points(sensor, np.column_stack([xy, np.zeros(len(xy), np.float32)]), msg.header.frame_id, stamp)
+
+    def _add_points(self, sensor: str, pts: np.ndarray, frame: str, stamp: int) -> None:
+        finite = np.isfinite(pts[:, :3]).all(axis=1)
+        if not finite.all():
+            self.count(f"nonfinite_points:{sensor}", int((~finite).sum()))
+            pts = pts[finite]
+        if len(pts) == 0:
+            self._drop(f"empty_cloud:{sensor}", f"{sensor}: no valid points")
+            return
+        T = self._to_base(frame, stamp, sensor)
+        if T is None:
+            return
+        base = pts[:, :3] @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
+        self.sync.add(sensor, stamp, base, self._now_ns())
+        self._poll()
+
+    def _image_checks(self, msg: Image, sensor: str,
+                      encodings: tuple[str, ...]) -> tuple[np.ndarray, CameraInfo] | None:
+        info = self._camera_info.get(sensor)
+        if info is None:
+            self._drop(f"no_camera_info:{sensor}", f"{sensor}: no CameraInfo yet")
+            return None
+        if msg.width == 0 or msg.height == 0:
+            self._drop(f"empty_image:{sensor}", f"{sensor}: zero-size image")
+            return None
+        if (msg.width, msg.height) != (info.width, info.height):
+            self._drop(f"size_mismatch:{sensor}", f"{sensor}: image {msg.width}x{msg.height} vs CameraInfo "
+                       f"{info.width}x{info.height}")
+            return None
+        if msg.encoding not in encodings:
+            self._drop(f"bad_encoding:{sensor}", f"{sensor}: encoding {msg.encoding!r} not in {encodings}")
+            return None
+        try:
+            return image_to_numpy(msg), info
+        except ValueError as exc:
+            self._drop(f"malformed:{sensor}", str(exc))
+            return None
+
+    def _on_image(self, msg: Image) -> None:
+        self.tick("camera")
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self._accept("camera", stamp):
+            return
+        checked = self._image_checks(msg, "camera", ("rgb8", "bgr8"))
+        if checked is None:
+            return
+        image, info = checked
+        if msg.encoding == "bgr8":
+            image = image[:, :, ::-1]
+        T = self._to_base(msg.header.frame_id, stamp, "camera")
+        if T is None:
+            return
+        model = CameraModel(camera_info_to_matrix(info), int(msg.width), int(msg.height), np.linalg.inv(T))
+        self.sync.add("camera", stamp, CameraFrame(np.ascontiguousarray(image), model), self._now_ns())
+        self._poll()
+
+    def _on_depth(self, msg: Image) -> None:
+        self.tick("depth")
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self._accept("depth", stamp):
+            return
+        checked = self._image_checks(msg, "depth", ("32FC1", "16UC1"))
+        if checked is None:
+            return
+        depth, info = checked
+        if msg.encoding == "16UC1":
+            depth = depth.astype(np.float32) * 1e-3
+        T = self._to_base(msg.header.frame_id, stamp, "depth")
+        if T is None:
+            return
+        pts = depth_to_points(depth, camera_info_to_matrix(info), T, self.depth_stride, self.depth_max_range)
+        self.sync.add("depth", stamp, pts, self._now_ns())
+        self._poll()
+
+    def _on_tactile(self, msg: TactileState) -> None:
+        self.tick("tactile")
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self._accept("tactile", stamp):
+            return
+        out = TactileState(header=msg.header)
+        for pad in msg.pads:
+            try:
+                r = self.tactile.process(pad.name, pad.rows, pad.cols, np.asarray(pad.pressure), stamp)
+            except ValueError as exc:
+                self._drop("malformed:tactile", str(exc))
+                continue
+            pad.in_contact, pad.slip, pad.normal_force = r.in_contact, r.slip, r.normal_force
+            pad.contact_location = Point(x=float(r.location[0]), y=float(r.location[1]), z=float(r.location[2]))
+            out.pads.append(pad)
+        self.contact_pub.publish(out)
+
+    # ---- processing ---------------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        now = self._now_ns()
+        for bundle in self.sync.poll(now):
+            if now - bundle.stamp_ns > self._max_age_ns[bundle.trigger]:
+                self.count("stale_cycle")      # never publish old data as fresh
+                continue
+            try:
+                self._process(bundle, now)
+            except Exception as exc:
+                self.count("processing_error")
+                self.get_logger().error(f"cycle failed: {exc!r}", throttle_duration_sec=2.0)
+
+    def _process(self, bundle, now: int) -> None:
+        frame = FrameInput(stamp_ns=bundle.stamp_ns)
+        alive = 0
+        for name, (_, payload) in bundle.data.items():
+            if name.startswith("lidar:"):
+                frame.clouds.append(payload)
+                alive |= SENSOR_LIDAR
+            elif name.startswith("scan:"):
+                frame.scans.append(payload)
+                alive |= SENSOR_LIDAR
+            elif name == "depth":
+                frame.depth.append(payload)
+                alive |= SENSOR_DEPTH
+            elif name == "camera":
+                frame.cameras.append(payload)
+                alive |= SENSOR_CAMERA
+        if self.tracking_frame:
+            try:
+                frame.T_world_base = self.tf_buffer.lookup(self.tracking_frame, self.base_frame, bundle.stamp_ns)
+            except (LookupError, ValueError):
+                self.count("no_tracking_frame")
+        start = time.perf_counter()
+        result = self.pipeline.process(frame)
+        self.latency("cycle", (time.perf_counter() - start) * 1e3)
+        header = make_header(self.base_frame, bundle.stamp_ns)
+        out = ObstacleArray(header=header, sensors_alive=alive, degraded=bundle.degraded)
+        for ob in result.obstacles:
+            c = ob.cluster
+            pred = [Point(x=float(x), y=float(y), z=float(c.center[2])) for x, y in ob.predicted]
+            out.obstacles.append(Obstacle(
+                id=ob.track_id, classification=c.classification, confidence=float(c.confidence),
+                pose=Pose(position=Point(x=float(c.center[0]), y=float(c.center[1]), z=float(c.center[2])),
+                          orientation=_yaw_quaternion(c.yaw)),
+                size=Vector3(x=float(c.size[0]), y=float(c.size[1]), z=float(c.size[2])),
+                velocity=Vector3(x=float(ob.velocity[0]), y=float(ob.velocity[1])), sensors=c.sensors,
+                track_age=ob.age, prediction_dt=self.pipeline.cfg.tracker.prediction_dt, predicted_positions=pred))
+        self.obstacle_pub.publish(out)
+        self.latency("stamp_to_publish", (self._now_ns() - bundle.stamp_ns) * 1e-6)
+        self.tick("obstacles")
+        if result.grid is not None:
+            self._publish_grid(result.grid, header)
+        if self.pipeline.cfg.parts is not None:
+            self._publish_parts(result.parts, header)
+        self._publish_markers(out)
+        if bundle.degraded:
+            self.set_status(DiagnosticStatus.WARN, f"degraded: stale {', '.join(bundle.stale)}",
+                            degraded=True, stale=",".join(bundle.stale))
+        else:
+            self.set_status(DiagnosticStatus.OK, "ok", degraded=False, stale="")
+
+    def _publish_grid(self, grid: np.ndarray, header) -> None:
+        cfg = self.pipeline.cfg.occupancy
+        msg = OccupancyGrid(header=header)
+        msg.info.map_load_time = header.stamp
+        msg.info.resolution = float(cfg.resolution)
+        msg.info.width, msg.info.height = grid.shape[1], grid.shape[0]
+        msg.info.origin.position = Point(x=-cfg.size_m / 2, y=-cfg.size_m / 2)
+        msg.info.origin.orientation.w = 1.0
+        msg.data = array.array("b", grid.astype(np.int8).tobytes())
+        self.grid_pub.publish(msg)
+
+    def _publish_parts(self, parts, header) -> None:
+        out = DetectedPartArray(header=header)
+        for part in parts:
+            pose = PoseWithCovariance(pose=Pose(position=Point(x=float(part.position[0]), y=float(part.position[1]),
+                                                               z=float(part.position[2])),
+                                                orientation=_yaw_quaternion(part.yaw)))
+            pose.covariance = part.covariance.astype(float).ravel()
+            out.parts.append(DetectedPart(label=part.label, confidence=float(part.confidence), pose=pose,
+                                          size=Vector3(x=float(part.size[0]), y=float(part.size[1]),
+                                                       z=float(part.size[2]))))
+        self.parts_pub.publish(out)
+
+    def _publish_markers(self, obstacles: ObstacleArray) -> None:
+        markers = MarkerArray(markers=[Marker(header=obstacles.header, action=Marker.DELETEALL)])
+        for ob in obstacles.obstacles:
+            r, g, b = _COLORS.get(ob.classification, (0.6, 0.6, 0.6))
+            m = Marker(header=obstacles.header, ns="obstacles", id=int(ob.id), type=Marker.CUBE, action=Marker.ADD,
+                       pose=ob.pose, scale=ob.size)
+            m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.6
+            m.lifetime.nanosec = 300_000_000
+            markers.markers.append(m)
+        self.marker_pub.publish(markers)
+
+    def on_shutdown(self) -> None:
+        """Stop listening to /tf before the node is destroyed."""
+        self.tf_listener.destroy()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: run the perception fusion node."""
+    run_node(PerceptionFusion, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""perception_fusion over real DDS: a cloud + /tf_static from another process in, ObstacleArray out.
+
+Also checks the dead-camera case (LiDAR output continues, flagged degraded) and that bad input is counted, not fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from physical_ai_stack.msg import ObstacleArray
+from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
+
+from physical_ai.convert import make_camera_info, numpy_to_image, numpy_to_pointcloud2
+from physical_ai_nodes._base import SENSOR_QOS, STATE_QOS
+from physical_ai_nodes._tf import TfPublisher
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _scene(rng: np.random.Generator) -> np.ndarray:
+    """Ground disc plus a 0.5 x 0.5 x 1.7 m 'person' at (4, 1) in base_link; lidar_link is 1 m above base_link."""
+    g = rng.uniform(-10, 10, (6000, 2))
+    ground = np.column_stack([g, np.full(len(g), -1.0)])
+    person = np.column_stack([rng.uniform(3.75, 4.25, 800), rng.uniform(0.75, 1.25, 800),
+                              rng.uniform(-0.95, 0.7, 800)])
+    return np.concatenate([ground, person]).astype(np.float32)
+
+
+@pytest.fixture
+def node_proc():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args",
+         "-p", "sync_max_wait_s:=0.02", "-p", "camera_max_age_s:=0.3",
+         "-p", "max_rate_hz:=40.0"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_cloud_to_obstacles_and_dead_camera(node_proc):
+    rclpy.init()
+    node = Node("perception_test_driver")
+    try:
+        tf = TfPublisher(node)
+        T = np.eye(4)
+        T[2, 3] = 1.0
+        tf.publish_static([("base_link", "lidar_link", 0, T), ("base_link", "camera_color_optical_frame", 0,
+                                                                 np.array([[0, 0, 1, 0.2], [-1, 0, 0, 0],
+                                                                           [0, -1, 0, 1.0], [0, 0, 0, 1.0]]))])
+        cloud_pub = node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)
+        from sensor_msgs.msg import CameraInfo, Image
+        img_pub = node.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
+        info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR_QOS)
+        received: list[tuple[ObstacleArray, int]] = []
+        node.create_subscription(ObstacleArray, "/perception/obstacles",
+                                 lambda m: received.append((m, node.get_clock().now().nanoseconds)), STATE_QOS)
+        diags: list[DiagnosticArray] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, STATE_QOS)
+        pts = _scene(np.random.default_rng(0))
+        K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+        image = np.zeros((240, 320, 3), np.uint8)
+
+        def spin(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.01)
+
+        def publish(camera: bool, **bad) -> int:
+            stamp = node.get_clock().now().nanoseconds
+            if camera:
+                info_pub.publish(make_camera_info(320, 240, K, "camera_color_optical_frame", stamp))
+                img_pub.publish(numpy_to_image(image, "rgb8", "camera_color_optical_frame", stamp))
+            cloud = bad.get("cloud", pts)
+            cloud_pub.publish(numpy_to_pointcloud2({"x": cloud[:, 0], "y": cloud[:, 1], "z": cloud[:, 2]},
+                                                   bad.get("frame", "lidar_link"), bad.get("stamp", stamp)))
+            return stamp
+
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:   # discovery and node start-up
+            publish(camera=True)
+            spin(0.1)
+        assert received, "no ObstacleArray from perception_fusion"
+        # Phase 1: camera alive; phase 2: camera dead; every LiDAR frame must still produce output.
+        received.clear()
+        for _ in range(10):
+            publish(camera=True)
+            spin(0.1)
+        spin(0.3)
+        healthy = list(received)
+        received.clear()
+        stamps = []
+        for _ in range(10):
+            stamps.append(publish(camera=False))
+            spin(0.1)
+        spin(0.3)
+        dead = list(received)
+        assert len(healthy) >= 8 and not any(m.degraded for m, _ in healthy[2:])
+        assert len(dead) >= 9, f"LiDAR frames lost while the camera was dead: {len(dead)}/10"
+        out_stamps = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m, _ in dead}
+        assert len(out_stamps & set(stamps)) >= 9
+        assert all(m.degraded for m, _ in dead[4:]), "camera stale but output not flagged degraded"
+        msg = dead[-1][0]
+        near = [o for o in msg.obstacles if abs(o.pose.position.x - 4.0) < 0.5 and abs(o.pose.position.y - 1.0) < 0.5]
+        assert near and near[0].size.z > 1.4 and msg.header.frame_id == "base_link"
+        # Bad input: unknown frame, NaN points, empty cloud, future and old stamps: counted, node keeps going.
+        now = node.get_clock().now().nanoseconds
+        nan_cloud = pts.copy()
+        nan_cloud[:50] = np.nan
+        publish(False, frame="nowhere")
+        spin(0.1)
+        publish(False, cloud=np.zeros((0, 3), np.float32))
+        spin(0.1)
+        publish(False, stamp=now + 5 * 10**9)
+        spin(0.1)
+        publish(False, stamp=now - 5 * 10**9)
+        spin(0.1)
+        publish(False, cloud=nan_cloud)
+        spin(0.1)
+        for _ in range(10):                       # 10x rate burst
+            publish(False)
+        spin(1.5)
+        assert node_proc.poll() is None, "node died on bad input"
+        values = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+        for key in ("unknown_frame", "empty_cloud", "future_stamp", "too_old", "nonfinite_points", "rate_limited"):
+            assert any(k.startswith(f"count.{key}") for k in values), f"{key} not counted: {sorted(values)}"
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
