@@ -4,8 +4,10 @@ Run from the repository root: `.venv/bin/python models/vehicle_lane/generate_lan
 boxes laid along the centreline, so they are generated rather than typed; everything else is in TEMPLATE.
 """
 
+# ruff: noqa: E501  (the MJCF template keeps one XML element per line)
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,7 @@ def road_xml() -> str:
     """Asphalt strips and lane markings along the whole lane."""
     lines = []
     edges = np.arange(0.0, lane.LENGTH + 1e-9, 2.0)
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(edges)):
         lines.append(_strip(f"road_{i}", a, b, 0.0, lane.LANE_WIDTH + 3.0, "asphalt", 0.001))
         lines.append(_strip(f"edge_right_{i}", a, b, -lane.LANE_WIDTH / 2, 0.15, "paint", 0.004))
         if i % 3 == 0:  # dashes: 2 m painted, 4 m gap

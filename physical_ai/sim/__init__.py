@@ -1,0 +1,1 @@
+"""MuJoCo simulation that plays the robot drivers: scenarios, sensors, command interfaces, experts."""

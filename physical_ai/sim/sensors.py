@@ -1,0 +1,264 @@
+"""Simulated sensors: RGB-D camera (mujoco.Renderer), multi-ring LiDAR and 2D scan (mj_multiRay), tactile pads.
+
+Each sensor returns numpy arrays in its own frame; `SensorNoise` adds the configured noise, dropouts and latency.
+Frames: camera images are in the optical frame (x right, y down, z forward); LiDAR points in lidar_link
+(x forward, z up).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+
+# MuJoCo camera frame (x right, y up, -z forward) -> optical frame (x right, y down, z forward)
+CAMERA_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
+
+
+@dataclass
+class SensorNoise:
+    """Noise model of one sensor.
+
+    Attributes:
+        sigma: standard deviation of additive Gaussian noise on the measurement [sensor unit, m for ranges].
+        dropout: probability that a whole message is lost.
+        invalid_fraction: fraction of returns/pixels reported invalid (NaN / no return).
+        latency_s: delay between measurement and delivery [s].
+    """
+
+    sigma: float = 0.0
+    dropout: float = 0.0
+    invalid_fraction: float = 0.0
+    latency_s: float = 0.0
+
+
+class DelayLine:
+    """Delivers items after their latency, in time order (a sensor's transport delay)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, Any]] = []
+        self._seq = itertools.count()
+
+    def push(self, release_ns: int, item: Any) -> None:
+        """Queue `item` for delivery at `release_ns`."""
+        heapq.heappush(self._heap, (release_ns, next(self._seq), item))
+
+    def pop_ready(self, now_ns: int) -> list[Any]:
+        """Items whose release time has come."""
+        out = []
+        while self._heap and self._heap[0][0] <= now_ns:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+    def clear(self) -> None:
+        """Forget queued items."""
+        self._heap.clear()
+
+
+def body_pose(data: mujoco.MjData, body_id: int) -> np.ndarray:
+    """World pose (4x4) of a body."""
+    T = np.eye(4)
+    T[:3, :3] = data.xmat[body_id].reshape(3, 3)
+    T[:3, 3] = data.xpos[body_id]
+    return T
+
+
+class RgbdCamera:
+    """Renders registered colour (uint8 HxWx3) and depth (float32 HxW, metres along the optical axis)."""
+
+    def __init__(self, model: mujoco.MjModel, camera: str, width: int, height: int,
+                 max_depth: float = 10.0) -> None:
+        self.model = model
+        self.camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if self.camera_id < 0:
+            raise ValueError(f"camera {camera!r} not in model")
+        self.width, self.height, self.max_depth = width, height, max_depth
+        self._renderer = mujoco.Renderer(model, height=height, width=width)
+        flags = self._renderer.scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        self._option = mujoco.MjvOption()
+        fovy = np.radians(model.cam_fovy[self.camera_id])
+        f = 0.5 * height / np.tan(0.5 * fovy)
+        self.K = np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+    def optical_pose(self, data: mujoco.MjData) -> np.ndarray:
+        """World pose (4x4) of the optical frame."""
+        T = np.eye(4)
+        T[:3, :3] = data.cam_xmat[self.camera_id].reshape(3, 3) @ CAMERA_TO_OPTICAL
+        T[:3, 3] = data.cam_xpos[self.camera_id]
+        return T
+
+    def render(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+        """Return (rgb uint8 HxWx3, depth float32 HxW with NaN beyond `max_depth`)."""
+        r = self._renderer
+        r.update_scene(data, camera=self.camera_id, scene_option=self._option)
+        r.disable_depth_rendering()
+        rgb = r.render().copy()
+        r.enable_depth_rendering()
+        depth = r.render().astype(np.float32)
+        r.disable_depth_rendering()
+        depth[(depth <= 0) | (depth > self.max_depth)] = np.nan
+        return rgb, depth
+
+    def close(self) -> None:
+        """Release the GL context."""
+        self._renderer.close()
+
+
+def add_depth_noise(depth: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:
+    """Depth noise growing with range squared (structured-light/stereo style) and invalid pixels."""
+    out = depth
+    if noise.sigma > 0:
+        out = out + (noise.sigma * out * out * rng.standard_normal(out.shape)).astype(np.float32)
+    if noise.invalid_fraction > 0:
+        out = out.copy() if out is depth else out
+        out[rng.random(out.shape) < noise.invalid_fraction] = np.nan
+    return out
+
+
+def add_rgb_noise(rgb: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:
+    """Additive Gaussian pixel noise [intensity levels]."""
+    if noise.sigma <= 0:
+        return rgb
+    noisy = rgb.astype(np.float32) + noise.sigma * rng.standard_normal(rgb.shape, dtype=np.float32)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+class Lidar:
+    """A spinning multi-ring LiDAR cast with one mj_multiRay call per scan.
+
+    Rings are evenly spaced in elevation over [min_elev, max_elev] (one ring at 0 for a 2D scanner); azimuth
+    covers 360 degrees in `horizontal` steps. Robot geoms (group 1) are not seen.
+    """
+
+    def __init__(self, model: mujoco.MjModel, body: str, rings: int, horizontal: int,
+                 min_elev_deg: float = -15.0, max_elev_deg: float = 15.0, range_min: float = 0.1,
+                 range_max: float = 30.0, robot_group: int = 1) -> None:
+        self.model = model
+        self.body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
+        if self.body_id < 0:
+            raise ValueError(f"lidar body {body!r} not in model")
+        self.rings, self.horizontal = rings, horizontal
+        self.range_min, self.range_max = range_min, range_max
+        elev = np.radians(np.linspace(min_elev_deg, max_elev_deg, rings)) if rings > 1 else np.zeros(1)
+        self.azimuth = np.linspace(-np.pi, np.pi, horizontal, endpoint=False)
+        el, az = np.meshgrid(elev, self.azimuth, indexing="ij")  # ring-major
+        self.dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], -1).reshape(-1, 3)
+        self.ring = np.repeat(np.arange(rings, dtype=np.uint16), horizontal)
+        self.geomgroup = np.ones(6, dtype=np.uint8)
+        self.geomgroup[robot_group] = 0
+        n = len(self.dirs)
+        self._geomid = np.zeros(n, dtype=np.int32)
+        self._dist = np.zeros(n, dtype=np.float64)
+        self._normal = np.zeros(3 * n, dtype=np.float64)
+        self._world_dirs = self.dirs.copy()
+        # geom "reflectivity" for the intensity channel: mean colour brightness
+        self._reflect = np.clip(model.geom_rgba[:, :3].mean(axis=1), 0.05, 1.0)
+
+    def cast(self, data: mujoco.MjData) -> np.ndarray:
+        """Ranges [m] for every beam (ring-major), inf where nothing is hit within range."""
+        R = data.xmat[self.body_id].reshape(3, 3)
+        self._world_dirs = self.dirs @ R.T
+        vec = self._world_dirs.ravel()
+        mujoco.mj_multiRay(self.model, data, data.xpos[self.body_id].copy(), vec, self.geomgroup, 1, -1,
+                           self._geomid, self._dist, self._normal, len(self.dirs), self.range_max)
+        dist = self._dist.copy()
+        dist[(self._geomid < 0) | (dist < self.range_min) | (dist > self.range_max)] = np.inf
+        return dist
+
+    def intensities(self) -> np.ndarray:
+        """Return intensity (0..100) of the last cast: geom brightness times cosine of incidence."""
+        n = self._normal.reshape(-1, 3)
+        cos_inc = np.abs(np.einsum("ij,ij->i", n, self._world_dirs))
+        refl = np.where(self._geomid >= 0, self._reflect[np.maximum(self._geomid, 0)], 0.0)
+        return (100.0 * refl * cos_inc).astype(np.float32)
+
+    def scan(self, data: mujoco.MjData, noise: SensorNoise, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One noisy scan as a point cloud in the sensor frame: x, y, z, intensity (float32), ring (uint16)."""
+        dist = self.cast(data)
+        dist = noisy_ranges(dist, noise, rng)
+        ok = np.isfinite(dist)
+        pts = (self.dirs[ok] * dist[ok, None]).astype(np.float32)
+        return {"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": self.intensities()[ok],
+                "ring": self.ring[ok]}
+
+
+def noisy_ranges(dist: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:
+    """Add Gaussian range noise and random missing returns (inf) to a ranges array."""
+    out = dist
+    if noise.sigma > 0:
+        out = out + noise.sigma * rng.standard_normal(out.shape)
+    if noise.invalid_fraction > 0:
+        out = np.where(rng.random(out.shape) < noise.invalid_fraction, np.inf, out)
+    return out
+
+
+@dataclass
+class PadReading:
+    """One tactile pad: taxel pressures and contact summary, in the pad frame."""
+
+    name: str
+    rows: int
+    cols: int
+    pressure: np.ndarray  # [Pa], row-major
+    in_contact: bool
+    slip: bool
+    normal_force: float  # [N]
+    contact_location: np.ndarray  # (3,) [m], pressure-weighted centroid in the pad frame
+
+
+class TactilePads:
+    """Fingertip pads: taxel pressures from the touch sensors on a grid of sites, summary from contact forces.
+
+    Sites are named `<pad>_taxel_<row>_<col>` in the pad body `<pad>`, whose geom is `<pad>_geom`; touch sensors
+    are `touch_<site>`. Slip is flagged when the tangential contact force reaches `slip_ratio` of the friction cone.
+    """
+
+    def __init__(self, model: mujoco.MjModel, pads: list[str], contact_threshold_n: float = 0.05,
+                 slip_ratio: float = 0.95) -> None:
+        self.model, self.pads = model, pads
+        self.threshold, self.slip_ratio = contact_threshold_n, slip_ratio
+        self._layout = []
+        for pad in pads:
+            names = [model.site(i).name for i in range(model.nsite) if model.site(i).name.startswith(f"{pad}_taxel_")]
+            rc = np.array([[int(p) for p in n.rsplit("_", 2)[1:]] for n in names])
+            rows, cols = int(rc[:, 0].max()) + 1, int(rc[:, 1].max()) + 1
+            order = np.lexsort((rc[:, 1], rc[:, 0]))
+            sensor_adr = np.array([model.sensor_adr[model.sensor(f"touch_{names[i]}").id] for i in order])
+            site_ids = np.array([model.site(names[i]).id for i in order])
+            area = 4.0 * model.site_size[site_ids, 0] * model.site_size[site_ids, 2]
+            body = model.body(pad).id
+            geom = model.geom(f"{pad}_geom").id
+            self._layout.append((pad, rows, cols, sensor_adr, area, body, geom))
+
+    def read(self, data: mujoco.MjData) -> list[PadReading]:
+        """Read every pad."""
+        out = []
+        force6 = np.zeros(6)
+        for pad, rows, cols, adr, area, body, geom in self._layout:
+            pressure = (data.sensordata[adr] / area).astype(np.float32)
+            total, slip, loc_acc = 0.0, False, np.zeros(3)
+            for i in range(data.ncon):
+                c = data.contact[i]
+                if c.geom1 != geom and c.geom2 != geom:
+                    continue
+                mujoco.mj_contactForce(self.model, data, i, force6)
+                fn = abs(force6[0])
+                ft = float(np.hypot(force6[1], force6[2]))
+                total += fn
+                loc_acc += fn * c.pos
+                if fn > self.threshold and ft >= self.slip_ratio * c.friction[0] * fn:
+                    slip = True
+            loc = np.zeros(3)
+            if total > 0:
+                world = loc_acc / total
+                R = data.xmat[body].reshape(3, 3)
+                loc = R.T @ (world - data.xpos[body])
+            out.append(PadReading(pad, rows, cols, pressure, total > self.threshold, slip and total > self.threshold,
+                                  float(total), loc))
+        return out
