@@ -183,7 +183,7 @@ class PolicyInferenceNode(PhysaiNode):
                                        self.request_threshold_s, min_period)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(check_period, self._check)
-        self.create_timer(1.0, self._update_status)
+        self.create_timer(self.get_parameter("diagnostics_period_s").value, self._update_status)
         self.get_logger().info(
             f"policy {self.config.name!r} ({backend}, {self.config.embodiment}, {self.config.chunk_length} steps x "
             f"{self.config.dt} s); inputs {self._needs + (['instruction'] if spec.instruction else [])}")
