@@ -86,18 +86,23 @@ def _strip(name: str, s0: float, s1: float, offset: float, width: float, materia
     yaw = float(np.arctan2(by - ay, bx - ax))
     return (f'    <geom name="{name}" type="box" size="{length / 2 + 0.02:.3f} {width / 2:.3f} 0.005" '
             f'pos="{(ax + bx) / 2:.3f} {(ay + by) / 2:.3f} {z:.3f}" euler="0 0 {yaw:.5f}" material="{material}" '
-            f'contype="0" conaffinity="0"/>')
+            f'contype="0" conaffinity="0" group="2"/>')
 
 
 def road_xml() -> str:
-    """Asphalt strips and lane markings along the whole lane."""
+    """Road geoms: asphalt and right edge line per straight or 4 m arc chord, 2 m left dashes every 6 m.
+
+    Few geoms keep rendering and ray casting cheap.
+    """
+    arc_end = lane.STRAIGHT_1 + lane.ARC_RADIUS * lane.ARC_ANGLE
+    arc_cuts = np.linspace(lane.STRAIGHT_1, arc_end, int(np.ceil((arc_end - lane.STRAIGHT_1) / 4.0)) + 1)
+    edges = np.concatenate([[0.0], arc_cuts, [lane.LENGTH]])
     lines = []
-    edges = np.arange(0.0, lane.LENGTH + 1e-9, 2.0)
     for i, (a, b) in enumerate(itertools.pairwise(edges)):
         lines.append(_strip(f"road_{i}", a, b, 0.0, lane.LANE_WIDTH + 3.0, "asphalt", 0.001))
         lines.append(_strip(f"edge_right_{i}", a, b, -lane.LANE_WIDTH / 2, 0.15, "paint", 0.004))
-        if i % 3 == 0:  # dashes: 2 m painted, 4 m gap
-            lines.append(_strip(f"dash_left_{i}", a, b, lane.LANE_WIDTH / 2, 0.15, "paint", 0.004))
+    for i, a in enumerate(np.arange(0.0, lane.LENGTH - 2.0, 6.0)):
+        lines.append(_strip(f"dash_left_{i}", a, a + 2.0, lane.LANE_WIDTH / 2, 0.15, "paint", 0.004))
     return "\n".join(lines)
 
 

@@ -133,12 +133,13 @@ class Lidar:
     """A spinning multi-ring LiDAR cast with one mj_multiRay call per scan.
 
     Rings are evenly spaced in elevation over [min_elev, max_elev] (one ring at 0 for a 2D scanner); azimuth
-    covers 360 degrees in `horizontal` steps. Robot geoms (group 1) are not seen.
+    covers 360 degrees in `horizontal` steps. Robot geoms (group 1) and flat floor markings (group 2) are not
+    cast against: the robot cannot see itself, and paint a few mm above the floor does not change a range.
     """
 
     def __init__(self, model: mujoco.MjModel, body: str, rings: int, horizontal: int,
                  min_elev_deg: float = -15.0, max_elev_deg: float = 15.0, range_min: float = 0.1,
-                 range_max: float = 30.0, robot_group: int = 1) -> None:
+                 range_max: float = 30.0, hidden_groups: tuple[int, ...] = (1, 2)) -> None:
         self.model = model
         self.body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
         if self.body_id < 0:
@@ -151,14 +152,16 @@ class Lidar:
         self.dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], -1).reshape(-1, 3)
         self.ring = np.repeat(np.arange(rings, dtype=np.uint16), horizontal)
         self.geomgroup = np.ones(6, dtype=np.uint8)
-        self.geomgroup[robot_group] = 0
+        self.geomgroup[list(hidden_groups)] = 0
         n = len(self.dirs)
         self._geomid = np.zeros(n, dtype=np.int32)
         self._dist = np.zeros(n, dtype=np.float64)
         self._normal = np.zeros(3 * n, dtype=np.float64)
         self._world_dirs = self.dirs.copy()
         # geom "reflectivity" for the intensity channel: mean colour brightness
-        self._reflect = np.clip(model.geom_rgba[:, :3].mean(axis=1), 0.05, 1.0)
+        rgba = np.where((model.geom_matid >= 0)[:, None], model.mat_rgba[np.maximum(model.geom_matid, 0)],
+                        model.geom_rgba)
+        self._reflect = np.clip(rgba[:, :3].mean(axis=1), 0.05, 1.0)
 
     def cast(self, data: mujoco.MjData) -> np.ndarray:
         """Ranges [m] for every beam (ring-major), inf where nothing is hit within range."""

@@ -1,0 +1,185 @@
+"""Steps a scenario and samples its sensors at their rates, with noise, dropouts and latency (no ROS).
+
+`SimRunner.advance(seconds)` returns the sensor outputs delivered in that interval, each stamped with its
+measurement time; the simulator node turns them into messages, and the benchmarks time them directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from physical_ai.sim.scenarios import Scenario
+from physical_ai.sim.sensors import (
+    DelayLine,
+    Lidar,
+    RgbdCamera,
+    SensorNoise,
+    TactilePads,
+    add_depth_noise,
+    add_rgb_noise,
+    noisy_ranges,
+)
+
+NS = 1_000_000_000
+STREAMS = ("joint_states", "odom", "tf", "rgbd", "lidar", "scan", "tactile", "ground_truth")
+
+
+@dataclass
+class StreamConfig:
+    """Rate and noise of one output stream; rate 0 disables it."""
+
+    rate_hz: float
+    noise: SensorNoise = field(default_factory=SensorNoise)
+
+
+def default_streams(scenario: str) -> dict[str, StreamConfig]:
+    """Nominal rates per scenario (camera 15 Hz, LiDAR 10 Hz, joint states 100 Hz)."""
+    s = {"joint_states": StreamConfig(100.0), "tf": StreamConfig(50.0), "rgbd": StreamConfig(15.0),
+         "ground_truth": StreamConfig(20.0)}
+    if scenario == "arm":
+        s["tactile"] = StreamConfig(100.0)
+    else:
+        s.update(odom=StreamConfig(50.0), lidar=StreamConfig(10.0))
+        if scenario == "amr":
+            s["scan"] = StreamConfig(10.0)
+    return s
+
+
+@dataclass
+class SimOutput:
+    """One delivered measurement."""
+
+    stream: str
+    stamp_ns: int
+    data: Any
+
+
+@dataclass
+class SensorGeometry:
+    """Image size and LiDAR layout."""
+
+    width: int = 640
+    height: int = 480
+    max_depth: float = 10.0
+    lidar_rings: int = 16
+    lidar_horizontal: int = 1800
+    lidar_min_elev_deg: float = -15.0
+    lidar_max_elev_deg: float = 15.0
+    lidar_range_max: float = 30.0
+    scan_beams: int = 720
+    scan_range_max: float = 20.0
+
+
+class SimRunner:
+    """Owns a scenario and its sensors; see module docstring."""
+
+    def __init__(self, scenario: Scenario, streams: dict[str, StreamConfig] | None = None,
+                 geometry: SensorGeometry | None = None, seed: int = 0) -> None:
+        self.sc = scenario
+        self.streams = {k: v for k, v in (streams or default_streams(scenario.name)).items() if v.rate_hz > 0}
+        unknown = set(self.streams) - set(STREAMS)
+        if unknown:
+            raise ValueError(f"unknown streams {sorted(unknown)}; known: {STREAMS}")
+        self.geometry = g = geometry or SensorGeometry()
+        self.rng = np.random.default_rng(seed + 7919)
+        m = scenario.model
+        self.camera = (RgbdCamera(m, scenario.camera, g.width, g.height, g.max_depth)
+                       if "rgbd" in self.streams else None)
+        has_lidar = bool(scenario.lidar_body)
+        self.lidar = (Lidar(m, scenario.lidar_body, g.lidar_rings, g.lidar_horizontal, g.lidar_min_elev_deg,
+                            g.lidar_max_elev_deg, range_max=g.lidar_range_max)
+                      if has_lidar and "lidar" in self.streams else None)
+        self.scanner = (Lidar(m, scenario.lidar_body, 1, g.scan_beams, range_max=g.scan_range_max)
+                        if has_lidar and "scan" in self.streams else None)
+        self.tactile = (TactilePads(m, ["pad_left", "pad_right"]) if "tactile" in self.streams else None)
+        for name in ("lidar", "scan"):
+            if name in self.streams and not has_lidar:
+                del self.streams[name]
+        if "odom" in self.streams and scenario.odometry() is None:
+            del self.streams["odom"]
+        self.dropped: dict[str, int] = dict.fromkeys(self.streams, 0)
+        self._delay = DelayLine()
+        self.reset_schedule()
+
+    def reset_schedule(self) -> None:
+        """Restart sampling from the scenario's current time (after a reset)."""
+        now = self.sc.time_ns
+        self._next = {k: now for k in self.streams}
+        self._period = {k: round(NS / c.rate_hz) for k, c in self.streams.items()}
+        self._delay.clear()
+
+    def advance(self, duration_s: float) -> list[SimOutput]:
+        """Step physics for `duration_s` (whole steps), sampling due streams; return delivered outputs."""
+        sc = self.sc
+        dt_ns = sc.timestep * NS
+        end = sc.time_ns + round(duration_s * NS)
+        out: list[SimOutput] = []
+        while True:
+            now = sc.time_ns
+            for name, due in self._next.items():
+                if now >= due:
+                    self._sample(name, now)
+                    self._next[name] = max(due + self._period[name], now + 1)
+            out += self._delay.pop_ready(now)
+            if now >= end - dt_ns / 2:
+                break
+            target = min(min(self._next.values(), default=end), end)
+            sc.step(max(1, math.ceil((target - now) / dt_ns - 1e-6)))
+        return out
+
+    def _sample(self, name: str, now: int) -> None:
+        cfg = self.streams[name]
+        noise = cfg.noise
+        if noise.dropout > 0 and self.rng.random() < noise.dropout:
+            self.dropped[name] += 1
+            return
+        data = getattr(self, f"_measure_{name}")(noise)
+        self._delay.push(now + round(noise.latency_s * NS), SimOutput(name, now, data))
+
+    # ---- measurements ---------------------------------------------------------------------------------------
+    def _measure_joint_states(self, noise: SensorNoise) -> tuple:
+        names, pos, vel, eff = self.sc.joint_state()
+        if noise.sigma > 0:
+            pos = pos + noise.sigma * self.rng.standard_normal(pos.shape)
+        return names, pos, vel, eff
+
+    def _measure_odom(self, noise: SensorNoise) -> tuple:
+        T, twist = self.sc.odometry()
+        if noise.sigma > 0:
+            twist = twist + noise.sigma * self.rng.standard_normal(6) * np.array([1, 1, 0, 0, 0, 1])
+        return T, twist
+
+    def _measure_tf(self, noise: SensorNoise) -> list:
+        return self.sc.frames()[1]
+
+    def _measure_rgbd(self, noise: SensorNoise) -> tuple:
+        rgb, depth = self.camera.render(self.sc.data)
+        # colour noise in intensity levels, depth noise sigma * z^2 [m]
+        return add_rgb_noise(rgb, SensorNoise(sigma=noise.sigma * 100.0), self.rng), \
+            add_depth_noise(depth, noise, self.rng), self.camera.K
+
+    def _measure_lidar(self, noise: SensorNoise) -> dict[str, np.ndarray]:
+        return self.lidar.scan(self.sc.data, noise, self.rng)
+
+    def _measure_scan(self, noise: SensorNoise) -> np.ndarray:
+        return noisy_ranges(self.scanner.cast(self.sc.data), noise, self.rng).astype(np.float32)
+
+    def _measure_tactile(self, noise: SensorNoise) -> list:
+        pads = self.tactile.read(self.sc.data)
+        if noise.sigma > 0:
+            for p in pads:
+                p.pressure = np.maximum(p.pressure + noise.sigma * self.rng.standard_normal(p.pressure.shape),
+                                        0.0).astype(np.float32)
+        return pads
+
+    def _measure_ground_truth(self, noise: SensorNoise) -> Any:
+        return self.sc.ground_truth()
+
+    def close(self) -> None:
+        """Release the renderer."""
+        if self.camera is not None:
+            self.camera.close()
