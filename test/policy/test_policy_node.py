@@ -269,3 +269,24 @@ def test_malformed_checkpoint_fails_at_startup_naming_the_field(tmp_path):
     finally:
         out = stop_node(proc)
     assert proc.returncode != 0 and "config.json: not found" in out, out
+
+
+@pytest.mark.parametrize("robot", ["arm", "amr", "vehicle"])
+def test_shipped_parameter_files_load(tmp_path, robot):
+    make_checkpoint(tmp_path, robot)
+    args = [sys.executable, "-m", "physical_ai_nodes.policy_inference", "--ros-args", "--params-file",
+            str(ROOT / "config" / f"{robot}.yaml"), "-p", f"checkpoint:={tmp_path}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        end = time.monotonic() + 30.0
+        while time.monotonic() < end:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if f"(torch, {robot}," in line:
+                break
+    finally:
+        out = "".join(lines) + stop_node(proc)
+    assert f"(torch, {robot}," in out and "Traceback" not in out, out
