@@ -47,6 +47,7 @@ class SegmentationConfig:
     ransac_sample: int = 2048             # candidate points used by RANSAC
     ransac_tolerance: float = 0.12        # inlier distance [m]
     min_cluster_points: int = 5
+    min_rect_points: int = 40             # clusters this large get a minimum-area rectangle instead of PCA axes
     max_cluster_extent: float = 25.0      # clusters longer than this are split walls/kerbs: kept, classed static [m]
     vehicle_length_prior: float = 4.2     # a vehicle seen end-on is completed to this length [m]
     vehicle_width_prior: float = 1.7      # a vehicle seen side-on is completed to this width [m]
@@ -180,40 +181,62 @@ def segment(points: np.ndarray, cfg: SegmentationConfig, sensors: np.ndarray | N
 
 def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int, cfg: SegmentationConfig,
                   point_sensors: np.ndarray, plane: np.ndarray) -> tuple[list[Cluster], np.ndarray]:
-    """Fit an oriented box to each component with enough points. Returns clusters and their component indices."""
+    """Fit an oriented box to each component with enough points. Returns clusters and their component indices.
+
+    Per-cluster statistics are segment reductions over the points sorted by label (`ufunc.reduceat`). Small
+    clusters get their orientation from the covariance of their points; clusters with at least
+    `min_rect_points` points get OpenCV's minimum-area rectangle, which fits the L-shaped view of a car better.
+    """
     if n == 0:
         return [], np.zeros(0, np.int64)
     counts = np.bincount(label, minlength=n)
     keep = np.flatnonzero(counts >= cfg.min_cluster_points)
     if len(keep) == 0:
         return [], keep
+    # Stable sort of 16-bit keys is a radix sort in numpy: linear in the number of points.
+    order = np.argsort(label.astype(np.uint16) if n < 2**16 else label, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])      # every component has at least one point
+    x, y = pts[order, 0].astype(np.float64), pts[order, 1].astype(np.float64)
     # Boxes stand on the ground: their height is the top of the highest point above the plane.
-    top = np.zeros(n)
-    np.maximum.at(top, label, height)
-    sensor_bits = np.zeros(n, np.uint8)
-    np.bitwise_or.at(sensor_bits, label, point_sensors)
-    # Points grouped by label with one sort, then each group is a slice.
-    order = np.argsort(label, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)])
+    top = np.maximum.reduceat(height[order], starts)
+    sensor_bits = np.bitwise_or.reduceat(point_sensors[order], starts)
+    mx, my = np.add.reduceat(x, starts) / counts, np.add.reduceat(y, starts) / counts
+    dx, dy = x - np.repeat(mx, counts), y - np.repeat(my, counts)
+    cxx, cyy, cxy = (np.add.reduceat(a, starts) for a in (dx * dx, dy * dy, dx * dy))
+    yaw = 0.5 * np.arctan2(2 * cxy, cxx - cyy)
+    cos, sin = np.repeat(np.cos(yaw), counts), np.repeat(np.sin(yaw), counts)
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+    u0, u1 = np.minimum.reduceat(u, starts), np.maximum.reduceat(u, starts)
+    v0, v1 = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+    cu, cv = (u0 + u1) / 2, (v0 + v1) / 2
+    cx = mx + cu * np.cos(yaw) - cv * np.sin(yaw)
+    cy = my + cu * np.sin(yaw) + cv * np.cos(yaw)
     xy = pts[:, :2].astype(np.float32)
     clusters = []
     for k in keep:
-        idx = order[starts[k]:starts[k + 1]]
-        (cx, cy), (w, h), angle = cv2.minAreaRect(xy[idx])
-        yaw = np.radians(angle)
-        length, width = w, h
+        idx = order[starts[k]:starts[k] + counts[k]]
+        if counts[k] >= cfg.min_rect_points:
+            # The rectangle's angle from at most ~256 points (hull cost grows with points), extents from all.
+            box_yaw = np.radians(cv2.minAreaRect(xy[idx[::max(1, counts[k] // 256)]])[2])
+            axis = np.array([np.cos(box_yaw), np.sin(box_yaw)], np.float32)
+            pu, pv = xy[idx] @ axis, xy[idx] @ np.array([-axis[1], axis[0]])
+            a0, a1, b0, b1 = pu.min(), pu.max(), pv.min(), pv.max()
+            length, width = a1 - a0, b1 - b0
+            bx = (a0 + a1) / 2 * axis[0] - (b0 + b1) / 2 * axis[1]
+            by = (a0 + a1) / 2 * axis[1] + (b0 + b1) / 2 * axis[0]
+        else:
+            bx, by, length, width, box_yaw = cx[k], cy[k], u1[k] - u0[k], v1[k] - v0[k], yaw[k]
         if width > length:
             length, width = width, length
-            yaw += np.pi / 2
-        yaw = float((yaw + np.pi / 2) % np.pi - np.pi / 2)
-        # A minimum-area rectangle of zero-width (a line of points) still has the sensor's beam footprint.
+            box_yaw += np.pi / 2
+        box_yaw = float((box_yaw + np.pi / 2) % np.pi - np.pi / 2)
+        # A zero-width rectangle (a line of points) still has the sensor's beam footprint.
         length, width = max(length, cfg.cell_size), max(width, cfg.cell_size)
-        ground_z = -(plane[0] * cx + plane[1] * cy + plane[3]) / plane[2]
-        center = np.array([cx, cy, ground_z + 0.5 * top[k]])
-        clusters.append(Cluster(center=center, size=np.array([length, width, top[k]]), yaw=yaw,
-                                num_points=int(counts[k]), sensors=int(sensor_bits[k]), point_index=idx))
-    for c in clusters:
+        ground_z = -(plane[0] * bx + plane[1] * by + plane[3]) / plane[2]
+        c = Cluster(center=np.array([bx, by, ground_z + 0.5 * top[k]]), size=np.array([length, width, top[k]]),
+                    yaw=box_yaw, num_points=int(counts[k]), sensors=int(sensor_bits[k]), point_index=idx)
         classify_geometry(c, cfg)
+        clusters.append(c)
     return clusters, keep
 
 
