@@ -1,0 +1,314 @@
+"""AMR correction: velocity commands checked by a footprint sweep, then slowed, steered, stopped or re-routed.
+
+Inputs are the policy's velocity chunks or any planner's cmd_vel, LiDAR points and tracked obstacles with their
+predicted motion. Each cycle takes the nominal command (latest chunk sample or cmd_vel, or the detour route while
+one is active), sweeps the footprint along it and along slower versions of it, and keeps the fastest one that can
+still stop before anything (base deceleration, reaction time). If only stopping is safe the path is blocked:
+steering candidates are tried, and a detour is planned on the occupancy grid (obstacles stamped in) towards the
+goal, or towards where the nominal command was heading. The detour is dropped as soon as the nominal path is clear
+again. Velocity and acceleration limits of the base are applied last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from physical_ai.control.chunks import ChunkCheck, ChunkPolicy, Reference, check_chunk
+from physical_ai.control.flags import Flag
+from physical_ai.control.footprint import Footprint, bin_points, sweep
+from physical_ai.control.grid_planner import Grid, plan, stamp_obstacles
+
+NAMES = ("linear_x", "angular_z")
+
+
+@dataclasses.dataclass(frozen=True)
+class AmrConfig:
+    """AMR limits and tuning (SI units)."""
+
+    footprint: Footprint = dataclasses.field(default_factory=Footprint)
+    clearance_m: float = 0.3
+    max_linear: float = 1.0
+    max_angular: float = 1.5
+    max_linear_acc: float = 1.0
+    max_angular_acc: float = 2.0
+    horizon_s: float = 2.0
+    samples: int = 21
+    reaction_s: float = 0.1
+    cell_m: float = 0.1
+    speed_scales: tuple[float, ...] = (1.0, 0.75, 0.5, 0.3, 0.15)
+    steer_offsets: tuple[float, ...] = (0.4, -0.4, 0.8, -0.8, 1.2, -1.2)
+    lookahead_m: float = 0.8
+    local_goal_m: float = 4.0
+    resume_s: float = 0.5
+    max_age_s: float = 0.5
+    max_future_s: float = 0.5
+    period_s: float = 0.01
+
+
+@dataclasses.dataclass
+class AmrCommand:
+    """One cycle's base command and why it differs from the nominal one."""
+
+    linear: float
+    angular: float
+    flags: int
+    reasons: list[str]
+    speed_scale: float
+    min_clearance_m: float
+    time_to_collision_s: float
+
+
+def _to_robot(pose: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Odom-frame points (N, 2) into the robot frame of pose (x, y, yaw)."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    d = np.asarray(xy) - pose[:2]
+    return np.column_stack((c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]))
+
+
+def _to_odom(pose: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    xy = np.asarray(xy)
+    return np.column_stack((pose[0] + c * xy[:, 0] - s * xy[:, 1], pose[1] + s * xy[:, 0] + c * xy[:, 1]))
+
+
+class AmrCorrector:
+    """Velocity commands for a differential-drive base, corrected against obstacles and limits."""
+
+    def __init__(self, config: AmrConfig) -> None:
+        self.config = config
+        c = config
+        self._policy = ChunkPolicy(NAMES, np.array([-c.max_linear, -c.max_angular]),
+                                   np.array([c.max_linear, c.max_angular]), c.max_age_s, c.max_future_s)
+        self._times = np.linspace(0.0, c.horizon_s, c.samples)
+        self._reach = c.max_linear * c.horizon_s + c.footprint.radius + c.clearance_m + 0.5
+        self._ref: Reference | None = None
+        self._ref_time = -np.inf
+        self._cmd_vel: tuple[float, float, float] | None = None  # (v, w, received at)
+        self._last_start: float | None = None
+        self._cells = np.zeros((0, 2))
+        self._cell_pad = 0.0
+        self._obstacles = (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)))
+        self._pose: np.ndarray | None = None
+        self._grid: Grid | None = None
+        self._goal: np.ndarray | None = None
+        self._route: np.ndarray | None = None
+        self._clear_since: float | None = None
+        self._out = np.zeros(2)
+        self.replans = 0
+
+    # ---- inputs -------------------------------------------------------------------------------------------------
+    def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
+                     now_s: float) -> ChunkCheck:
+        """A velocity chunk (linear_x, angular_z); accepted chunks become the nominal command."""
+        check = check_chunk(self._policy, names, values, start_s, dt, horizon, now_s, self._last_start)
+        if check.reference is not None:
+            self._ref, self._ref_time = check.reference, now_s
+            self._last_start = check.reference.start
+        return check
+
+    def submit_cmd_vel(self, linear: float, angular: float, now_s: float) -> list[str]:
+        """A planner's command; the most recent of chunk and cmd_vel is the nominal. Returns reasons (empty=ok)."""
+        if not (np.isfinite(linear) and np.isfinite(angular)):
+            return ["rejected: NaN/inf in cmd_vel"]
+        c = self.config
+        reasons = []
+        clamped = (float(np.clip(linear, -c.max_linear, c.max_linear)),
+                   float(np.clip(angular, -c.max_angular, c.max_angular)))
+        if clamped != (linear, angular):
+            reasons.append("clamped cmd_vel to base limits")
+        self._cmd_vel = (*clamped, now_s)
+        return reasons
+
+    def set_points(self, xy: np.ndarray) -> None:
+        """Raw LiDAR points (N, 2) in the robot frame, already cut to the height band that can hit the base."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        xy = xy[np.all(np.isfinite(xy), axis=1)]
+        self._cells, self._cell_pad = bin_points(xy, self._reach, self.config.cell_m)
+
+    def set_obstacles(self, centres: np.ndarray, radii: np.ndarray, velocities: np.ndarray) -> None:
+        """Tracked obstacles in the robot frame: centres (M, 2), radii (M,), velocities (M, 2) [m/s]."""
+        centres = np.asarray(centres, float).reshape(-1, 2)
+        radii = np.asarray(radii, float).reshape(-1)
+        velocities = np.asarray(velocities, float).reshape(-1, 2)
+        ok = np.all(np.isfinite(centres), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
+        self._obstacles = (centres[ok], np.maximum(radii[ok], 0.0), velocities[ok])
+
+    def set_pose(self, x: float, y: float, yaw: float) -> None:
+        """Robot pose in the odom frame (from odometry)."""
+        if np.isfinite(x) and np.isfinite(y) and np.isfinite(yaw):
+            self._pose = np.array([x, y, yaw])
+
+    def set_grid(self, grid: Grid) -> None:
+        """Occupancy grid in the odom frame."""
+        self._grid = grid
+
+    def set_goal(self, xy: np.ndarray | None) -> None:
+        """Route goal in the odom frame (None: re-plan towards where the nominal command heads)."""
+        self._goal = None if xy is None else np.asarray(xy, float).reshape(2)
+
+    @property
+    def route(self) -> np.ndarray | None:
+        """The active detour (N, 2) in the odom frame, or None."""
+        return self._route
+
+    # ---- cycle --------------------------------------------------------------------------------------------------
+    def nominal(self, now_s: float) -> tuple[float, float] | None:
+        """The command the policy/planner asks for now (None when there is none)."""
+        cmd_t = self._cmd_vel[2] if self._cmd_vel is not None else -np.inf
+        if self._ref is not None and self._ref_time >= cmd_t:
+            if now_s > self._ref.end + self.config.max_age_s:
+                return None
+            v, _ = self._ref.sample(now_s)
+            return float(v[0]), float(v[1])
+        if self._cmd_vel is not None:
+            return self._cmd_vel[0], self._cmd_vel[1]
+        return None
+
+    def step(self, now_s: float, stop_reasons: Sequence[str] = ()) -> AmrCommand:
+        """One control period: corrected (linear, angular) with flags and reasons."""
+        c = self.config
+        flags, reasons = 0, list(stop_reasons)
+        nominal = self.nominal(now_s)
+        target = (0.0, 0.0)
+        scale, clearance, ttc = 0.0, float("inf"), float("inf")
+        if stop_reasons:
+            pass
+        elif nominal is None:
+            reasons.append("no command: stopping")
+        else:
+            blocked, scale, clearance, ttc = self._evaluate(*nominal)
+            if blocked:
+                self._clear_since = None
+            elif self._route is not None:
+                self._clear_since = now_s if self._clear_since is None else self._clear_since
+                if now_s - self._clear_since >= c.resume_s:
+                    self._route = None
+                    reasons.append("path clear: resumed nominal command")
+            if self._route is None and not blocked:
+                target = (scale * nominal[0], scale * nominal[1])
+                if scale < 1.0:
+                    flags |= Flag.OBSTACLE_SLOWDOWN
+                    reasons.append(f"obstacle ahead (ttc {ttc:.2f} s): speed x{scale:.2f}")
+            else:
+                if self._route is None and self._pose is not None:
+                    self._replan(nominal)
+                    if self._route is not None:
+                        flags |= Flag.REPLANNED
+                        reasons.append("path blocked: re-planned route")
+                target, f, r = self._detour_or_steer(nominal)
+                flags |= f
+                reasons += r
+        return self._limit(target, flags, reasons, scale, clearance, ttc)
+
+    def _candidates(self, v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(safe mask, t_hit, min distance) per candidate command."""
+        c = self.config
+        t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad, self._obstacles,
+                            c.clearance_m)
+        # Safe when the base, decelerating from the faster of its present and the candidate speed, stops before the
+        # first hit along the candidate's arc (the sweep runs the command for the whole horizon: conservative).
+        v_now, w_now = np.abs(self._out)
+        v_max = np.maximum(np.abs(v), v_now)
+        stop_dist = v_max * v_max / (2.0 * c.max_linear_acc) + v_max * c.reaction_s
+        stop_t = np.maximum(v_max / c.max_linear_acc, np.maximum(np.abs(w), w_now) / c.max_angular_acc) + c.reaction_s
+        safe = (t_hit > stop_t) & (np.abs(v) * t_hit >= stop_dist)
+        return safe, t_hit, dist
+
+    def _evaluate(self, v: float, w: float) -> tuple[bool, float, float, float]:
+        """(blocked, best speed scale, min clearance, time to collision) along the nominal command."""
+        scales = np.asarray(self.config.speed_scales)
+        safe, t_hit, dist = self._candidates(scales * v, scales * w)
+        ttc = float(t_hit[0])
+        clearance = float(dist[0])
+        if not safe.any() or (abs(v) < 1e-3 and abs(w) < 1e-3):
+            return bool(not safe.any()), (1.0 if safe.any() else 0.0), clearance, ttc
+        return False, float(scales[np.argmax(safe)]), clearance, ttc
+
+    def _detour_or_steer(self, nominal: tuple[float, float]) -> tuple[tuple[float, float], int, list[str]]:
+        c = self.config
+        if self._route is not None and self._pose is not None:
+            v, w = self._pursue(self._route)
+            slow = np.array([1.0, 0.5, 0.25, 0.1])  # same curvature, slower: near obstacles only a crawl is safe
+            safe, _, _ = self._candidates(slow * v, slow * w)
+            if safe.any():
+                k = int(np.argmax(safe))
+                return (float(slow[k] * v), float(slow[k] * w)), Flag.STEERING_CORRECTED, ["following re-planned route"]
+            # The route needs a turn the base has no room for here: back off slowly (turning towards the route).
+            back_w = np.array([0.3, 0.0, -0.3]) * np.sign(w or 1.0)
+            safe, _, _ = self._candidates(np.full(3, -0.15), back_w)
+            if safe.any():
+                k = int(np.argmax(safe))
+                return (-0.15, float(back_w[k])), Flag.STEERING_CORRECTED, ["backing off to turn onto the route"]
+        v0, w0 = nominal
+        speeds = np.array([abs(v0), 0.6 * abs(v0), 0.3 * abs(v0)]) * np.sign(v0 if v0 != 0 else 1.0)
+        offs = np.asarray(c.steer_offsets)
+        vv = np.repeat(speeds, offs.size)
+        ww = np.clip(w0 + np.tile(offs, speeds.size), -c.max_angular, c.max_angular)
+        # Backing off slowly is the way out when something is already inside the clearance.
+        vv = np.concatenate([vv, [-0.15, -0.15, -0.15]])
+        ww = np.concatenate([ww, [0.0, 0.5, -0.5]])
+        safe, _, _ = self._candidates(vv, ww)
+        if safe.any():
+            progress = np.where(safe, np.abs(vv) - 0.2 * np.abs(ww - w0), -np.inf)
+            k = int(np.argmax(progress))
+            return (float(vv[k]), float(ww[k])), Flag.STEERING_CORRECTED, ["path blocked: steering around"]
+        return (0.0, 0.0), Flag.OBSTACLE_STOP, ["path blocked: stopping"]
+
+    def _pursue(self, route: np.ndarray) -> tuple[float, float]:
+        """Pure pursuit on the route (odom frame) at the base's speed limit."""
+        c = self.config
+        local = _to_robot(self._pose, route)
+        ahead = np.flatnonzero((np.hypot(local[:, 0], local[:, 1]) >= c.lookahead_m) & (local[:, 0] > -0.1))
+        tx, ty = local[ahead[0]] if ahead.size else local[-1]
+        d2 = max(tx * tx + ty * ty, 1e-6)
+        curvature = 2.0 * ty / d2
+        v = c.max_linear * (0.5 if abs(curvature) > 1.0 else 0.8)
+        if tx < 0:  # target behind: turn on the spot
+            return 0.0, float(np.sign(ty or 1.0) * c.max_angular * 0.5)
+        return v, float(np.clip(v * curvature, -c.max_angular, c.max_angular))
+
+    def _replan(self, nominal: tuple[float, float]) -> None:
+        c = self.config
+        pose = self._pose
+        assert pose is not None
+        if self._goal is not None:
+            goal = self._goal
+        else:
+            heading = pose[2] + np.clip(nominal[1] * 1.0, -1.0, 1.0)
+            goal = pose[:2] + c.local_goal_m * np.array([np.cos(heading), np.sin(heading)])
+        grid = self._grid
+        if grid is None:  # no map: plan on a local grid made of the LiDAR cells
+            size = 2 * self._reach
+            n = int(np.ceil(size / c.cell_m))
+            occ = np.zeros((n, n), dtype=bool)
+            origin = pose[:2] - size / 2
+            grid = Grid(occ, c.cell_m, (float(origin[0]), float(origin[1])))
+            if self._cells.shape[0]:
+                rc = grid.to_cell(_to_odom(pose, self._cells))
+                ok = np.all((rc >= 0) & (rc < n), axis=1)
+                occ[rc[ok, 0], rc[ok, 1]] = True
+        centres, radii, vel = self._obstacles
+        if centres.shape[0]:
+            # Stamp obstacles where they will be over the next second (a standing worker or a slow passer-by).
+            future = np.concatenate([centres + vel * t for t in (0.0, 0.5, 1.0)])
+            grid = stamp_obstacles(grid, _to_odom(pose, future), np.tile(radii, 3))
+        path = plan(grid, pose[:2], goal, c.footprint.radius + c.clearance_m * 0.5)
+        self.replans += 1
+        self._route = path if path is not None and len(path) > 1 else None
+        self._clear_since = None
+
+    def _limit(self, target: tuple[float, float], flags: int, reasons: list[str], scale: float, clearance: float,
+               ttc: float) -> AmrCommand:
+        c = self.config
+        v = float(np.clip(target[0], -c.max_linear, c.max_linear))
+        w = float(np.clip(target[1], -c.max_angular, c.max_angular))
+        dv, dw = c.max_linear_acc * c.period_s, c.max_angular_acc * c.period_s
+        lv = float(np.clip(v, self._out[0] - dv, self._out[0] + dv))
+        lw = float(np.clip(w, self._out[1] - dw, self._out[1] + dw))
+        if (lv, lw) != (v, w):
+            flags |= Flag.LIMIT_ACCELERATION
+        self._out = np.array([lv, lw])
+        return AmrCommand(lv, lw, flags, reasons, scale, clearance, ttc)

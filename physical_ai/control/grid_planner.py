@@ -1,0 +1,91 @@
+"""Shortest collision-free path on an occupancy grid (Dijkstra over an 8-connected graph built with numpy/scipy).
+
+Used to re-plan the AMR's route the moment its path is blocked. The grid is inflated by the robot's radius plus
+clearance with a Euclidean distance transform, so the path is for a point robot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+_OFFSETS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A 2D occupancy grid: occupied[row, col] is cell (x = origin_x + (col + 0.5) * res, y = origin_y + ...).
+
+    The grid is axis-aligned with the frame its origin is given in (e.g. odom).
+    """
+
+    occupied: np.ndarray  # (H, W) bool
+    resolution: float
+    origin: tuple[float, float]
+
+    def to_cell(self, xy: np.ndarray) -> np.ndarray:
+        """(row, col) integer cells of points (N, 2); may be outside the grid."""
+        rc = np.floor((np.asarray(xy, float) - np.asarray(self.origin)) / self.resolution).astype(int)
+        return rc[..., ::-1]
+
+    def to_xy(self, rc: np.ndarray) -> np.ndarray:
+        """Centres (N, 2) of cells (N, 2) given as (row, col)."""
+        rc = np.asarray(rc)
+        return np.asarray(self.origin) + (rc[..., ::-1] + 0.5) * self.resolution
+
+
+def stamp_obstacles(grid: Grid, centres: np.ndarray, radii: np.ndarray) -> Grid:
+    """A copy of `grid` with discs (centres (M, 2), radii (M,)) marked occupied."""
+    occ = grid.occupied.copy()
+    if len(centres):
+        h, w = occ.shape
+        rows, cols = np.mgrid[0:h, 0:w]
+        xy = grid.to_xy(np.stack([rows, cols], axis=-1).reshape(-1, 2))
+        d2 = ((xy[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        occ |= (d2 <= radii[None] ** 2).any(axis=1).reshape(h, w)
+    return Grid(occ, grid.resolution, grid.origin)
+
+
+def plan(grid: Grid, start_xy: np.ndarray, goal_xy: np.ndarray, inflation_m: float) -> np.ndarray | None:
+    """Shortest path (N, 2) of cell centres from start to goal avoiding cells within `inflation_m` of an obstacle.
+
+    The start cell is always allowed (the robot is there); a goal inside the inflated area or outside the grid is
+    replaced by the free cell nearest to it. Returns None when no path exists.
+    """
+    occ = np.asarray(grid.occupied, bool)
+    h, w = occ.shape
+    clearance = ndimage.distance_transform_edt(~occ) * grid.resolution
+    free = clearance > inflation_m
+    start = np.clip(grid.to_cell(start_xy), 0, [h - 1, w - 1])
+    free[start[0], start[1]] = True
+    if not free.any():
+        return None
+    free_rc = np.argwhere(free)
+    goal = grid.to_cell(goal_xy)
+    goal = free_rc[np.argmin(((free_rc - goal) ** 2).sum(axis=1))]
+    index = -np.ones((h, w), dtype=np.int64)
+    index[free] = np.arange(free_rc.shape[0])
+    src, dst, cost = [], [], []
+    for dr, dc in _OFFSETS:
+        nr, nc = free_rc[:, 0] + dr, free_rc[:, 1] + dc
+        ok = (nr >= 0) & (nr < h) & (nc >= 0) & (nc < w)
+        ok[ok] = free[nr[ok], nc[ok]]
+        src.append(index[free_rc[ok, 0], free_rc[ok, 1]])
+        dst.append(index[nr[ok], nc[ok]])
+        # Slightly prefer cells further from obstacles so the path does not hug the inflated boundary.
+        penalty = 1.0 + 0.5 * np.exp(-clearance[nr[ok], nc[ok]] / max(inflation_m, 1e-3))
+        cost.append(np.hypot(dr, dc) * penalty)
+    n = free_rc.shape[0]
+    graph = csr_matrix((np.concatenate(cost), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
+    s, g = index[start[0], start[1]], index[goal[0], goal[1]]
+    dist, pred = dijkstra(graph, indices=s, return_predecessors=True)
+    if not np.isfinite(dist[g]):
+        return None
+    path = [g]
+    while path[-1] != s:
+        path.append(pred[path[-1]])
+    return grid.to_xy(free_rc[np.array(path[::-1])])

@@ -1,0 +1,91 @@
+"""A fixed-rate loop on its own thread with monotonic deadlines, measured by p99 cycle time and deadline misses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from physical_ai.stats import RollingStats
+
+
+class LoopTimer:
+    """Runs `cycle()` every `period_s` against absolute `time.monotonic()` deadlines (no drift).
+
+    A cycle is a deadline miss when it finishes after the next cycle's deadline. After a long stall the loop
+    skips the lost cycles instead of bursting to catch up (the corrector's state advances per cycle, and a burst
+    would replay commands the actuator can no longer use).
+
+    Attributes:
+        cycle_ms: compute time of recent cycles [ms] (RollingStats).
+        cycles: cycles run.
+        misses: deadline misses.
+    """
+
+    def __init__(self, period_s: float, cycle: Callable[[], None], spin_s: float = 0.0002, window: int = 5000) -> None:
+        """Set up (not started).
+
+        Args:
+            period_s: loop period [s].
+            cycle: the work of one cycle; exceptions stop the loop and are kept in `error`.
+            spin_s: the last part of each wait is a busy-wait, for sub-millisecond wake-up jitter [s]; 0 sleeps only.
+            window: number of recent cycles kept for percentiles.
+        """
+        if period_s <= 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        self.period_s = period_s
+        self._cycle = cycle
+        self._spin_s = spin_s
+        self.cycle_ms = RollingStats(window)
+        self.cycles = 0
+        self.misses = 0
+        self.skipped = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, name: str = "control_loop") -> None:
+        """Start the loop thread (daemon)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Ask the loop to stop and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, max_cycles: int | None = None) -> None:
+        """Run in the calling thread until `stop()` (or `max_cycles`)."""
+        period = self.period_s
+        deadline = time.monotonic()
+        try:
+            while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
+                self._wait_until(deadline)
+                start = time.monotonic()
+                self._cycle()
+                end = time.monotonic()
+                self.cycle_ms.add((end - start) * 1e3)
+                self.cycles += 1
+                deadline += period
+                if end > deadline:
+                    self.misses += 1
+                    if end > deadline + period:  # stalled: skip the lost cycles, keep the phase
+                        lost = int((end - deadline) / period)
+                        self.skipped += lost
+                        deadline += lost * period
+        except BaseException as exc:  # the node reports it and stops the robot; never die silently
+            self.error = exc
+
+    def _wait_until(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining > self._spin_s:
+            self._stop.wait(remaining - self._spin_s)
+        while time.monotonic() < deadline:
+            pass
+
+    @property
+    def miss_pct(self) -> float:
+        """Deadline misses as a percentage of cycles."""
+        return 100.0 * self.misses / self.cycles if self.cycles else 0.0
