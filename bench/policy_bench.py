@@ -1,0 +1,220 @@
+"""Policy inference benchmark: torch vs ONNX latency for the arm model, and control stalls with async inference.
+
+BENCH policy.torch.p50_ms       Policy.infer (preprocessing + model), batch 1, torch.set_num_threads(1)
+BENCH policy.onnx.p50_ms        the same through onnxruntime, intra_op_num_threads=1
+BENCH policy.onnx_vs_torch.speedup  torch p50 / onnx p50 (the baseline is torch, measured in the same run)
+BENCH policy.async.control_stall_ms  longest gap between consecutive correction-node commands beyond the control
+                                     period while the policy node requests chunks at full rate
+Uses models/arm_pick/ when present, else a randomly initialised model of the same architecture (said below).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REPS = 400
+
+
+def latency_bench(workdir: Path) -> Path:
+    """Measure torch and onnx p50/p99 (interleaved, so both see the same machine load); return the checkpoint."""
+    import torch
+
+    from physical_ai.policy.defaults import default_config
+    from physical_ai.policy.export import export_onnx
+    from physical_ai.policy.model import build_model, count_parameters, save_checkpoint
+    from physical_ai.policy.policy import make_policy
+
+    torch.set_num_threads(1)
+    shipped = ROOT / "models" / "arm_pick"
+    if (shipped / "config.json").is_file() and (shipped / "model.safetensors").is_file():
+        checkpoint, source = shipped, "shipped models/arm_pick"
+    else:
+        checkpoint = workdir / "arm_random"
+        config = default_config("arm", name="arm_random")
+        save_checkpoint(build_model(config, seed=0), config, checkpoint)
+        source = "randomly initialised arm model (models/arm_pick absent), same default architecture"
+    onnx_path = workdir / "arm.onnx"
+    _, error = export_onnx(checkpoint, onnx_path)
+    torch_policy = make_policy("torch", checkpoint, num_threads=1)
+    onnx_policy = make_policy("onnx", checkpoint, onnx_path=onnx_path, num_threads=1)
+    params = count_parameters(torch_policy.model)
+    print(f"model: {source}; {params} parameters ({params * 4 / 1e6:.2f} MB float32); export max error {error:.1e}")
+    rng = np.random.default_rng(0)
+    obs = {"image": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+           "state": rng.normal(size=len(torch_policy.config.observation.state.names)),
+           "parts": rng.normal(size=(2, 7)), "obstacles": rng.normal(size=(3, 7)),
+           "instruction": "pick the red cube and put it in the bin"}
+    obs = {k: v for k, v in obs.items() if k in torch_policy.config.observation.groups()}
+    for _ in range(30):
+        torch_policy.infer(obs)
+        onnx_policy.infer(obs)
+    times: dict[str, list[float]] = {"torch": [], "onnx": []}
+    for _ in range(REPS):
+        for name, policy in (("torch", torch_policy), ("onnx", onnx_policy)):
+            start = time.perf_counter()
+            policy.infer(obs)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    p50 = {k: float(np.percentile(v, 50)) for k, v in times.items()}
+    p99 = {k: float(np.percentile(v, 99)) for k, v in times.items()}
+    print(f"{REPS} interleaved repetitions each, 640x480 camera image resized to the model input")
+    print(f"BENCH policy.torch.p50_ms {p50['torch']:.3f} ms")
+    print(f"BENCH policy.torch.p99_ms {p99['torch']:.3f} ms")
+    print(f"BENCH policy.onnx.p50_ms {p50['onnx']:.3f} ms")
+    print(f"BENCH policy.onnx.p99_ms {p99['onnx']:.3f} ms")
+    print(f"BENCH policy.onnx_vs_torch.speedup {p50['torch'] / p50['onnx']:.2f} x")
+    return checkpoint
+
+
+def _control_period_s() -> float | None:
+    """The correction node's control period from config/arm.yaml (a *rate_hz or *period_s parameter)."""
+    import yaml
+
+    path = ROOT / "config" / "arm.yaml"
+    section = (yaml.safe_load(path.read_text()) or {}).get("trajectory_correction", {}).get("ros__parameters", {})
+    for key, value in section.items():
+        if key in ("control_rate_hz", "rate_hz", "loop_rate_hz"):
+            return 1.0 / float(value)
+        if key in ("control_period_s", "period_s"):
+            return float(value)
+    return None
+
+
+def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
+    """Run policy_inference (full rate) + trajectory_correction on fake arm drivers; report command gaps."""
+    if not (ROOT / "nodes" / "trajectory_correction.py").is_file():
+        print("BENCH policy.async.control_stall_ms missing - (nodes/trajectory_correction.py not present)")
+        return
+    period = _control_period_s()
+    if period is None:
+        print("BENCH policy.async.control_stall_ms missing - (no control rate in config/arm.yaml "
+              "trajectory_correction section)")
+        return
+    import rclpy
+    from physical_ai_stack.msg import DetectedPart, DetectedPartArray, ObstacleArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Float64MultiArray
+    from trajectory_msgs.msg import JointTrajectory
+
+    from nodes._base import COMMAND_QOS
+    from physical_ai import convert
+    from physical_ai.policy.spec import load_config
+
+    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               FASTDDS_DEFAULT_PROFILES_FILE=str(ROOT / "config" / "fastdds.xml"))
+    os.environ.update(env)
+    config = load_config(checkpoint)
+    chunk_s = config.chunk_length * config.dt
+    params = str(ROOT / "config" / "arm.yaml")
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.policy_inference", "--ros-args", "--params-file",
+                          params, "-p", f"checkpoint:={checkpoint}", "-p", f"request_threshold_s:={chunk_s}"],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.trajectory_correction", "--ros-args",
+                          "--params-file", params], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL),
+    ]
+    rclpy.init()
+    node = Node("policy_bench_driver")
+    arrivals: list[float] = []
+    chunks: list[float] = []
+    q = np.zeros(8)
+    lock = threading.Lock()
+
+    def on_command(msg: Float64MultiArray) -> None:
+        arrivals.append(time.monotonic())
+        with lock:
+            q[:min(7, len(msg.data))] = msg.data[:7]
+
+    node.create_subscription(Float64MultiArray, "/arm_controller/commands", on_command, COMMAND_QOS)
+    node.create_subscription(JointTrajectory, "/policy/joint_trajectory", lambda m: chunks.append(time.monotonic()),
+                             COMMAND_QOS)
+    joint_pub = node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
+    image_pub = node.create_publisher(Image, "/camera/color/image_raw", qos_profile_sensor_data)
+    parts_pub = node.create_publisher(DetectedPartArray, "/perception/parts", qos_profile_sensor_data)
+    obstacle_pub = node.create_publisher(ObstacleArray, "/perception/obstacles", qos_profile_sensor_data)
+    image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+
+    def publish_state() -> None:
+        now = node.get_clock().now().nanoseconds
+        with lock:
+            positions = q.tolist()
+        positions[7] = 0.04
+        msg = JointState(name=[f"joint{i}" for i in range(1, 8)] + ["gripper"], position=positions,
+                         velocity=[0.0] * 8, effort=[0.0] * 8)
+        msg.header.stamp = convert.ns_to_stamp(now)
+        joint_pub.publish(msg)
+
+    def publish_perception() -> None:
+        now = node.get_clock().now().nanoseconds
+        image_pub.publish(convert.numpy_to_image(image, "rgb8", "camera", now))
+        parts = DetectedPartArray(parts=[DetectedPart(label="cube", confidence=0.9)])
+        parts.header.stamp = convert.ns_to_stamp(now)
+        parts_pub.publish(parts)
+        obstacles = ObstacleArray()
+        obstacles.header.stamp = convert.ns_to_stamp(now)
+        obstacles.header.frame_id = "base_link"
+        obstacle_pub.publish(obstacles)
+
+    node.create_timer(0.01, publish_state)
+    node.create_timer(1 / 15, publish_perception)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        end = time.monotonic() + 30.0
+        while time.monotonic() < end and len(arrivals) < 10:
+            time.sleep(0.1)
+        if len(arrivals) < 10:
+            print("BENCH policy.async.control_stall_ms missing - (no commands from trajectory_correction within "
+                  "30 s; check its parameters/topics)")
+            return
+        start = time.monotonic()
+        first = len(arrivals)
+        time.sleep(duration_s)
+        window = np.array(arrivals[first:])
+        gaps = np.diff(window) if len(window) > 1 else np.array([np.inf])
+        n_chunks = sum(1 for t in chunks if t >= start)
+        stall_ms = max(0.0, float(gaps.max()) - period) * 1e3
+        print(f"{len(window)} commands over {duration_s:.0f} s (control period {period * 1e3:.1f} ms), "
+              f"{n_chunks} policy chunks; gap p50 {np.percentile(gaps, 50) * 1e3:.2f} ms, "
+              f"p99 {np.percentile(gaps, 99) * 1e3:.2f} ms, max {gaps.max() * 1e3:.2f} ms")
+        print(f"BENCH policy.async.control_stall_ms {stall_ms:.2f} ms")
+        print(f"BENCH policy.async.chunk_rate_hz {n_chunks / duration_s:.2f} Hz")
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = latency_bench(Path(tmp))
+        stall_bench(checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
