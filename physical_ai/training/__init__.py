@@ -1,0 +1,1 @@
+"""Training pipeline: demonstration collection, imitation learning, closed-loop evaluation."""

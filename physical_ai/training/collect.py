@@ -1,0 +1,185 @@
+"""`physai collect <scenario>`: record scripted-expert demonstrations to a dataset (see dataset.py for the layout).
+
+    physai collect amr --episodes 120 --output /tmp/amr_data
+
+The simulator core runs in-process, faster than real time (no DDS). Observations are what the robot senses:
+perception-core outputs (LiDAR obstacle tracks for the AMR, depth-fitted part poses for the arm), joint/odometry
+state and, for the arm, the overhead camera image at policy resolution. Domain randomisation per episode: the
+scenario's seeded randomisation (start pose, part poses, worker timings and directions), worker speed, sensor noise;
+and DART-style action noise: the executed command is the expert's plus correlated noise on some episodes while the
+recorded label stays the expert's, so the policy sees (and learns to recover from) states off the expert's path.
+
+World-model labels: every `--wm-every` frames, K candidate chunks around the expert's action (plus a full-speed
+one) are played on a fork of the true simulation; their outcomes (collision, failure, progress) are stored with the
+episode as `extra.wm_*` arrays for training the learned world model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physical_ai.policy.observation import pad_tokens
+from physical_ai.policy.spec import PolicyConfig
+from physical_ai.training.dataset import DatasetWriter, Feature
+from physical_ai.training.envs import Env, make_env
+from physical_ai.world_model.api import sample_candidates
+
+
+def features_for(spec: PolicyConfig) -> dict[str, Feature]:
+    """Dataset features matching a policy spec (LeRobot names)."""
+    obs = spec.observation
+    out: dict[str, Feature] = {}
+    if obs.image is not None:
+        _, h, w = obs.image.shape
+        out["observation.image"] = Feature("uint8", (h, w, 3), ("height", "width", "channel"))
+    if obs.state is not None:
+        out["observation.state"] = Feature("float32", (len(obs.state.names),), obs.state.names)
+    for key in ("obstacles", "parts"):
+        group = getattr(obs, key)
+        if group is not None:
+            out[f"observation.{key}"] = Feature("float32", (group.max_count, len(group.features.names)),
+                                                group.features.names)
+            out[f"observation.{key}_mask"] = Feature("float32", (group.max_count,))
+    out["action"] = Feature("float32", (spec.action_dim,), spec.action.names)
+    out["progress"] = Feature("float32", ())
+    return out
+
+
+def action_noise_scale(env: Env) -> np.ndarray:
+    """Per-channel scale of the DART noise and of world-model candidate offsets."""
+    if env.embodiment == "amr":
+        return np.array([0.1, 0.2])
+    return np.array([0.05] * 7 + [0.01])
+
+
+def wm_candidates(env: Env, action: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Candidates for world-model labels: the expert's action held, noisy variants, and (AMR) full speed ahead."""
+    h = env.spec.chunk_length
+    base = np.tile(action, (h, 1))
+    cands = sample_candidates(base, k, action_noise_scale(env) * 2.0, rng)
+    if env.embodiment == "amr":
+        cands[-1] = np.tile([1.0, 0.0], (h, 1))
+    return cands
+
+
+def record_episode(env: Env, seed: int, dart_std: float, wm_every: int, wm_k: int, max_steps: int,
+                   hold_after_success: int = 10) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """Play one expert episode; return (frames, episode meta, world-model arrays)."""
+    env.reset(seed)
+    spec = env.spec
+    obs_spec = spec.observation
+    rng = np.random.default_rng(seed + 777)
+    noisy = dart_std > 0 and rng.random() < 0.5
+    scale = action_noise_scale(env) * dart_std
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in features_for(spec)}
+    wm: dict[str, list[np.ndarray]] = {"frame": [], "candidates": [], "collision": [], "failure": [],
+                                       "progress": []}
+    noise = np.zeros(spec.action_dim)
+    held = 0
+    for step in range(max_steps):
+        obs = env.observe()
+        action = env.expert_action()
+        if obs_spec.image is not None:
+            frames["observation.image"].append(obs["image"])
+        if obs_spec.state is not None:
+            frames["observation.state"].append(obs["state"])
+        for key in ("obstacles", "parts"):
+            group = getattr(obs_spec, key)
+            if group is not None:
+                values, mask = pad_tokens(obs[key], group, key)
+                frames[f"observation.{key}"].append(values)
+                frames[f"observation.{key}_mask"].append(mask)
+        frames["action"].append(action)
+        st = env.status()
+        frames["progress"].append(np.float32(st.progress))
+        if wm_every > 0 and step % wm_every == 0:
+            cands = wm_candidates(env, action, wm_k, rng)
+            outcomes = [env.rollout(c) for c in cands]
+            wm["frame"].append(np.int64(step))
+            wm["candidates"].append(cands.astype(np.float32))
+            wm["collision"].append(np.array([o.collisions > 0 for o in outcomes]))
+            wm["failure"].append(np.array([o.failure for o in outcomes]))
+            wm["progress"].append(np.array([o.progress - st.progress for o in outcomes], np.float32))
+        if noisy:  # Ornstein-Uhlenbeck-like correlated perturbation of the executed command
+            noise = 0.8 * noise + 0.6 * scale * rng.standard_normal(spec.action_dim)
+        env.apply(env.clip_action(action + noise) if noisy else action)
+        st = env.status()
+        if st.done:
+            held += 1
+            if not st.success or held > hold_after_success:
+                break
+            env.sc.done = False  # keep recording the expert holding still at the goal for a moment
+    final = env.status()
+    meta = {"seed": seed, "success": final.success, "collisions": final.collisions, "dart": bool(noisy),
+            "time_s": round(final.time_s, 2), "limit_violations": env.limit_violations}
+    out = {k: np.stack(v) for k, v in frames.items()}
+    wm_arrays = {f"wm_{k}": np.stack(v) for k, v in wm.items() if v}
+    return out, meta, wm_arrays
+
+
+def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dart_std: float = 1.0,
+            wm_every: int = 5, wm_k: int = 4, max_steps: int | None = None, only_success: bool = True,
+            progress_bar: bool = True) -> dict[str, Any]:
+    """Collect `episodes` expert demonstrations; return a summary (episodes kept, frames, expert success)."""
+    from tqdm import tqdm
+
+    env = make_env(scenario)
+    spec = env.spec
+    limit = max_steps or int(np.ceil(60.0 / spec.dt))
+    writer = DatasetWriter(output, robot_type=env.embodiment, fps=1.0 / spec.dt, features=features_for(spec),
+                           extra={"scenario": scenario, "embodiment": env.embodiment, "spec": spec.to_json(),
+                                  "state_frame": "map" if env.embodiment == "amr" else "joint",
+                                  "dart_std": dart_std, "wm_every": wm_every, "wm_k": wm_k, "seed": seed})
+    tried = kept = 0
+    bar = tqdm(total=episodes, desc=f"collect {scenario}", unit="ep", disable=not progress_bar)
+    try:
+        while kept < episodes and tried < episodes * 3:
+            frames, meta, wm = record_episode(env, seed + tried, dart_std, wm_every, wm_k, limit)
+            tried += 1
+            if only_success and not meta["success"] and max_steps is None:
+                continue
+            writer.add_episode(frames, task=env.observe()["instruction"], meta=meta, extra_arrays=wm)
+            kept += 1
+            bar.update(1)
+            bar.set_postfix(kept=kept, tried=tried)
+    finally:
+        bar.close()
+        env.close()
+    if kept == 0:
+        raise RuntimeError(f"collect {scenario}: the expert solved none of {tried} episodes")
+    writer.finish()
+    return {"episodes": kept, "tried": tried, "frames": writer._frames, "expert_success": kept / tried}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `physai collect`."""
+    parser.add_argument("scenario", help="amr | arm (or factory_floor | arm_cell)")
+    parser.add_argument("--output", required=True, help="new dataset directory")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed (episodes use seed, seed+1, ...)")
+    parser.add_argument("--dart-std", type=float, default=1.0, help="scale of executed-action noise (0: none)")
+    parser.add_argument("--wm-every", type=int, default=5, help="frames between world-model label rollouts (0: off)")
+    parser.add_argument("--wm-k", type=int, default=4, help="candidate chunks per world-model label")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="cap steps per episode (keeps unfinished episodes; for quick tests)")
+    parser.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `physai collect`."""
+    try:
+        summary = collect(args.scenario, args.output, args.episodes, args.seed, args.dart_std, args.wm_every,
+                          args.wm_k, args.max_steps, not args.keep_failures, not args.no_progress)
+    except (ValueError, RuntimeError) as exc:
+        print(f"physai collect: {exc}", file=sys.stderr)
+        return 2
+    print(f"COLLECT {args.scenario} episodes={summary['episodes']} frames={summary['frames']} "
+          f"expert_success={summary['expert_success']:.3f} output={args.output}")
+    return 0
+

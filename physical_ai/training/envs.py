@@ -1,0 +1,384 @@
+"""Policy-facing episode environments over the simulator core: what the robot senses in, actions out.
+
+An env wraps a `physical_ai.sim.scenarios.Scenario` (physics, randomisation, ground truth) and its scripted expert
+(`physical_ai.sim.experts`), runs the perception core (`physical_ai.perception`) on simulated sensors, and returns
+observations in the policy spec's order and units (`observe()`), so collection, training and in-process evaluation
+all see what the ROS nodes would see. Ground truth is used only for the expert, scoring and world-model labels.
+
+This module is the adapter between the simulator's API (scenario command methods, expert dict commands) and the
+policy's (action vectors named as in the ActionChunk contract); it holds no physics and no task logic.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
+from physical_ai.policy.defaults import default_config
+from physical_ai.policy.spec import FeatureGroup, ObservationSpec, PolicyConfig
+from physical_ai.sim import experts
+from physical_ai.sim.scenarios import Scenario, make_scenario
+from physical_ai.sim.sensors import Lidar, SensorNoise
+
+AMR_TASK = "drive to the drop-off station"
+ARM_TASK = "put the {part} in the bin"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Scoring state of the episode (privileged)."""
+
+    success: bool
+    done: bool
+    collisions: int
+    progress: float
+    failure: bool            # task-specific failure, e.g. the part was dropped outside the bin
+    time_s: float
+
+
+def _yaw_matrix(x: float, y: float, yaw: float) -> np.ndarray:
+    T = np.eye(4)
+    c, s = np.cos(yaw), np.sin(yaw)
+    T[:2, :2] = [[c, -s], [s, c]]
+    T[:2, 3] = [x, y]
+    return T
+
+
+class Env:
+    """Common episode loop parts; subclasses define sensing, expert and command mapping."""
+
+    embodiment = ""
+    scenario_name = ""
+
+    def __init__(self, randomise: bool = True) -> None:
+        self.randomise = randomise
+        self.spec = self.make_spec()
+        self.sc: Scenario | None = None
+        self.rng = np.random.default_rng(0)
+        self.limit_violations = 0
+
+    # ---- interface ---------------------------------------------------------------------------------------------
+    def make_spec(self) -> PolicyConfig:
+        """Observation/action spec this env produces (identity normalisation)."""
+        raise NotImplementedError
+
+    @property
+    def dt(self) -> float:
+        """Policy step [s]."""
+        return self.spec.dt
+
+    def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Domain-randomised scenario options for one episode."""
+        return {}
+
+    def reset(self, seed: int) -> None:
+        """Start a seeded episode (scenario pose randomisation plus this env's domain randomisation)."""
+        self.rng = np.random.default_rng(10_000 + seed)
+        options = self.scenario_options(self.rng) if self.randomise else {}
+        self.sc = make_scenario(self.scenario_name, seed, options)
+        self.expert = experts.make_expert(self.sc)
+        self.expert.reset(experts.observe(self.sc))
+        self.limit_violations = 0
+        self._reset_sensing()
+
+    def _reset_sensing(self) -> None: ...
+
+    def observe(self) -> dict[str, Any]:
+        """Raw policy observation (keys = spec groups)."""
+        raise NotImplementedError
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's action now, in the spec's action order."""
+        raise NotImplementedError
+
+    def apply(self, action: np.ndarray) -> None:
+        """Send one action (held for one policy step) and advance the physics by `dt`."""
+        raise NotImplementedError
+
+    def clip_action(self, action: np.ndarray) -> np.ndarray:
+        """`action` clipped to the robot's command limits."""
+        lo, hi = self.action_limits()
+        return np.clip(action, lo, hi)
+
+    def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) command limits in action order."""
+        raise NotImplementedError
+
+    def status(self) -> Status:
+        """Scoring state now."""
+        sc = self.sc
+        return Status(bool(sc.success), bool(sc.done), int(sc.collisions), float(sc._progress()),
+                      self._failure(), float(sc.data.time))
+
+    def _failure(self) -> bool:
+        return False
+
+    # ---- forking (world-model labels and physics rollouts) ----------------------------------------------------
+    def snapshot(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Full physics state plus the scenario's and the env's Python-side state."""
+        sc = self.sc
+        size = mujoco.mj_stateSize(sc.model, mujoco.mjtState.mjSTATE_INTEGRATION)
+        state = np.empty(size)
+        mujoco.mj_getState(sc.model, sc.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        skip = {"model", "data", "expert", "ik"}
+        py = {k: copy.deepcopy(v) for k, v in vars(sc).items() if k not in skip}
+        return state, {"scenario": py, "violations": self.limit_violations}
+
+    def restore(self, snap: tuple[np.ndarray, dict[str, Any]]) -> None:
+        """Return to a `snapshot()`."""
+        sc = self.sc
+        state, py = snap
+        mujoco.mj_setState(sc.model, sc.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(sc.model, sc.data)
+        for k, v in py["scenario"].items():
+            setattr(sc, k, copy.deepcopy(v))
+        self.limit_violations = py["violations"]
+
+    def rollout(self, chunk: np.ndarray) -> Status:
+        """Play `chunk` from now on a fork of the true simulation and return the status after it (then undo)."""
+        snap = self.snapshot()
+        before = self.sc.collisions
+        try:
+            for action in chunk:
+                self.apply(action)
+                if self.sc.done:
+                    break
+            st = self.status()
+            return replace(st, collisions=st.collisions - before)
+        finally:
+            self.restore(snap)
+
+    def close(self) -> None:
+        """Release renderers."""
+
+
+# ============================================================================================================ AMR
+class AmrEnv(Env):
+    """Factory-floor AMR: map-frame pose and twist, LiDAR -> perception-core tracked obstacles, (v, w) actions.
+
+    The pose is in the map frame (map -> odom -> base_link, as a localiser provides it), because the stations are
+    fixed in the map; the obstacles are the perception pipeline's tracks (ground removal, clustering, Kalman
+    velocities) from a simulated multi-ring LiDAR with randomised noise.
+    """
+
+    embodiment = "amr"
+    scenario_name = "amr"
+    LIDAR_RINGS, LIDAR_COLUMNS = 8, 450
+
+    def make_spec(self) -> PolicyConfig:
+        """The default AMR spec (map-frame pose, 16 obstacle tokens)."""
+        return default_config("amr", name="amr_dataset")
+
+    def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Worker walking speed randomised around 1.4 m/s."""
+        return {"worker_speed": float(rng.uniform(1.2, 1.6))}
+
+    def _reset_sensing(self) -> None:
+        sc = self.sc
+        self.lidar = Lidar(sc.model, sc.lidar_body, self.LIDAR_RINGS, self.LIDAR_COLUMNS, -15.0, 15.0)
+        body = sc.model.body(sc.lidar_body)
+        self.T_base_lidar = np.eye(4)
+        self.T_base_lidar[:3, 3] = body.pos
+        sigma = float(self.rng.uniform(0.005, 0.03)) if self.randomise else 0.01
+        self.noise = SensorNoise(sigma=sigma, invalid_fraction=0.02 if self.randomise else 0.0)
+        self.pipeline = FusionPipeline(PipelineConfig(hog_enabled=False, occupancy_enabled=False))
+        self.feature_names = self.spec.observation.obstacles.features.names
+
+    def pose(self) -> np.ndarray:
+        """Map-frame (x, y, yaw) of base_link as a localiser reports it."""
+        return self.sc.base_pose()
+
+    def obstacles(self) -> np.ndarray:
+        """Perceived obstacles now, (n, F) in base_link with the spec's features."""
+        sc = self.sc
+        scan = self.lidar.scan(sc.data, self.noise, self.rng)
+        pts = np.stack([scan["x"], scan["y"], scan["z"]], axis=1).astype(np.float64)
+        pts = pts @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3]
+        x, y, yaw = self.pose()
+        result = self.pipeline.process(FrameInput(stamp_ns=sc.time_ns, clouds=[pts],
+                                                  T_world_base=_yaw_matrix(x, y, yaw)))
+        rows = []
+        for ob in result.obstacles:
+            c = ob.cluster
+            values = {"x": c.center[0], "y": c.center[1], "z": c.center[2], "length": c.size[0],
+                      "width": c.size[1], "height": c.size[2], "yaw": c.yaw, "vx": ob.velocity[0],
+                      "vy": ob.velocity[1], "class": float(c.classification), "confidence": c.confidence}
+            rows.append([values[f] for f in self.feature_names])
+        return np.asarray(rows, dtype=np.float64).reshape(-1, len(self.feature_names))
+
+    def observe(self) -> dict[str, Any]:
+        """State (map x, y, yaw, vx, wz), perceived obstacles, instruction."""
+        _, twist = self.sc.odometry()
+        x, y, yaw = self.pose()
+        state = np.array([x, y, yaw, twist[0], twist[5]])
+        return {"state": state, "obstacles": self.obstacles(), "instruction": AMR_TASK}
+
+    def expert_action(self) -> np.ndarray:
+        """(linear_x, angular_z) of the station expert."""
+        cmd = self.expert.act(experts.observe(self.sc))
+        return np.array([cmd["linear_x"], cmd["angular_z"]])
+
+    def apply(self, action: np.ndarray) -> None:
+        """Twist command (out-of-limit values counted, then clipped as the base driver would reject them)."""
+        sc = self.sc
+        lo, hi = sc.base.lower, sc.base.upper
+        a = np.asarray(action, dtype=float)
+        if not np.isfinite(a).all():
+            a = np.zeros(2)
+        if np.any(a < lo - 1e-6) or np.any(a > hi + 1e-6):
+            self.limit_violations += 1
+        sc.command_twist(*np.clip(a, lo, hi))
+        sc.step(max(1, round(self.dt / sc.timestep)))
+
+    def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Base speed limits."""
+        return self.sc.base.lower.copy(), self.sc.base.upper.copy()
+
+    def worker_tracks(self) -> np.ndarray:
+        """(W, 4) ground-truth worker x, y, vx, vy (world): scoring and world-model labels only."""
+        pos, vel = self.sc.worker_state(self.sc.data.time)
+        return np.concatenate([pos, vel], axis=1)
+
+
+# ============================================================================================================ arm
+class ArmEnv(Env):
+    """Arm cell pick-and-place: joint state, overhead camera image (policy resolution), depth -> perceived parts."""
+
+    embodiment = "arm"
+    scenario_name = "arm"
+    DEPTH_SIZE = (120, 160)
+
+    def make_spec(self) -> PolicyConfig:
+        """The default arm spec without the obstacle group."""
+        cfg = default_config("arm", name="arm_dataset")
+        obs = cfg.observation
+        # no hand obstacle in pick-and-place demonstrations: drop the empty obstacle group
+        return replace(cfg, observation=ObservationSpec(image=obs.image, state=obs.state, parts=obs.parts,
+                                                        instruction=obs.instruction))
+
+    def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Part poses and target part come from the scenario seed."""
+        return {}
+
+    def _reset_sensing(self) -> None:
+        sc = self.sc
+        _, h, w = self.spec.observation.image.shape
+        self.renderer = mujoco.Renderer(sc.model, h, w)
+        self.depth_renderer = mujoco.Renderer(sc.model, *self.DEPTH_SIZE)
+        self.depth_renderer.enable_depth_rendering()
+        cam = sc.model.camera(sc.camera)
+        fovy = np.radians(sc.model.cam_fovy[cam.id])
+        dh, dw = self.DEPTH_SIZE
+        f = 0.5 * dh / np.tan(fovy / 2)
+        v, u = np.mgrid[0:dh:2, 0:dw:2]
+        self._rays = np.stack([(u - dw / 2 + 0.5) / f, -(v - dh / 2 + 0.5) / f, -np.ones_like(u, float)], -1)
+        self._rays = self._rays.reshape(-1, 3)
+        self.cam_id = cam.id
+        self.depth_sigma = float(self.rng.uniform(0.0005, 0.002)) if self.randomise else 0.001
+        self.gripper_target = 0.08
+
+    def close(self) -> None:
+        """Free the renderers."""
+        for r in ("renderer", "depth_renderer"):
+            if hasattr(self, r):
+                getattr(self, r).close()
+
+    def parts(self) -> np.ndarray:
+        """Perceived parts (world frame) from the overhead depth image: the perception core's part fitter."""
+        from physical_ai.perception.parts import PartsConfig, detect_parts
+        from physical_ai.sim.scenarios import TABLE_Z
+
+        sc = self.sc
+        self.depth_renderer.update_scene(sc.data, camera=sc.camera)
+        depth = self.depth_renderer.render()[::2, ::2].reshape(-1).astype(np.float64)
+        depth = depth + self.depth_sigma * self.rng.standard_normal(depth.shape)
+        pts_cam = self._rays * depth[:, None]
+        R = sc.data.cam_xmat[self.cam_id].reshape(3, 3)
+        pts = pts_cam @ R.T + sc.data.cam_xpos[self.cam_id]
+        cfg = PartsConfig(table_z=TABLE_Z, workspace_x=(0.2, 0.75), workspace_y=(-0.4, 0.5), min_points=8)
+        rows = []
+        for p in detect_parts(pts, cfg):
+            rows.append([*p.position, 0.0, 0.0, np.sin(p.yaw / 2), np.cos(p.yaw / 2)])
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+
+    def observe(self) -> dict[str, Any]:
+        """Joint state, overhead RGB, perceived parts, instruction naming the target part."""
+        sc = self.sc
+        _, pos, vel, _ = sc.joint_state()
+        state = np.concatenate([pos[:7], [pos[7]], vel[:7]])
+        self.renderer.update_scene(sc.data, camera=sc.camera)
+        image = self.renderer.render().copy()
+        part = sc.target_part.removeprefix("part_")
+        return {"state": state, "image": image, "parts": self.parts(), "instruction": ARM_TASK.format(part=part)}
+
+    def expert_action(self) -> np.ndarray:
+        """Joint position targets and gripper opening of the pick-and-place expert."""
+        cmd = self.expert.act(experts.observe(self.sc))
+        return np.append(np.asarray(cmd["joint_positions"], float), cmd["gripper"])
+
+    def apply(self, action: np.ndarray) -> None:
+        """Joint targets streamed over the step at no more than the velocity limits; violations counted."""
+        sc = self.sc
+        a = np.asarray(action, dtype=float)
+        if not np.isfinite(a).all():
+            a = np.append(sc.target, self.gripper_target)
+        q = a[:7]
+        lo, hi = sc.limits.lower, sc.limits.upper
+        if np.any(q < lo - 1e-6) or np.any(q > hi + 1e-6) or np.any(np.abs(q - sc.target) >
+                                                                       sc.limits.max_velocity * self.dt * 1.5):
+            self.limit_violations += 1
+        step = np.clip(q, lo, hi) - sc.target
+        vmax = sc.limits.max_velocity * self.dt
+        n = max(1, round(self.dt / sc.timestep))
+        # stream positions at the physics rate, interpolating over the policy step (a position controller)
+        start = sc.target.copy()
+        target = start + np.clip(step, -vmax, vmax)
+        self.gripper_target = float(np.clip(a[7], 0.0, 0.08))
+        sc.command_gripper([self.gripper_target])
+        sub = max(1, n // 5)
+        for k in range(1, n // sub + 1):
+            sc.command_stream(list(start + (target - start) * min(1.0, k * sub / n)))
+            sc.step(sub)
+
+    def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Joint position limits and the gripper range."""
+        lim = self.sc.limits
+        return np.append(lim.lower, 0.0), np.append(lim.upper, 0.08)
+
+    def _failure(self) -> bool:
+        """The target part fell off the table or was released outside the bin after being lifted."""
+        from physical_ai.sim.scenarios import TABLE_Z
+
+        p = self.sc.part_position(self.sc.target_part)
+        return bool(p[2] < TABLE_Z - 0.05)
+
+
+ENVS: dict[str, type[Env]] = {"amr": AmrEnv, "arm": ArmEnv}
+ALIASES = {"factory_floor": "amr", "factory": "amr", "arm_cell": "arm", "arm_pick": "arm", "amr_nav": "amr"}
+
+
+def make_env(scenario: str, randomise: bool = True) -> Env:
+    """The env for a scenario name ("amr", "arm", or their model directory names)."""
+    key = ALIASES.get(scenario, scenario)
+    if key not in ENVS:
+        raise ValueError(f"scenario {scenario!r}: no policy env (choose from {sorted(ENVS)})")
+    return ENVS[key](randomise=randomise)
+
+
+def spec_names(config: PolicyConfig) -> dict[str, Any]:
+    """The names that must match between a policy and an env (for spec-mismatch errors)."""
+    obs = config.observation
+
+    def names(group: FeatureGroup | None) -> list[str] | None:
+        return list(group.names) if group is not None else None
+
+    return {"embodiment": config.embodiment, "action": list(config.action.names),
+            "state": names(obs.state), "groups": obs.groups(),
+            "obstacles": names(obs.obstacles.features) if obs.obstacles else None,
+            "parts": names(obs.parts.features) if obs.parts else None}
+

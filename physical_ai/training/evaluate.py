@@ -1,0 +1,236 @@
+"""`physai eval <scenario> --policy models/<name>`: closed-loop evaluation over N seeded episodes.
+
+    physai eval amr --policy models/amr_nav --episodes 50
+    physai eval amr --policy models/amr_nav --episodes 50 --world-model physics
+
+Modes:
+- `inprocess` (default): simulator core + perception core + policy + chunk execution in one process, faster than
+  real time. The policy runs every `--replan` steps on what the robot senses (envs.py); the executed chunk prefix is
+  the policy's, clipped to the command limits (clipping counted as a limit violation).
+- `ros`: the same episodes through the ROS 2 nodes (simulator -> perception -> policy -> correction), started with
+  the bring-up Supervisor and scored from /sim/ground_truth; needs those nodes installed (see `ros_eval.py`).
+
+Writes `<output>/eval_<scenario>.json` (per-episode rows and a summary with a Wilson 95 % interval) and plots, and
+prints a last line `EVAL <scenario> success=<fraction> episodes=<n> collisions=<n> limit_violations=<n>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physical_ai.policy.spec import ConfigError, PolicyConfig, load_config
+from physical_ai.training.envs import Env, make_env, spec_names
+
+EVAL_SEED_OFFSET = 100_000  # evaluation seeds never overlap collection seeds (0, 1, 2, ...)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95 % by default)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def check_policy_fits(config: PolicyConfig, env: Env) -> None:
+    """Raise `ConfigError` naming the first difference between a policy's spec and the scenario's."""
+    want, have = spec_names(env.spec), spec_names(config)
+    for key in ("embodiment", "action", "groups", "state", "obstacles", "parts"):
+        if want[key] != have[key]:
+            raise ConfigError(f"policy {config.name!r} does not fit scenario {env.scenario_name!r}: {key} is "
+                              f"{have[key]!r} in the policy, the scenario provides {want[key]!r}")
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluation episode."""
+
+    seed: int
+    success: bool
+    collisions: int
+    limit_violations: int
+    failure: bool
+    time_s: float
+    progress: float
+    vetoes: int = 0
+    policy_ms: float = 0.0
+
+
+def hold_action(env: Env) -> np.ndarray:
+    """The safe action when every candidate is vetoed: stop (AMR) or hold the current joints (arm)."""
+    if env.embodiment == "amr":
+        return np.zeros(2)
+    return np.append(env.sc.target, env.sc.gripper_target)
+
+
+def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: float,
+                world_model: Any | None = None, wm_k: int = 8, settle_steps: int = 0) -> EpisodeResult:
+    """One closed-loop episode in-process; the world model (if any) picks among `wm_k` sampled candidates."""
+    from physical_ai.training.world_model_glue import candidate_chunks, world_state
+
+    env.reset(seed)
+    rng = np.random.default_rng(seed)
+    chunk: np.ndarray | None = None
+    k = 0
+    vetoes = 0
+    latency: list[float] = []
+    steps = round(time_limit_s / env.dt)
+    for _ in range(steps):
+        obs = env.observe()  # every step: perception tracks need every frame
+        if chunk is None or k >= replan or k >= len(chunk):
+            result = policy.infer(obs)
+            latency.append(result.latency_ms)
+            chunk, k = result.values, 0
+            if world_model is not None:
+                cands = candidate_chunks(env, chunk, wm_k, rng)
+                pred = world_model.evaluate(world_state(env, obs), cands)
+                if pred.chosen_index < 0:
+                    vetoes += 1
+                    chunk = np.tile(hold_action(env), (replan, 1))
+                else:
+                    chunk = cands[pred.chosen_index]
+        env.apply(chunk[k])
+        k += 1
+        if env.status().done:
+            break
+    st = env.status()
+    return EpisodeResult(seed=seed, success=st.success, collisions=st.collisions,
+                         limit_violations=env.limit_violations, failure=st.failure,
+                         time_s=round(st.time_s, 2), progress=round(st.progress, 3), vetoes=vetoes,
+                         policy_ms=round(float(np.median(latency)), 2) if latency else 0.0)
+
+
+def summarise(scenario: str, rows: list[EpisodeResult], extra: dict[str, Any]) -> dict[str, Any]:
+    """Summary figures of a list of episodes."""
+    n = len(rows)
+    wins = sum(r.success for r in rows)
+    lo, hi = wilson_interval(wins, n)
+    times = [r.time_s for r in rows if r.success]
+    return {"scenario": scenario, "episodes": n, "successes": wins, "success_rate": wins / n if n else 0.0,
+            "success_ci95": [round(lo, 4), round(hi, 4)],
+            "collisions": int(sum(r.collisions for r in rows)),
+            "episodes_with_collision": int(sum(r.collisions > 0 for r in rows)),
+            "limit_violations": int(sum(r.limit_violations for r in rows)),
+            "failures": int(sum(r.failure for r in rows)),
+            "time_to_complete_s": {"median": float(np.median(times)) if times else None,
+                                   "p90": float(np.percentile(times, 90)) if times else None},
+            "vetoes": int(sum(r.vetoes for r in rows)),
+            "policy_latency_ms_median": float(np.median([r.policy_ms for r in rows])) if rows else None,
+            **extra}
+
+
+def plot_report(rows: list[EpisodeResult], summary: dict[str, Any], path: Path) -> None:
+    """Outcome per seed and time-to-complete histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    colours = ["tab:green" if r.success else ("tab:red" if r.collisions else "tab:orange") for r in rows]
+    a.bar(range(len(rows)), [r.progress for r in rows], color=colours)
+    a.set_xlabel("episode")
+    a.set_ylabel("progress (green: success, red: collision)")
+    lo, hi = summary["success_ci95"]
+    a.set_title(f"{summary['scenario']}: success {summary['success_rate']:.2f} [{lo:.2f}, {hi:.2f}]")
+    times = [r.time_s for r in rows if r.success]
+    b.hist(times, bins=15, color="tab:blue")
+    b.set_xlabel("time to complete [s]")
+    b.set_ylabel("episodes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = EVAL_SEED_OFFSET,
+             replan: int | None = None, world_model: str = "none", wm_k: int = 8, threads: int = 2,
+             time_limit_s: float | None = None, progress_bar: bool = True) -> tuple[list[EpisodeResult], dict]:
+    """Evaluate a checkpoint in-process; return (episodes, summary)."""
+    from tqdm import tqdm
+
+    from physical_ai.policy.policy import TorchPolicy
+
+    env = make_env(scenario)
+    config = load_config(policy_dir)
+    check_policy_fits(config, env)
+    policy = TorchPolicy(policy_dir, num_threads=threads)
+    wm = None
+    if world_model != "none":
+        from physical_ai.training.world_model_glue import load_world_model
+
+        wm = load_world_model(world_model, env, policy_dir)
+    replan = replan or max(1, config.chunk_length // 2)
+    limit = time_limit_s or env_time_limit(env)
+    rows = []
+    start = time.monotonic()
+    try:
+        for i in tqdm(range(episodes), desc=f"eval {scenario}", unit="ep", disable=not progress_bar):
+            rows.append(run_episode(env, policy, seed + i, replan, limit, wm, wm_k))
+    finally:
+        env.close()
+    summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "inprocess", "replan_steps": replan,
+                                         "world_model": world_model, "first_seed": seed,
+                                         "wall_s": round(time.monotonic() - start, 1)})
+    return rows, summary
+
+
+def env_time_limit(env: Env) -> float:
+    """The scenario's own time limit [s]."""
+    from physical_ai.sim.scenarios import SCENARIOS
+
+    return float(SCENARIOS[env.scenario_name].time_limit_s)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `physai eval`."""
+    parser.add_argument("scenario", help="amr | arm")
+    parser.add_argument("--policy", required=True, help="checkpoint directory (config.json + model.safetensors)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET, help="first seed (episodes: seed, seed+1...)")
+    parser.add_argument("--mode", choices=("inprocess", "ros"), default="inprocess")
+    parser.add_argument("--replan", type=int, default=None, help="policy steps executed per chunk (default H/2)")
+    parser.add_argument("--world-model", choices=("none", "physics", "learned"), default="none",
+                        help="check sampled candidate chunks with a world model before executing")
+    parser.add_argument("--wm-k", type=int, default=8, help="candidates per world-model check")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default=None, help="report directory (default: <policy>/eval)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `physai eval`."""
+    out = Path(args.output) if args.output else Path(args.policy) / "eval"
+    try:
+        if args.mode == "ros":
+            from physical_ai.training.ros_eval import evaluate_ros
+
+            rows, summary = evaluate_ros(args.scenario, args.policy, args.episodes, args.seed)
+        else:
+            rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
+                                     args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        print(f"physai eval: {exc}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.world_model == "none" else f"_wm_{args.world_model}"
+    report = out / f"eval_{args.scenario}{suffix}.json"
+    report.write_text(json.dumps({"summary": summary, "episodes": [asdict(r) for r in rows]}, indent=1) + "\n")
+    plot_report(rows, summary, out / f"eval_{args.scenario}{suffix}.png")
+    lo, hi = summary["success_ci95"]
+    print(f"success {summary['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}), median time "
+          f"{summary['time_to_complete_s']['median']} s, vetoes {summary['vetoes']}, report {report}")
+    print(f"EVAL {args.scenario} success={summary['success_rate']:.3f} episodes={summary['episodes']} "
+          f"collisions={summary['collisions']} limit_violations={summary['limit_violations']}")
+    return 0
