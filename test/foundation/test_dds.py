@@ -22,9 +22,9 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from physical_ai.convert import ns_to_stamp, numpy_to_image
+from physical_ai.convert import ns_to_stamp, numpy_to_image, numpy_to_pointcloud2
 from physical_ai.tf import TransformBuffer
-from physical_ai_nodes._base import STATE_QOS, PhysaiNode
+from physical_ai_nodes._base import SENSOR_QOS, STATE_QOS, PhysaiNode
 from physical_ai_nodes._tf import TfListener, TfPublisher
 from physical_ai_nodes.sensor_monitor import SensorMonitor
 
@@ -238,3 +238,47 @@ def test_sensor_monitor_uses_sim_time(ros):
         code = stop(process)
         node.destroy_node()
     assert code == 0
+
+
+STREAM_SUBSCRIBER = """
+import sys, time, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import PointCloud2
+rclpy.init()
+node = rclpy.create_node("stream_sink")
+received = []
+node.create_subscription(PointCloud2, sys.argv[1], lambda m: received.append(len(m.data)), qos_profile_sensor_data)
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end and len(received) < int(sys.argv[3]):
+    rclpy.spin_once(node, timeout_sec=0.05)
+print(len(received), min(received, default=0), flush=True)
+"""
+
+
+def test_large_best_effort_clouds_arrive_with_the_shipped_profile(ros):
+    """130k-point clouds (2 MB) at 10 Hz, best effort, reach another process (Fast DDS defaults drop ~all)."""
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/fastdds.xml")
+    context, _ = ros
+    topic = f"/foundation_stream_{os.getpid()}"
+    sink = subprocess.Popen([sys.executable, "-c", STREAM_SUBSCRIBER, topic, "12", "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    node = rclpy.create_node("stream_source", context=context)
+    try:
+        assert sink.stdout.readline().strip() == "ready"
+        cloud = numpy_to_pointcloud2(np.random.default_rng(0).normal(size=(130_000, 4)).astype(np.float32))
+        publisher = node.create_publisher(type(cloud), topic, SENSOR_QOS)
+        deadline = time.monotonic() + 8.0
+        while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        for _ in range(20):
+            publisher.publish(cloud)
+            time.sleep(0.1)
+        out, err = sink.communicate(timeout=30)
+    finally:
+        stop(sink)
+        node.destroy_node()
+    count, size = (int(v) for v in out.split())
+    assert count >= 18, f"only {count}/20 clouds arrived; {err[-1000:]}"
+    assert size == 130_000 * 16
