@@ -204,6 +204,7 @@ def _run_stream(kind: str, rate_hz: float, duration_s: float, shipped_profile: b
 
 
 def bench_dds(duration_s: float) -> None:
+    print(f"# load average before the DDS runs: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     cases = [("image_640x480_30hz", "image", 30.0), ("pointcloud_130k_10hz", "cloud", 10.0)]
     for name, kind, rate in cases:
         for shipped, suffix in ((True, ""), (False, ".default")):
