@@ -28,7 +28,7 @@ TEMPLATE = """<!--
   <size memory="20M"/>
   <visual>
     <global offwidth="1280" offheight="960"/>
-    <quality shadowsize="0"/>
+    <quality shadowsize="0" offsamples="0"/>
     <map zfar="200"/>
   </visual>
   <asset>

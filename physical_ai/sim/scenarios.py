@@ -646,9 +646,14 @@ SCENARIOS: dict[str, type[Scenario]] = {"arm": ArmCell, "amr": FactoryFloor, "ve
 ALIASES = {"arm_cell": "arm", "factory_floor": "amr", "factory": "amr", "vehicle_lane": "vehicle"}
 
 
-def make_scenario(name: str, seed: int = 0, options: dict[str, Any] | None = None) -> Scenario:
-    """Build a scenario by name ("arm", "amr", "vehicle" or the model directory name)."""
+def canonical_name(name: str) -> str:
+    """Scenario key ("arm", "amr", "vehicle") for a key or alias such as the model directory name."""
     key = ALIASES.get(name, name)
     if key not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose from {sorted(SCENARIOS)}")
-    return SCENARIOS[key](seed, options)
+    return key
+
+
+def make_scenario(name: str, seed: int = 0, options: dict[str, Any] | None = None) -> Scenario:
+    """Build a scenario by name ("arm", "amr", "vehicle" or the model directory name)."""
+    return SCENARIOS[canonical_name(name)](seed, options)

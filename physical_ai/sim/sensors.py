@@ -77,10 +77,8 @@ class RgbdCamera:
         if self.camera_id < 0:
             raise ValueError(f"camera {camera!r} not in model")
         self.width, self.height, self.max_depth = width, height, max_depth
-        self._renderer = mujoco.Renderer(model, height=height, width=width)
-        flags = self._renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        # created on first render: a GL context belongs to the thread that made it current
+        self._renderer: mujoco.Renderer | None = None
         self._option = mujoco.MjvOption()
         fovy = np.radians(model.cam_fovy[self.camera_id])
         f = 0.5 * height / np.tan(0.5 * fovy)
@@ -93,11 +91,43 @@ class RgbdCamera:
         T[:3, 3] = data.cam_xpos[self.camera_id]
         return T
 
+    def _ensure_renderer(self) -> mujoco.Renderer:
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, height=self.height, width=self.width)
+            flags = self._renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            extent = self.model.stat.extent
+            self._near = np.float32(self.model.vis.map.znear * extent)
+            self._far = np.float32(self.model.vis.map.zfar * extent)
+            self._rgb = np.empty((self.height, self.width, 3), np.uint8)
+            self._zbuf = np.empty((self.height, self.width), np.float32)
+        return self._renderer
+
     def render(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
-        """Return (rgb uint8 HxWx3, depth float32 HxW with NaN beyond `max_depth`)."""
-        r = self._renderer
+        """Return (rgb uint8 HxWx3, depth float32 HxW [m] with NaN beyond `max_depth`) from ONE render pass.
+
+        mujoco.Renderer renders twice for colour + depth; here one mjr_render is read back with both buffers
+        (the Renderer's own context, rect and scene) and the reversed-Z buffer is linearised as Renderer does.
+        """
+        r = self._ensure_renderer()
         r.update_scene(data, camera=self.camera_id, scene_option=self._option)
-        r.disable_depth_rendering()
+        r._gl_context.make_current()
+        mujoco.mjr_render(r._rect, r.scene, r._mjr_context)
+        mujoco.mjr_readPixels(self._rgb, self._zbuf, r._rect, r._mjr_context)
+        # reversed-Z (mjDEPTH_ZEROFAR) window depth -> metric depth along the optical axis
+        near, far = self._near, self._far
+        c = np.float32(-0.5) * (-(far + near) / (far - near)) - np.float32(0.5)
+        d = np.float32(-0.5) * (-(np.float32(2) * far * near) / (far - near))
+        depth = (d / (self._zbuf.astype(np.float64) + c)).astype(np.float32)
+        depth[(depth <= 0) | (depth > self.max_depth)] = np.nan
+        # OpenGL rows start at the bottom
+        return np.flipud(self._rgb).copy(), np.flipud(depth).copy()
+
+    def render_two_pass(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+        """Baseline: colour and depth with two mujoco.Renderer.render() calls (the documented API)."""
+        r = self._ensure_renderer()
+        r.update_scene(data, camera=self.camera_id, scene_option=self._option)
         rgb = r.render().copy()
         r.enable_depth_rendering()
         depth = r.render().astype(np.float32)
@@ -106,8 +136,10 @@ class RgbdCamera:
         return rgb, depth
 
     def close(self) -> None:
-        """Release the GL context."""
-        self._renderer.close()
+        """Release the GL context (from the thread that rendered)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
 
 def add_depth_noise(depth: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:

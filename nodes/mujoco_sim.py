@@ -1,0 +1,334 @@
+"""mujoco_sim: a MuJoCo scenario that plays the robot's drivers over ROS 2.
+
+Publishes what real drivers (or Gazebo's ros_gz_bridge) publish: joint_states, odom, /tf, /tf_static, camera
+colour + depth + camera_info, lidar/points, scan, tactile/state, plus /clock (sim time) and the privileged
+sim/ground_truth. Accepts the drivers' commands: arm_controller/joint_trajectory, arm_controller/commands,
+gripper_controller/commands, cmd_vel (Twist or TwistStamped), ackermann_cmd. Bad commands are rejected with a
+logged reason and counted (`rejected.<topic>.<reason>` in /diagnostics); the robot holds its last safe target.
+
+Physics runs in its own thread, paced at `real_time_factor` (0 = as fast as possible); ROS callbacks only
+validate and hand over commands under a lock. Stamps are simulation time (run the stack with use_sim_time).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from ackermann_msgs.msg import AckermannDriveStamped
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Point, Pose, Quaternion, Twist, TwistStamped, Vector3
+from nav_msgs.msg import Odometry
+from physical_ai_stack.msg import SimGroundTruth, TactilePad, TactileState
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan, PointCloud2
+from std_msgs.msg import Float64MultiArray, Int64
+from trajectory_msgs.msg import JointTrajectory
+
+from physical_ai.convert import (
+    make_camera_info,
+    make_header,
+    make_joint_state,
+    make_odometry,
+    ns_to_stamp,
+    numpy_to_image,
+    numpy_to_laserscan,
+    numpy_to_pointcloud2,
+    stamp_to_ns,
+)
+from physical_ai.sim.commands import CommandRejected, check_stamp
+from physical_ai.sim.runner import STREAMS, SensorGeometry, SimRunner, StreamConfig, default_streams
+from physical_ai.sim.scenarios import (
+    ArmCell,
+    FactoryFloor,
+    GroundTruth,
+    VehicleLane,
+    canonical_name,
+    make_scenario,
+)
+from physical_ai.sim.sensors import PadReading, SensorNoise
+from physical_ai_nodes._base import COMMAND_QOS, SENSOR_QOS, STATE_QOS, PhysaiNode, run_node
+from physical_ai_nodes._tf import TfPublisher
+
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def _duration_s(d: Any) -> float:
+    return d.sec + d.nanosec * 1e-9
+
+
+class MujocoSim(PhysaiNode):
+    """See module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("mujoco_sim", **kwargs)
+        p = self.param
+        name = p("scenario", "amr", "Scenario: arm | amr | vehicle")
+        self.seed = p("seed", 0, "Randomisation seed of the first episode", (0, 2**31 - 1))
+        self.rtf = p("real_time_factor", 1.0, "Pacing: sim seconds per wall second; 0 = as fast as possible",
+                     (0.0, 100.0))
+        self.chunk_s = p("step_chunk_s", 0.005, "Physics advanced per loop iteration [s]", (0.001, 0.1))
+        self.publish_clock = p("publish_clock", True, "Publish /clock with simulation time")
+        self.max_age_s = p("command_max_age_s", 0.5, "Stamped commands older than this are rejected [s]",
+                           (0.001, 60.0))
+        self.max_future_s = p("command_max_future_s", 0.5,
+                              "Stamped commands further in the future are rejected [s]", (0.0, 60.0))
+        self.cmd_vel_stamped = p("cmd_vel_stamped", False, "cmd_vel is TwistStamped (else Twist), as in Nav2")
+        options: dict[str, Any] = {
+            "stream_mode": p("arm_stream_mode", "position", "arm_controller/commands: position | velocity"),
+            "stream_timeout_s": p("cmd_timeout_s", 0.5, "Velocity/twist/drive commands time out to zero [s]",
+                                  (0.01, 10.0)),
+            "cmd_timeout_s": p("base_cmd_timeout_s", 0.5, "Base (cmd_vel / ackermann) command timeout [s]",
+                               (0.01, 10.0)),
+            "hand_time_s": p("hand_time_s", -1.0, "Arm cell: hand obstacle enters at this sim time; <0 never [s]",
+                             (-1.0, 1e6)),
+            "max_linear": p("max_linear", 1.0, "AMR max |linear.x| [m/s]", (0.01, 5.0)),
+            "max_angular": p("max_angular", 1.5, "AMR max |angular.z| [rad/s]", (0.01, 10.0)),
+            "max_accel": p("max_accel", 1.0, "AMR linear acceleration limit [m/s^2]", (0.01, 10.0)),
+            "max_alpha": p("max_alpha", 2.0, "AMR angular acceleration limit [rad/s^2]", (0.01, 20.0)),
+            "max_steer": p("max_steer", 0.5, "Vehicle max steering angle [rad]", (0.01, 1.0)),
+            "max_steer_rate": p("max_steer_rate", 0.6, "Vehicle steering rate limit [rad/s]", (0.01, 5.0)),
+            "max_speed": p("max_speed", 15.0, "Vehicle max speed [m/s]", (0.1, 50.0)),
+            "max_decel": p("max_decel", 6.0, "Vehicle braking limit [m/s^2]", (0.1, 15.0)),
+        }
+        vmax = p("arm_max_velocity", [2.0, 2.0, 2.0, 2.0, 2.5, 2.5, 2.5], "Arm joint velocity limits [rad/s]")
+        options["max_velocity"] = list(vmax)
+        g = SensorGeometry(
+            width=p("camera_width", 640, "Image width [px]", (16, 4096)),
+            height=p("camera_height", 480, "Image height [px]", (16, 4096)),
+            max_depth=p("depth_max_m", 10.0, "Depth beyond this is invalid (NaN) [m]", (0.1, 500.0)),
+            lidar_rings=p("lidar_rings", 16, "3D LiDAR rings", (1, 128)),
+            lidar_horizontal=p("lidar_horizontal", 1800, "3D LiDAR beams per ring", (8, 7200)),
+            lidar_min_elev_deg=p("lidar_min_elev_deg", -15.0, "Lowest ring elevation [deg]", (-90.0, 90.0)),
+            lidar_max_elev_deg=p("lidar_max_elev_deg", 15.0, "Highest ring elevation [deg]", (-90.0, 90.0)),
+            lidar_range_max=p("lidar_range_max_m", 30.0, "3D LiDAR max range [m]", (0.5, 300.0)),
+            scan_beams=p("scan_beams", 720, "2D scan beams over 360 deg", (8, 7200)),
+            scan_range_max=p("scan_range_max_m", 20.0, "2D scan max range [m]", (0.5, 300.0)),
+        )
+        streams = default_streams(canonical_name(name))
+        for stream in STREAMS:
+            base = streams.get(stream, StreamConfig(0.0))
+            rate = p(f"{stream}.rate_hz", float(base.rate_hz), f"{stream} rate; 0 disables [Hz]", (0.0, 1000.0))
+            noise = SensorNoise(
+                sigma=p(f"{stream}.noise_sigma", 0.0, f"{stream} Gaussian noise (ranges/joints m or rad, depth "
+                        "sigma*z^2, pressure Pa, colour x100 levels)", (0.0, 1e6)),
+                dropout=p(f"{stream}.dropout", 0.0, f"{stream} probability a message is lost", (0.0, 1.0)),
+                invalid_fraction=p(f"{stream}.invalid_fraction", 0.0,
+                                   f"{stream} fraction of invalid returns/pixels", (0.0, 1.0)),
+                latency_s=p(f"{stream}.latency_s", 0.0, f"{stream} delivery latency [s]", (0.0, 5.0)))
+            streams[stream] = StreamConfig(rate, noise)
+        self.scenario = make_scenario(name, self.seed, options)
+        self.runner = SimRunner(self.scenario, streams, g, seed=self.seed)
+        self.geometry = g
+        self._lock = threading.Lock()
+        self._running = True
+        self._make_publishers()
+        self._make_subscriptions()
+        self._publish_static()
+        self.set_status(DiagnosticStatus.OK, "running", scenario=self.scenario.name, seed=self.seed)
+        self.get_logger().info(f"scenario {self.scenario.name} seed {self.seed}, streams "
+                               f"{ {k: v.rate_hz for k, v in self.runner.streams.items()} }, rtf {self.rtf}")
+        self._thread = threading.Thread(target=self._loop, name="mujoco_sim", daemon=True)
+        self._thread.start()
+
+    # ---- endpoints -----------------------------------------------------------------------------------------
+    def _make_publishers(self) -> None:
+        pub = self.checked_publisher
+        s = self.runner.streams
+        self.tf = TfPublisher(self)
+        self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS) if self.publish_clock else None
+        self.pubs: dict[str, Any] = {"joint_states": pub(JointState, "joint_states", STATE_QOS),
+                                     "ground_truth": pub(SimGroundTruth, "sim/ground_truth", STATE_QOS)}
+        if "odom" in s:
+            self.pubs["odom"] = pub(Odometry, "odom", STATE_QOS)
+        if "rgbd" in s:
+            self.pubs["color"] = pub(Image, "camera/color/image_raw", SENSOR_QOS)
+            self.pubs["color_info"] = pub(CameraInfo, "camera/color/camera_info", SENSOR_QOS)
+            self.pubs["depth"] = pub(Image, "camera/depth/image_raw", SENSOR_QOS)
+            self.pubs["depth_info"] = pub(CameraInfo, "camera/depth/camera_info", SENSOR_QOS)
+        if "lidar" in s:
+            self.pubs["lidar"] = pub(PointCloud2, "lidar/points", SENSOR_QOS)
+        if "scan" in s:
+            self.pubs["scan"] = pub(LaserScan, "scan", SENSOR_QOS)
+        if "tactile" in s:
+            self.pubs["tactile"] = pub(TactileState, "tactile/state", SENSOR_QOS)
+
+    def _make_subscriptions(self) -> None:
+        sub = self.create_subscription
+        sc = self.scenario
+        if isinstance(sc, ArmCell):
+            sub(JointTrajectory, "arm_controller/joint_trajectory",
+                self._guard("arm_controller/joint_trajectory", self._on_trajectory), COMMAND_QOS)
+            sub(Float64MultiArray, "arm_controller/commands",
+                self._guard("arm_controller/commands", lambda m: sc.command_stream(list(m.data))), COMMAND_QOS)
+            sub(Float64MultiArray, "gripper_controller/commands",
+                self._guard("gripper_controller/commands", lambda m: sc.command_gripper(list(m.data))), COMMAND_QOS)
+        elif isinstance(sc, FactoryFloor):
+            if self.cmd_vel_stamped:
+                sub(TwistStamped, "cmd_vel", self._guard("cmd_vel", self._on_twist_stamped), COMMAND_QOS)
+            else:
+                sub(Twist, "cmd_vel", self._guard("cmd_vel", self._on_twist), COMMAND_QOS)
+        elif isinstance(sc, VehicleLane):
+            sub(AckermannDriveStamped, "ackermann_cmd", self._guard("ackermann_cmd", self._on_ackermann), COMMAND_QOS)
+        sub(Int64, "sim/reset", self._on_reset, COMMAND_QOS)
+
+    def _guard(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Wrap a command handler: run it under the physics lock, count and log rejections."""
+        def callback(msg: Any) -> None:
+            try:
+                with self._lock:
+                    handler(msg)
+                self.tick(f"cmd.{topic}")
+            except CommandRejected as exc:
+                self.count(f"rejected.{topic}.{exc.reason}")
+                self.get_logger().warning(f"{topic}: rejected ({exc})", throttle_duration_sec=1.0)
+        return callback
+
+    # ---- command handlers (called under the lock) -----------------------------------------------------------
+    def _check_stamp(self, stamp: Any) -> int:
+        ns = stamp_to_ns(stamp)
+        check_stamp(ns, self.scenario.time_ns, self.max_age_s, self.max_future_s)
+        return ns
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        start = self._check_stamp(msg.header.stamp)
+        pts = msg.points
+        self.scenario.command_trajectory(
+            list(msg.joint_names), [_duration_s(pt.time_from_start) for pt in pts],
+            [list(pt.positions) for pt in pts],
+            [list(pt.velocities) for pt in pts] if all(len(pt.velocities) for pt in pts) else None, start)
+
+    def _twist(self, t: Twist) -> None:
+        others = np.array([t.linear.y, t.linear.z, t.angular.x, t.angular.y])
+        if not np.all(np.isfinite(others)) or np.any(np.abs(others) > 1e-6):
+            raise CommandRejected("unsupported_axis", "a differential drive takes only linear.x and angular.z")
+        self.scenario.command_twist(t.linear.x, t.angular.z)
+
+    def _on_twist(self, msg: Twist) -> None:
+        self._twist(msg)
+
+    def _on_twist_stamped(self, msg: TwistStamped) -> None:
+        self._check_stamp(msg.header.stamp)
+        self._twist(msg.twist)
+
+    def _on_ackermann(self, msg: AckermannDriveStamped) -> None:
+        self._check_stamp(msg.header.stamp)
+        self.scenario.command_ackermann(msg.drive.steering_angle, msg.drive.speed)
+
+    def _on_reset(self, msg: Int64) -> None:
+        with self._lock:
+            self.scenario.reset(int(msg.data))
+            self.runner.reset_schedule()
+        self.set_status(DiagnosticStatus.OK, "running", seed=int(msg.data))
+        self._publish_static()
+        self.get_logger().info(f"episode reset with seed {msg.data}")
+
+    # ---- physics loop -----------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            self._run_physics()
+        finally:
+            self.runner.close()  # the GL context lives in this thread
+
+    def _run_physics(self) -> None:
+        wall0, sim0 = time.monotonic(), self.scenario.data.time
+        while self._running and self.context.ok():
+            t0 = time.perf_counter()
+            with self._lock:
+                outputs = self.runner.advance(self.chunk_s)
+                now_ns = self.scenario.time_ns
+            self.latency("step", (time.perf_counter() - t0) * 1e3)
+            try:
+                if self.clock_pub is not None:
+                    self.clock_pub.publish(Clock(clock=ns_to_stamp(now_ns)))
+                for out in outputs:
+                    getattr(self, f"_publish_{out.stream}")(out.stamp_ns, out.data)
+                    self.tick(out.stream)
+            except Exception as exc:  # a publish failure must not stop the physics loop
+                if not self.context.ok():
+                    return  # shutting down
+                self.count("publish_error")
+                self.get_logger().error(f"publishing: {exc}", throttle_duration_sec=1.0)
+            if self.rtf > 0:
+                sim_elapsed = self.scenario.data.time - sim0
+                lag = (time.monotonic() - wall0) - sim_elapsed / self.rtf
+                if lag < 0:
+                    time.sleep(-lag)
+                elif lag > 0.5:  # too slow to keep up: count it and stop trying to catch up
+                    self.count("overrun")
+                    wall0, sim0 = time.monotonic(), self.scenario.data.time
+
+    def on_shutdown(self) -> None:
+        """Stop the physics thread and release the renderer (called by run_node)."""
+        self._running = False
+        self._thread.join(timeout=5.0)
+
+    # ---- publishing ------------------------------------------------------------------------------------------
+    def _publish_static(self) -> None:
+        static, _ = self.scenario.frames()
+        stamp = self.scenario.time_ns
+        self.tf.publish_static([(f.parent, f.child, stamp, f.T) for f in static])
+
+    def _publish_tf(self, stamp: int, frames: list) -> None:
+        self.tf.publish([(f.parent, f.child, stamp, f.T) for f in frames])
+
+    def _publish_joint_states(self, stamp: int, data: tuple) -> None:
+        names, pos, vel, eff = data
+        self.pubs["joint_states"].publish(make_joint_state(names, pos, vel, eff, stamp_ns=stamp))
+
+    def _publish_odom(self, stamp: int, data: tuple) -> None:
+        T, twist = data
+        self.pubs["odom"].publish(make_odometry(T, twist, "odom", "base_link", stamp_ns=stamp))
+
+    def _publish_rgbd(self, stamp: int, data: tuple) -> None:
+        rgb, depth, K = data
+        h, w = depth.shape
+        self.pubs["color"].publish(numpy_to_image(rgb, "rgb8", "camera_color_optical_frame", stamp))
+        self.pubs["color_info"].publish(make_camera_info(w, h, K, "camera_color_optical_frame", stamp))
+        self.pubs["depth"].publish(numpy_to_image(depth, "32FC1", "camera_depth_optical_frame", stamp))
+        self.pubs["depth_info"].publish(make_camera_info(w, h, K, "camera_depth_optical_frame", stamp))
+
+    def _publish_lidar(self, stamp: int, fields: dict[str, np.ndarray]) -> None:
+        self.pubs["lidar"].publish(numpy_to_pointcloud2(fields, "lidar_link", stamp))
+
+    def _publish_scan(self, stamp: int, ranges: np.ndarray) -> None:
+        g = self.geometry
+        n = len(ranges)
+        self.pubs["scan"].publish(numpy_to_laserscan(ranges, -np.pi, 2 * np.pi / n, 0.1, g.scan_range_max,
+                                                     "lidar_link", stamp, scan_time=0.1))
+
+    def _publish_tactile(self, stamp: int, pads: list[PadReading]) -> None:
+        msg = TactileState(header=make_header("", stamp))
+        for pad in pads:
+            loc = pad.contact_location
+            msg.pads.append(TactilePad(name=pad.name, rows=pad.rows, cols=pad.cols,
+                                       pressure=pad.pressure.astype(np.float32).tolist(),
+                                       in_contact=pad.in_contact, slip=pad.slip, normal_force=pad.normal_force,
+                                       contact_location=Point(x=float(loc[0]), y=float(loc[1]), z=float(loc[2]))))
+        self.pubs["tactile"].publish(msg)
+
+    def _publish_ground_truth(self, stamp: int, gt: GroundTruth) -> None:
+        msg = SimGroundTruth(header=make_header("world" if gt.scenario == "arm" else "map", stamp),
+                             scenario=gt.scenario, body_names=list(gt.body_names), collisions=int(gt.collisions),
+                             min_person_clearance_m=float(min(gt.min_person_clearance_m, 1e9)),
+                             progress=float(gt.progress), task_success=bool(gt.task_success),
+                             episode_done=bool(gt.episode_done))
+        for pose, tw in zip(gt.body_poses, gt.body_twists, strict=True):
+            msg.body_poses.append(Pose(position=Point(x=pose[0], y=pose[1], z=pose[2]),
+                                       orientation=Quaternion(w=pose[3], x=pose[4], y=pose[5], z=pose[6])))
+            msg.body_twists.append(Twist(linear=Vector3(x=tw[0], y=tw[1], z=tw[2]),
+                                         angular=Vector3(x=tw[3], y=tw[4], z=tw[5])))
+        self.pubs["ground_truth"].publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point."""
+    run_node(MujocoSim, args)
+
+
+if __name__ == "__main__":
+    main()
