@@ -65,8 +65,9 @@ def timed(fn, reps: int) -> list[float]:
 
 
 def e2e_latency(n_msgs: int = 200) -> float:
-    """p99 of sensor stamp -> ObstacleArray received, node in another process, 10 Hz 30k-point clouds."""
+    """p99 of sensor stamp -> ObstacleArray received, node in another process, 10 Hz nuScenes clouds (34.7k points)."""
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from physical_ai_stack.msg import ObstacleArray
     from rclpy.node import Node
     from sensor_msgs.msg import PointCloud2
@@ -78,10 +79,9 @@ def e2e_latency(n_msgs: int = 200) -> float:
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds.xml"))
-    # No camera publishes here: the node runs degraded (camera stale) and must not wait for it.
-    proc = subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args",
-                             "-p", "x_min_m:=-50.0", "-p", "x_max_m:=50.0", "-p", "y_min_m:=-50.0",
-                             "-p", "y_max_m:=50.0"],
+    # The node with its default (AMR-sized, +-20 m) grid. No camera publishes here: the node runs degraded
+    # (camera stale) and must not wait for it.
+    proc = subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.perception_fusion"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rclpy.init()
     node = Node("perception_bench")
@@ -89,6 +89,8 @@ def e2e_latency(n_msgs: int = 200) -> float:
     try:
         TfPublisher(node).publish_static([("base_link", "lidar_link", 0, np.eye(4))])
         pub = node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)
+        diags = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, STATE_QOS)
         node.create_subscription(ObstacleArray, "/perception/obstacles", lambda m: lat.append(
             (node.get_clock().now().nanoseconds - stamp_to_ns(m.header.stamp)) * 1e-6), STATE_QOS)
         nu = load_nuscenes(DATASETS / "nuscenes_sample")
@@ -105,6 +107,9 @@ def e2e_latency(n_msgs: int = 200) -> float:
             end = time.monotonic() + 0.1
             while time.monotonic() < end:
                 rclpy.spin_once(node, timeout_sec=0.01)
+        if diags:
+            inside = {kv.key: kv.value for kv in diags[-1].status[0].values if kv.key.startswith("latency")}
+            print(f"e2e: node-side latencies {inside}")
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -83,6 +83,9 @@ class PerceptionFusion(PhysaiNode):
                                    (0.0, 5.0)) * 1e9)
         self.max_rate_hz = p("max_rate_hz", 50.0, "Messages faster than this per sensor are dropped [Hz]",
                              (1.0, 10000.0))
+        self.marker_period_ns = int(p("marker_period_s", 0.2, "Period of /perception/markers [s]",
+                                      (0.0, 60.0)) * 1e9)
+        self._last_markers_ns = 0
         self.depth_stride = p("depth_stride", 4, "Depth pixel subsampling step", (1, 32))
         self.depth_max_range = p("depth_max_range_m", 6.0, "Depth returns farther than this are ignored [m]",
                                  (0.1, 100.0))
@@ -360,7 +363,7 @@ class PerceptionFusion(PhysaiNode):
             except (LookupError, ValueError):
                 self.count("no_tracking_frame")
         start = time.perf_counter()
-        result = self.pipeline.process(frame)
+        result = self.pipeline.process(frame, with_grid=False)
         self.latency("cycle", (time.perf_counter() - start) * 1e3)
         header = make_header(self.base_frame, bundle.stamp_ns)
         out = ObstacleArray(header=header, sensors_alive=alive, degraded=bundle.degraded)
@@ -377,11 +380,15 @@ class PerceptionFusion(PhysaiNode):
         self.obstacle_pub.publish(out)
         self.latency("stamp_to_publish", (self._now_ns() - bundle.stamp_ns) * 1e-6)
         self.tick("obstacles")
-        if result.grid is not None:
-            self._publish_grid(result.grid, header)
         if self.pipeline.cfg.parts is not None:
             self._publish_parts(result.parts, header)
-        self._publish_markers(out)
+        # Occupancy and markers come after the obstacles, which are the latency-critical output.
+        grid = self.pipeline.occupancy(result)
+        if grid is not None:
+            self._publish_grid(grid, header)
+        if now - self._last_markers_ns >= self.marker_period_ns:
+            self._last_markers_ns = now
+            self._publish_markers(out)
         if bundle.degraded:
             self.set_status(DiagnosticStatus.WARN, f"degraded: stale {', '.join(bundle.stale)}",
                             degraded=True, stale=",".join(bundle.stale))

@@ -97,9 +97,9 @@ def fuse_clusters(clusters: list[Cluster], points: np.ndarray, camera: CameraMod
                   people: np.ndarray, detector: PersonDetector | None = None, roi_person_check: bool = True) -> None:
     """Colour and (re)classify clusters with one camera, in place.
 
-    Each cluster's points are projected into the image: its colour is the mean of the pixels they hit, and it is
-    a person when its projected box overlaps a HOG person box, or (LiDAR-guided) when its own image window scores
-    as a person.
+    Each cluster's points are projected into the image: its colour is the mean of the pixels they hit, and a
+    person-sized cluster is a person when its projected box lies inside a HOG person box; person-shaped clusters
+    whose own image window scores as a person (LiDAR-guided HOG) gain confidence.
 
     Args:
         clusters: clusters to update; their `point_index` index into `points`.
@@ -127,22 +127,23 @@ def fuse_clusters(clusters: list[Cluster], points: np.ndarray, camera: CameraMod
         x0, y0 = pix.min(axis=0)
         x1, y1 = pix.max(axis=0)
         box = np.array([x0, y0, x1, y1], float)
-        if len(people) and _best_overlap(box, people[:, :4]) > 0.4:
+        person_sized = c.size[0] <= 1.5 and c.size[2] <= 2.3
+        if person_sized and len(people) and _best_coverage(box, people[:, :4]) > 0.6:
             c.classification, c.confidence = CLASS_PERSON, max(c.confidence, 0.8)
         elif (roi_person_check and detector is not None and image is not None and c.classification == CLASS_PERSON
               and detector.score_roi(image, box) > 0.0):
             c.confidence = max(c.confidence, 0.75)
 
 
-def _best_overlap(box: np.ndarray, boxes: np.ndarray) -> float:
-    """Largest intersection-over-union of `box` with any of `boxes`."""
+def _best_coverage(box: np.ndarray, boxes: np.ndarray) -> float:
+    """Largest fraction of `box` covered by any of `boxes` (a cluster's projection lies inside a person box)."""
     ix0 = np.maximum(box[0], boxes[:, 0])
     iy0 = np.maximum(box[1], boxes[:, 1])
     ix1 = np.minimum(box[2], boxes[:, 2])
     iy1 = np.minimum(box[3], boxes[:, 3])
     inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return float(np.max(inter / np.maximum(area - inter, 1e-9)))
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0)
+    return float(np.max(inter / area))
 
 
 def depth_to_points(depth: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, stride: int = 4,

@@ -59,8 +59,8 @@ def detect_parts(points: np.ndarray, cfg: PartsConfig) -> list[Part]:
         rel = pts - c.center[:2]
         radius = np.linalg.norm(rel, axis=1)
         round_shape = abs(length - width) < 0.15 * length and np.percentile(radius, 95) < 0.55 * length
-        corner_fill = np.mean(radius > 0.5 * length)
-        label = "cylinder" if round_shape and corner_fill < 0.02 else "box"
+        corner_fill = np.mean(radius > 0.53 * length)           # a square has ~14% of its area out there
+        label = "cylinder" if round_shape and corner_fill < 0.04 else "box"
         if label == "box" and abs(length - width) < 0.15 * length and abs(length - height) < 0.15 * length:
             label = "cube"
         n = len(pts)

@@ -95,11 +95,12 @@ class FusionPipeline:
         self.detector = PersonDetector(frame_scale=cfg.hog_frame_scale) if cfg.hog_enabled else None
         self._cycle = 0
 
-    def process(self, frame: FrameInput) -> FrameResult:
+    def process(self, frame: FrameInput, with_grid: bool = True) -> FrameResult:
         """Run one cycle.
 
         Args:
             frame: the synchronised inputs.
+            with_grid: also build the occupancy grid (a node publishes obstacles first and calls `occupancy` after).
 
         Returns:
             Tracked obstacles, the segmentation, people boxes, occupancy grid and parts.
@@ -132,11 +133,20 @@ class FusionPipeline:
 
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)
         obstacles = [self._estimate(t, frame.T_world_base) for t in tracks]
-        grid = self._grid(seg, clusters) if self.cfg.occupancy_enabled else None
         parts = []
         if self.cfg.parts is not None and frame.depth:
             parts = detect_parts(np.concatenate(frame.depth), self.cfg.parts)
-        return FrameResult(frame.stamp_ns, obstacles, seg, people_per_cam, grid, parts)
+        result = FrameResult(frame.stamp_ns, obstacles, seg, people_per_cam, None, parts)
+        if with_grid:
+            self.occupancy(result)
+        return result
+
+    def occupancy(self, result: FrameResult) -> np.ndarray | None:
+        """Build (once) and return the result's occupancy grid; None when occupancy is disabled."""
+        if result.grid is None and self.cfg.occupancy_enabled:
+            clusters = [ob.cluster for ob in result.obstacles]
+            result.grid = self._grid(result.segmentation, clusters)
+        return result.grid
 
     def _estimate(self, t: Track, T: np.ndarray | None) -> ObstacleEstimate:
         return ObstacleEstimate(track_id=t.id, cluster=t.cluster, velocity=self.tracker.velocity_in_base(t, T),
