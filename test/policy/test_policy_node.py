@@ -286,6 +286,7 @@ def test_shipped_parameter_files_load(tmp_path, robot):
                 break
             lines.append(line)
             if f"(torch, {robot}," in line:
+                time.sleep(1.0)  # let it reach spin(): SIGINT while the executor is being built is run_node's race
                 break
     finally:
         out = "".join(lines) + stop_node(proc)
