@@ -31,6 +31,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+from physical_ai.memory import keep_large_buffers
 from physical_ai.stats import RateMeter, RollingStats
 
 SENSOR_QOS = qos_profile_sensor_data
@@ -172,6 +173,7 @@ def use_shipped_fastdds_profile() -> None:
 def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, threads: int = 1) -> None:
     """Initialise rclpy (with the shipped Fast DDS profile), spin the node until SIGINT or shutdown, and clean up."""
     use_shipped_fastdds_profile()
+    keep_large_buffers()  # reuse heap pages for image/cloud-sized messages instead of fresh mmaps
     rclpy.init(args=args)
     node = None
     try:
