@@ -49,7 +49,7 @@ class SegmentationConfig:
     min_cluster_points: int = 5
     min_rect_points: int = 40             # clusters this large get a minimum-area rectangle instead of PCA axes
     max_cluster_extent: float = 25.0      # clusters longer than this are split walls/kerbs: kept, classed static [m]
-    vehicle_length_prior: float = 4.2     # a vehicle seen end-on is completed to this length [m]
+    vehicle_length_prior: float = 4.2     # a vehicle seen end-on is completed to this length; 0 disables [m]
     vehicle_width_prior: float = 1.7      # a vehicle seen side-on is completed to this width [m]
     seed: int = 0
 
@@ -263,6 +263,8 @@ def _complete_vehicle(c: Cluster, cfg: SegmentationConfig) -> None:
     rectangle is already complete. When one face is seen, the box axis closer to the viewing ray is hidden: behind
     a short face (a rear or front, <= 2.6 m) lies the vehicle's length, behind a long one (a side) its width.
     """
+    if cfg.vehicle_length_prior <= 0:       # completion disabled (indoor robots)
+        return
     axes = np.array([[np.cos(c.yaw), np.sin(c.yaw)], [-np.sin(c.yaw), np.cos(c.yaw)]])
     ray = c.center[:2] / max(float(np.linalg.norm(c.center[:2])), 1e-6)
     depth_axis = int(np.argmax(np.abs(axes @ ray)))
