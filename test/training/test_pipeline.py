@@ -1,0 +1,120 @@
+"""End-to-end collect -> train -> eval on a tiny AMR run, and the pipeline's bad-input behaviour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physical_ai.policy.spec import ConfigError, load_config
+from physical_ai.training.collect import collect
+from physical_ai.training.dataset import Dataset, DatasetError, episode_path
+from physical_ai.training.envs import make_env
+from physical_ai.training.evaluate import check_policy_fits, evaluate, wilson_interval
+from physical_ai.training.train import STATE_DIR, train
+
+ARCH = {"type": "chunk_transformer", "d_model": 32, "n_heads": 2, "n_layers": 1, "ff_dim": 64,
+        "image_channels": [8], "image_grid": 2}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two short AMR episodes with world-model labels."""
+    root = tmp_path_factory.mktemp("data") / "amr"
+    summary = collect("amr", root, episodes=2, seed=0, wm_every=10, wm_k=3, max_steps=30, progress_bar=False)
+    assert summary["episodes"] == 2
+    return root
+
+
+def test_dataset_layout_is_lerobot_like(dataset: Path) -> None:
+    info = json.loads((dataset / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 2 and info["total_frames"] == 60
+    for key in ("observation.state", "observation.obstacles", "action", "timestamp", "episode_index", "next.done"):
+        assert key in info["features"]
+    ds = Dataset(dataset)
+    ep = ds.load_episode(1)
+    assert ep["action"].shape == (30, 2)
+    assert np.all(ep["episode_index"] == 1) and ep["next.done"][-1]
+    # observations are perception outputs: some obstacle tokens present, in the base frame
+    assert ep["observation.obstacles_mask"].sum() > 0
+    assert ep["extra.wm_candidates"].shape == (3, 3, 10, 2)
+    stats = json.loads((dataset / "meta" / "stats.json").read_text())
+    assert len(stats["observation.state"]["mean"]) == 5
+
+
+def test_collect_train_eval_end_to_end(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    summary = train(dataset, out, "tiny_amr", ARCH, steps=30, batch_size=16, checkpoint_every=10,
+                    progress_bar=False)
+    assert not summary["interrupted"] and np.isfinite(summary["final_loss"])
+    config = load_config(out)
+    # normalisation statistics come from the data, not the identity defaults
+    assert config.observation.state.std != (1.0,) * 5
+    assert (out / "loss.png").stat().st_size > 1000
+    assert not (out / STATE_DIR).exists()
+    rows, report = evaluate("amr", out, episodes=1, time_limit_s=2.0, progress_bar=False)
+    assert report["episodes"] == 1 and len(rows) == 1
+    assert 0.0 <= report["success_ci95"][0] <= report["success_ci95"][1] <= 1.0
+    assert rows[0].time_s == pytest.approx(2.0, abs=0.11)
+
+
+def test_corrupt_episode_is_named(dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "corrupt"
+    shutil.copytree(dataset, copy)
+    shard = episode_path(copy, 1)
+    shard.write_bytes(shard.read_bytes()[:200])  # truncated mid-file
+    with pytest.raises(DatasetError, match=r"episode 1 .*corrupt or truncated"):
+        train(copy, tmp_path / "m", "x", ARCH, steps=2, progress_bar=False)
+    shard.unlink()
+    with pytest.raises(DatasetError, match=r"episode 1 .*shard missing"):
+        Dataset(copy).load_episode(1)
+
+
+def test_partial_dataset_is_rejected(dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "partial"
+    shutil.copytree(dataset, copy)
+    (copy / "meta" / "info.json").unlink()  # collection interrupted before it finished
+    with pytest.raises(DatasetError, match=r"info\.json missing"):
+        Dataset(copy)
+
+
+def test_resume_after_interruption(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    first = train(dataset, out, "resume", ARCH, steps=24, batch_size=8, stop_after=10, progress_bar=False,
+                  quiet=True)
+    assert first == {"interrupted": True, "step": 10}
+    progress = json.loads((out / STATE_DIR / "progress.json").read_text())
+    assert progress["step"] == 10 and (out / STATE_DIR / "optimizer.safetensors").is_file()
+    second = train(dataset, out, "resume", ARCH, steps=24, batch_size=8, resume=True, progress_bar=False)
+    assert not second["interrupted"] and second["step"] == 24
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["steps"] == 24 and log["history"][-1][0] == 24
+
+
+def test_resume_without_state_fails_clearly(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="nothing to resume"):
+        train(dataset, tmp_path / "none", "x", ARCH, steps=5, resume=True, progress_bar=False)
+
+
+def test_spec_mismatch_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    train(dataset, out, "amr_policy", ARCH, steps=2, batch_size=4, progress_bar=False)
+    with pytest.raises(ConfigError, match="embodiment"):
+        check_policy_fits(load_config(out), make_env("arm"))
+    with pytest.raises(ConfigError, match="does not fit scenario 'arm'"):
+        evaluate("arm", out, episodes=1, progress_bar=False)
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(3.8415 / 13.8415, abs=1e-4)
+    lo, hi = wilson_interval(50, 50)
+    assert hi == pytest.approx(1.0) and lo == pytest.approx(50 / (50 + 3.8415), abs=1e-4)
+    lo, hi = wilson_interval(45, 50)
+    assert lo < 0.9 < hi

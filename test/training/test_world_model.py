@@ -1,0 +1,74 @@
+"""World-model API: choice and veto, the physics rollout's collision prediction, learned-model round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physical_ai.world_model.api import Selection, WorldState, choose, sample_candidates
+from physical_ai.world_model.learned import LearnedConfig, LearnedWorldModel, features, train_learned
+from physical_ai.world_model.physics import AmrPhysicsWorldModel
+
+STATE_NAMES = ("odom.x", "odom.y", "odom.yaw", "odom.vx", "odom.wz")
+FEATS = ("x", "y", "length", "width", "vx", "vy", "class")
+
+
+def test_choose_prefers_progress_and_vetoes_risk() -> None:
+    rule = Selection(collision_weight=4.0, failure_weight=2.0, veto_threshold=0.5)
+    scores, index, risk = choose(np.array([0.9, 0.0, 0.1]), np.zeros(3), np.array([1.0, 0.2, 0.8]), rule)
+    assert index == 2 and risk == pytest.approx(0.1) and scores[0] < scores[2]
+    _, index, risk = choose(np.array([0.9, 0.6]), np.array([0.0, 0.7]), np.array([1.0, 1.0]), rule)
+    assert index == -1 and risk == 1.0
+
+
+def test_sample_candidates_keeps_the_policy_chunk_first() -> None:
+    chunk = np.tile([0.5, 0.0], (10, 1))
+    c = sample_candidates(chunk, 5, np.array([0.3, 0.4]), np.random.default_rng(0), np.array([-1, -1.5]),
+                          np.array([1, 1.5]))
+    assert c.shape == (5, 10, 2) and np.array_equal(c[0], chunk)
+    assert np.all(c[:, :, 0] <= 1.0) and np.any(np.abs(c[1:] - chunk).max(axis=(1, 2)) > 0.01)
+
+
+def _state_with_worker_ahead(worker_y: float, worker_vy: float) -> WorldState:
+    # robot in the main aisle at x = -1.5 heading +x at 1 m/s; a person crossing at x = 0 (1.5 m ahead)
+    obstacles = np.array([[1.5, worker_y, 0.4, 0.4, 0.0, worker_vy, 1.0]])
+    return WorldState(embodiment="amr", state=np.array([-1.5, 0.0, 0.0, 1.0, 0.0]), state_names=STATE_NAMES,
+                      obstacles=obstacles, obstacle_features=FEATS, dt=0.1)
+
+
+def test_physics_rollout_predicts_collision_with_crossing_worker() -> None:
+    wm = AmrPhysicsWorldModel()
+    full = np.tile([1.0, 0.0], (10, 1))
+    stop = np.linspace([1.0, 0.0], [0.0, 0.0], 10)
+    pred = wm.evaluate(_state_with_worker_ahead(-0.3, 0.0), np.stack([full, stop]))
+    assert pred.collision_p[0] > 0.9, pred
+    assert pred.collision_p[1] < pred.collision_p[0]
+    assert pred.progress[0] > pred.progress[1]
+    # with the aisle clear, full speed is safe and preferred
+    clear = wm.evaluate(_state_with_worker_ahead(-4.5, 0.0), np.stack([full, stop]))
+    assert clear.collision_p[0] == 0.0 and clear.chosen_index == 0
+
+
+def test_learned_model_fits_and_round_trips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n, h = 600, 10
+    cands = rng.uniform([-0.2, -1.0], [1.0, 1.0], (n, 1, 1, 2)) * np.ones((n, 1, h, 2))
+    states = np.zeros((n, 5))
+    obstacle = np.array([[1.0, 0.0, 0.4, 0.4, 0.0, 0.0, 1.0]])
+    x = np.concatenate([features(s, obstacle, 7, c) for s, c in zip(states, cands, strict=True)])
+    collision = (cands[:, 0, 0, 0] > 0.6).astype(float)  # driving fast at the person ahead collides
+    progress = np.clip(cands[:, 0, 0, 0], 0, None) * 0.1
+    layout = {"embodiment": "amr", "objects": "obstacles", "n_feat": 7, "horizon": h, "action_dim": 2}
+    model = train_learned(x, collision, np.zeros(n), progress, layout, hidden=32, steps=600)
+    model.save(tmp_path)
+    loaded = LearnedWorldModel.load(tmp_path)
+    assert isinstance(loaded.config, LearnedConfig)
+    ws = WorldState(embodiment="amr", state=np.zeros(5), state_names=STATE_NAMES, obstacles=obstacle,
+                    obstacle_features=FEATS)
+    pred = loaded.evaluate(ws, np.stack([np.tile([0.95, 0.0], (h, 1)), np.tile([0.2, 0.0], (h, 1))]))
+    assert pred.collision_p[0] > 0.5 > pred.collision_p[1]
+    assert pred.chosen_index == 1
+    with pytest.raises(ValueError, match="candidates"):
+        loaded.evaluate(ws, np.zeros((2, 3, 2)))
