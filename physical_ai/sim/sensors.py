@@ -248,10 +248,13 @@ class PadReading:
 
 
 class TactilePads:
-    """Fingertip pads: taxel pressures from the touch sensors on a grid of sites, summary from contact forces.
+    """Fingertip pads: a taxel grid fed by the contact forces on the pad geom.
 
-    Sites are named `<pad>_taxel_<row>_<col>` in the pad body `<pad>`, whose geom is `<pad>_geom`; touch sensors
-    are `touch_<site>`. Slip is flagged when the tangential contact force reaches `slip_ratio` of the friction cone.
+    Taxel centres are the sites `<pad>_taxel_<row>_<col>` of pad body `<pad>` (pad geom `<pad>_geom`). Each
+    contact's normal force is spread over the taxels with a Gaussian of one taxel pitch around the contact point
+    (MuJoCo reports a box-on-box contact as its corner points; the spread turns them into a pressure patch), so
+    pressure x area sums to the pad's normal force. Slip is flagged when a contact's tangential force reaches
+    `slip_ratio` of its friction cone.
     """
 
     def __init__(self, model: mujoco.MjModel, pads: list[str], contact_threshold_n: float = 0.05,
@@ -261,39 +264,40 @@ class TactilePads:
         self._layout = []
         for pad in pads:
             names = [model.site(i).name for i in range(model.nsite) if model.site(i).name.startswith(f"{pad}_taxel_")]
+            if not names:
+                raise ValueError(f"pad {pad!r} has no taxel sites")
             rc = np.array([[int(p) for p in n.rsplit("_", 2)[1:]] for n in names])
             rows, cols = int(rc[:, 0].max()) + 1, int(rc[:, 1].max()) + 1
             order = np.lexsort((rc[:, 1], rc[:, 0]))
-            sensor_adr = np.array([model.sensor_adr[model.sensor(f"touch_{names[i]}").id] for i in order])
             site_ids = np.array([model.site(names[i]).id for i in order])
+            centres = model.site_pos[site_ids].copy()  # in the pad body frame
             area = 4.0 * model.site_size[site_ids, 0] * model.site_size[site_ids, 2]
-            body = model.body(pad).id
-            geom = model.geom(f"{pad}_geom").id
-            self._layout.append((pad, rows, cols, sensor_adr, area, body, geom))
+            pitch = 2.0 * float(model.site_size[site_ids[0], 0])
+            self._layout.append((pad, rows, cols, centres, area, pitch, model.body(pad).id,
+                                 model.geom(f"{pad}_geom").id))
 
     def read(self, data: mujoco.MjData) -> list[PadReading]:
         """Read every pad."""
         out = []
         force6 = np.zeros(6)
-        for pad, rows, cols, adr, area, body, geom in self._layout:
-            pressure = (data.sensordata[adr] / area).astype(np.float32)
+        ncon = data.ncon
+        geoms = data.contact.geom[:ncon] if ncon else np.zeros((0, 2), int)
+        for pad, rows, cols, centres, area, pitch, body, geom in self._layout:
+            force = np.zeros(len(centres))
             total, slip, loc_acc = 0.0, False, np.zeros(3)
-            for i in range(data.ncon):
+            R, origin = data.xmat[body].reshape(3, 3), data.xpos[body]
+            for i in np.flatnonzero((geoms[:, 0] == geom) | (geoms[:, 1] == geom)):
                 c = data.contact[i]
-                if c.geom1 != geom and c.geom2 != geom:
-                    continue
-                mujoco.mj_contactForce(self.model, data, i, force6)
-                fn = abs(force6[0])
-                ft = float(np.hypot(force6[1], force6[2]))
+                mujoco.mj_contactForce(self.model, data, int(i), force6)
+                fn, ft = abs(force6[0]), float(np.hypot(force6[1], force6[2]))
+                local = R.T @ (c.pos - origin)
+                w = np.exp(-0.5 * np.sum((centres - local) ** 2, axis=1) / pitch**2)
+                force += fn * w / max(w.sum(), 1e-12)
                 total += fn
-                loc_acc += fn * c.pos
-                if fn > self.threshold and ft >= self.slip_ratio * c.friction[0] * fn:
-                    slip = True
-            loc = np.zeros(3)
-            if total > 0:
-                world = loc_acc / total
-                R = data.xmat[body].reshape(3, 3)
-                loc = R.T @ (world - data.xpos[body])
-            out.append(PadReading(pad, rows, cols, pressure, total > self.threshold, slip and total > self.threshold,
-                                  float(total), loc))
+                loc_acc += fn * local
+                slip |= fn > self.threshold and ft >= self.slip_ratio * c.friction[0] * fn
+            in_contact = total > self.threshold
+            loc = loc_acc / total if total > 0 else np.zeros(3)
+            out.append(PadReading(pad, rows, cols, (force / area).astype(np.float32), in_contact,
+                                  bool(slip and in_contact), float(total), loc))
         return out
