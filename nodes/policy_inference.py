@@ -108,6 +108,8 @@ class PolicyInferenceNode(PhysaiNode):
                                      "Request the next chunk when the current one has less than this left [s]",
                                      (0.0, 60.0))
         min_period = p("min_inference_period_s", 0.0, "Shortest time between two inference starts [s]", (0.0, 60.0))
+        nice = p("inference_nice", 10, "Niceness of the inference thread: control loops keep the CPU [0-19]",
+                 (0, 19))
         check_period = p("check_period_s", 0.01, "Period of the is-a-chunk-due check [s]", (0.001, 1.0))
         self.max_age_ns = int(p("max_observation_age_s", 0.5, "Older inputs count as stale [s]", (0.001, 60.0)) * NS)
         topics = {
@@ -180,7 +182,7 @@ class PolicyInferenceNode(PhysaiNode):
         self._sequence = 0
         self._last_problem = ""
         self.runner = AsyncChunkRunner(self.policy, self._now_ns, self._publish, self._on_drop,
-                                       self.request_threshold_s, min_period)
+                                       self.request_threshold_s, min_period, nice)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(check_period, self._check)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self._update_status)

@@ -9,6 +9,7 @@ ask; the model runs on the worker, so control never waits for it.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ class AsyncChunkRunner:
     """
 
     def __init__(self, policy: Policy, clock_ns: Callable[[], int], publish: Callable[[TimedChunk], None],
-                 on_drop: Callable[[str, str], None], request_threshold_s: float, min_period_s: float = 0.0) -> None:
+                 on_drop: Callable[[str, str], None], request_threshold_s: float, min_period_s: float = 0.0,
+                 nice: int = 0) -> None:
         """Configure the object.
 
         Args:
@@ -74,6 +76,8 @@ class AsyncChunkRunner:
             on_drop: called with (reason, detail) for each dropped observation or chunk.
             request_threshold_s: ask for the next chunk when the current one has less than this left [s].
             min_period_s: never start two inferences closer than this [s] (0: as fast as the backend allows).
+            nice: scheduling niceness added to the worker thread (Linux: per thread), so that a busy model yields
+                the CPU to real-time control loops on small machines.
         """
         self.policy = policy
         self.clock_ns = clock_ns
@@ -81,6 +85,7 @@ class AsyncChunkRunner:
         self.on_drop = on_drop
         self.request_threshold_s = request_threshold_s
         self.min_period_s = min_period_s
+        self.nice = nice
         self._cond = threading.Condition()
         self._pending: tuple[Mapping[str, Any], int] | None = None
         self._busy = False
@@ -153,6 +158,11 @@ class AsyncChunkRunner:
         self._thread.join(timeout_s)
 
     def _loop(self) -> None:
+        if self.nice > 0 and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except OSError:
+                pass  # lowering our own priority cannot fail on Linux; elsewhere it is only an optimisation
         while True:
             with self._cond:
                 while self._pending is None and not self._stop:
