@@ -190,3 +190,24 @@ def test_lerobot_backend_without_lerobot(arm_ckpt, tmp_path):
 def test_unknown_backend(arm_ckpt):
     with pytest.raises(ConfigError, match="backend: 'tensorrt'"):
         make_policy("tensorrt", arm_ckpt)
+
+
+def test_assemble_state_from_sources():
+    from physical_ai.policy.observation import assemble_state
+
+    yaw = 0.7
+    pose = np.eye(4)
+    pose[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    pose[:2, 3] = [1.5, -2.0]
+    twist = np.array([0.4, 0.0, 0.0, 0.0, 0.0, -0.3])
+    state = assemble_state(["odom.x", "odom.y", "odom.yaw", "odom.vx", "odom.wz", "joint2.velocity",
+                            "tactile.left.force", "tactile.left.slip"],
+                           joints={"joint2": (0.1, 0.25, 0.0)}, odom=(pose, twist),
+                           tactile={"left": (3.5, True, True)})
+    np.testing.assert_allclose(state, [1.5, -2.0, yaw, 0.4, -0.3, 0.25, 3.5, 1.0])
+    with pytest.raises(ObservationError, match="joint 'joint9'"):
+        assemble_state(["joint9.position"], joints={"joint2": (0.0, 0.0, 0.0)})
+    with pytest.raises(ObservationError, match="no odometry"):
+        assemble_state(["odom.vx"])
+    with pytest.raises(ObservationError, match="tactile pad 'right'"):
+        assemble_state(["tactile.right.force"], tactile={"left": (1.0, False, False)})
