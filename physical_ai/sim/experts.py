@@ -201,9 +201,11 @@ class AmrStationExpert:
     """
 
     def __init__(self, max_linear: float = 1.0, max_angular: float = 1.5, accel: float = 1.0,
-                 corridor_half_width: float = 0.9, stop_margin: float = 0.8, time_margin_s: float = 1.0) -> None:
+                 corridor_half_width: float = 0.9, stop_margin: float = 0.8, time_margin_s: float = 1.0,
+                 yield_to_workers: bool = True) -> None:
         self.v_max, self.w_max, self.accel = max_linear, max_angular, accel
         self.corridor, self.margin, self.time_margin = corridor_half_width, stop_margin, time_margin_s
+        self.yield_to_workers = yield_to_workers  # False: the no-yield baseline of the benchmark
 
     def reset(self, obs: Observation) -> None:
         """Nothing to plan."""
@@ -249,7 +251,9 @@ class AmrStationExpert:
         heading = np.arctan2(target[1] - y, target[0] - x) if dist_goal > 0.15 else yaw
         err = _wrap(heading - yaw)
         w = float(np.clip(2.0 * err, -self.w_max, self.w_max))
-        free = min(dist_goal - 0.05, self._free_distance(obs))
+        free = dist_goal - 0.05
+        if self.yield_to_workers:
+            free = min(free, self._free_distance(obs))
         v = min(self.v_max, float(np.sqrt(2 * 0.8 * self.accel * max(free, 0.0))))
         v *= max(0.0, np.cos(err)) ** 2
         return {"linear_x": float(v), "angular_z": w}
@@ -300,10 +304,10 @@ def make_expert(sc: Scenario) -> ArmPickPlaceExpert | AmrStationExpert | Vehicle
 
 
 def run_episode(name: str, seed: int, control_hz: float = 50.0, options: dict[str, Any] | None = None,
-                settle_s: float = 1.0) -> tuple[bool, Scenario]:
-    """Play one seeded episode with the scenario's expert (no ROS, no sensors); return (success, scenario)."""
+                settle_s: float = 1.0, expert: Any = None) -> tuple[bool, Scenario]:
+    """Play one seeded episode with the scenario's expert, or `expert` (no ROS, no sensors); (success, scenario)."""
     sc = make_scenario(name, seed, options)
-    expert = make_expert(sc)
+    expert = expert or make_expert(sc)
     expert.reset(observe(sc))
     steps = max(1, round(1.0 / (control_hz * sc.timestep)))
     while not sc.done:
