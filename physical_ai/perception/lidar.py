@@ -93,12 +93,15 @@ def fit_ground_plane(points: np.ndarray, cfg: SegmentationConfig, rng: np.random
         (4,) plane coefficients normalised so that (a, b, c) is a unit normal with c > 0.
     """
     fallback = np.array([0.0, 0.0, 1.0, -cfg.default_ground_z])
-    z = points[:, 2]
-    cand = points[np.abs(z - cfg.default_ground_z) < cfg.ground_search_band]
+    # Draw a random subset first (with replacement: a permutation of 100k points costs more than the fit), then
+    # keep its points near the expected ground height.
+    if len(points) > 4 * cfg.ransac_sample:
+        points = points[rng.integers(0, len(points), 4 * cfg.ransac_sample)]
+    cand = points[np.abs(points[:, 2] - cfg.default_ground_z) < cfg.ground_search_band]
     if len(cand) < 50:
         return fallback
     if len(cand) > cfg.ransac_sample:
-        cand = cand[rng.choice(len(cand), cfg.ransac_sample, replace=False)]
+        cand = cand[:cfg.ransac_sample]
     k = cfg.ransac_iterations
     tri = cand[rng.integers(0, len(cand), size=(k, 3))]                 # (k, 3 points, xyz)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -161,10 +164,11 @@ def segment(points: np.ndarray, cfg: SegmentationConfig, sensors: np.ndarray | N
         is_ground &= ~no_ground
         height = np.where(no_ground, np.maximum(height, cfg.ground_threshold + 1e-3), height)
     obstacle = inside & ~is_ground & (height > cfg.ground_threshold) & (height < cfg.max_height)
+    cell = ix * ny + iy
     ground_cells = np.zeros(nx * ny, bool)
-    ground_cells[(ix * ny + iy)[inside & is_ground]] = True
+    ground_cells[cell[inside & is_ground]] = True
 
-    flat = (ix * ny + iy)[obstacle]
+    flat = cell[obstacle]
     obs_pts = points[obstacle]
     obs_sensors = sensors[obstacle]
     occupied = np.zeros(nx * ny, bool)
@@ -196,7 +200,8 @@ def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int
     # Stable sort of 16-bit keys is a radix sort in numpy: linear in the number of points.
     order = np.argsort(label.astype(np.uint16) if n < 2**16 else label, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])      # every component has at least one point
-    x, y = pts[order, 0].astype(np.float64), pts[order, 1].astype(np.float64)
+    xs, ys = pts[order, 0], pts[order, 1]
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
     # Boxes stand on the ground: their height is the top of the highest point above the plane.
     top = np.maximum.reduceat(height[order], starts)
     sensor_bits = np.bitwise_or.reduceat(point_sensors[order], starts)
@@ -211,49 +216,65 @@ def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int
     cu, cv = (u0 + u1) / 2, (v0 + v1) / 2
     cx = mx + cu * np.cos(yaw) - cv * np.sin(yaw)
     cy = my + cu * np.sin(yaw) + cv * np.cos(yaw)
+    # Boxes from the covariance axes for every cluster; large ones get the minimum-area rectangle instead.
+    bx, by, box_yaw = cx[keep], cy[keep], yaw[keep]
+    length, width = (u1 - u0)[keep], (v1 - v0)[keep]
     xy = pts[:, :2].astype(np.float32)
-    clusters = []
-    for k in keep:
+    # Only clusters long enough to be vehicles or walls need it: the covariance axes of small things are fine.
+    for j in np.flatnonzero((counts[keep] >= cfg.min_rect_points) & (np.maximum(length, width) >= 1.0)):
+        k = keep[j]
         idx = order[starts[k]:starts[k] + counts[k]]
-        if counts[k] >= cfg.min_rect_points:
-            # The rectangle's angle from at most ~256 points (hull cost grows with points), extents from all.
-            box_yaw = np.radians(cv2.minAreaRect(xy[idx[::max(1, counts[k] // 256)]])[2])
-            axis = np.array([np.cos(box_yaw), np.sin(box_yaw)], np.float32)
-            pu, pv = xy[idx] @ axis, xy[idx] @ np.array([-axis[1], axis[0]])
-            a0, a1, b0, b1 = pu.min(), pu.max(), pv.min(), pv.max()
-            length, width = a1 - a0, b1 - b0
-            bx = (a0 + a1) / 2 * axis[0] - (b0 + b1) / 2 * axis[1]
-            by = (a0 + a1) / 2 * axis[1] + (b0 + b1) / 2 * axis[0]
-        else:
-            bx, by, length, width, box_yaw = cx[k], cy[k], u1[k] - u0[k], v1[k] - v0[k], yaw[k]
-        if width > length:
-            length, width = width, length
-            box_yaw += np.pi / 2
-        box_yaw = float((box_yaw + np.pi / 2) % np.pi - np.pi / 2)
-        # A zero-width rectangle (a line of points) still has the sensor's beam footprint.
-        length, width = max(length, cfg.cell_size), max(width, cfg.cell_size)
-        ground_z = -(plane[0] * bx + plane[1] * by + plane[3]) / plane[2]
-        c = Cluster(center=np.array([bx, by, ground_z + 0.5 * top[k]]), size=np.array([length, width, top[k]]),
-                    yaw=box_yaw, num_points=int(counts[k]), sensors=int(sensor_bits[k]), point_index=idx)
-        classify_geometry(c, cfg)
+        # The rectangle's angle from at most ~256 points (hull cost grows with points), extents from all.
+        a = np.radians(cv2.minAreaRect(xy[idx[::max(1, counts[k] // 256)]])[2])
+        ca, sa = np.cos(a), np.sin(a)
+        px, py = xs[starts[k]:starts[k] + counts[k]], ys[starts[k]:starts[k] + counts[k]]
+        pu, pv = px * ca + py * sa, py * ca - px * sa                # 1-D reductions are much faster than axis=0
+        u_lo, u_hi, v_lo, v_hi = pu.min(), pu.max(), pv.min(), pv.max()
+        mu, mv = (u_lo + u_hi) / 2, (v_lo + v_hi) / 2
+        bx[j], by[j], box_yaw[j] = mu * ca - mv * sa, mu * sa + mv * ca, a
+        length[j], width[j] = u_hi - u_lo, v_hi - v_lo
+    swap = width > length
+    length, width = np.where(swap, width, length), np.where(swap, length, width)
+    box_yaw = (box_yaw + np.where(swap, np.pi / 2, 0.0) + np.pi / 2) % np.pi - np.pi / 2
+    # A zero-width rectangle (a line of points) still has the sensor's beam footprint.
+    length, width = np.maximum(length, cfg.cell_size), np.maximum(width, cfg.cell_size)
+    tops = top[keep]
+    ground_z = -(plane[0] * bx + plane[1] * by + plane[3]) / plane[2]
+    classes, confidence = classify_geometry(length, width, tops, cfg)
+    clusters = []
+    for j, k in enumerate(keep):
+        c = Cluster(center=np.array([bx[j], by[j], ground_z[j] + 0.5 * tops[j]]),
+                    size=np.array([length[j], width[j], tops[j]]), yaw=float(box_yaw[j]), num_points=int(counts[k]),
+                    classification=int(classes[j]), confidence=float(confidence[j]), sensors=int(sensor_bits[k]),
+                    point_index=order[starts[k]:starts[k] + counts[k]])
+        if c.classification == CLASS_VEHICLE:
+            _complete_vehicle(c, cfg)
         clusters.append(c)
     return clusters, keep
 
 
-def classify_geometry(c: Cluster, cfg: SegmentationConfig) -> None:
-    """Class from box shape alone (camera evidence may override it later); completes one-sided vehicle views."""
-    length, width, height = c.size
-    if length > cfg.max_cluster_extent:
-        c.classification, c.confidence = CLASS_STATIC, 0.6
-    elif 0.9 <= height <= 2.2 and length <= 1.2 and width <= 1.0:
-        c.classification, c.confidence = CLASS_PERSON, 0.4
-    elif 0.8 <= height <= 3.5 and 1.2 <= length <= 8.0 and width <= 3.0:
-        c.classification, c.confidence = CLASS_VEHICLE, 0.6
-        _complete_vehicle(c, cfg)
-    elif length > 8.0:
-        c.classification, c.confidence = CLASS_STATIC, 0.5
-    else:
-        c.classification, c.confidence = CLASS_UNKNOWN, 0.5
+def classify_geometry(length: np.ndarray, width: np.ndarray, height: np.ndarray,
+                      cfg: SegmentationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Class and confidence from box shape alone (camera evidence may override it later).
+
+    Args:
+        length: (K,) box lengths [m] (length >= width).
+        width: (K,) box widths [m].
+        height: (K,) box tops above ground [m].
+        cfg: segmentation parameters.
+
+    Returns:
+        (K,) CLASS_* and (K,) confidences.
+    """
+    rules = [(length > cfg.max_cluster_extent, CLASS_STATIC, 0.6),
+             ((height >= 0.9) & (height <= 2.2) & (length <= 1.2) & (width <= 1.0), CLASS_PERSON, 0.4),
+             ((height >= 0.8) & (height <= 3.5) & (length >= 1.2) & (length <= 8.0) & (width <= 3.0),
+              CLASS_VEHICLE, 0.6),
+             (length > 8.0, CLASS_STATIC, 0.5)]
+    conds = [r[0] for r in rules]
+    classes = np.select(conds, [r[1] for r in rules], CLASS_UNKNOWN)
+    confidence = np.select(conds, [r[2] for r in rules], 0.5)
+    return classes, confidence
 
 
 def _complete_vehicle(c: Cluster, cfg: SegmentationConfig) -> None:
