@@ -48,6 +48,7 @@ class SegmentationConfig:
     ransac_tolerance: float = 0.12        # inlier distance [m]
     min_cluster_points: int = 5
     min_rect_points: int = 40             # clusters this large get a minimum-area rectangle instead of PCA axes
+    min_rect_length: float = 1.0          # ... when at least this long (vehicles, walls) [m]
     max_cluster_extent: float = 25.0      # clusters longer than this are split walls/kerbs: kept, classed static [m]
     vehicle_length_prior: float = 4.2     # a vehicle seen end-on is completed to this length; 0 disables [m]
     vehicle_width_prior: float = 1.7      # a vehicle seen side-on is completed to this width [m]
@@ -221,7 +222,7 @@ def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int
     length, width = (u1 - u0)[keep], (v1 - v0)[keep]
     xy = pts[:, :2].astype(np.float32)
     # Only clusters long enough to be vehicles or walls need it: the covariance axes of small things are fine.
-    for j in np.flatnonzero((counts[keep] >= cfg.min_rect_points) & (np.maximum(length, width) >= 1.0)):
+    for j in np.flatnonzero((counts[keep] >= cfg.min_rect_points) & (np.maximum(length, width) >= cfg.min_rect_length)):
         k = keep[j]
         idx = order[starts[k]:starts[k] + counts[k]]
         # The rectangle's angle from at most ~256 points (hull cost grows with points), extents from all.
