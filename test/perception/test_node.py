@@ -134,10 +134,25 @@ def test_cloud_to_obstacles_and_dead_camera(node_proc):
         spin(0.1)
         for _ in range(10):                       # 10x rate burst
             publish(False)
-        spin(1.5)
+        spin(0.1)
+        # Bad images: zero-size, size different from CameraInfo, unknown encoding.
+        for img, enc in ((np.zeros((0, 0, 3), np.uint8), "rgb8"), (np.zeros((100, 100, 3), np.uint8), "rgb8"),
+                         (np.zeros((240, 320, 3), np.uint8), "yuv444")):
+            stamp = node.get_clock().now().nanoseconds
+            info_pub.publish(make_camera_info(320, 240, K, "camera_color_optical_frame", stamp))
+            msg = numpy_to_image(img, "rgb8", "camera_color_optical_frame", stamp)
+            msg.encoding = enc
+            img_pub.publish(msg)
+            spin(0.1)
+        # Sensors stop: no further obstacle messages (nothing old is republished as fresh).
+        spin(0.5)
+        received.clear()
+        spin(1.2)
+        assert received == [], "obstacles published with no fresh sensor data"
         assert node_proc.poll() is None, "node died on bad input"
         values = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
-        for key in ("unknown_frame", "empty_cloud", "future_stamp", "too_old", "nonfinite_points", "rate_limited"):
+        for key in ("unknown_frame", "empty_cloud", "future_stamp", "too_old", "nonfinite_points", "rate_limited",
+                    "empty_image", "size_mismatch", "bad_encoding"):
             assert any(k.startswith(f"count.{key}") for k in values), f"{key} not counted: {sorted(values)}"
     finally:
         node.destroy_node()
