@@ -11,7 +11,7 @@ CORE = [
     "numpy==2.4.6",
     "scipy==1.17.1",
     "pyyaml==6.0.4",
-    "opencv-python-headless==5.0.0.93",
+    "opencv-contrib-python-headless==5.0.0.93",  # contrib: HOG person detector left the main build in OpenCV 5
     "open3d-cpu==0.20.0",
     "transforms3d==0.4.2",
     "pytransform3d==3.17.0",

@@ -20,7 +20,7 @@ import numpy as np
 
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
 from physical_ai.policy.defaults import default_config
-from physical_ai.policy.spec import FeatureGroup, ObservationSpec, PolicyConfig
+from physical_ai.policy.spec import FeatureGroup, ObservationSpec, PolicyConfig, TokenGroup
 from physical_ai.sim import experts
 from physical_ai.sim.scenarios import Scenario, make_scenario
 from physical_ai.sim.sensors import Lidar, SensorNoise
@@ -251,14 +251,19 @@ class ArmEnv(Env):
 
     embodiment = "arm"
     scenario_name = "arm"
-    DEPTH_SIZE = (120, 160)
+    DEPTH_SIZE = (240, 320)
 
     def make_spec(self) -> PolicyConfig:
         """The default arm spec without the obstacle group."""
         cfg = default_config("arm", name="arm_dataset")
         obs = cfg.observation
+        # part sizes tell the cube, cylinder and prism apart (the instruction names one of them)
+        names = (*obs.parts.features.names, "size_x", "size_y", "size_z")
+        parts = TokenGroup(max_count=obs.parts.max_count, features=FeatureGroup(
+            names=names, units=(*obs.parts.features.units, "m", "m", "m"), mean=(0.0,) * len(names),
+            std=(1.0,) * len(names)))
         # no hand obstacle in pick-and-place demonstrations: drop the empty obstacle group
-        return replace(cfg, observation=ObservationSpec(image=obs.image, state=obs.state, parts=obs.parts,
+        return replace(cfg, observation=ObservationSpec(image=obs.image, state=obs.state, parts=parts,
                                                         instruction=obs.instruction))
 
     def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -275,7 +280,7 @@ class ArmEnv(Env):
         fovy = np.radians(sc.model.cam_fovy[cam.id])
         dh, dw = self.DEPTH_SIZE
         f = 0.5 * dh / np.tan(fovy / 2)
-        v, u = np.mgrid[0:dh:2, 0:dw:2]
+        v, u = np.mgrid[0:dh, 0:dw]
         self._rays = np.stack([(u - dw / 2 + 0.5) / f, -(v - dh / 2 + 0.5) / f, -np.ones_like(u, float)], -1)
         self._rays = self._rays.reshape(-1, 3)
         self.cam_id = cam.id
@@ -295,16 +300,19 @@ class ArmEnv(Env):
 
         sc = self.sc
         self.depth_renderer.update_scene(sc.data, camera=sc.camera)
-        depth = self.depth_renderer.render()[::2, ::2].reshape(-1).astype(np.float64)
+        depth = self.depth_renderer.render().reshape(-1).astype(np.float64)
         depth = depth + self.depth_sigma * self.rng.standard_normal(depth.shape)
         pts_cam = self._rays * depth[:, None]
         R = sc.data.cam_xmat[self.cam_id].reshape(3, 3)
         pts = pts_cam @ R.T + sc.data.cam_xpos[self.cam_id]
         cfg = PartsConfig(table_z=TABLE_Z, workspace_x=(0.2, 0.75), workspace_y=(-0.4, 0.5), min_points=8)
+        inside = ((pts[:, 0] > cfg.workspace_x[0]) & (pts[:, 0] < cfg.workspace_x[1]) & (pts[:, 1] > cfg.workspace_y[0])
+                  & (pts[:, 1] < cfg.workspace_y[1]) & (pts[:, 2] < TABLE_Z + cfg.max_height))
+        pts = pts[inside]
         rows = []
         for p in detect_parts(pts, cfg):
-            rows.append([*p.position, 0.0, 0.0, np.sin(p.yaw / 2), np.cos(p.yaw / 2)])
-        return np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+            rows.append([*p.position, 0.0, 0.0, np.sin(p.yaw / 2), np.cos(p.yaw / 2), *p.size])
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 10)
 
     def observe(self) -> dict[str, Any]:
         """Joint state, overhead RGB, perceived parts, instruction naming the target part."""
@@ -351,11 +359,15 @@ class ArmEnv(Env):
         return np.append(lim.lower, 0.0), np.append(lim.upper, 0.08)
 
     def _failure(self) -> bool:
-        """The target part fell off the table or was released outside the bin after being lifted."""
-        from physical_ai.sim.scenarios import TABLE_Z
+        """The target part was lifted and is no longer in the gripper, away from the bin (dropped)."""
+        from physical_ai.sim.scenarios import BIN_CENTRE, BIN_HALF_INNER
 
-        p = self.sc.part_position(self.sc.target_part)
-        return bool(p[2] < TABLE_Z - 0.05)
+        sc = self.sc
+        if not sc._lifted or sc.success:
+            return False
+        p = sc.part_position(sc.target_part)
+        over_bin = bool(np.all(np.abs(p[:2] - BIN_CENTRE) < BIN_HALF_INNER + 0.03))
+        return bool(np.linalg.norm(p - sc.data.site("tcp").xpos) > 0.06 and not over_bin)
 
 
 ENVS: dict[str, type[Env]] = {"amr": AmrEnv, "arm": ArmEnv}

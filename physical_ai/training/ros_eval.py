@@ -1,0 +1,144 @@
+"""`physai eval --mode ros`: the same seeded episodes through the real ROS 2 nodes.
+
+mujoco_sim -> perception_fusion -> policy_inference -> trajectory_correction -> mujoco_sim, started with the
+bring-up Supervisor from config/<robot>.yaml (as `physai run` does), the checkpoint under test given to
+policy_inference. Each episode is started with `/sim/reset` (seed) and scored from `/sim/ground_truth` (privileged,
+read by this harness only). Limit violations = correction cycles that had to clip the policy's command to a
+position/velocity limit (`/correction/status` flags), i.e. requests outside the limits that never reached the driver.
+
+AMR policies take a map-frame pose (config.json "state_frame": "map"). A real AMR gets it from its localiser; here
+this harness plays the localiser: it republishes /odom composed with the simulator's map -> odom transform
+(/tf_static) as /eval/odom_map and points policy_inference's `odom_topic` there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physical_ai.policy.spec import load_config
+from physical_ai.training.envs import make_env
+
+MAP_ODOM_TOPIC = "/eval/odom_map"
+LIMIT_FLAGS = 1 | 2  # CorrectionStatus.LIMIT_POSITION | LIMIT_VELOCITY
+
+
+def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
+                 startup_timeout_s: float = 60.0, real_time_factor: float = 1.0) -> tuple[list[Any], dict[str, Any]]:
+    """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode."""
+    import rclpy
+    from nav_msgs.msg import Odometry
+    from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
+    from std_msgs.msg import Int64
+    from tf2_msgs.msg import TFMessage
+
+    from physical_ai import convert
+    from physical_ai.bringup.processes import Supervisor
+    from physical_ai.bringup.stack import node_command, nodes_for, params_file
+    from physical_ai.training.evaluate import EpisodeResult, check_policy_fits, env_time_limit, summarise
+
+    env = make_env(scenario)
+    config = load_config(policy_dir)
+    check_policy_fits(config, env)
+    limit = time_limit_s or env_time_limit(env)
+    robot = env.embodiment
+    params = params_file(robot)
+    overrides: dict[str, dict[str, str]] = {
+        "mujoco_sim": {"seed": str(seed), "real_time_factor": str(real_time_factor)},
+        "policy_inference": {"checkpoint": str(Path(policy_dir).resolve())},
+    }
+    if robot == "amr":
+        overrides["policy_inference"]["odom_topic"] = MAP_ODOM_TOPIC
+    commands = [(spec, node_command(spec, params, use_sim_time=True, overrides=overrides.get(spec.name)))
+                for spec in nodes_for("mujoco")]
+    log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
+    supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ))
+    rclpy.init()
+    node = rclpy.create_node("physai_eval")
+    lock = threading.Lock()
+    latest: dict[str, Any] = {"gt": None, "limits": 0, "T_map_odom": np.eye(4)}
+
+    def on_gt(msg: SimGroundTruth) -> None:
+        with lock:
+            latest["gt"] = msg
+
+    def on_status(msg: CorrectionStatus) -> None:
+        if msg.flags & LIMIT_FLAGS:
+            with lock:
+                latest["limits"] += 1
+
+    def on_static(msg: TFMessage) -> None:
+        for t in msg.transforms:
+            if t.header.frame_id == "map" and t.child_frame_id == "odom":
+                with lock:
+                    latest["T_map_odom"] = convert.transform_to_matrix(t.transform)
+
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    static_qos = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    map_pub = node.create_publisher(Odometry, MAP_ODOM_TOPIC, 10)
+
+    def on_odom(msg: Odometry) -> None:
+        T, _ = convert.odometry_to_arrays(msg)
+        with lock:
+            T_map = latest["T_map_odom"] @ T
+        out = Odometry(header=msg.header, child_frame_id=msg.child_frame_id, twist=msg.twist)
+        out.header.frame_id = "map"
+        out.pose.pose = convert.matrix_to_pose(T_map)
+        map_pub.publish(out)
+
+    node.create_subscription(SimGroundTruth, "/sim/ground_truth", on_gt, 10)
+    node.create_subscription(CorrectionStatus, "/correction/status", on_status, 10)
+    node.create_subscription(TFMessage, "/tf_static", on_static, static_qos)
+    if robot == "amr":
+        node.create_subscription(Odometry, "/odom", on_odom, 10)
+    reset_pub = node.create_publisher(Int64, "/sim/reset", 1)
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    rows: list[EpisodeResult] = []
+    start = time.monotonic()
+    try:
+        supervisor.start()
+        spin.start()
+        deadline = time.monotonic() + startup_timeout_s
+        while latest["gt"] is None:
+            if supervisor.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ROS stack did not come up (no /sim/ground_truth); node logs in {log_dir}")
+            time.sleep(0.2)
+        for i in range(episodes):
+            episode_seed = seed + i
+            if i > 0:
+                reset_pub.publish(Int64(data=episode_seed))
+            with lock:
+                latest["gt"], limits0 = None, latest["limits"]
+            wall_deadline = time.monotonic() + 3.0 * limit / max(real_time_factor, 0.1) + 20.0
+            gt = None
+            while time.monotonic() < wall_deadline:
+                with lock:
+                    gt = latest["gt"]
+                if gt is not None and (gt.episode_done or gt.header.stamp.sec >= limit):
+                    break
+                if supervisor.poll() is not None:
+                    raise RuntimeError(f"a required node died during episode {i}; logs in {log_dir}")
+                time.sleep(0.05)
+            if gt is None:
+                raise RuntimeError(f"episode {i}: no ground truth from the simulator; logs in {log_dir}")
+            rows.append(EpisodeResult(seed=episode_seed, success=bool(gt.task_success), collisions=int(gt.collisions),
+                                      limit_violations=latest["limits"] - limits0, failure=False,
+                                      time_s=round(gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9, 2),
+                                      progress=round(float(gt.progress), 3)))
+    finally:
+        supervisor.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "ros", "first_seed": seed,
+                                         "logs": str(log_dir), "wall_s": round(time.monotonic() - start, 1)})
+    return rows, summary
