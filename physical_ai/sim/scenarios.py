@@ -118,6 +118,7 @@ class Scenario:
         self.done = False
         self._randomise()
         self._script(0.0)
+        self.mocap_velocity = np.zeros_like(self.data.mocap_pos)
         mujoco.mj_forward(self.model, self.data)
 
     @property
@@ -133,7 +134,10 @@ class Scenario:
     def step(self, n: int = 1) -> None:
         """Advance physics by `n` steps, running actors, controllers and scoring."""
         for _ in range(n):
+            before = self.data.mocap_pos.copy()
             self._script(self.data.time)
+            # scripted (mocap) bodies have no dofs: their velocity for ground truth is the scripted motion
+            self.mocap_velocity = (self.data.mocap_pos - before) / self.timestep
             self._control(self.timestep)
             mujoco.mj_step(self.model, self.data)
             self._count_collisions()
@@ -186,6 +190,9 @@ class Scenario:
         return [], []
 
     def _body_twist(self, body: int) -> np.ndarray:
+        mocap = self.model.body_mocapid[body]
+        if mocap >= 0:
+            return np.concatenate([self.mocap_velocity[mocap], np.zeros(3)])
         v = np.zeros(6)
         mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_BODY, body, v, 0)
         return np.concatenate([v[3:], v[:3]])

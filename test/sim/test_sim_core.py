@@ -110,6 +110,24 @@ def test_amr_acceleration_limit_and_odometry():
     assert 0.09 < T[0, 3] < 0.14  # ~ a t^2 / 2
 
 
+def test_workers_cross_at_walking_speed_and_clearance_is_tracked():
+    sc = make_scenario("amr", 0, {"worker_times_s": [0.5, 100.0]})
+    sc.step(400)  # 2 s
+    gt = sc.ground_truth()
+    twist = gt.body_twists[gt.body_names.index("worker_1")]
+    assert abs(np.linalg.norm(twist[:3]) - 1.4) < 1e-6
+    assert np.linalg.norm(gt.body_twists[gt.body_names.index("worker_2")]) == 0.0
+    assert gt.min_person_clearance_m == pytest.approx(sc.person_clearance(), abs=0.05)
+
+
+def test_hand_obstacle_enters_the_arm_workspace():
+    sc = make_scenario("arm", 0, {"hand_time_s": 0.2})
+    far = sc.person_clearance()
+    sc.step(800)  # 1.6 s: fully inside
+    assert sc.data.body("hand").xpos[0] < 0.8 and sc.person_clearance() < far - 0.2
+    assert sc.ground_truth().min_person_clearance_m <= sc.person_clearance() + 1e-9
+
+
 def test_vehicle_steering_rate_limit():
     sc = make_scenario("vehicle", 0)
     sc.command_ackermann(0.5, 2.0)
