@@ -120,8 +120,8 @@ class ArmPickPlaceExpert:
     """Pick the target part from the top and drop it into the bin.
 
     The plan (pre-grasp, descend, close, lift, carry, lower, release, retreat) is a list of joint-space
-    segments solved by IK at reset and replanned when the part moves before it is grasped; segments are
-    cosine-interpolated at joint speeds well under the limits.
+    segments solved by IK at reset (call `plan` again if the part is moved); segments are cosine-interpolated
+    at joint speeds well under the limits.
     """
 
     REST = np.array([0.0, 0.2, 0.0, 1.9, 0.0, 1.0, 0.0])
