@@ -307,7 +307,8 @@ class MujocoSim(PhysaiNode):
             loc = pad.contact_location
             msg.pads.append(TactilePad(name=pad.name, rows=pad.rows, cols=pad.cols,
                                        pressure=pad.pressure.astype(np.float32).tolist(),
-                                       in_contact=pad.in_contact, slip=pad.slip, normal_force=pad.normal_force,
+                                       in_contact=bool(pad.in_contact), slip=bool(pad.slip),
+                                       normal_force=float(pad.normal_force),
                                        contact_location=Point(x=float(loc[0]), y=float(loc[1]), z=float(loc[2]))))
         self.pubs["tactile"].publish(msg)
 

@@ -296,7 +296,7 @@ class TactilePads:
                 total += fn
                 loc_acc += fn * local
                 slip |= fn > self.threshold and ft >= self.slip_ratio * c.friction[0] * fn
-            in_contact = total > self.threshold
+            in_contact = bool(total > self.threshold)
             loc = loc_acc / total if total > 0 else np.zeros(3)
             out.append(PadReading(pad, rows, cols, (force / area).astype(np.float32), in_contact,
                                   bool(slip and in_contact), float(total), loc))

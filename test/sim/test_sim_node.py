@@ -321,3 +321,37 @@ def test_vehicle_follows_the_lane_and_stops_behind_the_obstacle(probe):
         pos, _ = _ground_truth_pose(gt, "base_link")
         assert lane.project(pos[0], pos[1])[0] > 35.0  # it really drove along the lane
         assert max_lateral[0] < 0.6 and gt.collisions == 0
+
+
+def test_arm_grasp_over_dds_shows_on_the_tactile_pads(probe):
+    """Stream the scripted pick over arm_controller/commands + gripper_controller/commands; the pads must report
+    the grasp (contact, force, pressure patch) and the ground truth the lifted part."""
+    from physical_ai.sim.experts import ArmPickPlaceExpert, observe
+    from physical_ai.sim.scenarios import make_scenario
+
+    for t, topic in ((TactileState, "/tactile/state"), (SimGroundTruth, "/sim/ground_truth"), (Clock, "/clock"),
+                     (JointState, "/joint_states")):
+        probe.watch(t, topic)
+    stream_pub = probe.node.create_publisher(Float64MultiArray, "/arm_controller/commands", 1)
+    grip_pub = probe.node.create_publisher(Float64MultiArray, "/gripper_controller/commands", 1)
+    local = make_scenario("arm", 6)  # same seed as the node: same part poses (plan only, never stepped)
+    expert = ArmPickPlaceExpert(local)
+    with sim_process("arm", "seed:=6", "tactile.noise_sigma:=0.0"):
+        assert probe.spin_until(lambda: len(probe.latest) == 4 and stream_pub.get_subscription_count() > 0, 60.0)
+        pads = probe.latest["/tactile/state"].pads
+        assert not any(p.in_contact for p in pads) and not any(any(p.pressure) for p in pads)
+        expert.plan({**observe(local), "time": probe.sim_ns() / 1e9})
+        lift_end = expert.t0 + sum(seg.duration for seg in expert.segments[:4])
+
+        def send() -> None:
+            cmd = expert.act({"time": probe.sim_ns() / 1e9})
+            stream_pub.publish(Float64MultiArray(data=[float(v) for v in cmd["joint_positions"]]))
+            grip_pub.publish(Float64MultiArray(data=[cmd["gripper"]]))
+        assert probe.spin_until(lambda: probe.sim_ns() / 1e9 > lift_end, 60.0, tick=send, tick_period_s=0.02)
+        pads = probe.latest["/tactile/state"].pads
+        assert all(p.in_contact and p.normal_force > 1.0 for p in pads), [(p.in_contact, p.normal_force)
+                                                                          for p in pads]
+        assert all(sum(1 for v in p.pressure if v > 100.0) >= 2 for p in pads)  # a patch, not one taxel
+        gt = probe.latest["/sim/ground_truth"]
+        assert gt.progress >= 0.5  # the target part is lifted
+        assert abs(probe.latest["/joint_states"].position[7] - 0.0) > 0.015  # fingers stopped by the part
