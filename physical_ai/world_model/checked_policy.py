@@ -1,0 +1,73 @@
+"""A policy wrapped with a world-model check: the drop-in the policy_inference node uses when enabled.
+
+    policy = WorldModelCheckedPolicy(make_policy("torch", ckpt), AmrPhysicsWorldModel(), k=8)
+    result = policy.infer(obs)          # the chosen candidate, or a stop/hold chunk when all were vetoed
+    policy.last_prediction              # -> physical_ai_stack/WorldModelPrediction fields
+
+Candidates are the policy's own chunk plus K-1 perturbations of it (see `api.sample_candidates`), the last one a
+controlled stop for mobile bases; the check runs inside `infer`, so the node's asynchronous chunk runner, latency
+accounting and NaN handling apply unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from physical_ai.policy.policy import Policy
+from physical_ai.world_model.api import Prediction, WorldModel, WorldState, sample_candidates
+
+# Candidate spread per action unit: a tenth of a typical range (m/s, rad/s, rad, m).
+DEFAULT_SPREAD = {"linear_x": 0.3, "angular_z": 0.4, "steering_angle": 0.05, "speed": 1.0, "gripper": 0.01}
+
+
+class WorldModelCheckedPolicy(Policy):
+    """Runs `policy`, scores K candidates with `world_model`, returns the chosen one (or a safe one if vetoed)."""
+
+    def __init__(self, policy: Policy, world_model: WorldModel, k: int = 8, seed: int = 0) -> None:
+        super().__init__(policy.config)
+        self.backend = f"{policy.backend}+wm_{world_model.name}"
+        self.policy, self.world_model, self.k = policy, world_model, k
+        self.rng = np.random.default_rng(seed)
+        names = policy.config.action.names
+        self.spread = np.array([DEFAULT_SPREAD.get(n, 0.05) for n in names])
+        self.last_prediction: Prediction | None = None
+        self._stop_last = self.config.embodiment in ("amr", "vehicle")
+
+    def belief(self, obs: Mapping[str, Any]) -> WorldState:
+        """WorldState from the same raw observation the policy sees."""
+        spec = self.config.observation
+        kwargs: dict[str, Any] = {}
+        if spec.obstacles is not None:
+            kwargs.update(obstacles=np.asarray(obs["obstacles"], float),
+                          obstacle_features=spec.obstacles.features.names)
+        if spec.parts is not None:
+            kwargs.update(parts=np.asarray(obs["parts"], float), part_features=spec.parts.features.names)
+        return WorldState(embodiment=self.config.embodiment, state=np.asarray(obs["state"], float),
+                          state_names=spec.state.names, dt=self.config.dt, **kwargs)
+
+    def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
+        chunk = np.asarray(self.policy._infer(obs), dtype=np.float64)
+        if not np.isfinite(chunk).all():
+            return chunk  # the caller drops and counts non-finite chunks
+        cands = sample_candidates(chunk, self.k, self.spread, self.rng)
+        if self._stop_last and self.k > 1:
+            cands[-1] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
+        pred = self.world_model.evaluate(self.belief(obs), cands)
+        self.last_prediction = pred
+        if pred.chosen_index >= 0:
+            return cands[pred.chosen_index]
+        # every candidate vetoed: mobile bases brake to a stop, arms hold their first commanded pose
+        if self._stop_last:
+            return np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
+        return np.repeat(chunk[:1], len(chunk), axis=0)
+
+    def health(self) -> str:
+        """The wrapped backend's health."""
+        return self.policy.health()
+
+    def close(self) -> None:
+        """Close the wrapped backend."""
+        self.policy.close()
