@@ -218,14 +218,24 @@ class AmrCorrector:
         return safe, t_hit, dist
 
     def _evaluate(self, v: float, w: float) -> tuple[bool, float, float, float]:
-        """(blocked, best speed scale, min clearance, time to collision) along the nominal command."""
+        """(blocked, speed scale, clearance now, time to collision) along the nominal command.
+
+        Proactive: the fastest scale whose sweep over the whole horizon is free wins, so the base slows as soon as
+        anything (with its predicted motion) comes into its path; failing that, the fastest that can still stop
+        before the first hit; if none can, the path is blocked.
+        """
         scales = np.asarray(self.config.speed_scales)
         safe, t_hit, dist = self._candidates(scales * v, scales * w)
         ttc = float(t_hit[0])
         clearance = float(dist[0])
-        if not safe.any() or (abs(v) < 1e-3 and abs(w) < 1e-3):
-            return bool(not safe.any()), (1.0 if safe.any() else 0.0), clearance, ttc
-        return False, float(scales[np.argmax(safe)]), clearance, ttc
+        if abs(v) < 1e-3 and abs(w) < 1e-3:
+            return False, 1.0, clearance, ttc
+        free = ~np.isfinite(t_hit)
+        if free.any():
+            return False, float(scales[np.argmax(free)]), clearance, ttc
+        if safe.any():
+            return False, float(scales[np.argmax(safe)]), clearance, ttc
+        return True, 0.0, clearance, ttc
 
     def _detour_or_steer(self, nominal: tuple[float, float]) -> tuple[tuple[float, float], int, list[str]]:
         c = self.config

@@ -18,6 +18,7 @@ within 4 mrad.)
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -192,8 +193,8 @@ class ArmCorrector:
 
         scale, clearance, ttc = 1.0, float("inf"), float("inf")
         if self.collision is not None and self._obstacles[0].shape[0]:
-            nominal = np.clip(target_v + self.config.tracking_gain * (target_q - q), -lim.max_velocity,
-                              lim.max_velocity)
+            nominal = np.minimum(np.maximum(target_v + self.config.tracking_gain * (target_q - q),
+                                            -lim.max_velocity), lim.max_velocity)
             scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
             if scale <= 0.0:
                 flags |= Flag.OBSTACLE_STOP
@@ -206,7 +207,7 @@ class ArmCorrector:
 
         # Desired velocity: feed-forward plus a pull towards the target held inside the position margin, capped by
         # the (scaled) velocity limit and by what the joint can still brake from before the limit.
-        clamped_q = np.clip(target_q, self._lo, self._hi)
+        clamped_q = np.minimum(np.maximum(target_q, self._lo), self._hi)
         if np.any(clamped_q != target_q):
             flags |= Flag.LIMIT_POSITION
             reasons.append("target beyond position limit: clamped")
@@ -218,7 +219,7 @@ class ArmCorrector:
         room = np.where(desired > 0, self._hi - q, q - self._lo)
         brake = np.sqrt(2.0 * self._stop_acc * np.maximum(room, 0.0))
         v_cap = np.minimum(lim.max_velocity * scale, brake)
-        desired = np.clip(desired, -v_cap, v_cap)
+        desired = np.minimum(np.maximum(desired, -v_cap), v_cap)
         if not stop and np.any(self._stopping_position_outside(q, v, self._state[2])):
             flags |= Flag.LIMIT_POSITION
             reasons.append("braking to stay inside position limits")
@@ -278,24 +279,27 @@ class ArmCorrector:
         """Speed scale in [0, 1] from a barrier h = clearance - required - braking distance, with dh/dt >= -γh.
 
         dh/dt = s * n·(J q̇_nominal) - closing speed of the obstacle along n. The arm may always move away from an
-        obstacle (n·J q̇ >= 0); towards it, s is the largest value meeting the condition, 0 when h <= 0.
+        obstacle (n·J q̇ >= 0); towards it, s is the largest value meeting the condition, 0 when h <= 0. Only the
+        three nearest obstacles within reach of the slow-down band are evaluated.
         """
         cfg, lim = self.config, self.limits
         centers, radii, velocities = self._obstacles
         assert self.collision is not None
         c = self.collision.clearance(q, centers, radii)
         order = np.argsort(c.distance)[:3]
-        t_brake = float(np.max(np.abs(v) / (lim.max_acceleration * cfg.stop_deceleration_scale)
-                               + lim.max_acceleration / lim.max_jerk))
-        scale, ttc = 1.0, float("inf")
-        for m in order:
-            d = float(c.distance[m])
-            if d > cfg.clearance_m + cfg.slow_distance_m + 2.0 * float(np.linalg.norm(velocities[m])) * t_brake:
-                continue
+        t_brake = float(np.max(np.abs(v) / self._stop_acc + lim.max_acceleration / lim.max_jerk))
+        scale, ttc = 1.0, math.inf
+        d_all = c.distance[order]
+        n_all = c.normal[order]
+        closing_all = np.maximum(np.einsum("ij,ij->i", n_all, velocities[order]), 0.0)
+        band = cfg.clearance_m + cfg.slow_distance_m + 2.0 * closing_all * t_brake
+        for i in np.flatnonzero(d_all <= band):
+            m = order[i]
             jac = self.collision.point_jacobian(c.point[m], c.body[m])
-            n = c.normal[m]
-            closing = max(0.0, float(n @ velocities[m]))
-            arm_speed = float(np.linalg.norm(jac @ v))
+            n = n_all[i]
+            d, closing = float(d_all[i]), float(closing_all[i])
+            point_v = jac @ v
+            arm_speed = math.sqrt(float(point_v @ point_v))
             h = d - cfg.clearance_m - 0.5 * arm_speed * t_brake - closing * t_brake
             rate = float(n @ (jac @ nominal))
             approach = closing - min(rate, 0.0)
@@ -303,6 +307,6 @@ class ArmCorrector:
                 ttc = min(ttc, max(d - cfg.clearance_m, 0.0) / approach)
             if rate >= 0.0:
                 continue
-            s = 0.0 if h <= 0.0 else (cfg.cbf_gamma * h - closing) / -rate
-            scale = min(scale, float(np.clip(s, 0.0, 1.0)))
-        return scale, float(c.distance[order[0]]), ttc
+            s_i = 0.0 if h <= 0.0 else (cfg.cbf_gamma * h - closing) / -rate
+            scale = min(scale, max(0.0, min(1.0, s_i)))
+        return scale, float(d_all[0]), ttc

@@ -17,7 +17,8 @@ class LoopTimer:
     would replay commands the actuator can no longer use).
 
     Attributes:
-        cycle_ms: compute time of recent cycles [ms] (RollingStats).
+        cycle_ms: wall time of recent cycles [ms] (RollingStats), preemption included.
+        cpu_ms: CPU time of recent cycles [ms] (this thread's CPU clock): the compute alone.
         cycles: cycles run.
         misses: deadline misses.
     """
@@ -37,6 +38,7 @@ class LoopTimer:
         self._cycle = cycle
         self._spin_s = spin_s
         self.cycle_ms = RollingStats(window)
+        self.cpu_ms = RollingStats(window)
         self.cycles = 0
         self.misses = 0
         self.skipped = 0
@@ -64,8 +66,10 @@ class LoopTimer:
             while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
                 self._wait_until(deadline)
                 start = time.monotonic()
+                cpu = time.thread_time()
                 self._cycle()
                 end = time.monotonic()
+                self.cpu_ms.add((time.thread_time() - cpu) * 1e3)
                 self.cycle_ms.add((end - start) * 1e3)
                 self.cycles += 1
                 deadline += period
