@@ -203,18 +203,21 @@ class AmrCorrector:
                 reasons += r
         return self._limit(target, flags, reasons, scale, clearance, ttc)
 
-    def _candidates(self, v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(safe mask, t_hit, min distance) per candidate command."""
+    def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(safe mask, t_hit, distance now) per candidate command, keeping clearance + extra."""
         c = self.config
         t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad, self._obstacles,
-                            c.clearance_m)
+                            c.clearance_m + extra)
         # Safe when the base, decelerating from the faster of its present and the candidate speed, stops before the
         # first hit along the candidate's arc (the sweep runs the command for the whole horizon: conservative).
         v_now, w_now = np.abs(self._out)
         v_max = np.maximum(np.abs(v), v_now)
         stop_dist = v_max * v_max / (2.0 * c.max_linear_acc) + v_max * c.reaction_s
         stop_t = np.maximum(v_max / c.max_linear_acc, np.maximum(np.abs(w), w_now) / c.max_angular_acc) + c.reaction_s
-        safe = (t_hit > stop_t) & (np.abs(v) * t_hit >= stop_dist)
+        finite = np.isfinite(t_hit)
+        travel = np.abs(v) * np.where(finite, t_hit, 0.0)
+        safe = ~finite | ((t_hit > stop_t) & (travel >= stop_dist))
         return safe, t_hit, dist
 
     def _evaluate(self, v: float, w: float) -> tuple[bool, float, float, float]:
@@ -225,7 +228,9 @@ class AmrCorrector:
         before the first hit; if none can, the path is blocked.
         """
         scales = np.asarray(self.config.speed_scales)
-        safe, t_hit, dist = self._candidates(scales * v, scales * w)
+        # Stop where the base can still turn on the spot (its corners swing out by radius - half length).
+        fp = self.config.footprint
+        safe, t_hit, dist = self._candidates(scales * v, scales * w, fp.radius - fp.length / 2)
         ttc = float(t_hit[0])
         clearance = float(dist[0])
         if abs(v) < 1e-3 and abs(w) < 1e-3:
@@ -273,11 +278,12 @@ class AmrCorrector:
         local = _to_robot(self._pose, route)
         ahead = np.flatnonzero((np.hypot(local[:, 0], local[:, 1]) >= c.lookahead_m) & (local[:, 0] > -0.1))
         tx, ty = local[ahead[0]] if ahead.size else local[-1]
+        heading_error = float(np.arctan2(ty, tx))
+        if abs(heading_error) > 0.5:  # turn on the spot first: arcs near obstacles swing the corners into them
+            return 0.0, float(np.clip(2.0 * heading_error, -0.6 * c.max_angular, 0.6 * c.max_angular))
         d2 = max(tx * tx + ty * ty, 1e-6)
         curvature = 2.0 * ty / d2
         v = c.max_linear * (0.5 if abs(curvature) > 1.0 else 0.8)
-        if tx < 0:  # target behind: turn on the spot
-            return 0.0, float(np.sign(ty or 1.0) * c.max_angular * 0.5)
         return v, float(np.clip(v * curvature, -c.max_angular, c.max_angular))
 
     def _replan(self, nominal: tuple[float, float]) -> None:
@@ -305,7 +311,7 @@ class AmrCorrector:
             # Stamp obstacles where they will be over the next second (a standing worker or a slow passer-by).
             future = np.concatenate([centres + vel * t for t in (0.0, 0.5, 1.0)])
             grid = stamp_obstacles(grid, _to_odom(pose, future), np.tile(radii, 3))
-        path = plan(grid, pose[:2], goal, c.footprint.radius + c.clearance_m * 0.5)
+        path = plan(grid, pose[:2], goal, c.footprint.radius + c.clearance_m + 0.05)
         self.replans += 1
         self._route = path if path is not None and len(path) > 1 else None
         self._clear_since = None
