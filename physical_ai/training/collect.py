@@ -124,17 +124,18 @@ def record_episode(env: Env, seed: int, dart_std: float, wm_every: int, wm_k: in
 
 def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dart_std: float = 1.0,
             wm_every: int = 5, wm_k: int = 4, max_steps: int | None = None, only_success: bool = True,
-            progress_bar: bool = True) -> dict[str, Any]:
+            progress_bar: bool = True, perception: str = "node") -> dict[str, Any]:
     """Collect `episodes` expert demonstrations; return a summary (episodes kept, frames, expert success)."""
     from tqdm import tqdm
 
-    env = make_env(scenario)
+    env = make_env(scenario, perception=perception)
     spec = env.spec
     limit = max_steps or int(np.ceil(60.0 / spec.dt))
     writer = DatasetWriter(output, robot_type=env.embodiment, fps=1.0 / spec.dt, features=features_for(spec),
                            extra={"scenario": scenario, "embodiment": env.embodiment, "spec": spec.to_json(),
                                   "state_frame": "map" if env.embodiment == "amr" else "joint",
-                                  "dart_std": dart_std, "wm_every": wm_every, "wm_k": wm_k, "seed": seed})
+                                  "perception": perception, "dart_std": dart_std, "wm_every": wm_every,
+                                  "wm_k": wm_k, "seed": seed})
     tried = kept = 0
     bar = tqdm(total=episodes, desc=f"collect {scenario}", unit="ep", disable=not progress_bar)
     try:
@@ -167,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wm-k", type=int, default=4, help="candidate chunks per world-model label")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="cap steps per episode (keeps unfinished episodes; for quick tests)")
+    parser.add_argument("--perception", choices=("node", "fast"), default="node",
+                        help="node: sensors and perception settings of the ROS nodes (config/<robot>.yaml); "
+                             "fast: sparse LiDAR, default perception settings (quick experiments)")
     parser.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -175,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `physai collect`."""
     try:
         summary = collect(args.scenario, args.output, args.episodes, args.seed, args.dart_std, args.wm_every,
-                          args.wm_k, args.max_steps, not args.keep_failures, not args.no_progress)
+                          args.wm_k, args.max_steps, not args.keep_failures, not args.no_progress,
+                          args.perception)
     except (ValueError, RuntimeError) as exc:
         print(f"physai collect: {exc}", file=sys.stderr)
         return 2

@@ -162,8 +162,9 @@ def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = E
 
     from physical_ai.policy.policy import TorchPolicy
 
-    env = make_env(scenario)
     config = load_config(policy_dir)
+    # the policy is evaluated with the sensing it was trained on (recorded in config.json by physai train)
+    env = make_env(scenario, perception=str(config.extra.get("perception", "node")))
     check_policy_fits(config, env)
     policy = TorchPolicy(policy_dir, num_threads=threads)
     wm = None

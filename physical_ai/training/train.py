@@ -216,7 +216,9 @@ def train(dataset_dir: str | Path, output: str | Path, name: str, architecture: 
         model.train()
     else:
         config = fit_normalisation(config, data)
-        config = replace(config, extra={**config.extra, "training": {"dataset": str(dataset_dir), "steps": steps,
+        sensing = {k: dataset.physai[k] for k in ("scenario", "perception", "state_frame") if k in dataset.physai}
+        config = replace(config, extra={**config.extra, **sensing,
+                                        "training": {"dataset": str(dataset_dir), "steps": steps,
                                                                        "batch_size": batch_size, "lr": lr,
                                                                        "seed": seed}})
         torch.manual_seed(seed)

@@ -23,7 +23,8 @@ ARCH = {"type": "chunk_transformer", "d_model": 32, "n_heads": 2, "n_layers": 1,
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two short AMR episodes with world-model labels."""
     root = tmp_path_factory.mktemp("data") / "amr"
-    summary = collect("amr", root, episodes=2, seed=0, wm_every=10, wm_k=3, max_steps=30, progress_bar=False)
+    summary = collect("amr", root, episodes=2, seed=0, wm_every=10, wm_k=3, max_steps=30, progress_bar=False,
+                      perception="fast")
     assert summary["episodes"] == 2
     return root
 
@@ -53,6 +54,7 @@ def test_collect_train_eval_end_to_end(dataset: Path, tmp_path: Path) -> None:
     # normalisation statistics come from the data, not the identity defaults
     assert config.observation.state.std != (1.0,) * 5
     assert (out / "loss.png").stat().st_size > 1000
+    assert config.extra["perception"] == "fast"  # eval senses the way the training data was sensed
     assert not (out / STATE_DIR).exists()
     rows, report = evaluate("amr", out, episodes=1, time_limit_s=2.0, progress_bar=False)
     assert report["episodes"] == 1 and len(rows) == 1
