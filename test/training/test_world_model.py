@@ -72,3 +72,24 @@ def test_learned_model_fits_and_round_trips(tmp_path: Path) -> None:
     assert pred.chosen_index == 1
     with pytest.raises(ValueError, match="candidates"):
         loaded.evaluate(ws, np.zeros((2, 3, 2)))
+
+
+def test_checked_policy_swaps_in_a_safe_candidate() -> None:
+    from physical_ai.policy.defaults import default_config
+    from physical_ai.policy.policy import Policy
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    class FullSpeed(Policy):
+        backend = "fake"
+
+        def _infer(self, obs: dict) -> np.ndarray:
+            return np.tile([1.0, 0.0], (self.config.chunk_length, 1))
+
+    checked = WorldModelCheckedPolicy(FullSpeed(default_config("amr")), AmrPhysicsWorldModel(), k=4)
+    state = _state_with_worker_ahead(-0.3, 0.0)
+    obs = {"state": state.state, "obstacles": state.obstacles, "instruction": "drive"}
+    result = checked.infer(obs)
+    pred = checked.last_prediction
+    assert pred is not None and pred.collision_p[0] > 0.9
+    assert result.values[-1, 0] < 0.5  # not the policy's full-speed chunk: a slower or stopping one
+    assert result.model_id.endswith("fake+wm_physics")
