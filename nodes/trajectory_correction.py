@@ -219,7 +219,7 @@ class TrajectoryCorrection(PhysaiNode):
             max_decel=self.param("max_decel", 5.0, "Braking limit [m/s^2]", (0.1, 20.0)),
             cruise_speed=self.param("cruise_speed", 8.0, "Speed when following a path without a policy [m/s]",
                                     (0.0, 60.0)),
-            min_gap_m=self.param("min_gap_m", 2.0, "Distance kept behind obstacles [m]", (0.0, 50.0)),
+            min_gap_m=self.param("min_gap_m", 2.5, "Distance kept behind obstacles [m]", (0.0, 50.0)),
             time_gap_s=self.param("time_gap_s", 1.5, "Extra gap per m/s of a moving lead [s]", (0.0, 10.0)),
             lane_half_width=self.param("lane_half_width", 1.75, "Obstacles closer to the path count [m]",
                                        (0.1, 10.0)),

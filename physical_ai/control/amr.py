@@ -38,7 +38,7 @@ class AmrConfig:
     samples: int = 21
     reaction_s: float = 0.1
     cell_m: float = 0.1
-    speed_scales: tuple[float, ...] = (1.0, 0.75, 0.5, 0.3, 0.15)
+    speed_scales: tuple[float, ...] = (1.0, 0.75, 0.5, 0.3, 0.15, 0.05)
     steer_offsets: tuple[float, ...] = (0.4, -0.4, 0.8, -0.8, 1.2, -1.2)
     lookahead_m: float = 0.8
     local_goal_m: float = 4.0
@@ -83,6 +83,9 @@ class AmrCorrector:
         self._policy = ChunkPolicy(NAMES, np.array([-c.max_linear, -c.max_angular]),
                                    np.array([c.max_linear, c.max_angular]), c.max_age_s, c.max_future_s)
         self._times = np.linspace(0.0, c.horizon_s, c.samples)
+        # Between two samples the footprint's surface moves at most this far: inflate so no contact hides there.
+        self._sample_margin = 0.5 * (self._times[1] - self._times[0]) * (c.max_linear + c.max_angular
+                                                                          * c.footprint.radius)
         self._reach = c.max_linear * c.horizon_s + c.footprint.radius + c.clearance_m + 0.5
         self._ref: Reference | None = None
         self._ref_time = -np.inf
@@ -207,39 +210,29 @@ class AmrCorrector:
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(safe mask, t_hit, distance now) per candidate command, keeping clearance + extra."""
         c = self.config
+        ramp = (float(self._out[0]), float(self._out[1]), c.max_linear_acc, c.max_angular_acc)
         t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad, self._obstacles,
-                            c.clearance_m + extra)
-        # Safe when the base, decelerating from the faster of its present and the candidate speed, stops before the
-        # first hit along the candidate's arc (the sweep runs the command for the whole horizon: conservative).
-        v_now, w_now = np.abs(self._out)
-        v_max = np.maximum(np.abs(v), v_now)
-        stop_dist = v_max * v_max / (2.0 * c.max_linear_acc) + v_max * c.reaction_s
-        stop_t = np.maximum(v_max / c.max_linear_acc, np.maximum(np.abs(w), w_now) / c.max_angular_acc) + c.reaction_s
-        finite = np.isfinite(t_hit)
-        travel = np.abs(v) * np.where(finite, t_hit, 0.0)
-        safe = ~finite | ((t_hit > stop_t) & (travel >= stop_dist))
+                            c.clearance_m + self._sample_margin + extra, ramp)
+        # Each candidate is swept as the motion the base would really make (ramp to it, hold, brake to rest by the
+        # end of the horizon), so "no hit" also means a safe stop remains possible afterwards.
+        safe = ~np.isfinite(t_hit)
         return safe, t_hit, dist
 
     def _evaluate(self, v: float, w: float) -> tuple[bool, float, float, float]:
-        """(blocked, speed scale, clearance now, time to collision) along the nominal command.
+        """(blocked, speed scale, clearance now, time to collision at full speed) along the nominal command.
 
-        Proactive: the fastest scale whose sweep over the whole horizon is free wins, so the base slows as soon as
-        anything (with its predicted motion) comes into its path; failing that, the fastest that can still stop
-        before the first hit; if none can, the path is blocked.
+        Proactive: the fastest scale whose sweep (with every obstacle's predicted motion) is free wins, so the base
+        slows as soon as anything comes into its path; if none is free, the path is blocked.
         """
         scales = np.asarray(self.config.speed_scales)
         # Stop where the base can still turn on the spot (its corners swing out by radius - half length).
         fp = self.config.footprint
-        safe, t_hit, dist = self._candidates(scales * v, scales * w, fp.radius - fp.length / 2)
-        ttc = float(t_hit[0])
-        clearance = float(dist[0])
+        free, t_hit, dist = self._candidates(scales * v, scales * w, fp.radius - fp.length / 2)
+        ttc, clearance = float(t_hit[0]), float(dist[0])
         if abs(v) < 1e-3 and abs(w) < 1e-3:
             return False, 1.0, clearance, ttc
-        free = ~np.isfinite(t_hit)
         if free.any():
             return False, float(scales[np.argmax(free)]), clearance, ttc
-        if safe.any():
-            return False, float(scales[np.argmax(safe)]), clearance, ttc
         return True, 0.0, clearance, ttc
 
     def _detour_or_steer(self, nominal: tuple[float, float]) -> tuple[tuple[float, float], int, list[str]]:

@@ -49,6 +49,35 @@ def arc_poses(v: np.ndarray, w: np.ndarray, times: np.ndarray) -> tuple[np.ndarr
     return x, y, th
 
 
+def _ramp_then_stop(target: np.ndarray, start: float, rate: float, t: np.ndarray) -> np.ndarray:
+    """Speeds (C, K): ramp from `start` towards each target at `rate`, then brake at `rate` to 0 by t[-1]."""
+    ramp = start + np.clip(target - start, -rate * t, rate * t)
+    t_brake = t[:, -1:] - np.abs(target) / rate  # latest braking start that still ends at rest
+    at_brake = start + np.clip(target - start, -rate * np.maximum(t_brake, 0.0), rate * np.maximum(t_brake, 0.0))
+    braking = np.sign(at_brake) * np.maximum(np.abs(at_brake) - rate * (t - np.maximum(t_brake, 0.0)), 0.0)
+    return np.where(t < t_brake, ramp, np.where(np.abs(braking) < np.abs(ramp), braking, ramp))
+
+
+def ramp_poses(v: np.ndarray, w: np.ndarray, times: np.ndarray, v0: float, w0: float, acc: float,
+               alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poses (C, K) of a unicycle ramping to each candidate (v[c], w[c]), holding it, and at rest by the end.
+
+    Ramps run from (v0, w0) at the acceleration limits. The base cannot jump to a candidate speed: sweeping the
+    command as if it could would let a slow base "beat" a crossing worker it cannot outrun. Ending at rest makes
+    a free sweep mean the base can still stop safely after it, so the next cycle always has a safe option (no
+    commitment beyond the horizon). Trapezoid integration between samples.
+    """
+    t = np.broadcast_to(times[None, :], (len(v), len(times)))
+    vt = _ramp_then_stop(np.asarray(v, float)[:, None], v0, acc, t)
+    wt = _ramp_then_stop(np.asarray(w, float)[:, None], w0, alpha, t)
+    dt = np.diff(times)[None, :]
+    th = np.concatenate([np.zeros((len(v), 1)), np.cumsum(0.5 * (wt[:, 1:] + wt[:, :-1]) * dt, axis=1)], axis=1)
+    dx = 0.5 * (vt[:, 1:] * np.cos(th[:, 1:]) + vt[:, :-1] * np.cos(th[:, :-1])) * dt
+    dy = 0.5 * (vt[:, 1:] * np.sin(th[:, 1:]) + vt[:, :-1] * np.sin(th[:, :-1])) * dt
+    zero = np.zeros((len(v), 1))
+    return np.concatenate([zero, np.cumsum(dx, axis=1)], 1), np.concatenate([zero, np.cumsum(dy, axis=1)], 1), th
+
+
 def rect_distance(px: np.ndarray, py: np.ndarray, half_length: float, half_width: float) -> np.ndarray:
     """Signed distance from points (in the rectangle's frame) to an axis-aligned rectangle (negative inside)."""
     ex = np.abs(px) - half_length
@@ -59,8 +88,8 @@ def rect_distance(px: np.ndarray, py: np.ndarray, half_length: float, half_width
 
 
 def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray, cells: np.ndarray,
-          cell_pad: float, obstacles: tuple[np.ndarray, np.ndarray, np.ndarray], clearance: float
-          ) -> tuple[np.ndarray, np.ndarray]:
+          cell_pad: float, obstacles: tuple[np.ndarray, np.ndarray, np.ndarray], clearance: float,
+          ramp: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each candidate command, the first time the footprint comes within `clearance` of anything.
 
     Args:
@@ -73,12 +102,14 @@ def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray,
         obstacles: (centres (O, 2), radii (O,), velocities (O, 2)) in the robot frame now; they move at constant
             velocity over the horizon (their prediction).
         clearance: distance to keep [m]; when something is already closer, the limit is "no closer than now".
+        ramp: (v0, w0, acc, alpha): the present command and acceleration limits; each candidate is reached by
+            ramping from it (see `ramp_poses`). None: the candidates apply at once.
 
     Returns:
         (t_hit (C,), distance_now (C,)): first sample time within clearance (inf if none), and the distance at
         time 0 (footprint surface to cell/obstacle surface; the same for all candidates).
     """
-    x, y, th = arc_poses(v, w, times)
+    x, y, th = arc_poses(v, w, times) if ramp is None else ramp_poses(v, w, times, *ramp)
     c, s = np.cos(th)[..., None], np.sin(th)[..., None]
     hl, hw = footprint.length / 2, footprint.width / 2
     dist = np.full(x.shape, np.inf)

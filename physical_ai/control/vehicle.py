@@ -33,7 +33,7 @@ class VehicleConfig:
     max_acc: float = 2.0
     max_decel: float = 5.0
     cruise_speed: float = 8.0
-    min_gap_m: float = 2.0
+    min_gap_m: float = 2.5
     time_gap_s: float = 1.5
     lane_half_width: float = 1.75
     lookahead_min_m: float = 4.0
