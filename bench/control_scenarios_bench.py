@@ -99,7 +99,7 @@ def hand_spheres(sim: ArmCell) -> tuple[np.ndarray, np.ndarray]:
     return pos + ts[:, None] * rot[:, 2], np.full(4, radius + 0.5 * spacing)
 
 
-def arm_run(seed: int, corrected: bool) -> tuple[int, int]:
+def arm_run(seed: int, corrected: bool) -> tuple[int, int, float]:
     rng = np.random.default_rng(seed)
     sim = ArmCell(seed, {"hand_time_s": float(rng.uniform(1.0, 3.0)), "hand_duration_s": 3.0})
     limits = arm_limits(sim)
@@ -107,8 +107,8 @@ def arm_run(seed: int, corrected: bool) -> tuple[int, int]:
                        CapsuleArm(sim.model, ARM_NAMES, "col_"))
     q0 = sim.joint_state()[1][:7]
     arm.set_measured(q0)
-    # Chunks sweep the gripper over the table towards the hand's side and back (the hand reaches in there).
-    sweep_to = q0 + np.array([-0.9, 0.5, 0.0, -0.5, 0.0, 0.3, 0.0])
+    # Chunks sweep the gripper down to the front-right of the table and back: the hand reaches in right there.
+    sweep_to = np.array([-0.225, 0.84, -0.193, 1.475, 0.056, 0.404, -1.416])
     period, violations, prev_v = sim.timestep, 0, np.zeros(7)
     hand_prev = None
     k = 0
@@ -141,7 +141,9 @@ def arm_run(seed: int, corrected: bool) -> tuple[int, int]:
             violations += 1
         sim.step(1)
         k += 1
-    return sim.collisions, violations
+    # The hand is a kinematic (mocap) body without physical contacts: touching it is a negative clearance.
+    touched = int(sim.min_person_clearance < 0.0)
+    return sim.collisions + touched, violations, float(sim.min_person_clearance)
 
 
 def arm_hand(runs: int) -> None:
@@ -149,6 +151,7 @@ def arm_hand(runs: int) -> None:
         results = [arm_run(seed, corrected) for seed in range(runs)]
         bench(f"{prefix}.contacts", float(sum(r[0] for r in results)), "count")
         bench(f"{prefix}.limit_violations", float(sum(r[1] for r in results)), "count")
+        bench(f"{prefix}.min_clearance_m", float(min(r[2] for r in results)), "m")
 
 
 # -------------------------------------------------------------------------------------------------------- vehicle

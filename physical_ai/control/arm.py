@@ -113,6 +113,8 @@ class ArmCorrector:
         self._gripper = float("nan")
         self._gripper_target = float("nan")
         self._obstacles = (np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
+        self._retreat: np.ndarray | None = None
+        self._retreat_need = 0.0
 
     # ---- inputs -----------------------------------------------------------------------------------------------
     @property
@@ -192,11 +194,15 @@ class ArmCorrector:
                 stop = True
 
         scale, clearance, ttc = 1.0, float("inf"), float("inf")
+        self._retreat = None
         if self.collision is not None and self._obstacles[0].shape[0]:
             nominal = np.minimum(np.maximum(target_v + self.config.tracking_gain * (target_q - q),
                                             -lim.max_velocity), lim.max_velocity)
             scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
-            if scale <= 0.0:
+            if self._retreat is not None and not stop_reasons:
+                flags |= Flag.OBSTACLE_STOP
+                reasons.append(f"obstacle approaching within clearance ({clearance:.3f} m): moving away")
+            elif scale <= 0.0:
                 flags |= Flag.OBSTACLE_STOP
                 reasons.append(f"obstacle within clearance ({clearance:.3f} m): stopping")
                 stop = True
@@ -212,6 +218,8 @@ class ArmCorrector:
             flags |= Flag.LIMIT_POSITION
             reasons.append("target beyond position limit: clamped")
         desired = target_v + self.config.tracking_gain * (clamped_q - q)
+        if self._retreat is not None and not stop_reasons:  # moving away beats holding still (watchdogs excepted)
+            desired, scale, stop = self._retreat, 1.0, False
         if np.any(np.abs(desired) > lim.max_velocity * scale):
             flags |= Flag.LIMIT_VELOCITY
             if scale >= 1.0:
@@ -226,6 +234,8 @@ class ArmCorrector:
             stop = True
         self._run_ruckig(np.zeros_like(desired) if stop else desired, stop)
         self._step_gripper(now_s)
+        if self._retreat is not None:
+            scale = 0.0
         return ArmCommand(self._state[0].copy(), self._state[1].copy(), self._state[2].copy(), self._gripper, flags,
                           reasons, 0.0 if stop else scale, clearance, ttc)
 
@@ -281,6 +291,10 @@ class ArmCorrector:
         dh/dt = s * n·(J q̇_nominal) - closing speed of the obstacle along n. The arm may always move away from an
         obstacle (n·J q̇ >= 0); towards it, s is the largest value meeting the condition, 0 when h <= 0. Only the
         three nearest obstacles within reach of the slow-down band are evaluated.
+
+        When stopping cannot keep the condition (the obstacle itself closes in on a stopped arm), `_retreat` is set to
+        the minimum-norm joint velocity meeting it, q̇ = λ Jᵀn (the CBF-QP solution with a zero nominal), capped at
+        half the velocity limits.
         """
         cfg, lim = self.config, self.limits
         centers, radii, velocities = self._obstacles
@@ -305,6 +319,15 @@ class ArmCorrector:
             approach = closing - min(rate, 0.0)
             if approach > 1e-9:
                 ttc = min(ttc, max(d - cfg.clearance_m, 0.0) / approach)
+            need = closing - cfg.cbf_gamma * h  # dh/dt the arm itself must supply
+            if need > 0.0 and h < 0.5 * cfg.slow_distance_m:
+                grad = jac.T @ n
+                g2 = float(grad @ grad)
+                if g2 > 1e-9:
+                    retreat = grad * (need / g2)
+                    retreat *= min(1.0, float(np.min(0.5 * lim.max_velocity / np.maximum(np.abs(retreat), 1e-12))))
+                    if self._retreat is None or need > self._retreat_need:
+                        self._retreat, self._retreat_need = retreat, need
             if rate >= 0.0:
                 continue
             s_i = 0.0 if h <= 0.0 else (cfg.cbf_gamma * h - closing) / -rate
