@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from ruckig import ControlInterface, InputParameter, OutputParameter, Result, Ruckig, Synchronization
 
-from physical_ai.control.arm_collision import CapsuleArm
+from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
 from physical_ai.control.chunks import ChunkCheck, ChunkPolicy, Reference, check_chunk, check_points
 from physical_ai.control.flags import Flag
 from physical_ai.control.limits import JointLimits
@@ -105,6 +105,7 @@ class ArmCorrector:
         self._inp.max_velocity = limits.max_velocity.tolist()
         self._inp.target_acceleration = [0.0] * n
         self._stop_acc = limits.max_acceleration * config.stop_deceleration_scale
+        self._a_over_j = limits.max_acceleration / limits.max_jerk
         self._state: np.ndarray | None = None  # (3, n): commanded position, velocity, acceleration
         self._ref: Reference | None = None
         self._tau = 0.0
@@ -112,9 +113,8 @@ class ArmCorrector:
         self._last_start: float | None = None
         self._gripper = float("nan")
         self._gripper_target = float("nan")
-        self._obstacles = (np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
+        self._obstacles = ObstacleSpheres.from_arrays(np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
         self._retreat: np.ndarray | None = None
-        self._retreat_need = 0.0
 
     # ---- inputs -----------------------------------------------------------------------------------------------
     @property
@@ -158,11 +158,7 @@ class ArmCorrector:
 
     def set_obstacles(self, centers: np.ndarray, radii: np.ndarray, velocities: np.ndarray) -> None:
         """Obstacle spheres in the model's world frame: centers (M, 3), radii (M,), velocities (M, 3)."""
-        centers = np.asarray(centers, float).reshape(-1, 3)
-        radii = np.asarray(radii, float).reshape(-1)
-        velocities = np.asarray(velocities, float).reshape(-1, 3)
-        ok = np.all(np.isfinite(centers), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
-        self._obstacles = (centers[ok], np.maximum(radii[ok], 0.0), velocities[ok])
+        self._obstacles = ObstacleSpheres.from_arrays(centers, radii, velocities)
 
     # ---- cycle --------------------------------------------------------------------------------------------------
     def step(self, now_s: float, stop_reasons: Sequence[str] = ()) -> ArmCommand:
@@ -195,7 +191,7 @@ class ArmCorrector:
 
         scale, clearance, ttc = 1.0, float("inf"), float("inf")
         self._retreat = None
-        if self.collision is not None and self._obstacles[0].shape[0]:
+        if self.collision is not None and self._obstacles.count:
             nominal = np.minimum(np.maximum(target_v + self.config.tracking_gain * (target_q - q),
                                             -lim.max_velocity), lim.max_velocity)
             scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
@@ -297,39 +293,32 @@ class ArmCorrector:
         half the velocity limits.
         """
         cfg, lim = self.config, self.limits
-        centers, radii, velocities = self._obstacles
         assert self.collision is not None
-        c = self.collision.clearance(q, centers, radii)
-        order = np.argsort(c.distance)[:3]
-        t_brake = float(np.max(np.abs(v) / self._stop_acc + lim.max_acceleration / lim.max_jerk))
-        scale, ttc = 1.0, math.inf
-        d_all = c.distance[order]
-        n_all = c.normal[order]
-        closing_all = np.maximum(np.einsum("ij,ij->i", n_all, velocities[order]), 0.0)
-        band = cfg.clearance_m + cfg.slow_distance_m + 2.0 * closing_all * t_brake
-        for i in np.flatnonzero(d_all <= band):
-            m = order[i]
-            jac = self.collision.point_jacobian(c.point[m], c.body[m])
-            n = n_all[i]
-            d, closing = float(d_all[i]), float(closing_all[i])
-            point_v = jac @ v
-            arm_speed = math.sqrt(float(point_v @ point_v))
-            h = d - cfg.clearance_m - 0.5 * arm_speed * t_brake - closing * t_brake
-            rate = float(n @ (jac @ nominal))
-            approach = closing - min(rate, 0.0)
-            if approach > 1e-9:
-                ttc = min(ttc, max(d - cfg.clearance_m, 0.0) / approach)
-            need = closing - cfg.cbf_gamma * h  # dh/dt the arm itself must supply
-            if need > 0.0 and h < 0.5 * cfg.slow_distance_m:
-                grad = jac.T @ n
-                g2 = float(grad @ grad)
-                if g2 > 1e-9:
-                    retreat = grad * (need / g2)
-                    retreat *= min(1.0, float(np.min(0.5 * lim.max_velocity / np.maximum(np.abs(retreat), 1e-12))))
-                    if self._retreat is None or need > self._retreat_need:
-                        self._retreat, self._retreat_need = retreat, need
-            if rate >= 0.0:
-                continue
-            s_i = 0.0 if h <= 0.0 else (cfg.cbf_gamma * h - closing) / -rate
-            scale = min(scale, max(0.0, min(1.0, s_i)))
+        c = self.collision.clearance(q, self._obstacles, k=3)
+        t_brake = float(np.max(np.abs(v) / self._stop_acc + self._a_over_j))
+        d_all = c.distance
+        closing_all = np.maximum((c.normal * self._obstacles.velocities[c.index]).sum(1), 0.0)
+        near = np.flatnonzero(d_all <= cfg.clearance_m + cfg.slow_distance_m + 2.0 * closing_all * t_brake)
+        if near.size == 0:
+            return 1.0, float(d_all[0]), math.inf
+        jac = np.stack([self.collision.point_jacobian(c.point[i], c.body[i]) for i in near])  # (k, 3, n)
+        n, closing, d = c.normal[near], closing_all[near], d_all[near]
+        point_v = jac @ v                                                  # (k, 3)
+        arm_speed = np.sqrt((point_v * point_v).sum(1))
+        h = d - cfg.clearance_m - 0.5 * arm_speed * t_brake - closing * t_brake
+        rate = ((jac @ nominal) * n).sum(1)                                # n·J q̇_nominal
+        approach = closing - np.minimum(rate, 0.0)
+        ttc = float(np.min(np.where(approach > 1e-9, np.maximum(d - cfg.clearance_m, 0.0)
+                                    / np.maximum(approach, 1e-9), np.inf)))
+        s_i = np.where(h <= 0.0, 0.0, (cfg.cbf_gamma * h - closing) / np.maximum(-rate, 1e-12))
+        scale = min(max(float(np.min(np.where(rate < 0.0, s_i, 1.0))), 0.0), 1.0)
+        need = closing - cfg.cbf_gamma * h  # dh/dt the arm itself must supply
+        worst = int(np.argmax(need))
+        if need[worst] > 0.0 and h[worst] < 0.5 * cfg.slow_distance_m:
+            grad = jac[worst].T @ n[worst]
+            g2 = float(grad @ grad)
+            if g2 > 1e-9:
+                retreat = grad * (need[worst] / g2)
+                self._retreat = retreat * min(1.0, float(np.min(0.5 * lim.max_velocity
+                                                                / np.maximum(np.abs(retreat), 1e-12))))
         return scale, float(d_all[0]), ttc

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _arm_fixture import LIMITS, NAMES, make_arm, start_pose
 
+from physical_ai.control.arm_collision import ObstacleSpheres
 from physical_ai.control.flags import Flag
 
 PERIOD = 0.001
@@ -133,11 +134,17 @@ def test_capsule_model_jacobian_matches_finite_differences():
         dq[i] = 1e-6
         numeric[:, i] = (cap.segments(q + dq)[1][6] - tip) / 1e-6
     np.testing.assert_allclose(jac, numeric, atol=1e-5)
-    # Clearance against a brute-force distance to densely sampled capsule axes.
-    center = tip + np.array([0.05, 0.1, 0.25])
-    c = cap.clearance(q, center[None], np.array([0.05]))
+    # Sphere-cover clearance against a brute-force distance to densely sampled capsule axes: never larger (it is
+    # conservative), and smaller by at most the spheres' growth over the capsule radius.
+    rng = np.random.default_rng(0)
+    centers = tip + rng.uniform(-0.4, 0.4, (40, 3))
+    radii = rng.uniform(0.0, 0.1, 40)
+    c = cap.clearance(q, ObstacleSpheres.from_arrays(centers, radii, np.zeros((40, 3))))
     a, b = cap.segments(q)
     t = np.linspace(0, 1, 2001)[:, None, None]
     samples = a[None] + t * (b - a)[None]  # (T, G, 3)
-    brute = (np.linalg.norm(samples - center, axis=2) - cap.radius[None]).min() - 0.05
-    assert c.distance[0] == pytest.approx(brute, abs=1e-3)
+    for dist, i in zip(c.distance, c.index, strict=True):
+        brute = (np.linalg.norm(samples - centers[i], axis=2) - cap.radius[None]).min() - radii[i]
+        assert dist <= brute + 1e-6
+        assert dist >= brute - 0.13 * cap.radius.max()
+    assert np.all(np.diff(c.distance) >= 0)
