@@ -237,6 +237,60 @@ class AmrEnv(Env):
                                        else PipelineConfig(hog_enabled=False, occupancy_enabled=False))
         self.feature_names = self.spec.observation.obstacles.features.names
 
+    corrector = None
+
+    def attach_corrector(self) -> None:
+        """Execute actions through the trajectory_correction core (settings from config/amr.yaml), as under ROS.
+
+        After this, `submit_chunk` hands the policy's chunks to the corrector and `apply` runs its control loop
+        (footprint sweep against LiDAR points and tracked obstacles, slow/stop/steer, base limits) for one step.
+        """
+        from physical_ai.control.amr import AmrConfig, AmrCorrector
+        from physical_ai.control.footprint import Footprint
+
+        g = robot_params("amr", "trajectory_correction").get
+        self.corrector_rate = float(g("rate_hz", 100.0))
+        self.points_z = (float(g("points_min_z", 0.05)), float(g("points_max_z", 1.8)))
+        self.corrector = AmrCorrector(AmrConfig(
+            footprint=Footprint(g("footprint_length", 0.6), g("footprint_width", 0.45)),
+            clearance_m=g("clearance_m", 0.3), max_linear=g("max_linear", 1.0), max_angular=g("max_angular", 1.5),
+            max_linear_acc=g("max_linear_acc", 1.0), max_angular_acc=g("max_angular_acc", 2.0),
+            horizon_s=g("horizon_s", 2.0), reaction_s=g("reaction_s", 0.1), period_s=1.0 / self.corrector_rate))
+        self.clamped_chunks = 0
+
+    def _feed_corrector(self, points: np.ndarray, obstacles: list[Any]) -> None:
+        keep = (points[:, 2] >= self.points_z[0]) & (points[:, 2] <= self.points_z[1])
+        self.corrector.set_points(points[keep, :2])
+        if obstacles:
+            centres = np.array([o.cluster.center[:2] for o in obstacles])
+            radii = np.array([0.5 * np.hypot(*o.cluster.size[:2]) for o in obstacles])
+            vel = np.array([o.velocity[:2] for o in obstacles])
+        else:
+            centres, radii, vel = np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2))
+        self.corrector.set_obstacles(centres, radii, vel)
+        x, y, yaw = self.pose()
+        self.corrector.set_pose(x, y, yaw)
+
+    def submit_chunk(self, chunk: np.ndarray) -> None:
+        """Hand a policy chunk starting now to the corrector (out-of-limit targets are clamped and counted)."""
+        now = self.sc.data.time
+        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
+                                            len(chunk), now)
+        self.clamped_chunks += int(check.clamped)
+
+    def _corrected_step(self) -> None:
+        sc = self.sc
+        n_sub = max(1, round(1.0 / (self.corrector_rate * sc.timestep)))
+        for _ in range(max(1, round(self.dt * self.corrector_rate))):
+            cmd = self.corrector.step(sc.data.time)
+            sc.command_twist(cmd.linear, cmd.angular)
+            sc.step(n_sub)
+        _, twist = sc.odometry()
+        lo, hi = sc.base.lower, sc.base.upper
+        measured = np.array([twist[0], twist[5]])
+        if np.any(measured < lo * 1.02 - 1e-3) or np.any(measured > hi * 1.02 + 1e-3):
+            self.limit_violations += 1
+
     def pose(self) -> np.ndarray:
         """Map-frame (x, y, yaw) of base_link as a localiser reports it."""
         return self.sc.base_pose()
@@ -254,6 +308,8 @@ class AmrEnv(Env):
         x, y, yaw = self.pose()
         result = self.pipeline.process(FrameInput(stamp_ns=sc.time_ns, clouds=clouds[:1], scans=clouds[1:],
                                                   T_world_base=_yaw_matrix(x, y, yaw)))
+        if self.corrector is not None:
+            self._feed_corrector(np.concatenate(clouds), result.obstacles)
         rows = []
         for ob in result.obstacles:
             c = ob.cluster
@@ -276,7 +332,13 @@ class AmrEnv(Env):
         return np.array([cmd["linear_x"], cmd["angular_z"]])
 
     def apply(self, action: np.ndarray) -> None:
-        """Twist command (out-of-limit values counted, then clipped as the base driver would reject them)."""
+        """Twist command (out-of-limit values counted, then clipped as the base driver would reject them).
+
+        With a corrector attached the action is ignored: the corrector's own loop drives the base for one step.
+        """
+        if self.corrector is not None:
+            self._corrected_step()
+            return
         sc = self.sc
         lo, hi = sc.base.lower, sc.base.upper
         a = np.asarray(action, dtype=float)

@@ -66,6 +66,7 @@ class EpisodeResult:
     progress: float
     vetoes: int = 0
     policy_ms: float = 0.0
+    clamped_chunks: int = 0      # chunks whose out-of-limit targets the correction layer clamped
 
 
 def hold_action(env: Env) -> np.ndarray:
@@ -76,11 +77,17 @@ def hold_action(env: Env) -> np.ndarray:
 
 
 def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: float,
-                world_model: Any | None = None, wm_k: int = 8, settle_steps: int = 0) -> EpisodeResult:
-    """One closed-loop episode in-process; the world model (if any) picks among `wm_k` sampled candidates."""
+                world_model: Any | None = None, wm_k: int = 8, correction: bool = False) -> EpisodeResult:
+    """One closed-loop episode in-process; the world model (if any) picks among `wm_k` sampled candidates.
+
+    With `correction`, chunks go through the trajectory-correction core (as under ROS) instead of being played
+    step by step.
+    """
     from physical_ai.training.world_model_glue import candidate_chunks, world_state
 
     env.reset(seed)
+    if correction:
+        env.attach_corrector()
     rng = np.random.default_rng(seed)
     chunk: np.ndarray | None = None
     k = 0
@@ -101,6 +108,8 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
                     chunk = np.tile(hold_action(env), (replan, 1))
                 else:
                     chunk = cands[pred.chosen_index]
+            if correction:
+                env.submit_chunk(chunk)
         env.apply(chunk[k])
         k += 1
         if env.status().done:
@@ -108,6 +117,7 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
     st = env.status()
     return EpisodeResult(seed=seed, success=st.success, collisions=st.collisions,
                          limit_violations=env.limit_violations, failure=st.failure,
+                         clamped_chunks=getattr(env, "clamped_chunks", 0),
                          time_s=round(st.time_s, 2), progress=round(st.progress, 3), vetoes=vetoes,
                          policy_ms=round(float(np.median(latency)), 2) if latency else 0.0)
 
@@ -127,6 +137,7 @@ def summarise(scenario: str, rows: list[EpisodeResult], extra: dict[str, Any]) -
             "time_to_complete_s": {"median": float(np.median(times)) if times else None,
                                    "p90": float(np.percentile(times, 90)) if times else None},
             "vetoes": int(sum(r.vetoes for r in rows)),
+            "clamped_chunks": int(sum(r.clamped_chunks for r in rows)),
             "policy_latency_ms_median": float(np.median([r.policy_ms for r in rows])) if rows else None,
             **extra}
 
@@ -156,7 +167,8 @@ def plot_report(rows: list[EpisodeResult], summary: dict[str, Any], path: Path) 
 
 def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = EVAL_SEED_OFFSET,
              replan: int | None = None, world_model: str = "none", wm_k: int = 8, threads: int = 2,
-             time_limit_s: float | None = None, progress_bar: bool = True) -> tuple[list[EpisodeResult], dict]:
+             time_limit_s: float | None = None, progress_bar: bool = True, correction: bool = False
+             ) -> tuple[list[EpisodeResult], dict]:
     """Evaluate a checkpoint in-process; return (episodes, summary)."""
     from tqdm import tqdm
 
@@ -166,6 +178,8 @@ def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = E
     # the policy is evaluated with the sensing it was trained on (recorded in config.json by physai train)
     env = make_env(scenario, perception=str(config.extra.get("perception", "node")))
     check_policy_fits(config, env)
+    if correction and not hasattr(env, "attach_corrector"):
+        raise ValueError(f"--correction core: no in-process corrector wired for {env.embodiment!r} yet")
     policy = TorchPolicy(policy_dir, num_threads=threads)
     wm = None
     if world_model != "none":
@@ -178,10 +192,11 @@ def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = E
     start = time.monotonic()
     try:
         for i in tqdm(range(episodes), desc=f"eval {scenario}", unit="ep", disable=not progress_bar):
-            rows.append(run_episode(env, policy, seed + i, replan, limit, wm, wm_k))
+            rows.append(run_episode(env, policy, seed + i, replan, limit, wm, wm_k, correction))
     finally:
         env.close()
     summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "inprocess", "replan_steps": replan,
+                                         "correction": "core" if correction else "none",
                                          "world_model": world_model, "first_seed": seed,
                                          "wall_s": round(time.monotonic() - start, 1)})
     return rows, summary
@@ -205,6 +220,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--world-model", choices=("none", "physics", "learned"), default="none",
                         help="check sampled candidate chunks with a world model before executing")
     parser.add_argument("--wm-k", type=int, default=8, help="candidates per world-model check")
+    parser.add_argument("--correction", choices=("none", "core"), default="none",
+                        help="inprocess: play chunks directly (none) or through the trajectory-correction core")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None, help="report directory (default: <policy>/eval)")
     parser.add_argument("--no-progress", action="store_true")
@@ -220,12 +237,15 @@ def run(args: argparse.Namespace) -> int:
             rows, summary = evaluate_ros(args.scenario, args.policy, args.episodes, args.seed)
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
-                                     args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress)
+                                     args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress,
+                                     correction=args.correction == "core")
     except (ConfigError, ValueError, RuntimeError) as exc:
         print(f"physai eval: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.world_model == "none" else f"_wm_{args.world_model}"
+    suffix = ("" if args.world_model == "none" else f"_wm_{args.world_model}") + \
+        ("_corrected" if args.mode == "inprocess" and args.correction == "core" else "") + \
+        ("_ros" if args.mode == "ros" else "")
     report = out / f"eval_{args.scenario}{suffix}.json"
     report.write_text(json.dumps({"summary": summary, "episodes": [asdict(r) for r in rows]}, indent=1) + "\n")
     plot_report(rows, summary, out / f"eval_{args.scenario}{suffix}.png")
