@@ -17,6 +17,7 @@ episode as `extra.wm_*` arrays for training the learned world model.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ def record_episode(env: Env, seed: int, dart_std: float, wm_every: int, wm_k: in
             env.sc.done = False  # keep recording the expert holding still at the goal for a moment
     final = env.status()
     meta = {"seed": seed, "success": final.success, "collisions": final.collisions, "dart": bool(noisy),
-            "time_s": round(final.time_s, 2), "limit_violations": env.limit_violations}
+            "time_s": round(final.time_s, 2), "limit_violations": env.limit_violations,
+            "clamped_requests": env.clamped_requests}
     out = {k: np.stack(v) for k, v in frames.items()}
     wm_arrays = {f"wm_{k}": np.stack(v) for k, v in wm.items() if v}
     return out, meta, wm_arrays
@@ -138,6 +140,8 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
                                   "wm_k": wm_k, "seed": seed})
     tried = kept = 0
     bar = tqdm(total=episodes, desc=f"collect {scenario}", unit="ep", disable=not progress_bar)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupted = False
     try:
         while kept < episodes and tried < episodes * 3:
             frames, meta, wm = record_episode(env, seed + tried, dart_std, wm_every, wm_k, limit)
@@ -148,13 +152,22 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
             kept += 1
             bar.update(1)
             bar.set_postfix(kept=kept, tried=tried)
+    except KeyboardInterrupt:
+        # the episode in progress is lost; every finished one is kept and the dataset is closed properly
+        interrupted = True
     finally:
+        signal.signal(signal.SIGTERM, previous)
         bar.close()
         env.close()
     if kept == 0:
-        raise RuntimeError(f"collect {scenario}: the expert solved none of {tried} episodes")
+        raise RuntimeError(f"collect {scenario}: no episode recorded ({tried} tried)")
     writer.finish()
-    return {"episodes": kept, "tried": tried, "frames": writer._frames, "expert_success": kept / tried}
+    return {"episodes": kept, "tried": tried, "frames": writer._frames, "expert_success": kept / max(tried, 1),
+            "interrupted": interrupted}
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"physai collect: {exc}", file=sys.stderr)
         return 2
+    if summary["interrupted"]:
+        print(f"interrupted: kept the {summary['episodes']} finished episodes", file=sys.stderr)
     print(f"COLLECT {args.scenario} episodes={summary['episodes']} frames={summary['frames']} "
           f"expert_success={summary['expert_success']:.3f} output={args.output}")
     return 0

@@ -66,7 +66,8 @@ class Env:
         self.spec = self.make_spec()
         self.sc: Scenario | None = None
         self.rng = np.random.default_rng(0)
-        self.limit_violations = 0
+        self.limit_violations = 0   # actuator level: measured motion beyond the robot's limits
+        self.clamped_requests = 0   # policy/expert commands outside the limits, clamped before the driver
 
     # ---- interface ---------------------------------------------------------------------------------------------
     def make_spec(self) -> PolicyConfig:
@@ -90,6 +91,7 @@ class Env:
         self.expert = experts.make_expert(self.sc)
         self.expert.reset(experts.observe(self.sc))
         self.limit_violations = 0
+        self.clamped_requests = 0
         self._reset_sensing()
 
     def _reset_sensing(self) -> None: ...
@@ -133,7 +135,7 @@ class Env:
         mujoco.mj_getState(sc.model, sc.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
         skip = {"model", "data", "expert", "ik"}
         py = {k: copy.deepcopy(v) for k, v in vars(sc).items() if k not in skip}
-        return state, {"scenario": py, "violations": self.limit_violations}
+        return state, {"scenario": py, "violations": self.limit_violations, "clamped": self.clamped_requests}
 
     def restore(self, snap: tuple[np.ndarray, dict[str, Any]]) -> None:
         """Return to a `snapshot()`."""
@@ -144,6 +146,7 @@ class Env:
         for k, v in py["scenario"].items():
             setattr(sc, k, copy.deepcopy(v))
         self.limit_violations = py["violations"]
+        self.clamped_requests = py["clamped"]
 
     def rollout(self, chunk: np.ndarray) -> Status:
         """Play `chunk` from now on a fork of the true simulation and return the status after it (then undo)."""
@@ -256,7 +259,6 @@ class AmrEnv(Env):
             clearance_m=g("clearance_m", 0.3), max_linear=g("max_linear", 1.0), max_angular=g("max_angular", 1.5),
             max_linear_acc=g("max_linear_acc", 1.0), max_angular_acc=g("max_angular_acc", 2.0),
             horizon_s=g("horizon_s", 2.0), reaction_s=g("reaction_s", 0.1), period_s=1.0 / self.corrector_rate))
-        self.clamped_chunks = 0
 
     def _feed_corrector(self, points: np.ndarray, obstacles: list[Any]) -> None:
         keep = (points[:, 2] >= self.points_z[0]) & (points[:, 2] <= self.points_z[1])
@@ -276,7 +278,7 @@ class AmrEnv(Env):
         now = self.sc.data.time
         check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
                                             len(chunk), now)
-        self.clamped_chunks += int(check.clamped)
+        self.clamped_requests += int(check.clamped)
 
     def _corrected_step(self) -> None:
         sc = self.sc
@@ -285,8 +287,12 @@ class AmrEnv(Env):
             cmd = self.corrector.step(sc.data.time)
             sc.command_twist(cmd.linear, cmd.angular)
             sc.step(n_sub)
-        _, twist = sc.odometry()
-        lo, hi = sc.base.lower, sc.base.upper
+        self._check_measured()
+
+    def _check_measured(self) -> None:
+        """Count a limit violation when the base's measured speed exceeds its limits (2 % tolerance)."""
+        _, twist = self.sc.odometry()
+        lo, hi = self.sc.base.lower, self.sc.base.upper
         measured = np.array([twist[0], twist[5]])
         if np.any(measured < lo * 1.02 - 1e-3) or np.any(measured > hi * 1.02 + 1e-3):
             self.limit_violations += 1
@@ -332,7 +338,7 @@ class AmrEnv(Env):
         return np.array([cmd["linear_x"], cmd["angular_z"]])
 
     def apply(self, action: np.ndarray) -> None:
-        """Twist command (out-of-limit values counted, then clipped as the base driver would reject them).
+        """Twist command, clamped to the base limits first (as the correction layer's chunk check does; counted).
 
         With a corrector attached the action is ignored: the corrector's own loop drives the base for one step.
         """
@@ -345,9 +351,10 @@ class AmrEnv(Env):
         if not np.isfinite(a).all():
             a = np.zeros(2)
         if np.any(a < lo - 1e-6) or np.any(a > hi + 1e-6):
-            self.limit_violations += 1
+            self.clamped_requests += 1
         sc.command_twist(*np.clip(a, lo, hi))
         sc.step(max(1, round(self.dt / sc.timestep)))
+        self._check_measured()
 
     def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Base speed limits."""
@@ -444,7 +451,10 @@ class ArmEnv(Env):
         return np.append(np.asarray(cmd["joint_positions"], float), cmd["gripper"])
 
     def apply(self, action: np.ndarray) -> None:
-        """Joint targets streamed over the step at no more than the velocity limits; violations counted."""
+        """Joint targets streamed over one step within the position/velocity limits.
+
+        Requests beyond the limits are clamped and counted; measured joint motion beyond them is a violation.
+        """
         sc = self.sc
         a = np.asarray(action, dtype=float)
         if not np.isfinite(a).all():
@@ -453,7 +463,7 @@ class ArmEnv(Env):
         lo, hi = sc.limits.lower, sc.limits.upper
         if np.any(q < lo - 1e-6) or np.any(q > hi + 1e-6) or np.any(np.abs(q - sc.target) >
                                                                        sc.limits.max_velocity * self.dt * 1.5):
-            self.limit_violations += 1
+            self.clamped_requests += 1
         step = np.clip(q, lo, hi) - sc.target
         vmax = sc.limits.max_velocity * self.dt
         n = max(1, round(self.dt / sc.timestep))
@@ -466,6 +476,10 @@ class ArmEnv(Env):
         for k in range(1, n // sub + 1):
             sc.command_stream(list(start + (target - start) * min(1.0, k * sub / n)))
             sc.step(sub)
+        _, pos, vel, _ = sc.joint_state()
+        if (np.any(pos[:7] < lo - 0.01) or np.any(pos[:7] > hi + 0.01)
+                or np.any(np.abs(vel[:7]) > sc.limits.max_velocity * 1.05)):
+            self.limit_violations += 1
 
     def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Joint position limits and the gripper range."""

@@ -66,7 +66,7 @@ class EpisodeResult:
     progress: float
     vetoes: int = 0
     policy_ms: float = 0.0
-    clamped_chunks: int = 0      # chunks whose out-of-limit targets the correction layer clamped
+    clamped_requests: int = 0    # steps/chunks with out-of-limit targets, clamped before reaching the driver
 
 
 def hold_action(env: Env) -> np.ndarray:
@@ -117,7 +117,7 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
     st = env.status()
     return EpisodeResult(seed=seed, success=st.success, collisions=st.collisions,
                          limit_violations=env.limit_violations, failure=st.failure,
-                         clamped_chunks=getattr(env, "clamped_chunks", 0),
+                         clamped_requests=env.clamped_requests,
                          time_s=round(st.time_s, 2), progress=round(st.progress, 3), vetoes=vetoes,
                          policy_ms=round(float(np.median(latency)), 2) if latency else 0.0)
 
@@ -137,7 +137,7 @@ def summarise(scenario: str, rows: list[EpisodeResult], extra: dict[str, Any]) -
             "time_to_complete_s": {"median": float(np.median(times)) if times else None,
                                    "p90": float(np.percentile(times, 90)) if times else None},
             "vetoes": int(sum(r.vetoes for r in rows)),
-            "clamped_chunks": int(sum(r.clamped_chunks for r in rows)),
+            "clamped_requests": int(sum(r.clamped_requests for r in rows)),
             "policy_latency_ms_median": float(np.median([r.policy_ms for r in rows])) if rows else None,
             **extra}
 

@@ -3,8 +3,9 @@
 mujoco_sim -> perception_fusion -> policy_inference -> trajectory_correction -> mujoco_sim, started with the
 bring-up Supervisor from config/<robot>.yaml (as `physai run` does), the checkpoint under test given to
 policy_inference. Each episode is started with `/sim/reset` (seed) and scored from `/sim/ground_truth` (privileged,
-read by this harness only). Limit violations = correction cycles that had to clip the policy's command to a
-position/velocity limit (`/correction/status` flags), i.e. requests outside the limits that never reached the driver.
+read by this harness only). Limit violations = measured motion beyond the robot's limits (/odom twist for the AMR,
+/joint_states for the arm, 2 % tolerance); clamped requests = correction cycles that had to clip the policy's
+command to a position/velocity limit (`/correction/status` flags), requests that never reached the driver.
 
 AMR policies take a map-frame pose (config.json "state_frame": "map"). A real AMR gets it from its localiser; here
 this harness plays the localiser: it republishes /odom composed with the simulator's map -> odom transform
@@ -35,6 +36,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     import rclpy
     from nav_msgs.msg import Odometry
     from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
+    from sensor_msgs.msg import JointState
     from std_msgs.msg import Int64
     from tf2_msgs.msg import TFMessage
 
@@ -62,7 +64,16 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     rclpy.init()
     node = rclpy.create_node("physai_eval")
     lock = threading.Lock()
-    latest: dict[str, Any] = {"gt": None, "limits": 0, "T_map_odom": np.eye(4)}
+    latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0, "T_map_odom": np.eye(4)}
+    from physical_ai.sim.scenarios import make_scenario
+
+    sc = make_scenario(env.scenario_name, 0)
+    if robot == "amr":
+        lo, hi = sc.base.lower * 1.02 - 1e-3, sc.base.upper * 1.02 + 1e-3
+    else:
+        lo, hi = sc.limits.lower - 0.01, sc.limits.upper + 0.01
+        vmax = sc.limits.max_velocity * 1.05
+        joint_names = sc.limits.names
 
     def on_gt(msg: SimGroundTruth) -> None:
         with lock:
@@ -84,8 +95,22 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     static_qos = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     map_pub = node.create_publisher(Odometry, MAP_ODOM_TOPIC, 10)
 
+    def on_joints(msg: JointState) -> None:
+        joints = convert.joint_state_to_dict(msg)
+        if not all(n in joints for n in joint_names):
+            return
+        q = np.array([joints[n][0] for n in joint_names])
+        v = np.array([joints[n][1] for n in joint_names])
+        if np.any(q < lo) or np.any(q > hi) or np.any(np.abs(v) > vmax):
+            with lock:
+                latest["violations"] += 1
+
     def on_odom(msg: Odometry) -> None:
-        T, _ = convert.odometry_to_arrays(msg)
+        T, twist = convert.odometry_to_arrays(msg)
+        measured = np.array([twist[0], twist[5]])
+        if np.any(measured < lo) or np.any(measured > hi):
+            with lock:
+                latest["violations"] += 1
         with lock:
             T_map = latest["T_map_odom"] @ T
         out = Odometry(header=msg.header, child_frame_id=msg.child_frame_id, twist=msg.twist)
@@ -98,6 +123,8 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     node.create_subscription(TFMessage, "/tf_static", on_static, static_qos)
     if robot == "amr":
         node.create_subscription(Odometry, "/odom", on_odom, 10)
+    else:
+        node.create_subscription(JointState, "/joint_states", on_joints, 10)
     reset_pub = node.create_publisher(Int64, "/sim/reset", 1)
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
@@ -117,7 +144,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
             if i > 0:
                 reset_pub.publish(Int64(data=episode_seed))
             with lock:
-                latest["gt"], limits0 = None, latest["limits"]
+                latest["gt"], limits0, violations0 = None, latest["limits"], latest["violations"]
             wall_deadline = time.monotonic() + 3.0 * limit / max(real_time_factor, 0.1) + 20.0
             gt = None
             while time.monotonic() < wall_deadline:
@@ -131,7 +158,8 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
             if gt is None:
                 raise RuntimeError(f"episode {i}: no ground truth from the simulator; logs in {log_dir}")
             rows.append(EpisodeResult(seed=episode_seed, success=bool(gt.task_success), collisions=int(gt.collisions),
-                                      limit_violations=latest["limits"] - limits0, failure=False,
+                                      limit_violations=latest["violations"] - violations0, failure=False,
+                                      clamped_requests=latest["limits"] - limits0,
                                       time_s=round(gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9, 2),
                                       progress=round(float(gt.progress), 3)))
     finally:
