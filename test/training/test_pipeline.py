@@ -120,3 +120,31 @@ def test_wilson_interval() -> None:
     assert hi == pytest.approx(1.0) and lo == pytest.approx(50 / (50 + 3.8415), abs=1e-4)
     lo, hi = wilson_interval(45, 50)
     assert lo < 0.9 < hi
+
+
+def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "physical_ai.cli", "collect", "amr", "--episodes", "50",
+                             "--max-steps", "15", "--wm-every", "0", "--perception", "fast", "--no-progress",
+                             "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("data/chunk-000/episode_*.npz"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert "COLLECT amr" in stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stderr
+    ds = Dataset(out)
+    assert 2 <= len(ds) < 50
+    for index, arrays in ds.iter_episodes():
+        assert len(arrays["action"]) == 15, index
