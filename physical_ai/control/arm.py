@@ -133,18 +133,30 @@ class ArmCorrector:
     def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
                      now_s: float) -> ChunkCheck:
         """Check a chunk; when accepted it replaces the reference from now on (blending is ruckig's job)."""
-        return self._accept(check_chunk(self._policy, names, values, start_s, dt, horizon, now_s, self._last_start),
-                            now_s)
+        return self.accept(self.check_chunk(names, values, start_s, dt, horizon, now_s), now_s)
+
+    def check_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
+                    now_s: float) -> ChunkCheck:
+        """Only the checks of `submit_chunk` (no state change): a caller can run them outside the loop's lock."""
+        return check_chunk(self._policy, names, values, start_s, dt, horizon, now_s, self._last_start)
 
     def submit_points(self, names: Sequence[str], positions: np.ndarray, times_s: np.ndarray,
                       now_s: float) -> ChunkCheck:
         """Check a trajectory (positions (H, len(names)) at absolute times_s (H,)); accepted like a chunk."""
-        return self._accept(check_points(self._policy, names, positions, times_s, now_s, self._last_start), now_s)
+        return self.accept(self.check_points(names, positions, times_s, now_s), now_s)
 
-    def _accept(self, check: ChunkCheck, now_s: float) -> ChunkCheck:
+    def check_points(self, names: Sequence[str], positions: np.ndarray, times_s: np.ndarray,
+                     now_s: float) -> ChunkCheck:
+        """Only the checks of `submit_points` (no state change)."""
+        return check_points(self._policy, names, positions, times_s, now_s, self._last_start)
+
+    def accept(self, check: ChunkCheck, now_s: float) -> ChunkCheck:
+        """Make a checked chunk the reference (cheap: meant to run under the loop's lock)."""
         ref = check.reference
         if ref is None:
             return check
+        if self._last_start is not None and ref.start < self._last_start:  # a newer one was accepted meanwhile
+            return ChunkCheck(None, ["rejected: non-monotonic time (overtaken by a newer chunk)"])
         n = self.limits.dof
         if check.present is not None and check.present[n]:
             self._gripper_target = float(ref.values[-1, n] if ref.end <= now_s else ref.sample(now_s)[0][n])
@@ -159,6 +171,16 @@ class ArmCorrector:
     def set_obstacles(self, centers: np.ndarray, radii: np.ndarray, velocities: np.ndarray) -> None:
         """Obstacle spheres in the model's world frame: centers (M, 3), radii (M,), velocities (M, 3)."""
         self._obstacles = ObstacleSpheres.from_arrays(centers, radii, velocities)
+
+    @property
+    def obstacles(self) -> ObstacleSpheres:
+        """The obstacle set in use."""
+        return self._obstacles
+
+    @obstacles.setter
+    def obstacles(self, obstacles: ObstacleSpheres) -> None:
+        """Swap in an obstacle set built elsewhere (e.g. outside the loop's lock)."""
+        self._obstacles = obstacles
 
     # ---- cycle --------------------------------------------------------------------------------------------------
     def step(self, now_s: float, stop_reasons: Sequence[str] = ()) -> ArmCommand:
@@ -301,24 +323,31 @@ class ArmCorrector:
         near = np.flatnonzero(d_all <= cfg.clearance_m + cfg.slow_distance_m + 2.0 * closing_all * t_brake)
         if near.size == 0:
             return 1.0, float(d_all[0]), math.inf
+        # k <= 3: the per-obstacle algebra is done on Python floats (a dozen numpy calls would cost more).
         jac = np.stack([self.collision.point_jacobian(c.point[i], c.body[i]) for i in near])  # (k, 3, n)
-        n, closing, d = c.normal[near], closing_all[near], d_all[near]
-        point_v = jac @ v                                                  # (k, 3)
-        arm_speed = np.sqrt((point_v * point_v).sum(1))
-        h = d - cfg.clearance_m - 0.5 * arm_speed * t_brake - closing * t_brake
-        rate = ((jac @ nominal) * n).sum(1)                                # n·J q̇_nominal
-        approach = closing - np.minimum(rate, 0.0)
-        ttc = float(np.min(np.where(approach > 1e-9, np.maximum(d - cfg.clearance_m, 0.0)
-                                    / np.maximum(approach, 1e-9), np.inf)))
-        s_i = np.where(h <= 0.0, 0.0, (cfg.cbf_gamma * h - closing) / np.maximum(-rate, 1e-12))
-        scale = min(max(float(np.min(np.where(rate < 0.0, s_i, 1.0))), 0.0), 1.0)
-        need = closing - cfg.cbf_gamma * h  # dh/dt the arm itself must supply
-        worst = int(np.argmax(need))
-        if need[worst] > 0.0 and h[worst] < 0.5 * cfg.slow_distance_m:
-            grad = jac[worst].T @ n[worst]
+        moved = (jac @ np.column_stack((v, nominal))).tolist()   # (k, 3, 2): point velocity now, and nominal
+        normals = c.normal[near].tolist()
+        scale, ttc, worst, worst_need = 1.0, math.inf, -1, 0.0
+        for j, i in enumerate(near.tolist()):
+            (vx, nx), (vy, ny), (vz, nz) = moved[j]
+            a, b, e = normals[j]
+            d, closing = float(d_all[i]), float(closing_all[i])
+            h = d - cfg.clearance_m - (0.5 * math.sqrt(vx * vx + vy * vy + vz * vz) + closing) * t_brake
+            rate = a * nx + b * ny + e * nz  # n·J q̇_nominal
+            approach = closing - min(rate, 0.0)
+            if approach > 1e-9:
+                ttc = min(ttc, max(d - cfg.clearance_m, 0.0) / approach)
+            if rate < 0.0:
+                scale = min(scale, 0.0 if h <= 0.0 else max(0.0, (cfg.cbf_gamma * h - closing) / -rate))
+            need = closing - cfg.cbf_gamma * h  # dh/dt the arm itself must supply
+            if need > worst_need and h < 0.5 * cfg.slow_distance_m:
+                worst, worst_need = j, need
+        if worst >= 0:
+            grad = jac[worst].T @ c.normal[near[worst]]
             g2 = float(grad @ grad)
             if g2 > 1e-9:
-                retreat = grad * (need[worst] / g2)
+                retreat = grad * (worst_need / g2)
                 self._retreat = retreat * min(1.0, float(np.min(0.5 * lim.max_velocity
                                                                 / np.maximum(np.abs(retreat), 1e-12))))
+        scale = min(scale, 1.0)
         return scale, float(d_all[0]), ttc

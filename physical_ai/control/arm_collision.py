@@ -25,7 +25,7 @@ class ObstacleSpheres:
     centers: np.ndarray    # (M, 3)
     radii: np.ndarray      # (M,)
     velocities: np.ndarray  # (M, 3)
-    centers_t: np.ndarray  # (3, M)
+    centers_t2: np.ndarray  # (3, M) twice the transposed centres
     c2: np.ndarray         # (M,) squared norms of the centres
 
     @classmethod
@@ -38,7 +38,7 @@ class ObstacleSpheres:
             raise ValueError("centers, radii and velocities must have the same length")
         ok = np.all(np.isfinite(centers), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
         c = np.ascontiguousarray(centers[ok])
-        return cls(c, np.maximum(radii[ok], 0.0), velocities[ok], np.ascontiguousarray(c.T), (c * c).sum(1))
+        return cls(c, np.maximum(radii[ok], 0.0), velocities[ok], np.ascontiguousarray(2.0 * c.T), (c * c).sum(1))
 
     @property
     def count(self) -> int:
@@ -133,6 +133,9 @@ class CapsuleArm:
         gap = np.where(counts[self.sphere_geom] > 1, 2 * hl / np.maximum(counts[self.sphere_geom] - 1, 1), 0.0)
         self.sphere_radius = np.sqrt(self.radius[self.sphere_geom] ** 2 + (gap / 2) ** 2)
         self.sphere_body = self.body[self.sphere_geom]
+        self._sphere_radius_col = self.sphere_radius[:, None]
+        self._sphere_offset_col = self.sphere_offset[:, None]
+        self._geom_index = np.arange(len(geoms))
         self._jacp = np.zeros((3, model.nv))
 
     @classmethod
@@ -156,8 +159,8 @@ class CapsuleArm:
         mujoco.mj_kinematics(self.model, self.data)
         mujoco.mj_comPos(self.model, self.data)  # joint axes in world coordinates, needed by mj_jac
         rot = self.data.geom_xmat[self.geoms].reshape(-1, 3, 3)
-        axis = rot[np.arange(len(self.geoms)), :, self.axis]
-        return self.data.geom_xpos[self.geoms][self.sphere_geom] + axis[self.sphere_geom] * self.sphere_offset[:, None]
+        axis = rot[self._geom_index, :, self.axis]
+        return self.data.geom_xpos[self.geoms][self.sphere_geom] + axis[self.sphere_geom] * self._sphere_offset_col
 
     def clearance(self, q: np.ndarray, obstacles: ObstacleSpheres, k: int | None = None) -> Clearance:
         """Smallest surface distances between the arm at q and its `k` nearest obstacles (all when None).
@@ -166,8 +169,8 @@ class CapsuleArm:
         distance; `Clearance.index` says which obstacle each is.
         """
         p = self.spheres(q)
-        d2 = (p * p).sum(1)[:, None] + obstacles.c2[None, :] - 2.0 * (p @ obstacles.centers_t)
-        surf = np.sqrt(np.maximum(d2, 0.0)) - self.sphere_radius[:, None] - obstacles.radii[None, :]
+        d2 = (p * p).sum(1)[:, None] + obstacles.c2 - p @ obstacles.centers_t2
+        surf = np.sqrt(np.maximum(d2, 0.0)) - (self._sphere_radius_col + obstacles.radii)
         per_obstacle = surf.min(axis=0)
         m = obstacles.count
         if k is not None and k < m:
