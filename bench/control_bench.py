@@ -235,8 +235,9 @@ def amr_reaction(trials: int = 200) -> None:
 
     "Enters the path" is the first frame in which the worker's current position (no prediction) lies in the
     corridor the footprint sweeps over the look-ahead (the corrector's motion model: ramp to the nominal speed,
-    hold, brake to rest): where a collision monitor without prediction would react. Per crossing, the first frame whose command is corrected is found; its processing
-    time (height band, binning, sweep with prediction, speed choice) is the reaction. `reaction_lead_s` is how
+    hold, brake to rest): where a collision monitor without prediction would react. Per crossing, the first
+    frame whose command is corrected is found; its processing time (height band, binning, sweep with
+    prediction, speed choice) is the reaction. `reaction_lead_s` is how
     long before the worker entered the path the correction came (>= 0: not late).
     """
     rng = np.random.default_rng(4)
