@@ -17,6 +17,7 @@ Usage: python bench/control_bench.py [--seconds 10] [--load 1]
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import os
 import sys
@@ -313,6 +314,8 @@ def main() -> int:
     collision_check()
     chunk_boundary()
     amr_reaction()
+    gc.unfreeze()  # the loop froze its startup objects; free them (and ruckig's native objects) before exit
+    gc.collect()
     return 0
 
 

@@ -13,6 +13,8 @@ deceleration, and every limitation is reported with its reason.
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from physical_ai.bringup.stack import share_dir
 from physical_ai.control.amr import AmrConfig, AmrCorrector
 from physical_ai.control.arm import ArmConfig, ArmCorrector
-from physical_ai.control.arm_collision import CapsuleArm
+from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
 from physical_ai.control.flags import Flag
 from physical_ai.control.footprint import Footprint
 from physical_ai.control.grid_planner import Grid
@@ -84,6 +86,13 @@ class TrajectoryCorrection(PhysaiNode):
         self.status_every = max(1, round(self.rate_hz / status_hz))
         self.publish_every = self.param("publish_every", 1, "Publish the command every N cycles [cycles]", (1, 1000))
         spin_us = self.param("spin_us", 200.0, "Busy-wait before each deadline, for wake-up jitter [us]", (0.0, 2000.0))
+        rt_priority = self.param("rt_priority", 0, "SCHED_FIFO priority of the loop thread (0 = normal scheduling)",
+                                 (0, 99))
+        cpus = self.param("cpu_affinity", [-1], "CPU cores for the loop thread ([-1] = no pinning)")
+        # A thread holding the GIL (e.g. the executor parsing a point cloud) keeps it for up to this long before
+        # the loop thread gets it; the default 5 ms would cost several 1 kHz deadlines.
+        sys.setswitchinterval(self.param("gil_switch_interval_s", 1e-4, "Python GIL switch interval [s]",
+                                         (1e-5, 5e-3)))
         timeouts = {
             "action": self.param("action_timeout_s", 0.5, "Stop when no action/command for this long (<=0: off) [s]",
                                  (-1.0, 60.0)),
@@ -114,11 +123,16 @@ class TrajectoryCorrection(PhysaiNode):
         self.sensor_subscription(ObstacleArray, obstacle_topic, self._on_obstacles, STATE_QOS)
         getattr(self, f"_setup_{self.mode}")()
 
-        self.loop = LoopTimer(self.period, self._cycle, spin_s=spin_us * 1e-6)
+        self.loop = LoopTimer(self.period, self._cycle, spin_s=spin_us * 1e-6, rt_priority=rt_priority,
+                              cpus=[c for c in cpus if c >= 0])
         self._wall = RollingStats(2000)
         self.loop.start(name=f"correction_{self.mode}")
         self.create_timer(0.5, self._check_loop)
         self.get_logger().info(f"trajectory_correction: mode={self.mode} rate={self.rate_hz:.0f} Hz")
+        if rt_priority:
+            time.sleep(0.05)
+            if self.loop.rt_error:
+                self.get_logger().warning(f"real-time scheduling not applied: {self.loop.rt_error} (see README)")
 
     # ---- setup per mode ---------------------------------------------------------------------------------------
     def _setup_arm(self) -> None:
@@ -261,11 +275,19 @@ class TrajectoryCorrection(PhysaiNode):
                 "vehicle": getattr(self, "vehicle", None)}[self.mode]
         values = np.frombuffer(msg.values, dtype=np.float64) if isinstance(msg.values, (bytes, bytearray)) \
             else np.asarray(msg.values, dtype=np.float64)
-        with self._lock:
-            check = core.submit_chunk(list(msg.action_names), values, stamp_to_ns(msg.start_time) * 1e-9,
-                                      float(msg.dt), int(msg.horizon), now)
-            if check.reference is not None:
-                self.watchdog.feed("action", now)
+        args = (list(msg.action_names), values, stamp_to_ns(msg.start_time) * 1e-9, float(msg.dt), int(msg.horizon),
+                now)
+        if self.mode == "arm":  # the checks run outside the loop's lock; only the hand-over holds it
+            check = core.check_chunk(*args)
+            with self._lock:
+                check = core.accept(check, now)
+                if check.reference is not None:
+                    self.watchdog.feed("action", now)
+        else:
+            with self._lock:
+                check = core.submit_chunk(*args)
+                if check.reference is not None:
+                    self.watchdog.feed("action", now)
         if check.reference is None:
             self._reject("chunk", check.reasons)
         elif check.reasons:
@@ -284,8 +306,9 @@ class TrajectoryCorrection(PhysaiNode):
         except ValueError:
             self._reject("trajectory", ["rejected: points of different lengths"])
             return
+        check = self.arm.check_points(list(msg.joint_names), positions, times, now)
         with self._lock:
-            check = self.arm.submit_points(list(msg.joint_names), positions, times, now)
+            check = self.arm.accept(check, now)
             if check.reference is not None:
                 self.watchdog.feed("action", now)
         if check.reference is None:
@@ -325,9 +348,9 @@ class TrajectoryCorrection(PhysaiNode):
                     return
                 centres = centres @ T[:3, :3].T + T[:3, 3]
                 vel = vel @ T[:3, :3].T
-            radii = 0.5 * np.linalg.norm(sizes, axis=1)
+            spheres = ObstacleSpheres.from_arrays(centres, 0.5 * np.linalg.norm(sizes, axis=1), vel)
             with self._lock:
-                self.arm.set_obstacles(centres, radii, vel)
+                self.arm.obstacles = spheres
                 self.watchdog.feed("obstacles", now)
             return
         radii = 0.5 * np.hypot(sizes[:, 0], sizes[:, 1])
@@ -533,6 +556,13 @@ class TrajectoryCorrection(PhysaiNode):
         if self.mode == "amr" and self.context.ok():
             self.cmd_pub.publish(TwistStamped(header=make_header(self.base_frame, 0)) if self.stamped else Twist())
             time.sleep(0.01)
+        # The loop froze the collector's view of startup objects; release the cores so their native trajectory
+        # generators are freed before the interpreter exits.
+        gc.unfreeze()
+        for name in ("arm", "amr", "vehicle"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+        gc.collect()
 
 
 def main(args: list[str] | None = None) -> None:
