@@ -148,3 +148,26 @@ def test_capsule_model_jacobian_matches_finite_differences():
         assert dist <= brute + 1e-6
         assert dist >= brute - 0.13 * cap.radius.max()
     assert np.all(np.diff(c.distance) >= 0)
+
+
+def test_arm_moves_away_from_an_obstacle_closing_in_on_it():
+    """A hand moving at 0.3 m/s towards a holding arm: the barrier's retreat keeps them apart (holding would not)."""
+    arm = make_arm()
+    arm.set_measured(start_pose())
+    arm.submit_chunk(NAMES, np.tile(start_pose(), (2, 1)).ravel(), 0.0, 1.0, 2, 0.0)
+    tip = arm.collision.segments(start_pose())[1][6]
+    direction = np.array([-1.0, 0.0, 0.0])  # the hand comes from +x towards the tip
+    start = tip - direction * 0.35
+    velocity = 0.3 * direction
+    clearances, flags = [], 0
+    for k in range(1500):
+        now = k * PERIOD
+        centre = start + velocity * now
+        arm.set_obstacles(centre[None], np.array([0.05]), velocity[None])
+        cmd = arm.step(now)
+        flags |= cmd.flags
+        clearances.append(cmd.min_clearance_m)
+    assert flags & Flag.OBSTACLE_STOP
+    assert min(clearances) > 0.0, "the hand reached the arm"
+    # Holding still would have been hit: the hand passes through where the tip was.
+    assert np.linalg.norm(start + velocity * 1.5 - tip) < 0.15

@@ -208,6 +208,22 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
         obstacle_x["x"] = None  # the person leaves: the command resumes
         spin_until(node, 3.0, feed, done=lambda: out[-1].linear.x > 0.7)
         assert out[-1].linear.x > 0.7
+
+        # Perception goes silent (obstacles stale after 0.5 s): controlled stop, reported as stale obstacles.
+        def feed_without_obstacles() -> None:
+            stamp = node.get_clock().now().nanoseconds
+            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
+            odom.pose.pose.orientation.w = 1.0
+            odom_pub.publish(odom)
+            cmd = Twist()
+            cmd.linear.x = 0.8
+            cmd_pub.publish(cmd)
+
+        n_status = len(statuses)
+        spin_until(node, 3.0, feed_without_obstacles, done=lambda: out[-1].linear.x == 0.0)
+        assert out[-1].linear.x == 0.0, "base kept driving blind"
+        assert any(s.flags & Flag.STALE_OBSTACLES and any("stale obstacles" in r for r in s.reasons)
+                   for s in statuses[n_status:])
     finally:
         text = stop_node(proc)
     assert "Traceback" not in text, text[-3000:]
