@@ -1,0 +1,231 @@
+"""Run monitor for `physai demo`: watches a simulated run over DDS and fills a `RunLog` for the report.
+
+It reads the simulator's privileged ground truth (scoring only: it never feeds the stack), the commands on the
+wire, the corrector's status, the policy's chunks and the perception output. It runs on the wall clock (not
+/clock) so that latencies are real: sim-time stamps are mapped to the wall time at which the simulator reached
+them, from the /clock stream.
+
+Reaction latency (e2e): for each LiDAR frame in which a person is inside the robot's swept path (footprint plus
+clearance, over the corrector's look-ahead at the current speed) for the first time, the time from that frame's
+stamp to the first velocity command on the wire that slows the robot.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from physical_ai_stack.msg import ActionChunk, CorrectionStatus, ObstacleArray, SimGroundTruth
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import PointCloud2
+
+from physical_ai.bringup.report import RunLog
+from physical_ai.convert import stamp_to_ns
+from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS
+
+PERSON_PREFIXES = ("worker", "hand", "person")
+ROBOT_BODIES = ("base_link", "ego", "car", "tcp")
+_HEADER_STAMP = struct.Struct("<iI")  # CDR little-endian: 4-byte encapsulation, then Header.stamp (sec, nanosec)
+
+
+class RunMonitor(Node):
+    """Collects what the report needs; thread-safe snapshot via `snapshot()`."""
+
+    def __init__(self, scenario: str, footprint: tuple[float, float] = (0.6, 0.45), clearance_m: float = 0.3,
+                 horizon_s: float = 2.0) -> None:
+        super().__init__("physai_run_monitor")
+        self.log = RunLog(scenario)
+        self._lock = threading.Lock()
+        self._t0_wall = time.monotonic_ns()
+        self._clock: list[tuple[int, int]] = []  # (sim ns, wall ns) pairs, increasing
+        self._lidar: list[tuple[int, int]] = []  # (stamp sim ns, wall rx ns)
+        self._cmds: list[tuple[int, float, float]] = []  # (wall rx ns, v, w)
+        self._gt_times: list[int] = []
+        self._gt_robot: list[np.ndarray] = []  # x, y, yaw, speed
+        self._gt_people: list[np.ndarray] = []  # (P, 2)
+        self.latest_gt: SimGroundTruth | None = None
+        self.latest_status: CorrectionStatus | None = None
+        self._half = (footprint[0] / 2, footprint[1] / 2)
+        self._clearance = clearance_m
+        self._horizon = horizon_s
+        self._actual_speed = 0.0
+        self.create_subscription(Clock, "/clock", self._on_clock, qos_profile_sensor_data)
+        self.create_subscription(SimGroundTruth, "/sim/ground_truth", self._on_gt, STATE_QOS)
+        self.create_subscription(Twist, "/cmd_vel", self._on_cmd, COMMAND_QOS)
+        self.create_subscription(Odometry, "/odom", self._on_odom, qos_profile_sensor_data)
+        self.create_subscription(PointCloud2, "/lidar/points", self._on_lidar, qos_profile_sensor_data, raw=True)
+        self.create_subscription(ObstacleArray, "/perception/obstacles", self._on_obstacles, STATE_QOS)
+        self.create_subscription(ActionChunk, "/policy/action_chunk", self._on_chunk, STATE_QOS)
+        self.create_subscription(CorrectionStatus, "/correction/status", self._on_status, STATE_QOS)
+
+    # ---- time mapping ----------------------------------------------------------------------------------------
+    def _wall_now(self) -> int:
+        return time.monotonic_ns()
+
+    def sim_to_wall(self, sim_ns: int) -> int | None:
+        """Wall time (monotonic ns) at which the simulator reached `sim_ns`, from the /clock stream."""
+        with self._lock:
+            if not self._clock or sim_ns < self._clock[0][0]:
+                return None
+            i = bisect.bisect_left(self._clock, (sim_ns, -1))
+            if i >= len(self._clock):
+                return None
+            (s0, w0), (s1, w1) = self._clock[max(i - 1, 0)], self._clock[i]
+            if s1 == s0:
+                return w1
+            return int(w0 + (w1 - w0) * (sim_ns - s0) / (s1 - s0))
+
+    def _t(self, sim_ns: int) -> float:
+        return sim_ns * 1e-9
+
+    # ---- callbacks ---------------------------------------------------------------------------------------
+    def _on_clock(self, msg: Clock) -> None:
+        sim_ns = stamp_to_ns(msg.clock)
+        with self._lock:
+            if not self._clock or sim_ns > self._clock[-1][0]:
+                self._clock.append((sim_ns, self._wall_now()))
+            elif sim_ns < self._clock[-1][0]:  # simulator reset: new episode time base
+                self._clock = [(sim_ns, self._wall_now())]
+
+    def _on_gt(self, msg: SimGroundTruth) -> None:
+        t_ns = stamp_to_ns(msg.header.stamp)
+        names = list(msg.body_names)
+        poses = {n: p for n, p in zip(names, msg.body_poses, strict=False)}
+        twists = {n: tw for n, tw in zip(names, msg.body_twists, strict=False)}
+        robot = next((n for n in ROBOT_BODIES if n in poses), names[0] if names else None)
+        people = [n for n in names if n.startswith(PERSON_PREFIXES)]
+        t = self._t(t_ns)
+        with self._lock:
+            self.latest_gt = msg
+            if robot is not None:
+                p = poses[robot]
+                q = p.orientation
+                yaw = float(np.arctan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z)))
+                tw = twists.get(robot)
+                speed = float(np.hypot(tw.linear.x, tw.linear.y)) if tw is not None else 0.0
+                self.log.robot.append((t, p.position.x, p.position.y, yaw))
+                self._gt_times.append(t_ns)
+                self._gt_robot.append(np.array([p.position.x, p.position.y, yaw, speed]))
+                self._gt_people.append(np.array([[poses[n].position.x, poses[n].position.y] for n in people])
+                                       .reshape(-1, 2))
+            for n in people:
+                self.log.people.setdefault(n, []).append((t, poses[n].position.x, poses[n].position.y))
+            if people and robot is not None:
+                self.log.clearance.append((t, float(msg.min_person_clearance_m)))
+
+    def _on_cmd(self, msg: Twist) -> None:
+        wall = self._wall_now()
+        with self._lock:
+            self._cmds.append((wall, msg.linear.x, msg.angular.z))
+            t = (wall - self._t0_wall) * 1e-9
+            self.log.speed.append((t, msg.linear.x, self._actual_speed))
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._actual_speed = float(np.hypot(msg.twist.twist.linear.x, msg.twist.twist.linear.y))
+
+    def _on_lidar(self, data: bytes) -> None:
+        sec, nsec = _HEADER_STAMP.unpack_from(data, 4)
+        with self._lock:
+            self._lidar.append((sec * 1_000_000_000 + nsec, self._wall_now()))
+
+    def _on_obstacles(self, msg: ObstacleArray) -> None:
+        rx = self._wall_now()
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        wall = self.sim_to_wall(stamp_ns)
+        if wall is not None:
+            self.log.add_latency("perception_e2e_ms", (rx - wall) * 1e-6)
+        pose = self._robot_at(stamp_ns)
+        if pose is None:
+            return
+        x, y, yaw = pose[:3]
+        c, s = np.cos(yaw), np.sin(yaw)
+        with self._lock:
+            for o in msg.obstacles:
+                ox, oy = o.pose.position.x, o.pose.position.y
+                self.log.obstacles.append((self._t(stamp_ns), x + c * ox - s * oy, y + s * ox + c * oy,
+                                           int(o.classification)))
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        self.log.add_latency("policy_inference_ms", float(msg.inference_latency_ms))
+
+    def _on_status(self, msg: CorrectionStatus) -> None:
+        with self._lock:
+            self.latest_status = msg
+            self.log.interventions.append(((self._wall_now() - self._t0_wall) * 1e-9, int(msg.flags)))
+        self.log.add_latency("correction_cycle_ms", float(msg.cycle_time_ms))
+
+    # ---- analysis -------------------------------------------------------------------------------------------
+    def _robot_at(self, sim_ns: int) -> np.ndarray | None:
+        with self._lock:
+            if not self._gt_times:
+                return None
+            i = min(bisect.bisect_left(self._gt_times, sim_ns), len(self._gt_times) - 1)
+            return self._gt_robot[i]
+
+    def _person_in_path(self, i: int) -> bool:
+        x, y, yaw, speed = self._gt_robot[i]
+        people = self._gt_people[i]
+        if people.size == 0:
+            return False
+        d = people - [x, y]
+        c, s = np.cos(yaw), np.sin(yaw)
+        fwd = c * d[:, 0] + s * d[:, 1]
+        lat = -s * d[:, 0] + c * d[:, 1]
+        reach = self._half[0] + self._clearance + speed * self._horizon
+        return bool(np.any((fwd > 0) & (fwd < reach) & (np.abs(lat) < self._half[1] + self._clearance + 0.25)))
+
+    def reaction_latencies_ms(self, min_speed: float = 0.2) -> list[float]:
+        """E2E reaction latency per person-enters-path event (see module docstring)."""
+        with self._lock:
+            frames, cmds, times = list(self._lidar), list(self._cmds), list(self._gt_times)
+        out: list[float] = []
+        inside = False
+        cmd_walls = [c[0] for c in cmds]
+        for stamp_ns, _rx in frames:
+            if not times:
+                break
+            i = min(bisect.bisect_left(times, stamp_ns), len(times) - 1)
+            now_inside = self._person_in_path(i)
+            if now_inside and not inside and self._gt_robot[i][3] >= min_speed:
+                wall = self.sim_to_wall(stamp_ns)
+                if wall is not None:
+                    j = bisect.bisect_left(cmd_walls, wall)
+                    prev_v = cmds[j - 1][1] if j > 0 else None
+                    for k in range(j, len(cmds)):
+                        if prev_v is not None and cmds[k][1] < prev_v - 1e-3:
+                            out.append((cmds[k][0] - wall) * 1e-6)
+                            break
+                        prev_v = cmds[k][1]
+            inside = now_inside
+        return out
+
+    def limit_violations(self, max_linear: float, max_angular: float, max_acc: float, max_alpha: float,
+                         period_s: float, tol: float = 1.05) -> int:
+        """Commands on the wire beyond the base's velocity limits, or changing faster than its acceleration limits.
+
+        The change between consecutive commands is judged over at least one control period (`period_s`): DDS may
+        deliver two commands back to back, but the corrector limits the change per period.
+        """
+        with self._lock:
+            cmds = np.array(self._cmds, dtype=float).reshape(-1, 3)
+        if len(cmds) == 0:
+            return 0
+        bad = (np.abs(cmds[:, 1]) > max_linear * tol + 1e-6) | (np.abs(cmds[:, 2]) > max_angular * tol + 1e-6)
+        dt = np.maximum(np.diff(cmds[:, 0]) * 1e-9, period_s)
+        bad[1:] |= np.abs(np.diff(cmds[:, 1])) > max_acc * dt * tol + 1e-4
+        bad[1:] |= np.abs(np.diff(cmds[:, 2])) > max_alpha * dt * tol + 1e-4
+        return int(bad.sum())
+
+    def state(self) -> dict[str, Any]:
+        """Latest values for the live progress line."""
+        with self._lock:
+            gt, status = self.latest_gt, self.latest_status
+        return {"gt": gt, "status": status, "speed": self._actual_speed}

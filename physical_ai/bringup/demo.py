@@ -1,0 +1,176 @@
+"""`physai demo [amr|arm|vehicle]`: the main job. The whole stack on the MuJoCo simulator, one task, one report.
+
+Default: the factory AMR drives from the pick-up to the drop-off station while a worker crosses its path. The
+simulator, perception, policy and corrector run as separate processes over DDS (as `physai run` starts them),
+with a recorder writing every topic to MCAP. A monitor prints a live progress line and, at the end, a summary
+and a report folder: map.png, timeline.png, latency.png, metrics.json, recording.mcap, logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from physical_ai.bringup.processes import Supervisor
+from physical_ai.bringup.report import latency_summary, write_report
+from physical_ai.bringup.stack import NodeSpec, node_command, nodes_for, params_file, share_dir
+
+SCENARIO_MODEL = {"amr": "factory_floor", "arm": "arm_cell", "vehicle": "vehicle_lane"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Demo options."""
+    parser.add_argument("scenario", nargs="?", default="amr", choices=sorted(SCENARIO_MODEL),
+                        help="amr (default): factory AMR with a crossing worker; arm: pick and place; vehicle: lane")
+    parser.add_argument("--seed", type=int, default=3, help="scenario seed (part poses, worker timing)")
+    parser.add_argument("--out", default=None, help="report folder (default reports/demo-<scenario>-<time>)")
+    parser.add_argument("--policy", default=None, help="policy checkpoint directory (default: from config)")
+    parser.add_argument("--params-file", default=None, help="parameter file (default: config/<scenario>.yaml)")
+    parser.add_argument("--wall-timeout", type=float, default=150.0, help="give up after this long [s]")
+    parser.add_argument("--foxglove", action="store_true", help="also serve a Foxglove WebSocket for live viewing")
+
+
+def _section(params: Path, node: str) -> dict:
+    data = yaml.safe_load(params.read_text()) or {}
+    return (data.get(node) or {}).get("ros__parameters") or {}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; exit code 0 when the task succeeded with no collision and no limit violation."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from physical_ai_nodes._base import use_shipped_fastdds_profile
+    from physical_ai_nodes._run_monitor import RunMonitor
+
+    robot = args.scenario
+    params = params_file(robot, args.params_file)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or Path("reports") / f"demo-{robot}-{stamp}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    corr = _section(params, "trajectory_correction")
+
+    overrides = {"mujoco_sim": {"seed": str(args.seed)}}
+    if args.policy:
+        overrides["policy_inference"] = {"checkpoint": str(Path(args.policy).resolve())}
+    commands = [(spec, node_command(spec, params, use_sim_time=True, overrides=overrides.get(spec.name)))
+                for spec in nodes_for("mujoco")]
+    recorder = NodeSpec("recorder", respawn=False, required=False)
+    commands.append((recorder, node_command(recorder, params, use_sim_time=True,
+                                            overrides={"output": str(out / "recording.mcap")})))
+    if args.foxglove:
+        bridge = NodeSpec("foxglove_bridge", respawn=True, required=False)
+        commands.append((bridge, node_command(bridge, params, use_sim_time=True)))
+
+    events: list[str] = []
+    supervisor = Supervisor(commands, log_dir=out / "logs", env=dict(os.environ),
+                            on_event=lambda text: events.append(f"{time.strftime('%H:%M:%S')} {text}"))
+    use_shipped_fastdds_profile()
+    rclpy.init()
+    monitor = RunMonitor(robot, footprint=(float(corr.get("footprint_length", 0.6)),
+                                           float(corr.get("footprint_width", 0.45))),
+                         clearance_m=float(corr.get("clearance_m", 0.3)), horizon_s=float(corr.get("horizon_s", 2.0)))
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    print(f"[demo] {robot}: starting simulator, perception, policy, corrector and recorder; report in {out}",
+          flush=True)
+    start = time.monotonic()
+    exit_reason = "timeout"
+    try:
+        supervisor.start()
+        spinner.start()
+        last_print = 0.0
+        while time.monotonic() - start < args.wall_timeout:
+            if supervisor.poll() is not None:
+                exit_reason = "a required node died"
+                break
+            state = monitor.state()
+            gt = state["gt"]
+            if time.monotonic() - last_print >= 1.0:
+                last_print = time.monotonic()
+                _progress_line(gt, state["status"], state["speed"], monitor)
+            if gt is not None and gt.episode_done:
+                exit_reason = "episode done"
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        exit_reason = "interrupted"
+    finally:
+        print("", flush=True)
+        supervisor.stop()
+        executor.shutdown()
+    gt = monitor.state()["gt"]
+    reactions = monitor.reaction_latencies_ms()
+    violations = monitor.limit_violations(
+        float(corr.get("max_linear", 1.0)), float(corr.get("max_angular", 1.5)),
+        float(corr.get("max_linear_acc", 1.0)), float(corr.get("max_angular_acc", 2.0)),
+        period_s=1.0 / float(corr.get("rate_hz", 100.0))) if robot == "amr" else 0
+    log = monitor.log
+    log.summary.update({
+        "scenario": robot, "seed": args.seed, "exit_reason": exit_reason,
+        "task_success": bool(gt.task_success) if gt is not None else False,
+        "collisions": int(gt.collisions) if gt is not None else None,
+        "sim_time_s": round(gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9, 2) if gt is not None else None,
+        "progress": round(float(gt.progress), 3) if gt is not None else 0.0,
+        "limit_violations": violations,
+        "configured_clearance_m": float(corr.get("clearance_m", 0.3)),
+        "reaction_events": len(reactions),
+        "wall_time_s": round(time.monotonic() - start, 1),
+        "node_events": events,
+    })
+    for r in reactions:
+        log.add_latency("reaction_e2e_ms", r)
+    if robot == "amr":
+        log.goal = (6.5, 0.0)
+    monitor.destroy_node()
+    rclpy.try_shutdown()
+    metrics = write_report(log, out, share_dir() / "models" / SCENARIO_MODEL[robot] / f"{SCENARIO_MODEL[robot]}.xml")
+    _print_summary(metrics, out)
+    ok = bool(metrics["task_success"]) and not metrics["collisions"] and not violations
+    return 0 if ok else 1
+
+
+def _progress_line(gt, status, speed: float, monitor) -> None:
+    if gt is None:
+        text = "waiting for the simulator..."
+    else:
+        t = gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
+        active = ",".join(status.reasons)[:40] if status is not None and status.reasons else "-"
+        policy = latency_summary(monitor.log.latencies_ms.get("policy_inference_ms", []))["p50"]
+        text = (f"t={t:5.1f}s progress={gt.progress * 100:5.1f}% speed={speed:4.2f} m/s "
+                f"nearest person={gt.min_person_clearance_m:5.2f} m collisions={gt.collisions} "
+                f"policy p50={policy:5.1f} ms corrector: {active}")
+    end = "\r" if sys.stdout.isatty() else "\n"
+    print(f"[demo] {text:<130}", end=end, flush=True)
+
+
+def _print_summary(metrics: dict, out: Path) -> None:
+    lat = metrics.get("latency_ms", {})
+
+    def p(key: str, q: str) -> str:
+        value = lat.get(key, {}).get(q)
+        return "n/a" if value is None or value != value else f"{value:.1f} ms"
+
+    print("\n==== demo summary ====")
+    print(f"task success          : {metrics.get('task_success')}  ({metrics.get('exit_reason')}, "
+          f"sim time {metrics.get('sim_time_s')} s, progress {metrics.get('progress')})")
+    print(f"collisions            : {metrics.get('collisions')}")
+    print(f"min clearance (people): {metrics.get('min_person_clearance_m', float('nan')):.2f} m "
+          f"(configured {metrics.get('configured_clearance_m')} m)")
+    print(f"reaction latency      : p50 {p('reaction_e2e_ms', 'p50')}, p99 {p('reaction_e2e_ms', 'p99')} "
+          f"over {metrics.get('reaction_events')} event(s) (LiDAR stamp -> first slowing cmd_vel)")
+    print(f"limit violations      : {metrics.get('limit_violations')}")
+    print(f"policy latency        : p50 {p('policy_inference_ms', 'p50')}, p99 {p('policy_inference_ms', 'p99')}")
+    print(f"perception e2e        : p50 {p('perception_e2e_ms', 'p50')}, p99 {p('perception_e2e_ms', 'p99')}")
+    print(f"correction cycle      : p50 {p('correction_cycle_ms', 'p50')}, p99 {p('correction_cycle_ms', 'p99')}")
+    print(f"report                : {out}/ (map.png, timeline.png, latency.png, metrics.json, recording.mcap)")
+    print(json.dumps({k: metrics.get(k) for k in ("task_success", "collisions", "limit_violations")}))
