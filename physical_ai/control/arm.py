@@ -29,6 +29,13 @@ from physical_ai.control.chunks import ChunkCheck, ChunkPolicy, Reference, check
 from physical_ai.control.flags import Flag
 from physical_ai.control.limits import JointLimits
 
+# Plain ints in the 1 kHz path (IntFlag arithmetic runs Python-level enum code).
+_EXTRAPOLATING = int(Flag.EXTRAPOLATING)
+_OBSTACLE_STOP = int(Flag.OBSTACLE_STOP)
+_OBSTACLE_SLOWDOWN = int(Flag.OBSTACLE_SLOWDOWN)
+_LIMIT_POSITION = int(Flag.LIMIT_POSITION)
+_LIMIT_VELOCITY = int(Flag.LIMIT_VELOCITY)
+
 
 @dataclasses.dataclass(frozen=True)
 class ArmConfig:
@@ -115,6 +122,8 @@ class ArmCorrector:
         self._gripper_target = float("nan")
         self._obstacles = ObstacleSpheres.from_arrays(np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
         self._retreat: np.ndarray | None = None
+        self._jac_buf = np.zeros((3, 3, n))
+        self._vn = np.zeros((n, 2))
 
     # ---- inputs -----------------------------------------------------------------------------------------------
     @property
@@ -204,28 +213,28 @@ class ArmCorrector:
         else:
             target_q, target_v, late = self._reference_target(elapsed)
             if late == 1:
-                flags |= Flag.EXTRAPOLATING
+                flags |= _EXTRAPOLATING
                 reasons.append("chunk late: extrapolating")
             elif late == 2:
-                flags |= Flag.EXTRAPOLATING
+                flags |= _EXTRAPOLATING
                 reasons.append("chunk exhausted: stopping")
                 stop = True
 
         scale, clearance, ttc = 1.0, float("inf"), float("inf")
         self._retreat = None
-        if self.collision is not None and self._obstacles.count:
+        if self.collision is not None and self._obstacles.radii.shape[0]:
             nominal = np.minimum(np.maximum(target_v + self.config.tracking_gain * (target_q - q),
                                             -lim.max_velocity), lim.max_velocity)
             scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
             if self._retreat is not None and not stop_reasons:
-                flags |= Flag.OBSTACLE_STOP
+                flags |= _OBSTACLE_STOP
                 reasons.append(f"obstacle approaching within clearance ({clearance:.3f} m): moving away")
             elif scale <= 0.0:
-                flags |= Flag.OBSTACLE_STOP
+                flags |= _OBSTACLE_STOP
                 reasons.append(f"obstacle within clearance ({clearance:.3f} m): stopping")
                 stop = True
             elif scale < 1.0:
-                flags |= Flag.OBSTACLE_SLOWDOWN
+                flags |= _OBSTACLE_SLOWDOWN
                 reasons.append(f"obstacle at {clearance:.3f} m: speed x{scale:.2f}")
         self._tau -= (1.0 - (0.0 if stop else scale)) * elapsed  # reference time runs at the commanded speed
 
@@ -233,13 +242,13 @@ class ArmCorrector:
         # the (scaled) velocity limit and by what the joint can still brake from before the limit.
         clamped_q = np.minimum(np.maximum(target_q, self._lo), self._hi)
         if np.any(clamped_q != target_q):
-            flags |= Flag.LIMIT_POSITION
+            flags |= _LIMIT_POSITION
             reasons.append("target beyond position limit: clamped")
         desired = target_v + self.config.tracking_gain * (clamped_q - q)
         if self._retreat is not None and not stop_reasons:  # moving away beats holding still (watchdogs excepted)
             desired, scale, stop = self._retreat, 1.0, False
         if np.any(np.abs(desired) > lim.max_velocity * scale):
-            flags |= Flag.LIMIT_VELOCITY
+            flags |= _LIMIT_VELOCITY
             if scale >= 1.0:
                 reasons.append("velocity above limit: capped")
         room = np.where(desired > 0, self._hi - q, q - self._lo)
@@ -247,7 +256,7 @@ class ArmCorrector:
         v_cap = np.minimum(lim.max_velocity * scale, brake)
         desired = np.minimum(np.maximum(desired, -v_cap), v_cap)
         if not stop and np.any(self._stopping_position_outside(q, v, self._state[2])):
-            flags |= Flag.LIMIT_POSITION
+            flags |= _LIMIT_POSITION
             reasons.append("braking to stay inside position limits")
             stop = True
         self._run_ruckig(np.zeros_like(desired) if stop else desired, stop)
@@ -263,8 +272,11 @@ class ArmCorrector:
         assert ref is not None
         self._tau += elapsed
         if self._tau <= ref.end:
-            q = ref.sample(self._tau)[0]
-            v = ref.sample(min(self._tau + self.config.lookahead_s, ref.end - 1e-9))[1]
+            q, v = ref.sample(self._tau)
+            ahead = min(self._tau + self.config.lookahead_s, ref.end - 1e-9)
+            if ahead > self._tau and int(np.searchsorted(ref.times, ahead, side="right")) != \
+                    int(np.searchsorted(ref.times, self._tau, side="right")):
+                v = ref.sample(ahead)[1]  # the feed-forward slope comes from the next segment
             return q, v, 0
         over = self._tau - ref.end
         slope = ref.end_slope()
@@ -324,8 +336,11 @@ class ArmCorrector:
         if near.size == 0:
             return 1.0, float(d_all[0]), math.inf
         # k <= 3: the per-obstacle algebra is done on Python floats (a dozen numpy calls would cost more).
-        jac = np.stack([self.collision.point_jacobian(c.point[i], c.body[i]) for i in near])  # (k, 3, n)
-        moved = (jac @ np.column_stack((v, nominal))).tolist()   # (k, 3, 2): point velocity now, and nominal
+        jac = self._jac_buf[:near.size]                                   # (k, 3, n)
+        for j, i in enumerate(near.tolist()):
+            jac[j] = self.collision.point_jacobian(c.point[i], c.body[i])
+        self._vn[:, 0], self._vn[:, 1] = v, nominal
+        moved = (jac @ self._vn).tolist()   # (k, 3, 2): point velocity now, and nominal
         normals = c.normal[near].tolist()
         scale, ttc, worst, worst_need = 1.0, math.inf, -1, 0.0
         for j, i in enumerate(near.tolist()):

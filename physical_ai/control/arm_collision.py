@@ -172,7 +172,7 @@ class CapsuleArm:
         d2 = (p * p).sum(1)[:, None] + obstacles.c2 - p @ obstacles.centers_t2
         surf = np.sqrt(np.maximum(d2, 0.0)) - (self._sphere_radius_col + obstacles.radii)
         per_obstacle = surf.min(axis=0)
-        m = obstacles.count
+        m = obstacles.radii.shape[0]
         if k is not None and k < m:
             idx = np.argpartition(per_obstacle, k)[:k]
             idx = idx[np.argsort(per_obstacle[idx])]
