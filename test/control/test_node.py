@@ -227,3 +227,58 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
     finally:
         text = stop_node(proc)
     assert "Traceback" not in text, text[-3000:]
+
+
+def test_vehicle_node_tracks_plan_and_stops_behind_an_obstacle(ros):
+    from ackermann_msgs.msg import AckermannDriveStamped
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry, Path
+
+    proc = start_node("vehicle.yaml")
+    try:
+        node = ros
+        odom_pub = node.create_publisher(Odometry, "/odom", SENSOR_QOS)
+        plan_pub = node.create_publisher(Path, "/plan", STATE_QOS)
+        obs_pub = node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS)
+        out: list[AckermannDriveStamped] = []
+        node.create_subscription(AckermannDriveStamped, "/ackermann_cmd", out.append, COMMAND_QOS)
+        plan = Path(header=make_header("odom", 0))
+        for x in np.arange(0.0, 200.0, 1.0):
+            pose = PoseStamped()
+            pose.pose.position.x, pose.pose.position.y = float(x), 0.5  # the lane centre is 0.5 m to the left
+            plan.poses.append(pose)
+        car = {"x": 0.0, "y": 0.0, "yaw": 0.0, "t": time.monotonic()}
+        obstacle_x = 40.0
+
+        def feed() -> None:
+            now = time.monotonic()
+            if out:  # kinematic bicycle driven by the node's last command
+                dt = now - car["t"]
+                v, steer = out[-1].drive.speed, out[-1].drive.steering_angle
+                car["x"] += v * np.cos(car["yaw"]) * dt
+                car["y"] += v * np.sin(car["yaw"]) * dt
+                car["yaw"] += v * np.tan(steer) / 2.7 * dt
+            car["t"] = now
+            stamp = node.get_clock().now().nanoseconds
+            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
+            odom.pose.pose.position.x, odom.pose.pose.position.y = car["x"], car["y"]
+            odom.pose.pose.orientation.z, odom.pose.pose.orientation.w = np.sin(car["yaw"] / 2), np.cos(car["yaw"] / 2)
+            odom.twist.twist.linear.x = out[-1].drive.speed if out else 0.0
+            odom_pub.publish(odom)
+            plan_pub.publish(plan)
+            c, s = np.cos(car["yaw"]), np.sin(car["yaw"])
+            dx, dy = obstacle_x - car["x"], 0.5 - car["y"]
+            o = Obstacle(id=3, classification=Obstacle.CLASS_VEHICLE)
+            o.pose.position.x, o.pose.position.y = c * dx + s * dy, -s * dx + c * dy
+            obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), obstacles=[o]))
+
+        spin_until(node, 25.0, feed, done=lambda: len(out) > 300 and out[-1].drive.speed == 0.0)
+        speeds = np.array([m.drive.speed for m in out])
+        assert speeds.max() > 3.0, "never got going"
+        assert speeds[-1] == 0.0, "did not stop behind the obstacle"
+        front_gap = obstacle_x - (car["x"] + 3.7)  # base_link is the rear axle; front overhang 3.7 m
+        assert front_gap >= 2.0
+        assert abs(car["y"] - 0.5) < 0.3, "did not converge onto the planned lane"
+    finally:
+        text = stop_node(proc)
+    assert "Traceback" not in text, text[-3000:]
