@@ -21,11 +21,12 @@ def candidate_noise(embodiment: str) -> np.ndarray:
 
 
 def candidate_chunks(env: Env, chunk: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The policy's chunk first, then k-1 perturbed samples, and (AMR) a stop-and-wait chunk last."""
+    """The policy's chunk first, then perturbed samples, and (AMR) a brake-to-stop and a back-away chunk last."""
     lo, hi = env.action_limits()
     cands = sample_candidates(chunk, k, candidate_noise(env.embodiment), rng, lo, hi)
-    if env.embodiment == "amr" and k > 1:
-        cands[-1] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))  # brake to a stop
+    if env.embodiment == "amr" and k > 2:
+        cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))  # brake to a stop
+        cands[-1] = np.linspace(chunk[0], [-0.3, 0.0], len(chunk))  # brake and back away
     return cands
 
 

@@ -53,8 +53,10 @@ class WorldModelCheckedPolicy(Policy):
         if not np.isfinite(chunk).all():
             return chunk  # the caller drops and counts non-finite chunks
         cands = sample_candidates(chunk, self.k, self.spread, self.rng)
-        if self._stop_last and self.k > 1:
-            cands[-1] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
+        if self._stop_last and self.k > 2:
+            cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
+            if self.config.embodiment == "amr":
+                cands[-1] = np.linspace(chunk[0], [-0.3, 0.0], len(chunk))  # brake and back away
         pred = self.world_model.evaluate(self.belief(obs), cands)
         self.last_prediction = pred
         if pred.chosen_index >= 0:

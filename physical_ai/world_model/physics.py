@@ -6,8 +6,9 @@ AMR: the robot is placed at its localised map pose and speed; every perceived mo
 up to the scene's worker bodies) is placed at its perceived position and moved at its perceived velocity (constant-
 velocity prediction, as the tracker predicts). Static structure (shelves, walls) comes from the scene model, i.e.
 the map. A candidate's collision probability rises from 0 at `safe_clearance_m` to 1 at contact, so a near miss
-counts as risk; progress is the distance gained toward the goal over the chunk, normalised by the most the robot
-could gain at full speed.
+counts as risk, and the rollout continues after the chunk with the robot braking to a stop for `tail_s` (a
+chunk that ends inside a crossing where the worker would walk into the stopped robot is a collision too); progress
+is the distance gained toward the goal over the chunk, normalised by the most the robot could gain at full speed.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ class AmrPhysicsWorldModel(WorldModel):
     name = "physics"
 
     def __init__(self, rule: Selection | None = None, safe_clearance_m: float = 0.3, moving_speed: float = 0.3,
-                 max_range_m: float = 8.0) -> None:
+                 max_range_m: float = 8.0, tail_s: float = 2.0) -> None:
         super().__init__(rule)
         self.sc: FactoryFloor = make_scenario("amr", 0, {"worker_times_s": [1e9, 1e9]})  # type: ignore[assignment]
         self.safe = safe_clearance_m
         self.moving_speed, self.max_range = moving_speed, max_range_m
+        self.tail_s = tail_s
         self.n_workers = len(self.sc.person_bodies)
         self.goal = self.sc.GOAL.copy()
 
@@ -86,6 +88,14 @@ class AmrPhysicsWorldModel(WorldModel):
                 if sc.collisions:
                     break
             bx, by, _ = sc.base_pose()
+            # then brake and wait: a chunk that leaves the robot where a worker walks into it even after a stop
+            # (inside a crossing) is as bad as one that drives into the worker
+            for _ in range(round(self.tail_s / state.dt)):
+                if sc.collisions:
+                    break
+                sc.command_twist(0.0, 0.0)
+                sc.step(n_sub)
+                clearance = min(clearance, sc.min_person_clearance)
             hit = 1.0 if sc.collisions else float(np.clip((self.safe - clearance) / self.safe, 0.0, 1.0))
             collision[i] = hit
             progress[i] = np.clip((d0 - float(np.hypot(*(goal - [bx, by])))) / max_gain, 0.0, 1.0)
