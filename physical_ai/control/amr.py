@@ -19,7 +19,7 @@ import numpy as np
 from physical_ai.control.chunks import ChunkCheck, ChunkPolicy, Reference, check_chunk
 from physical_ai.control.flags import Flag
 from physical_ai.control.footprint import Footprint, bin_points, sweep
-from physical_ai.control.grid_planner import Grid, plan, stamp_obstacles
+from physical_ai.control.grid_planner import Grid, coarsen, plan, stamp_obstacles
 
 NAMES = ("linear_x", "angular_z")
 
@@ -299,6 +299,7 @@ class AmrCorrector:
                 rc = grid.to_cell(_to_odom(pose, self._cells))
                 ok = np.all((rc >= 0) & (rc < n), axis=1)
                 occ[rc[ok, 0], rc[ok, 1]] = True
+        grid = coarsen(grid, c.cell_m)  # a perception grid at 5 cm would make planning cost a control period
         centres, radii, vel = self._obstacles
         if centres.shape[0]:
             # Stamp obstacles where they will be over the next second (a standing worker or a slow passer-by).

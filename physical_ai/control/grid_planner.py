@@ -39,15 +39,38 @@ class Grid:
 
 
 def stamp_obstacles(grid: Grid, centres: np.ndarray, radii: np.ndarray) -> Grid:
-    """A copy of `grid` with discs (centres (M, 2), radii (M,)) marked occupied."""
+    """A copy of `grid` with discs (centres (M, 2), radii (M,)) marked occupied.
+
+    Each disc only touches the cells of its bounding window, so the cost is per obstacle, not per grid cell.
+    """
     occ = grid.occupied.copy()
-    if len(centres):
-        h, w = occ.shape
-        rows, cols = np.mgrid[0:h, 0:w]
-        xy = grid.to_xy(np.stack([rows, cols], axis=-1).reshape(-1, 2))
-        d2 = ((xy[:, None, :] - centres[None]) ** 2).sum(axis=2)
-        occ |= (d2 <= radii[None] ** 2).any(axis=1).reshape(h, w)
+    h, w = occ.shape
+    res = grid.resolution
+    for (cx, cy), r in zip(np.asarray(centres, float).reshape(-1, 2), np.asarray(radii, float).ravel(), strict=True):
+        c0, r0 = np.floor((np.array([cx - r, cy - r]) - grid.origin) / res).astype(int)
+        c1, r1 = np.floor((np.array([cx + r, cy + r]) - grid.origin) / res).astype(int) + 1
+        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
+        if c0 >= c1 or r0 >= r1:
+            continue
+        ys = grid.origin[1] + (np.arange(r0, r1) + 0.5) * res
+        xs = grid.origin[0] + (np.arange(c0, c1) + 0.5) * res
+        occ[r0:r1, c0:c1] |= (xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2 <= r * r
     return Grid(occ, grid.resolution, grid.origin)
+
+
+def coarsen(grid: Grid, min_resolution: float) -> Grid:
+    """The grid at a resolution of at least `min_resolution` (a coarse cell is occupied if any fine one is).
+
+    Planning cost grows with the number of cells; a route for a robot half a metre wide needs no 5 cm cells.
+    """
+    k = int(np.ceil(min_resolution / grid.resolution - 1e-9))
+    if k <= 1:
+        return grid
+    h, w = grid.occupied.shape
+    padded = np.zeros((-(-h // k) * k, -(-w // k) * k), dtype=bool)
+    padded[:h, :w] = grid.occupied
+    pooled = padded.reshape(padded.shape[0] // k, k, padded.shape[1] // k, k).any(axis=(1, 3))
+    return Grid(pooled, grid.resolution * k, grid.origin)
 
 
 def plan(grid: Grid, start_xy: np.ndarray, goal_xy: np.ndarray, inflation_m: float) -> np.ndarray | None:
