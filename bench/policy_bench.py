@@ -112,9 +112,9 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     from std_msgs.msg import Float64MultiArray
     from trajectory_msgs.msg import JointTrajectory
 
-    from nodes._base import COMMAND_QOS, STATE_QOS
     from physical_ai import convert
     from physical_ai.policy.spec import load_config
+    from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                FASTDDS_DEFAULT_PROFILES_FILE=str(ROOT / "config" / "fastdds.xml"))

@@ -27,12 +27,14 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from nodes._base import COMMAND_QOS, STATE_QOS, PhysaiNode, run_node
 from physical_ai import convert
 from physical_ai.policy.chunking import NS, AsyncChunkRunner, TimedChunk
 from physical_ai.policy.observation import ObservationError, assemble_state
 from physical_ai.policy.policy import BACKENDS, make_policy
 from physical_ai.policy.spec import ConfigError, check_compatible
+from physical_ai.tf import TransformBuffer
+from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS, PhysaiNode, run_node
+from physical_ai_nodes._tf import TfListener
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,6 +122,8 @@ class PolicyInferenceNode(PhysaiNode):
             "parts": p("parts_topic", "/perception/parts", "Part poses (DetectedPartArray)"),
             "tactile": p("tactile_topic", "/tactile/state", "Tactile input (TactileState)"),
         }
+        self.pose_frame = p("pose_frame", "", "Frame the odometry pose is given to the model in, via /tf (e.g. map "
+                            "for a localised AMR policy); '' = as received")
         instruction_topic = p("instruction_topic", "/policy/instruction", "Task instruction input (std_msgs/String)")
         self.instruction = p("instruction", "", "Task instruction until one arrives on instruction_topic [text]")
         chunk_topic = p("action_chunk_topic", "/policy/action_chunk", "Output action chunks (ActionChunk)")
@@ -172,6 +176,9 @@ class PolicyInferenceNode(PhysaiNode):
         if spec.instruction is not None:
             self.create_subscription(String, instruction_topic, self._on_instruction, STATE_QOS)
 
+        self.tf_buffer = TransformBuffer() if self.pose_frame else None
+        if self.tf_buffer is not None:
+            TfListener(self, self.tf_buffer)
         self.chunk_pub = self.checked_publisher(ActionChunk, chunk_topic, COMMAND_QOS)
         arm_joints = [n for n in self.config.action.names if n not in self.gripper_names]
         self.trajectory_pub = None
@@ -216,9 +223,18 @@ class PolicyInferenceNode(PhysaiNode):
 
     def _on_odom(self, msg: Odometry) -> None:
         try:
-            self._store("odom", convert.odometry_to_arrays(msg), self._stamp(msg.header))
+            T, twist = convert.odometry_to_arrays(msg)
         except ValueError as exc:
             self._reject("odom", exc)
+            return
+        if self.tf_buffer is not None and msg.header.frame_id != self.pose_frame:
+            # The localiser's correction (e.g. map -> odom) puts the pose in the frame the model was trained in.
+            try:
+                T = self.tf_buffer.lookup(self.pose_frame, msg.header.frame_id) @ T
+            except (LookupError, ValueError) as exc:
+                self._reject("odom", exc)
+                return
+        self._store("odom", (T, twist), self._stamp(msg.header))
 
     def _on_obstacles(self, msg: ObstacleArray) -> None:
         self._store("obstacles", obstacle_features(msg, self.config.observation.obstacles.features.names),

@@ -26,10 +26,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from nodes._base import COMMAND_QOS, STATE_QOS
 from physical_ai import convert
 from physical_ai.policy.policy import make_policy
 from physical_ai.policy.policy_server import PolicyServer, policy_handler
+from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS
 
 ROOT = Path(__file__).resolve().parents[2]
 ARM_JOINTS = [f"joint{i}" for i in range(1, 8)]
