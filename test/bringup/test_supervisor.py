@@ -1,0 +1,206 @@
+"""Supervisor semantics with small real child processes, and `physai run amr --sim mujoco` end to end over DDS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from bringup_testlib import ROOT, Probe, nonzero_cmd
+
+from physical_ai.bringup.processes import Supervisor
+from physical_ai.bringup.stack import NodeSpec
+
+# A child that runs until SIGINT and then exits 0 (what a ROS 2 node does on Ctrl-C).
+SLEEPER = "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    raise SystemExit(0)\n"
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _spin_until(sup: Supervisor, predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sup.poll()
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for: {what}")
+
+
+def test_respawn_restarts_a_dying_node_until_max_respawns(tmp_path):
+    events: list[str] = []
+    marker = tmp_path / "starts"
+    # Each start appends a line, then the child dies with code 3.
+    dier = _py(f"open({str(marker)!r}, 'a').write('x\\n'); raise SystemExit(3)")
+    sup = Supervisor([(NodeSpec("dier", respawn=True, required=False), dier),
+                      (NodeSpec("keeper", respawn=False, required=True), _py(SLEEPER))],
+                     log_dir=tmp_path, respawn_delay_s=0.05, max_respawns=2, on_event=events.append)
+    sup.start()
+    try:
+        _spin_until(sup, lambda: sum("respawning dier" in e for e in events) == 2
+                    and sum("dier exited" in e for e in events) == 3, 20, "two respawns and three exits")
+        # Give it ample chances to respawn a third time: it must not.
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            assert sup.poll() is None, "a non-required node giving up must not end the bring-up"
+            time.sleep(0.02)
+        assert marker.read_text().count("x") == 3      # first start + max_respawns
+        assert sup.pid("dier") is None
+        assert sup.pid("keeper") is not None            # the others keep running
+    finally:
+        sup.stop(timeout_s=5)
+
+
+def test_required_node_death_stops_the_others_with_nonzero_code(tmp_path):
+    events: list[str] = []
+    sup = Supervisor([(NodeSpec("a", required=True), _py(SLEEPER)),
+                      (NodeSpec("crasher", required=True), _py("import time; time.sleep(0.3); raise SystemExit(7)")),
+                      (NodeSpec("b", required=False), _py(SLEEPER))],
+                     log_dir=tmp_path, on_event=events.append)
+    sup.start()
+    pids = [sup.pid("a"), sup.pid("b")]
+    assert all(pids)
+    try:
+        code = sup.spin(period_s=0.02)
+    finally:
+        sup.stop(timeout_s=5)
+    assert code == 7
+    assert any("required node crasher is gone" in e for e in events)
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_required_node_exiting_zero_still_fails_the_bringup(tmp_path):
+    sup = Supervisor([(NodeSpec("quitter", required=True), _py("pass")),
+                      (NodeSpec("a", required=True), _py(SLEEPER))], log_dir=tmp_path, on_event=lambda e: None)
+    sup.start()
+    try:
+        assert sup.spin(period_s=0.02) != 0
+    finally:
+        sup.stop(timeout_s=5)
+
+
+def test_stop_sends_sigint_first_and_children_exit_zero(tmp_path):
+    # The child records which signal reached it; SIGINT is translated to exit code 0 as ROS nodes do.
+    handler = ("import signal, sys, time\n"
+               f"out = {str(tmp_path)!r} + '/' + sys.argv[1]\n"
+               "def on(sig, frame):\n"
+               "    open(out, 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
+               "signal.signal(signal.SIGINT, on); signal.signal(signal.SIGTERM, on)\n"
+               "open(out + '.ready', 'w').close()\n"
+               "time.sleep(60)\n")
+    sup = Supervisor([(NodeSpec(f"n{i}"), [sys.executable, "-c", handler, f"n{i}"]) for i in range(3)],
+                     log_dir=tmp_path, on_event=lambda e: None)
+    sup.start()
+    procs = [child.process for child in sup._children]
+    deadline = time.monotonic() + 20
+    while not all((tmp_path / f"n{i}.ready").exists() for i in range(3)):
+        assert time.monotonic() < deadline, "children never installed their handlers"
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    sup.stop(timeout_s=10)
+    assert time.monotonic() - t0 < 5, "stop waited for the SIGKILL timeout: SIGINT was not honoured"
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert [(tmp_path / f"n{i}").read_text() for i in range(3)] == ["SIGINT"] * 3
+
+
+def test_stop_kills_children_that_ignore_sigint(tmp_path):
+    ignorer = _py("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                  f"open({str(tmp_path / 'ready')!r}, 'w').close()\ntime.sleep(60)\n")
+    sup = Supervisor([(NodeSpec("stubborn"), ignorer)], log_dir=tmp_path, on_event=lambda e: None)
+    sup.start()
+    proc = sup._children[0].process
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "ready").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    sup.stop(timeout_s=0.5)
+    assert proc.returncode == -signal.SIGKILL
+
+
+# ---- `physai run amr --sim mujoco` as a user runs it ------------------------------------------------------------
+
+def _start_physai(tmp_path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "physical_ai.cli", "run", "amr", "--sim", "mujoco",
+                             "--log-dir", str(tmp_path / "logs")], cwd=ROOT, env=env,
+                            stdout=open(tmp_path / "physai.out", "wb"), stderr=subprocess.STDOUT)
+
+
+def _node_children(proc: subprocess.Popen[bytes], count: int, timeout_s: float = 30) -> dict[str, psutil.Process]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = {}
+        for child in psutil.Process(proc.pid).children():
+            cmd = " ".join(child.cmdline())
+            for name in ("mujoco_sim", "perception_fusion", "policy_inference", "trajectory_correction"):
+                if f"physical_ai_nodes.{name}" in cmd:
+                    found[name] = child
+        if len(found) == count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"physai run did not start {count} node processes")
+
+
+def _cleanup(proc: subprocess.Popen[bytes], children: dict[str, psutil.Process]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for child in children.values():
+        if child.is_running():
+            child.kill()
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    yield p
+    p.close()
+
+
+def test_physai_run_amr_brings_the_stack_up_and_sigint_exits_zero(tmp_path, probe):
+    proc = _start_physai(tmp_path)
+    children: dict[str, psutil.Process] = {}
+    try:
+        children = _node_children(proc, 4)
+        probe.wait(lambda: probe.fresh("/perception/obstacles") is not None, 60, "/perception/obstacles flowing")
+        probe.wait(lambda: probe.fresh("/correction/status") is not None, 30, "/correction/status flowing")
+        probe.wait(lambda: probe.fresh("/policy/action_chunk") is not None, 30, "/policy/action_chunk flowing")
+        n_cmd = probe.count("/cmd_vel")
+        probe.wait(lambda: probe.count("/cmd_vel") > n_cmd + 20, 10, "/cmd_vel flowing")
+        probe.wait(lambda: any(nonzero_cmd(m) for _, _, m in probe.since("/cmd_vel", 0)), 30,
+                   "a non-zero /cmd_vel (the policy drives the base)")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        for name, child in children.items():
+            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"{name} left running"
+        log = (tmp_path / "physai.out").read_text()
+        assert "ignored SIGINT" not in log, log          # every node stopped on SIGINT, none needed SIGKILL
+    finally:
+        _cleanup(proc, children)
+
+
+def test_physai_run_exits_nonzero_when_the_corrector_dies(tmp_path, probe):
+    proc = _start_physai(tmp_path)
+    children: dict[str, psutil.Process] = {}
+    try:
+        children = _node_children(proc, 4)
+        probe.wait(lambda: probe.fresh("/correction/status") is not None, 60, "/correction/status flowing")
+        children["trajectory_correction"].kill()
+        code = proc.wait(timeout=30)
+        assert code != 0
+        for name, child in children.items():
+            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"{name} left running"
+        assert "required node trajectory_correction is gone" in (tmp_path / "physai.out").read_text()
+    finally:
+        _cleanup(proc, children)
