@@ -40,6 +40,7 @@ class Probe:
         self.counts: dict[str, int] = {}
         self.history: dict[str, list[tuple[float, int, Any]]] = {}  # topic -> (monotonic, sim ns, msg)
         self.diagnostics: dict[str, dict[str, str]] = {}    # node name -> newest key/values
+        self.diag_times: dict[str, list[float]] = {}         # node name -> monotonic arrival times
         self.clock_ns = 0
         sub = self.node.create_subscription
         sub(Clock, "/clock", self._on_clock, qos_profile_sensor_data)
@@ -70,6 +71,7 @@ class Probe:
         with self.lock:
             for status in msg.status:
                 self.diagnostics[status.hardware_id] = {kv.key: kv.value for kv in status.values}
+                self.diag_times.setdefault(status.hardware_id, []).append(time.monotonic())
 
     def count(self, topic: str) -> int:
         with self.lock:
