@@ -22,6 +22,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import ActionChunk, DetectedPartArray, ObstacleArray, TactileState
 from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -303,6 +304,15 @@ class PolicyInferenceNode(PhysaiNode):
 
     def _publish(self, chunk: TimedChunk) -> None:
         """Runs on the worker thread: publish the chunk (and the arm trajectory)."""
+        try:
+            self._publish_chunk(chunk)
+        except RCLError:
+            # SIGINT shuts the context down before on_shutdown() stops this thread: a chunk finished in between
+            # has nowhere to go. Any other publish failure is a real error.
+            if self.context.ok():
+                raise
+
+    def _publish_chunk(self, chunk: TimedChunk) -> None:
         self.latency("inference", chunk.latency_ms)
         msg = ActionChunk()
         msg.header.stamp = convert.ns_to_stamp(chunk.obs_time_ns)

@@ -309,12 +309,18 @@ def test_vehicle_follows_the_lane_and_stops_behind_the_obstacle(probe):
 
     with sim_process("vehicle", "seed:=0"):
         assert probe.spin_until(lambda: len(probe.latest) == 4 and pub.get_subscription_count() > 0, 60.0)
-        # a command stamped 5 s in the past is refused
+        # a command stamped 5 s in the past is refused (wait until the sim clock is past 5 s, so the stamp really
+        # is 5 s old and not clipped to the episode start, which a loaded machine can make look recent)
+        assert probe.spin_until(lambda: probe.sim_ns() > 5_500_000_000, 60.0)
         stale = AckermannDriveStamped()
         stale.drive.speed = 5.0
-        stale.header.stamp = ns_to_stamp(max(probe.sim_ns() - 5_000_000_000, 1))
+
+        def publish_stale() -> None:
+            stale.header.stamp = ns_to_stamp(probe.sim_ns() - 5_000_000_000)
+            pub.publish(stale)
+
         assert probe.spin_until(lambda: probe.rejected("ackermann_cmd", "stale_stamp") > 0, 10.0,
-                                tick=lambda: pub.publish(stale), tick_period_s=0.5)
+                                tick=publish_stale, tick_period_s=0.5)
         assert probe.latest["/odom"].twist.twist.linear.x < 0.01
         assert probe.spin_until(lambda: probe.latest["/sim/ground_truth"].task_success, 90.0, tick=drive)
         gt = probe.latest["/sim/ground_truth"]
