@@ -354,6 +354,11 @@ class TrajectoryCorrection(PhysaiNode):
                 self.watchdog.feed("obstacles", now)
             return
         radii = 0.5 * np.hypot(sizes[:, 0], sizes[:, 1])
+        nonfinite = ~(np.isfinite(centres).all(axis=1) & np.isfinite(radii) & np.isfinite(vel).all(axis=1))
+        if nonfinite.any():  # the cores skip them; count so that bad perception output shows on /diagnostics
+            self.count("obstacles_nonfinite", int(nonfinite.sum()))
+            self.get_logger().warning(f"{int(nonfinite.sum())} obstacle(s) with non-finite pose/size/velocity "
+                                      "ignored", throttle_duration_sec=2.0)
         core = self.amr if self.mode == "amr" else self.vehicle
         with self._lock:
             core.set_obstacles(centres[:, :2], radii, vel[:, :2])
