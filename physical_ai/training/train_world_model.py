@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.physics:
         from physical_ai.world_model.physics import AmrPhysicsWorldModel
 
-        report["physics"] = score_model(AmrPhysicsWorldModel(), test)
+        # labels answer "does this chunk collide within its own horizon": score the rollout on the same question
+        report["physics"] = score_model(AmrPhysicsWorldModel(tail_s=0.0), test)
     (Path(args.output) / "agreement.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
     return 0
