@@ -54,8 +54,12 @@ def latency_bench(workdir: Path) -> Path:
     rng = np.random.default_rng(0)
     obs = {"image": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
            "state": rng.normal(size=len(torch_policy.config.observation.state.names)),
-           "parts": rng.normal(size=(2, 7)), "obstacles": rng.normal(size=(3, 7)),
            "instruction": "pick the red cube and put it in the bin"}
+    spec = torch_policy.config.observation
+    for group, count in (("parts", 2), ("obstacles", 3)):  # token widths come from the checkpoint's spec
+        tokens = getattr(spec, group)
+        if tokens is not None:
+            obs[group] = rng.normal(size=(count, len(tokens.features.names)))
     obs = {k: v for k, v in obs.items() if k in torch_policy.config.observation.groups()}
     for _ in range(30):
         torch_policy.infer(obs)
@@ -91,6 +95,21 @@ def _control_period_s() -> float | None:
     return None
 
 
+def _can_use_sched_fifo() -> bool:
+    """Whether this process may use SCHED_FIFO (root or CAP_SYS_NICE) and chrt exists."""
+    import shutil
+
+    if shutil.which("chrt") is None:
+        return False
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.sched_setscheduler(0, before[0], before[1])
+        return True
+    except (PermissionError, OSError):
+        return False
+
+
 def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     """Run policy_inference (full rate) + trajectory_correction on fake arm drivers; report command gaps."""
     if not (ROOT / "nodes" / "trajectory_correction.py").is_file():
@@ -122,14 +141,23 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     config = load_config(checkpoint)
     chunk_s = config.chunk_length * config.dt
     params = str(ROOT / "config" / "arm.yaml")
+    # The corrector and the driver run as deployed on a robot (README, "Real-time priority"): SCHED_FIFO for the
+    # corrector process with its loop thread above it, and for this process, which plays the driver and measures
+    # the gaps. The policy node keeps normal scheduling (its inference thread is niced on top).
+    realtime = _can_use_sched_fifo()
+    rt_prefix = ["chrt", "-f", "70"] if realtime else []
+    rt_params = ["-p", "rt_priority:=80"] if realtime else []
+    print(f"corrector and driver scheduling: {'SCHED_FIFO' if realtime else 'normal (SCHED_FIFO not permitted)'}")
     procs = [
         subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.policy_inference", "--ros-args", "--params-file",
                           params, "-p", f"checkpoint:={checkpoint}", "-p", f"request_threshold_s:={chunk_s}"],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.trajectory_correction", "--ros-args",
-                          "--params-file", params], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        subprocess.Popen([*rt_prefix, sys.executable, "-m", "physical_ai_nodes.trajectory_correction", "--ros-args",
+                          "--params-file", params, *rt_params], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL),
     ]
+    if realtime:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(70))  # threads created from here on inherit it
     rclpy.init()
     node = Node("policy_bench_driver")
     arrivals: list[float] = []
