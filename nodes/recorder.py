@@ -44,6 +44,9 @@ class Recorder(PhysaiNode):
             if len(types) != 1:
                 self.count("topics_skipped_multiple_types")
                 continue
+            infos = self.get_publishers_info_by_topic(topic)
+            if not infos:  # only subscribers so far: match the QoS once a publisher appears
+                continue
             try:
                 msg_class = _message_class(types[0])
                 self._recorder.add_topic(topic, types[0])
@@ -52,9 +55,8 @@ class Recorder(PhysaiNode):
                 self.get_logger().warning(f"not recording {topic} ({types[0]}): {exc}")
                 self._exclude.add(topic)
                 continue
-            infos = self.get_publishers_info_by_topic(topic)
             best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
-            latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+            latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
             qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                              reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)

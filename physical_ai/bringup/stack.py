@@ -51,23 +51,22 @@ def source_root() -> Path:
 
 
 def share_dir() -> Path:
-    """Directory holding config/, models/ and launch/: the installed share dir, else the source tree."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    """Directory holding config/, models/ and launch/.
 
-        try:
-            share = Path(get_package_share_directory("physical_ai_stack"))
-        except PackageNotFoundError:
-            share = None
-    except ImportError:
-        share = None
+    The source tree when running from a checkout (edits to config/ take effect at once), else the installed
+    share/physical_ai_stack.
+    """
     src = source_root()
-    # Prefer the source tree while developing (editable install): edits to config/ take effect at once.
     if (src / "config").is_dir() and (src / "package.xml").is_file():
         return src
-    if share is not None and (share / "config").is_dir():
-        return share
-    raise FileNotFoundError("cannot find physical_ai_stack config/: neither a source checkout nor an installed share")
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory("physical_ai_stack"))
+    except (ImportError, LookupError, OSError) as exc:  # no ament index, or the package is not in it
+        raise FileNotFoundError("cannot find physical_ai_stack's config/: not a source checkout, and the package "
+                                f"is not installed in an ament prefix ({exc})") from exc
+    return share
 
 
 def params_file(robot: str, override: str | os.PathLike[str] | None = None) -> Path:
