@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import OccupancyGrid, Odometry
 from nav_msgs.msg import Path as PathMsg
-from physical_ai_stack.msg import ActionChunk, CorrectionStatus, ObstacleArray
+from physical_ai_stack.msg import ActionChunk, CorrectionStatus, Obstacle, ObstacleArray
 from sensor_msgs.msg import JointState, LaserScan, PointCloud2
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -109,6 +109,15 @@ class TrajectoryCorrection(PhysaiNode):
                                            (0.0, 10.0))
         chunk_topic = self.param("chunk_topic", "/policy/action_chunk", "ActionChunk input topic")
         obstacle_topic = self.param("obstacle_topic", "/perception/obstacles", "ObstacleArray input topic")
+        required = self.param("required_obstacle_sensors", [""],
+                              "Sensors that must be alive in the obstacle data for it to count as fresh "
+                              "(lidar, camera, depth, tactile; [''] = any)")
+        bits = {"lidar": Obstacle.SENSOR_LIDAR, "camera": Obstacle.SENSOR_CAMERA, "depth": Obstacle.SENSOR_DEPTH,
+                "tactile": Obstacle.SENSOR_TACTILE}
+        unknown = sorted(set(required) - set(bits) - {""})
+        if unknown:
+            raise SystemExit(f"trajectory_correction: required_obstacle_sensors: unknown {unknown}; use {list(bits)}")
+        self.required_sensors = sum(bits[name] for name in set(required) if name)
 
         self._lock = threading.Lock()
         self.tf_buffer = TransformBuffer()
@@ -333,6 +342,13 @@ class TrajectoryCorrection(PhysaiNode):
 
     def _on_obstacles(self, msg: ObstacleArray) -> None:
         now = self._now()
+        # Obstacles from the cameras alone do not make a LiDAR-guarded robot safe: without the required sensors the
+        # data is used but does not count as fresh, so the watchdog stops the robot.
+        fresh = (msg.sensors_alive & self.required_sensors) == self.required_sensors
+        if not fresh:
+            self.count("obstacles_missing_required_sensor")
+            self.get_logger().warning(f"obstacles without required sensors (alive mask {msg.sensors_alive}, need "
+                                      f"{self.required_sensors}): not counted as fresh", throttle_duration_sec=2.0)
         obs = msg.obstacles
         centres = np.array([[o.pose.position.x, o.pose.position.y, o.pose.position.z] for o in obs]).reshape(-1, 3)
         sizes = np.array([[o.size.x, o.size.y, o.size.z] for o in obs]).reshape(-1, 3)
@@ -351,7 +367,8 @@ class TrajectoryCorrection(PhysaiNode):
             spheres = ObstacleSpheres.from_arrays(centres, 0.5 * np.linalg.norm(sizes, axis=1), vel)
             with self._lock:
                 self.arm.obstacles = spheres
-                self.watchdog.feed("obstacles", now)
+                if fresh:
+                    self.watchdog.feed("obstacles", now)
             return
         radii = 0.5 * np.hypot(sizes[:, 0], sizes[:, 1])
         nonfinite = ~(np.isfinite(centres).all(axis=1) & np.isfinite(radii) & np.isfinite(vel).all(axis=1))
@@ -362,7 +379,8 @@ class TrajectoryCorrection(PhysaiNode):
         core = self.amr if self.mode == "amr" else self.vehicle
         with self._lock:
             core.set_obstacles(centres[:, :2], radii, vel[:, :2])
-            self.watchdog.feed("obstacles", now)
+            if fresh:
+                self.watchdog.feed("obstacles", now)
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         now = self._now()

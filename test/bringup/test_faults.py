@@ -158,10 +158,6 @@ def test_camera_silent_gives_lidar_only_degraded_obstacles_without_stop(tmp_path
     assert stack.code == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: with its LiDAR/scan inputs silent, perception_fusion keeps publishing camera+depth-only obstacles "
-    "(degraded=True, sensors_alive=CAMERA|DEPTH) and trajectory_correction feeds its obstacle watchdog from any "
-    "ObstacleArray, so STALE_OBSTACLES is never raised and the AMR does not stop"))
 def test_lidar_silent_stops_the_base_for_stale_obstacles(tmp_path, probe):
     stack = RunningStack(amr_commands({"perception_fusion": SILENT_LIDAR}), tmp_path / "logs")
     try:
