@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +167,8 @@ def plot_report(rows: list[EpisodeResult], summary: dict[str, Any], path: Path) 
 
 def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = EVAL_SEED_OFFSET,
              replan: int | None = None, world_model: str = "none", wm_k: int = 8, threads: int = 2,
-             time_limit_s: float | None = None, progress_bar: bool = True, correction: bool = False
-             ) -> tuple[list[EpisodeResult], dict]:
+             time_limit_s: float | None = None, progress_bar: bool = True, correction: bool = False,
+             wm_select: str = "check") -> tuple[list[EpisodeResult], dict]:
     """Evaluate a checkpoint in-process; return (episodes, summary)."""
     from tqdm import tqdm
 
@@ -186,6 +186,7 @@ def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = E
         from physical_ai.training.world_model_glue import load_world_model
 
         wm = load_world_model(world_model, env, policy_dir)
+        wm.rule = replace(wm.rule, keep_policy=wm_select == "check")
     replan = replan or max(1, config.chunk_length // 2)
     limit = time_limit_s or env_time_limit(env)
     rows = []
@@ -197,7 +198,7 @@ def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = E
         env.close()
     summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "inprocess", "replan_steps": replan,
                                          "correction": "core" if correction else "none",
-                                         "world_model": world_model, "first_seed": seed,
+                                         "world_model": world_model, "wm_select": wm_select, "first_seed": seed,
                                          "wall_s": round(time.monotonic() - start, 1)})
     return rows, summary
 
@@ -220,6 +221,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--world-model", choices=("none", "physics", "learned"), default="none",
                         help="check sampled candidate chunks with a world model before executing")
     parser.add_argument("--wm-k", type=int, default=8, help="candidates per world-model check")
+    parser.add_argument("--wm-select", choices=("check", "best"), default="check",
+                        help="check: keep the policy's chunk unless vetoed; best: highest predicted score")
     parser.add_argument("--correction", choices=("none", "core"), default="none",
                         help="inprocess: play chunks directly (none) or through the trajectory-correction core")
     parser.add_argument("--threads", type=int, default=2)
@@ -238,12 +241,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
                                      args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress,
-                                     correction=args.correction == "core")
+                                     correction=args.correction == "core", wm_select=args.wm_select)
     except (ConfigError, ValueError, RuntimeError) as exc:
         print(f"physai eval: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    suffix = ("" if args.world_model == "none" else f"_wm_{args.world_model}") + \
+    suffix = ("" if args.world_model == "none" else f"_wm_{args.world_model}_{args.wm_select}") + \
         ("_corrected" if args.mode == "inprocess" and args.correction == "core" else "") + \
         ("_ros" if args.mode == "ros" else "")
     report = out / f"eval_{args.scenario}{suffix}.json"

@@ -58,6 +58,7 @@ class Selection:
     collision_weight: float = 4.0
     failure_weight: float = 2.0
     veto_threshold: float = 0.5   # a candidate whose collision or failure probability exceeds this is vetoed
+    keep_policy: bool = True      # "check": keep candidate 0 (the policy's) unless vetoed; False: "best" score
 
 
 def choose(collision_p: np.ndarray, failure_p: np.ndarray, progress: np.ndarray, rule: Selection
@@ -68,6 +69,8 @@ def choose(collision_p: np.ndarray, failure_p: np.ndarray, progress: np.ndarray,
     allowed = risk <= rule.veto_threshold
     if not allowed.any():
         return scores, -1, 1.0
+    if rule.keep_policy and allowed[0]:
+        return scores, 0, float(risk[0])
     masked = np.where(allowed, scores, -np.inf)
     index = int(np.argmax(masked))
     return scores, index, float(risk[index])
