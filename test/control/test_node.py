@@ -190,7 +190,8 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
                 o.size.x = o.size.y = 0.4
                 o.size.z = 1.7
                 obstacles.append(o)
-            obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), obstacles=obstacles))
+            obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), obstacles=obstacles,
+                                          sensors_alive=Obstacle.SENSOR_LIDAR))
 
         spin_until(node, 20.0, feed, done=lambda: len(out) > 50 and out[-1].linear.x > 0.79)
         assert out and out[-1].linear.x == pytest.approx(0.8, abs=0.05), "free path: the command passes through"
@@ -270,7 +271,8 @@ def test_vehicle_node_tracks_plan_and_stops_behind_an_obstacle(ros):
             dx, dy = obstacle_x - car["x"], 0.5 - car["y"]
             o = Obstacle(id=3, classification=Obstacle.CLASS_VEHICLE)
             o.pose.position.x, o.pose.position.y = c * dx + s * dy, -s * dx + c * dy
-            obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), obstacles=[o]))
+            obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), obstacles=[o],
+                                          sensors_alive=Obstacle.SENSOR_LIDAR))
 
         spin_until(node, 25.0, feed, done=lambda: len(out) > 300 and out[-1].drive.speed == 0.0)
         speeds = np.array([m.drive.speed for m in out])
