@@ -39,6 +39,7 @@ from physical_ai.control.footprint import Footprint
 from physical_ai.control.grid_planner import Grid
 from physical_ai.control.limits import JointLimits
 from physical_ai.control.loop_timer import LoopTimer
+from physical_ai.control.shapes import boxes_to_discs
 from physical_ai.control.vehicle import VehicleConfig, VehicleCorrector
 from physical_ai.control.watchdog import Watchdog
 from physical_ai.convert import (
@@ -69,6 +70,11 @@ def _share_root() -> Path:
 
 def _yaw(T: np.ndarray) -> float:
     return float(np.arctan2(T[1, 0], T[0, 0]))
+
+
+def _yaw_of(q: Any) -> float:
+    """Yaw [rad] of a geometry_msgs/Quaternion (NaN stays NaN and is counted by the caller)."""
+    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
 
 
 class TrajectoryCorrection(PhysaiNode):
@@ -370,15 +376,20 @@ class TrajectoryCorrection(PhysaiNode):
                 if fresh:
                     self.watchdog.feed("obstacles", now)
             return
-        radii = 0.5 * np.hypot(sizes[:, 0], sizes[:, 1])
-        nonfinite = ~(np.isfinite(centres).all(axis=1) & np.isfinite(radii) & np.isfinite(vel).all(axis=1))
+        yaws = np.array([_yaw_of(o.pose.orientation) for o in obs])
+        nonfinite = ~(np.isfinite(centres).all(axis=1) & np.isfinite(sizes[:, :2]).all(axis=1) & np.isfinite(yaws)
+                      & np.isfinite(vel).all(axis=1))
         if nonfinite.any():  # the cores skip them; count so that bad perception output shows on /diagnostics
             self.count("obstacles_nonfinite", int(nonfinite.sum()))
             self.get_logger().warning(f"{int(nonfinite.sum())} obstacle(s) with non-finite pose/size/velocity "
                                       "ignored", throttle_duration_sec=2.0)
+        ok = ~nonfinite
+        # Long obstacles (a shelf face) as chains of discs, not one disc over the whole aisle.
+        disc_centres, radii, disc_vel = boxes_to_discs(centres[ok, :2], sizes[ok, 0], sizes[ok, 1], yaws[ok],
+                                                       vel[ok, :2])
         core = self.amr if self.mode == "amr" else self.vehicle
         with self._lock:
-            core.set_obstacles(centres[:, :2], radii, vel[:, :2])
+            core.set_obstacles(disc_centres, radii, disc_vel)
             if fresh:
                 self.watchdog.feed("obstacles", now)
 
