@@ -20,7 +20,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
-from physical_ai_stack.msg import ActionChunk, DetectedPartArray, ObstacleArray, TactileState
+from physical_ai_stack.msg import ActionChunk, DetectedPartArray, ObstacleArray, TactileState, WorldModelPrediction
 from rcl_interfaces.msg import SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.parameter import Parameter
@@ -34,6 +34,8 @@ from physical_ai.policy.observation import ObservationError, assemble_state
 from physical_ai.policy.policy import BACKENDS, make_policy
 from physical_ai.policy.spec import ConfigError, check_compatible
 from physical_ai.tf import TransformBuffer
+from physical_ai.world_model import make_world_model
+from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
 from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS, PhysaiNode, run_node
 from physical_ai_nodes._tf import TfListener
 
@@ -151,6 +153,21 @@ class PolicyInferenceNode(PhysaiNode):
             self.get_logger().fatal(f"cannot load policy: {exc}")
             raise SystemExit(f"policy_inference: {exc}") from None
         self.config = self.policy.config
+        world_model = p("world_model", "none", "Check candidate chunks before sending: none | physics (MuJoCo "
+                        "rollout, AMR) | learned (<checkpoint>/world_model)")
+        candidates = p("world_model_candidates", 8, "Candidate chunks the world model scores per inference [count]",
+                       (3, 64))
+        self.wm_pub = None
+        if world_model != "none":
+            try:
+                self.policy = WorldModelCheckedPolicy(
+                    self.policy, make_world_model(world_model, resolve_path(checkpoint), self.config.embodiment),
+                    k=candidates)
+            except (ValueError, OSError) as exc:
+                self.get_logger().fatal(f"cannot load world model: {exc}")
+                raise SystemExit(f"policy_inference: world_model: {exc}") from None
+            self.wm_pub = self.checked_publisher(WorldModelPrediction, p(
+                "world_model_topic", "/policy/world_model", "World-model predictions (WorldModelPrediction)"))
         spec = self.config.observation
 
         # Latest input per source: (decoded value, stamp [ns]).
@@ -328,6 +345,17 @@ class PolicyInferenceNode(PhysaiNode):
         self._sequence += 1
         self.chunk_pub.publish(msg)
         self.tick("chunks")
+        prediction = getattr(self.policy, "last_prediction", None)
+        if self.wm_pub is not None and prediction is not None:
+            self.wm_pub.publish(WorldModelPrediction(
+                header=msg.header, model=prediction.model, scores=prediction.scores.astype(float).tolist(),
+                collision_probability=prediction.collision_p.astype(float).tolist(),
+                failure_probability=prediction.failure_p.astype(float).tolist(),
+                progress=prediction.progress.astype(float).tolist(), chosen_index=int(prediction.chosen_index),
+                predicted_risk=float(prediction.risk), latency_ms=float(prediction.latency_ms)))
+            self.latency("world_model", prediction.latency_ms)
+            if prediction.chosen_index < 0:
+                self.count("world_model_vetoed_all")
         if chunk.skipped:
             self.count("steps_skipped", chunk.skipped)
         if self.trajectory_pub is not None:

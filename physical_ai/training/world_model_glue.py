@@ -9,10 +9,9 @@ import numpy as np
 
 from physical_ai.training.dataset import Dataset
 from physical_ai.training.envs import Env
+from physical_ai.world_model import make_world_model
 from physical_ai.world_model.api import WorldModel, WorldState, sample_candidates
 from physical_ai.world_model.learned import LearnedWorldModel, features, train_learned
-
-WM_DIR = "world_model"
 
 
 def candidate_noise(embodiment: str) -> np.ndarray:
@@ -43,16 +42,8 @@ def world_state(env: Env, obs: dict[str, Any]) -> WorldState:
 
 
 def load_world_model(kind: str, env: Env, policy_dir: str | Path) -> WorldModel:
-    """`physics` (MuJoCo rollout) or `learned` (from <policy_dir>/world_model/)."""
-    if kind == "learned":
-        return LearnedWorldModel.load(Path(policy_dir) / WM_DIR)
-    if kind == "physics":
-        if env.embodiment != "amr":
-            raise ValueError(f"physics world model: only the AMR scene is modelled so far, not {env.embodiment!r}")
-        from physical_ai.world_model.physics import AmrPhysicsWorldModel
-
-        return AmrPhysicsWorldModel()
-    raise ValueError(f"world model {kind!r}: choose physics or learned")
+    """`physics` (MuJoCo rollout) or `learned` (from <policy_dir>/world_model/) for an env's embodiment."""
+    return make_world_model(kind, policy_dir, env.embodiment)
 
 
 def labelled_frames(dataset: Dataset, episodes: list[int]) -> dict[str, Any]:

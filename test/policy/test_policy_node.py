@@ -15,7 +15,14 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
-from physical_ai_stack.msg import ActionChunk, DetectedPart, DetectedPartArray, Obstacle, ObstacleArray
+from physical_ai_stack.msg import (
+    ActionChunk,
+    DetectedPart,
+    DetectedPartArray,
+    Obstacle,
+    ObstacleArray,
+    WorldModelPrediction,
+)
 from policy_testlib import make_checkpoint
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -291,3 +298,38 @@ def test_shipped_parameter_files_load(tmp_path, robot):
     finally:
         out = "".join(lines) + stop_node(proc)
     assert f"(torch, {robot}," in out and "Traceback" not in out, out
+
+
+def test_world_model_check_publishes_predictions(harness):
+    """The shipped AMR policy with its learned world model: every chunk comes with a prediction over K candidates."""
+    predictions: list[WorldModelPrediction] = []
+    harness.node.create_subscription(WorldModelPrediction, "/policy/world_model", predictions.append, STATE_QOS)
+    harness.feed = {"odom", "obstacles"}
+    proc = start_node(f"checkpoint:={ROOT / 'models' / 'amr_nav'}", "embodiment:=amr", "world_model:=learned",
+                      "world_model_candidates:=6", "instruction:=drive to the drop-off station")
+    try:
+        assert harness.wait_chunks(3, 30.0), stop_node(proc)
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and not predictions:
+            time.sleep(0.05)
+        assert predictions, stop_node(proc)
+        for pred in predictions:
+            assert pred.model == "learned"
+            assert len(pred.scores) == len(pred.collision_probability) == len(pred.progress) == 6
+            assert -1 <= pred.chosen_index < 6
+            assert all(0.0 <= p <= 1.0 for p in pred.collision_probability)
+            assert 0.0 <= pred.predicted_risk <= 1.0
+    finally:
+        log = stop_node(proc)
+    assert "Traceback" not in log
+
+
+def test_physics_world_model_refused_for_an_arm_policy(tmp_path):
+    make_checkpoint(tmp_path, "arm")
+    proc = start_node(f"checkpoint:={tmp_path}", "embodiment:=arm", "world_model:=physics")
+    try:
+        proc.wait(30)
+    finally:
+        log = stop_node(proc)
+    assert proc.returncode != 0
+    assert "world_model" in log and "only the AMR scene" in log
