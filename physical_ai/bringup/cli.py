@@ -21,7 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", default=None, help="parameter YAML (default: config/<robot>.yaml)")
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (overrides the config)")
     parser.add_argument("--record", default=None, metavar="MCAP", help="record every topic to this MCAP file")
-    parser.add_argument("--foxglove", action="store_true", help="serve a Foxglove WebSocket for live viewing")
     parser.add_argument("--log-dir", default=None, help="write each node's output here instead of the terminal")
 
 
@@ -40,9 +39,6 @@ def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]
         spec = NodeSpec("recorder", respawn=True, required=False)
         commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time,
                                             overrides={"output": str(Path(args.record).resolve())})))
-    if args.foxglove:
-        spec = NodeSpec("foxglove_bridge", respawn=True, required=False)
-        commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time)))
     return commands
 
 

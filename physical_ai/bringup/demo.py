@@ -35,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (default: from config)")
     parser.add_argument("--params-file", default=None, help="parameter file (default: config/<scenario>.yaml)")
     parser.add_argument("--wall-timeout", type=float, default=150.0, help="give up after this long [s]")
-    parser.add_argument("--foxglove", action="store_true", help="also serve a Foxglove WebSocket for live viewing")
 
 
 def _section(params: Path, node: str) -> dict:
@@ -66,9 +65,6 @@ def run(args: argparse.Namespace) -> int:
     recorder = NodeSpec("recorder", respawn=False, required=False)
     commands.append((recorder, node_command(recorder, params, use_sim_time=True,
                                             overrides={"output": str(out / "recording.mcap")})))
-    if args.foxglove:
-        bridge = NodeSpec("foxglove_bridge", respawn=True, required=False)
-        commands.append((bridge, node_command(bridge, params, use_sim_time=True)))
 
     events: list[str] = []
     supervisor = Supervisor(commands, log_dir=out / "logs", env=dict(os.environ),
