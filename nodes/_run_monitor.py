@@ -28,7 +28,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import PointCloud2
 
 from physical_ai.bringup.report import RunLog
-from physical_ai.convert import stamp_to_ns
+from physical_ai.convert import quaternion_to_yaw, stamp_to_ns
 from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS
 
 PERSON_PREFIXES = ("worker", "hand", "person")
@@ -107,8 +107,7 @@ class RunMonitor(Node):
             self.latest_gt = msg
             if robot is not None:
                 p = poses[robot]
-                q = p.orientation
-                yaw = float(np.arctan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z)))
+                yaw = quaternion_to_yaw(p.orientation)
                 tw = twists.get(robot)
                 speed = float(np.hypot(tw.linear.x, tw.linear.y)) if tw is not None else 0.0
                 self.log.robot.append((t, p.position.x, p.position.y, yaw))

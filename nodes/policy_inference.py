@@ -54,10 +54,9 @@ def obstacle_features(msg: ObstacleArray, names: tuple[str, ...]) -> np.ndarray:
     """ObstacleArray -> (n, len(names)) features (spec.OBSTACLE_FEATURES), in the message's frame."""
     rows = []
     for o in msg.obstacles:
-        q = o.pose.orientation
         values = {"x": o.pose.position.x, "y": o.pose.position.y, "z": o.pose.position.z,
                   "length": o.size.x, "width": o.size.y, "height": o.size.z,
-                  "yaw": np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)),
+                  "yaw": convert.quaternion_to_yaw(o.pose.orientation),
                   "vx": o.velocity.x, "vy": o.velocity.y, "class": float(o.classification),
                   "confidence": o.confidence}
         rows.append([values[n] for n in names])

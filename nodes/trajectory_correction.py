@@ -49,6 +49,7 @@ from physical_ai.convert import (
     odometry_to_arrays,
     pointcloud2_to_xyz,
     quaternion_to_matrix,
+    quaternion_to_yaw,
     stamp_to_ns,
 )
 from physical_ai.stats import RollingStats
@@ -70,11 +71,6 @@ def _share_root() -> Path:
 
 def _yaw(T: np.ndarray) -> float:
     return float(np.arctan2(T[1, 0], T[0, 0]))
-
-
-def _yaw_of(q: Any) -> float:
-    """Yaw [rad] of a geometry_msgs/Quaternion (NaN stays NaN and is counted by the caller)."""
-    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
 
 
 class TrajectoryCorrection(PhysaiNode):
@@ -376,7 +372,7 @@ class TrajectoryCorrection(PhysaiNode):
                 if fresh:
                     self.watchdog.feed("obstacles", now)
             return
-        yaws = np.array([_yaw_of(o.pose.orientation) for o in obs])
+        yaws = np.array([quaternion_to_yaw(o.pose.orientation) for o in obs])  # NaN kept, counted below
         nonfinite = ~(np.isfinite(centres).all(axis=1) & np.isfinite(sizes[:, :2]).all(axis=1) & np.isfinite(yaws)
                       & np.isfinite(vel).all(axis=1))
         if nonfinite.any():  # the cores skip them; count so that bad perception output shows on /diagnostics

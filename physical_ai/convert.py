@@ -503,6 +503,14 @@ def quaternion_to_matrix(q: Quaternion) -> np.ndarray:
     return tq.quat2mat(wxyz / math.sqrt(norm2))
 
 
+def quaternion_to_yaw(q: Quaternion) -> float:
+    """Rotation about z [rad] of a geometry_msgs Quaternion (ZYX convention); NaN components give NaN, no error.
+
+    For planar robots and obstacle boxes, where the caller decides what to do with a non-finite value.
+    """
+    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
+
+
 def matrix_to_quaternion(R: np.ndarray) -> Quaternion:
     """geometry_msgs Quaternion (w >= 0) of a (3, 3) rotation matrix."""
     w, x, y, z = tq.mat2quat(R)

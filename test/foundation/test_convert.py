@@ -406,3 +406,14 @@ def test_transform_stamped():
     assert (ts.header.frame_id, ts.child_frame_id, ts.header.stamp.sec, ts.header.stamp.nanosec) == \
         ("odom", "base_link", 1, 500_000_000)
     np.testing.assert_allclose(cv.transform_to_matrix(ts.transform), T, atol=1e-12)
+
+
+def test_quaternion_to_yaw_matches_the_rotation_matrix_and_keeps_nan():
+    for yaw in (-3.0, -1.2, 0.0, 0.4, 2.9):
+        q = cv.matrix_to_quaternion(cv.quaternion_to_matrix(
+            cv.matrix_to_quaternion(np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0],
+                                                   [0, 0, 1]]))))
+        assert cv.quaternion_to_yaw(q) == pytest.approx(yaw, abs=1e-9)
+    q = cv.matrix_to_quaternion(np.eye(3))
+    q.z = float("nan")
+    assert np.isnan(cv.quaternion_to_yaw(q))
