@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 
 from physical_ai.bringup.processes import Supervisor
-from physical_ai.bringup.stack import ROBOTS, SIMULATORS, NodeSpec, node_command, nodes_for, params_file
+from physical_ai.bringup.stack import (
+    RECORDER,
+    ROBOTS,
+    SIMULATORS,
+    NodeSpec,
+    node_command,
+    params_file,
+    stack_commands,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,17 +36,12 @@ def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]
     """Node specs and argv for the parsed arguments."""
     params = params_file(args.robot, args.params_file)
     use_sim_time = args.sim != "none" if args.use_sim_time == "auto" else args.use_sim_time == "true"
-    commands = []
-    for spec in nodes_for(args.sim):
-        overrides: dict[str, str] = {}
-        if spec.name == "policy_inference" and args.policy:
-            overrides["checkpoint"] = str(Path(args.policy).resolve())
-        commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time,
-                                            overrides=overrides)))
+    overrides = {"policy_inference": {"checkpoint": str(Path(args.policy).resolve())}} if args.policy else {}
+    commands = stack_commands(args.sim, params, namespace=args.namespace, use_sim_time=use_sim_time,
+                              overrides=overrides)
     if args.record:
-        spec = NodeSpec("recorder", respawn=True, required=False)
-        commands.append((spec, node_command(spec, params, namespace=args.namespace, use_sim_time=use_sim_time,
-                                            overrides={"output": str(Path(args.record).resolve())})))
+        commands.append((RECORDER, node_command(RECORDER, params, namespace=args.namespace, use_sim_time=use_sim_time,
+                                                overrides={"output": str(Path(args.record).resolve())})))
     return commands
 
 

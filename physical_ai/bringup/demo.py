@@ -21,7 +21,7 @@ import yaml
 
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.report import latency_summary, write_report
-from physical_ai.bringup.stack import NodeSpec, node_command, nodes_for, params_file, share_dir
+from physical_ai.bringup.stack import RECORDER, node_command, params_file, share_dir, stack_commands
 
 SCENARIO_MODEL = {"amr": "factory_floor", "arm": "arm_cell", "vehicle": "vehicle_lane"}
 
@@ -60,10 +60,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"mujoco_sim": {"seed": str(args.seed)}}
     if args.policy:
         overrides["policy_inference"] = {"checkpoint": str(Path(args.policy).resolve())}
-    commands = [(spec, node_command(spec, params, use_sim_time=True, overrides=overrides.get(spec.name)))
-                for spec in nodes_for("mujoco")]
-    recorder = NodeSpec("recorder", respawn=False, required=False)
-    commands.append((recorder, node_command(recorder, params, use_sim_time=True,
+    commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
+    commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True,
                                             overrides={"output": str(out / "recording.mcap")})))
 
     events: list[str] = []

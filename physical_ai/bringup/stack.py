@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 ROBOTS = ("arm", "amr", "vehicle")
@@ -36,6 +37,10 @@ STACK: tuple[NodeSpec, ...] = (
     # The safety layer is never restarted behind the user's back: if it dies the bring-up ends loudly.
     NodeSpec("trajectory_correction", respawn=False, required=True),
 )
+
+# Not respawned: a restarted recorder would reopen (and overwrite) its MCAP file. Optional: a bring-up goes on
+# without it.
+RECORDER = NodeSpec("recorder", respawn=False, required=False)
 
 
 def nodes_for(sim: str) -> list[NodeSpec]:
@@ -80,7 +85,7 @@ def params_file(robot: str, override: str | os.PathLike[str] | None = None) -> P
 
 
 def node_command(spec: NodeSpec, params: Path, *, namespace: str = "", use_sim_time: bool = False,
-                 overrides: dict[str, str] | None = None, python: str | None = None) -> list[str]:
+                 overrides: Mapping[str, str] | None = None, python: str | None = None) -> list[str]:
     """The argv that runs one node in its own process, as `ros2 launch` would with the same arguments."""
     import sys
 
@@ -92,3 +97,11 @@ def node_command(spec: NodeSpec, params: Path, *, namespace: str = "", use_sim_t
     for key, value in (overrides or {}).items():
         argv += ["-p", f"{key}:={value}"]
     return argv
+
+
+def stack_commands(sim: str, params: Path, *, namespace: str = "", use_sim_time: bool = False,
+                   overrides: Mapping[str, Mapping[str, str]] | None = None) -> list[tuple[NodeSpec, list[str]]]:
+    """(spec, argv) of every node of a bring-up, each with its own parameter overrides (by node name)."""
+    overrides = overrides or {}
+    return [(spec, node_command(spec, params, namespace=namespace, use_sim_time=use_sim_time,
+                                overrides=overrides.get(spec.name))) for spec in nodes_for(sim)]

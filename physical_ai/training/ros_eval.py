@@ -42,7 +42,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
 
     from physical_ai import convert
     from physical_ai.bringup.processes import Supervisor
-    from physical_ai.bringup.stack import node_command, nodes_for, params_file
+    from physical_ai.bringup.stack import params_file, stack_commands
     from physical_ai.training.evaluate import EpisodeResult, check_policy_fits, env_time_limit, summarise
 
     env = make_env(scenario)
@@ -57,8 +57,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     }
     if robot == "amr":
         overrides["policy_inference"]["odom_topic"] = MAP_ODOM_TOPIC
-    commands = [(spec, node_command(spec, params, use_sim_time=True, overrides=overrides.get(spec.name)))
-                for spec in nodes_for("mujoco")]
+    commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ))
     rclpy.init()

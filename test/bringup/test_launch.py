@@ -84,7 +84,7 @@ def test_launch_description_reads_the_same_table_as_physai_run():
     # Same functions, not copies: the launch files and `physai run` cannot drift apart.
     assert launch_description.nodes_for is stack.nodes_for
     assert launch_description.share_dir is stack.share_dir
-    assert cli.nodes_for is stack.nodes_for and cli.params_file is stack.params_file
+    assert cli.stack_commands is stack.stack_commands and cli.params_file is stack.params_file
     assert set(SCENARIOS) == set(ROBOTS)
     assert nodes_for("mujoco")[0].name == "mujoco_sim"
     for sim in ("gazebo", "none"):
