@@ -1,0 +1,180 @@
+"""The Foxglove bridge over real DDS and a real WebSocket client speaking the Foxglove protocol.
+
+The client side follows the Foxglove WebSocket protocol: JSON `serverInfo`/`advertise`/`subscribe` text frames and
+binary message-data frames (opcode 0x01, uint32 LE subscription id, uint64 LE log time, payload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import rclpy
+import websockets
+from geometry_msgs.msg import TransformStamped
+from nav_msgs.msg import Odometry
+from physical_ai_stack.msg import Obstacle, ObstacleArray
+from rclpy.serialization import deserialize_message
+from tf2_msgs.msg import TFMessage
+
+from physical_ai_nodes._base import LATCHED_QOS, STATE_QOS
+
+SUBPROTOCOL = "foxglove.sdk.v1"  # foxglove-sdk 0.30 refuses the older "foxglove.websocket.v1" with HTTP 400
+MESSAGE_DATA = 0x01
+MAX_RATE_HZ = 5.0
+PUBLISH_HZ = 50.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _odometry(i: int) -> Odometry:
+    msg = Odometry(child_frame_id="base_link")
+    msg.header.frame_id = "odom"
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 100 + i, 250_000_000
+    msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = 1.5, -2.25, float(i)
+    msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = 0.6, 0.8
+    msg.twist.twist.linear.x, msg.twist.twist.angular.z = 0.75, -0.125
+    return msg
+
+
+class _Publisher:
+    """Publishes Odometry at PUBLISH_HZ from a thread; ObstacleArray only once `start_obstacles` is set."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.odom = node.create_publisher(Odometry, "/odom", STATE_QOS)
+        self.sent: list[Odometry] = []
+        self.start_obstacles = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        obstacles = None
+        while not self.stop.is_set():
+            msg = _odometry(len(self.sent))
+            self.sent.append(msg)
+            self.odom.publish(msg)
+            if self.start_obstacles.is_set():
+                if obstacles is None:  # a topic that appears after the bridge started
+                    obstacles = self.node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS)
+                obstacles.publish(ObstacleArray(obstacles=[Obstacle(id=7, classification=Obstacle.CLASS_PERSON)]))
+            time.sleep(1.0 / PUBLISH_HZ)
+
+
+async def _client(port: int, publisher: _Publisher, deadline: float) -> dict:
+    """Connect, subscribe to /odom, /tf_static and (once advertised) /perception/obstacles; collect frames."""
+    while True:
+        try:
+            ws = await websockets.connect(f"ws://127.0.0.1:{port}", subprotocols=[SUBPROTOCOL], max_size=None)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "bridge never accepted a WebSocket connection"
+            await asyncio.sleep(0.2)
+    result = {"subprotocol": ws.subprotocol, "channels": {}, "frames": {}}
+    subscription_topic: dict[int, str] = {}
+    odom_window: list[float] = []
+    async with ws:
+        while time.monotonic() < deadline:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            if isinstance(frame, str):
+                op = json.loads(frame)
+                if op["op"] != "advertise":
+                    continue
+                subscriptions = []
+                for channel in op["channels"]:
+                    result["channels"][channel["topic"]] = channel
+                    if channel["topic"] in ("/odom", "/tf_static", "/perception/obstacles"):
+                        sub_id = len(subscription_topic) + 1
+                        subscription_topic[sub_id] = channel["topic"]
+                        subscriptions.append({"id": sub_id, "channelId": channel["id"]})
+                if subscriptions:
+                    await ws.send(json.dumps({"op": "subscribe", "subscriptions": subscriptions}))
+                if "/odom" in result["channels"]:
+                    publisher.start_obstacles.set()
+                continue
+            assert frame[0] == MESSAGE_DATA, f"unexpected binary opcode {frame[0]}"
+            sub_id, log_time = struct.unpack_from("<IQ", frame, 1)
+            topic = subscription_topic[sub_id]
+            result["frames"].setdefault(topic, []).append((log_time, bytes(frame[13:])))
+            if topic == "/odom":
+                odom_window.append(time.monotonic())
+            frames = result["frames"]
+            if len(frames.get("/odom", [])) >= 12 and frames.get("/tf_static") and frames.get("/perception/obstacles"):
+                break
+    result["odom_arrivals"] = odom_window
+    return result
+
+
+def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas():
+    port = _free_port()
+    rclpy.init()
+    node = rclpy.create_node("foxglove_test_publisher")
+    # Latched before the bridge exists: a client subscribing later must still get it.
+    tf_static = node.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
+    transform = TransformStamped(child_frame_id="lidar_link")
+    transform.header.frame_id = "base_link"
+    transform.transform.translation.z = 0.42
+    tf_static.publish(TFMessage(transforms=[transform]))
+    publisher = _Publisher(node)
+    publisher.thread.start()
+    proc = subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.foxglove_bridge", "--ros-args",
+                             "-p", f"port:={port}", "-p", "discovery_period_s:=0.2",
+                             "-p", f"max_rate_hz:={MAX_RATE_HZ}"], env=dict(os.environ))
+    try:
+        result = asyncio.run(_client(port, publisher, time.monotonic() + 40))
+    finally:
+        publisher.stop.set()
+        publisher.thread.join(timeout=5)
+        proc.send_signal(2)  # SIGINT
+        try:
+            code = proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = None
+        node.destroy_node()
+        rclpy.shutdown()
+    assert code == 0, f"bridge exit code {code} after SIGINT"
+    assert result["subprotocol"] == SUBPROTOCOL
+
+    odom_channel = result["channels"]["/odom"]
+    assert odom_channel["encoding"] == "cdr"
+    assert odom_channel["schemaEncoding"] == "ros2msg"
+    assert odom_channel["schemaName"] == "nav_msgs/msg/Odometry"
+    obstacles_channel = result["channels"]["/perception/obstacles"]
+    assert obstacles_channel["schemaName"] == "physical_ai_stack/msg/ObstacleArray"
+    schema = obstacles_channel["schema"]
+    for field in ("Obstacle[] obstacles", "MSG: physical_ai_stack/Obstacle", "classification",
+                  "MSG: std_msgs/Header"):
+        assert field in schema, f"{field!r} missing from the advertised ObstacleArray schema"
+
+    # Every forwarded /odom frame decodes to exactly the message published with that index.
+    frames = result["frames"]
+    assert len(frames["/odom"]) >= 12, f"only {len(frames.get('/odom', []))} /odom frames"
+    for log_time, payload in frames["/odom"]:
+        msg = deserialize_message(payload, Odometry)
+        assert msg == publisher.sent[int(msg.pose.pose.position.z)]
+        assert log_time > 0
+    obstacles = deserialize_message(frames["/perception/obstacles"][0][1], ObstacleArray)
+    assert [(o.id, o.classification) for o in obstacles.obstacles] == [(7, Obstacle.CLASS_PERSON)]
+    latched = deserialize_message(frames["/tf_static"][0][1], TFMessage)
+    assert latched.transforms[0].child_frame_id == "lidar_link"
+    assert latched.transforms[0].transform.translation.z == 0.42
+
+    # Published at 50 Hz, forwarded at most MAX_RATE_HZ (plus scheduling slack) per topic.
+    arrivals = result["odom_arrivals"]
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert rate <= MAX_RATE_HZ * 1.5, f"/odom forwarded at {rate:.1f} Hz with max_rate_hz={MAX_RATE_HZ}"
