@@ -55,6 +55,8 @@ def action_noise_scale(env: Env) -> np.ndarray:
     """Per-channel scale of the DART noise and of world-model candidate offsets."""
     if env.embodiment == "amr":
         return np.array([0.1, 0.2])
+    if env.embodiment == "vehicle":  # steering [rad], speed [m/s]
+        return np.array([0.03, 0.5])
     return np.array([0.05] * 7 + [0.01])
 
 
@@ -135,7 +137,7 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
     limit = max_steps or int(np.ceil(60.0 / spec.dt))
     writer = DatasetWriter(output, robot_type=env.embodiment, fps=1.0 / spec.dt, features=features_for(spec),
                            extra={"scenario": scenario, "embodiment": env.embodiment, "spec": spec.to_json(),
-                                  "state_frame": "map" if env.embodiment == "amr" else "joint",
+                                  "state_frame": "map" if env.embodiment in ("amr", "vehicle") else "joint",
                                   "perception": perception, "dart_std": dart_std, "wm_every": wm_every,
                                   "wm_k": wm_k, "seed": seed})
     tried = kept = 0
@@ -172,7 +174,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `physai collect`."""
-    parser.add_argument("scenario", help="amr | arm (or factory_floor | arm_cell)")
+    parser.add_argument("scenario", help="amr | arm | vehicle (or factory_floor | arm_cell | vehicle_lane)")
     parser.add_argument("--output", required=True, help="new dataset directory")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (episodes use seed, seed+1, ...)")

@@ -498,12 +498,190 @@ class ArmEnv(Env):
         return bool(np.linalg.norm(p - sc.data.site("tcp").xpos) > 0.06 and not over_bin)
 
 
-ENVS: dict[str, type[Env]] = {"amr": AmrEnv, "arm": ArmEnv}
-ALIASES = {"factory_floor": "amr", "factory": "amr", "arm_cell": "arm", "arm_pick": "arm", "amr_nav": "amr"}
+# ======================================================================================================== vehicle
+VEHICLE_TASK = "follow the lane and stop behind the car ahead"
+
+
+def vehicle_spec(name: str = "vehicle_dataset") -> PolicyConfig:
+    """The vehicle spec with a map-frame pose in the state (the lane is fixed in the map).
+
+    The default vehicle spec carries only the odometry twist: with it a policy cannot know where the lane bends.
+    Here the state is the AMR's (map x, y, yaw from /odom composed with map -> odom, odometry vx, wz); obstacle
+    tokens and the (steering_angle [rad], speed [m/s]) action are the default spec's.
+    """
+    cfg = default_config("vehicle", name=name)
+    names = ("odom.x", "odom.y", "odom.yaw", "odom.vx", "odom.wz")
+    state = FeatureGroup(names=names, units=("m", "m", "rad", "m/s", "rad/s"), mean=(0.0,) * 5, std=(1.0,) * 5)
+    return replace(cfg, observation=replace(cfg.observation, state=state))
+
+
+class VehicleEnv(Env):
+    """Ackermann car on the lane: map-frame pose and twist, 3D LiDAR -> perception-core tracks, (steer, speed).
+
+    Sensing follows the ROS nodes of config/vehicle.yaml: the mujoco_sim node's LiDAR layout (rings, rays, range;
+    the vehicle has no 2D scanner) and the perception_fusion node's segmentation and tracking settings ("node"
+    mode). The pose is in the map frame (the mujoco_sim node publishes map -> odom), as for the AMR.
+    """
+
+    embodiment = "vehicle"
+    scenario_name = "vehicle"
+
+    def make_spec(self) -> PolicyConfig:
+        """`vehicle_spec()`."""
+        return vehicle_spec()
+
+    def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
+        """The lead car's position and behaviour (stopped or slow, then stopping) come from the scenario seed."""
+        return {}
+
+    def _reset_sensing(self) -> None:
+        sc = self.sc
+        node = self.perception == "node"
+        sim = robot_params("vehicle", "mujoco_sim") if node else {"lidar_rings": 8, "lidar_horizontal": 450}
+        self.lidar = Lidar(sc.model, sc.lidar_body, int(sim.get("lidar_rings", 16)),
+                           int(sim.get("lidar_horizontal", 1800)), float(sim.get("lidar_min_elev_deg", -15.0)),
+                           float(sim.get("lidar_max_elev_deg", 15.0)),
+                           range_max=float(sim.get("lidar_range_max_m", 60.0)))
+        body = sc.model.body(sc.lidar_body)
+        self.T_base_lidar = np.eye(4)
+        self.T_base_lidar[:3, 3] = body.pos
+        sigma = float(self.rng.uniform(0.01, 0.04)) if self.randomise else 0.02
+        self.noise = SensorNoise(sigma=sigma, invalid_fraction=0.02 if self.randomise else 0.01)
+        params = robot_params("vehicle", "perception_fusion") if node else {"x_min_m": -20.0, "x_max_m": 60.0,
+                                                                             "y_min_m": -30.0, "y_max_m": 30.0}
+        self.pipeline = FusionPipeline(perception_pipeline_config(params))
+        self.feature_names = self.spec.observation.obstacles.features.names
+        self.corrector = None
+
+    corrector = None
+
+    def attach_corrector(self) -> None:
+        """Execute actions through the vehicle trajectory_correction core (settings from config/vehicle.yaml).
+
+        As under ROS: the corrector gets the odometry pose and speed, the tracked obstacles as covering discs, and
+        the policy's chunks; no lane path (nothing publishes /plan in the vehicle stack), so it keeps the policy's
+        steering and limits steering rate, lateral acceleration and speed behind obstacles in the lane.
+        """
+        from physical_ai.control.vehicle import VehicleConfig, VehicleCorrector
+
+        g = robot_params("vehicle", "trajectory_correction").get
+        self.corrector_rate = float(g("rate_hz", 100.0))
+        self.corrector = VehicleCorrector(VehicleConfig(
+            wheelbase=g("wheelbase", 2.7), max_steer=g("max_steer", 0.5), max_steer_rate=g("max_steer_rate", 0.6),
+            max_lateral_acc=g("max_lateral_acc", 3.0), max_speed=g("max_speed", 15.0), max_acc=g("max_acc", 2.0),
+            max_decel=g("max_decel", 5.0), cruise_speed=g("cruise_speed", 8.0), min_gap_m=g("min_gap_m", 2.5),
+            time_gap_s=g("time_gap_s", 1.5), lane_half_width=g("lane_half_width", 1.75),
+            max_age_s=g("max_chunk_age_s", 0.5), max_future_s=g("max_chunk_future_s", 0.5),
+            period_s=1.0 / self.corrector_rate))
+
+    def _feed_corrector(self, obstacles: list[Any]) -> None:
+        from physical_ai.control.shapes import boxes_to_discs
+
+        if obstacles:
+            centres = np.array([o.cluster.center[:2] for o in obstacles])
+            sizes = np.array([o.cluster.size[:2] for o in obstacles])
+            yaws = np.array([o.cluster.yaw for o in obstacles])
+            vel = np.array([o.velocity[:2] for o in obstacles])
+        else:
+            centres, sizes, yaws, vel = np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2))
+        self.corrector.set_obstacles(*boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel))
+
+    def _feed_pose(self) -> None:
+        T, twist = self.sc.odometry()
+        self.corrector.set_pose(T[0, 3], T[1, 3], float(np.arctan2(T[1, 0], T[0, 0])), twist[0])
+
+    def submit_chunk(self, chunk: np.ndarray) -> None:
+        """Hand a policy chunk starting now to the corrector (out-of-limit targets are clamped and counted)."""
+        now = self.sc.data.time
+        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
+                                            len(chunk), now)
+        self.clamped_requests += int(check.clamped)
+
+    def _corrected_step(self) -> None:
+        sc = self.sc
+        n_sub = max(1, round(1.0 / (self.corrector_rate * sc.timestep)))
+        for _ in range(max(1, round(self.dt * self.corrector_rate))):
+            self._feed_pose()  # odometry at the loop rate (50 Hz under ROS; close enough at 100 Hz here)
+            cmd = self.corrector.step(sc.data.time)
+            sc.command_ackermann(cmd.steering_angle, cmd.speed)
+            sc.step(n_sub)
+        self._check_measured()
+
+    def _check_measured(self) -> None:
+        """Count a limit violation when the measured speed or steering angle exceeds the car's limits (2 %)."""
+        steer = self.sc.drive.current[0]
+        if abs(self.sc.speed()) > self.sc.drive.upper[1] * 1.02 + 1e-3 or abs(steer) > self.sc.max_steer * 1.02:
+            self.limit_violations += 1
+
+    def pose(self) -> np.ndarray:
+        """Map-frame (x, y, yaw) of base_link (rear axle) as map -> odom -> base_link gives it."""
+        return self.sc.base_pose()
+
+    def obstacles(self) -> np.ndarray:
+        """Perceived obstacles now, (n, F) in base_link with the spec's features."""
+        sc = self.sc
+        scan = self.lidar.scan(sc.data, self.noise, self.rng)
+        pts = np.stack([scan["x"], scan["y"], scan["z"]], axis=1).astype(np.float64)
+        pts = pts @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3]
+        x, y, yaw = self.pose()
+        result = self.pipeline.process(FrameInput(stamp_ns=sc.time_ns, clouds=[pts], scans=[],
+                                                  T_world_base=_yaw_matrix(x, y, yaw)))
+        if self.corrector is not None:
+            self._feed_corrector(result.obstacles)
+        rows = []
+        for ob in result.obstacles:
+            c = ob.cluster
+            values = {"x": c.center[0], "y": c.center[1], "z": c.center[2], "length": c.size[0],
+                      "width": c.size[1], "height": c.size[2], "yaw": c.yaw, "vx": ob.velocity[0],
+                      "vy": ob.velocity[1], "class": float(c.classification), "confidence": c.confidence}
+            rows.append([values[f] for f in self.feature_names])
+        return np.asarray(rows, dtype=np.float64).reshape(-1, len(self.feature_names))
+
+    def observe(self) -> dict[str, Any]:
+        """State (map x, y, yaw, vx, wz), perceived obstacles, instruction."""
+        _, twist = self.sc.odometry()
+        x, y, yaw = self.pose()
+        return {"state": np.array([x, y, yaw, twist[0], twist[5]]), "obstacles": self.obstacles(),
+                "instruction": VEHICLE_TASK}
+
+    def expert_action(self) -> np.ndarray:
+        """(steering_angle, speed) of the lane expert (pure pursuit on the centreline, stopping profile)."""
+        cmd = self.expert.act(experts.observe(self.sc))
+        return np.array([cmd["steering_angle"], cmd["speed"]])
+
+    def apply(self, action: np.ndarray) -> None:
+        """Ackermann command, clamped to the car's limits first (counted); the corrector's loop when attached."""
+        if self.corrector is not None:
+            self._corrected_step()
+            return
+        sc = self.sc
+        lo, hi = self.action_limits()
+        a = np.asarray(action, dtype=float)
+        if not np.isfinite(a).all():
+            a = np.zeros(2)
+        if np.any(a < lo - 1e-6) or np.any(a > hi + 1e-6):
+            self.clamped_requests += 1
+        sc.command_ackermann(*np.clip(a, lo, hi))
+        sc.step(max(1, round(self.dt / sc.timestep)))
+        self._check_measured()
+
+    def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Steering and forward speed limits (no reversing in this task)."""
+        hi = self.sc.drive.upper.copy()
+        return np.array([-hi[0], 0.0]), hi
+
+    def lead_state(self) -> tuple[float, float]:
+        """Ground-truth lead car (arc length [m], speed [m/s]): scoring and world-model labels only."""
+        return self.sc.obstacle_state(self.sc.data.time)
+
+
+ENVS: dict[str, type[Env]] = {"amr": AmrEnv, "arm": ArmEnv, "vehicle": VehicleEnv}
+ALIASES = {"factory_floor": "amr", "factory": "amr", "arm_cell": "arm", "arm_pick": "arm", "amr_nav": "amr",
+           "vehicle_lane": "vehicle", "vehicle_drive": "vehicle"}
 
 
 def make_env(scenario: str, randomise: bool = True, perception: str = "node") -> Env:
-    """The env for a scenario name ("amr", "arm", or their model directory names)."""
+    """The env for a scenario name ("amr", "arm", "vehicle", or their model directory names)."""
     key = ALIASES.get(scenario, scenario)
     if key not in ENVS:
         raise ValueError(f"scenario {scenario!r}: no policy env (choose from {sorted(ENVS)})")

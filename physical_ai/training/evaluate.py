@@ -70,9 +70,11 @@ class EpisodeResult:
 
 
 def hold_action(env: Env) -> np.ndarray:
-    """The safe action when every candidate is vetoed: stop (AMR) or hold the current joints (arm)."""
+    """The safe action when every candidate is vetoed: stop (AMR, vehicle) or hold the current joints (arm)."""
     if env.embodiment == "amr":
         return np.zeros(2)
+    if env.embodiment == "vehicle":  # keep the wheels where they are, brake
+        return np.array([env.sc.drive.current[0], 0.0])
     return np.append(env.sc.target, env.sc.gripper_target)
 
 
@@ -212,7 +214,7 @@ def env_time_limit(env: Env) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `physai eval`."""
-    parser.add_argument("scenario", help="amr | arm")
+    parser.add_argument("scenario", help="amr | arm | vehicle")
     parser.add_argument("--policy", required=True, help="checkpoint directory (config.json + model.safetensors)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET, help="first seed (episodes: seed, seed+1...)")
