@@ -69,9 +69,15 @@ def run(args: argparse.Namespace) -> int:
                             on_event=lambda text: events.append(f"{time.strftime('%H:%M:%S')} {text}"))
     use_shipped_fastdds_profile()
     rclpy.init()
-    monitor = RunMonitor(robot, footprint=(float(corr.get("footprint_length", 0.6)),
-                                           float(corr.get("footprint_width", 0.45))),
-                         clearance_m=float(corr.get("clearance_m", 0.3)), horizon_s=float(corr.get("horizon_s", 2.0)))
+    if robot == "vehicle":  # Ackermann commands on /ackermann_cmd, not /cmd_vel
+        from physical_ai_nodes._vehicle_monitor import VehicleRunMonitor
+
+        monitor = VehicleRunMonitor(str(corr.get("ackermann_topic", "/ackermann_cmd")))
+    else:
+        monitor = RunMonitor(robot, footprint=(float(corr.get("footprint_length", 0.6)),
+                                               float(corr.get("footprint_width", 0.45))),
+                             clearance_m=float(corr.get("clearance_m", 0.3)),
+                             horizon_s=float(corr.get("horizon_s", 2.0)))
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -108,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         float(corr.get("max_linear", 1.0)), float(corr.get("max_angular", 1.5)),
         float(corr.get("max_linear_acc", 1.0)), float(corr.get("max_angular_acc", 2.0)),
         period_s=1.0 / float(corr.get("rate_hz", 100.0))) if robot == "amr" else 0
+    if robot == "vehicle":
+        violations = monitor.vehicle_limit_violations(
+            float(corr.get("max_speed", 15.0)), float(corr.get("max_steer", 0.5)),
+            float(corr.get("max_steer_rate", 0.6)), float(corr.get("max_acc", 2.0)),
+            float(corr.get("max_decel", 5.0)), period_s=1.0 / float(corr.get("rate_hz", 100.0)))
     log = monitor.log
     log.summary.update({
         "scenario": robot, "seed": args.seed, "exit_reason": exit_reason,
@@ -121,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         "wall_time_s": round(time.monotonic() - start, 1),
         "node_events": events,
     })
+    if robot == "vehicle":
+        log.summary["lead_car_gap_m"] = round(monitor.lead_gap_m, 2)
+        log.summary["limit_checks"] = (f"{monitor.commands_received} ackermann_cmd: speed, steering angle, "
+                                       "steering rate, acceleration, braking")
     for r in reactions:
         log.add_latency("reaction_e2e_ms", r)
     if robot == "amr":
@@ -140,8 +155,10 @@ def _progress_line(gt, status, speed: float, monitor) -> None:
         t = gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
         active = ",".join(status.reasons)[:40] if status is not None and status.reasons else "-"
         policy = latency_summary(monitor.log.latencies_ms.get("policy_inference_ms", []))["p50"]
+        gap = getattr(monitor, "lead_gap_m", None)  # vehicle: no people; the gap to the car ahead instead
+        near = f"lead car gap={gap:5.2f} m" if gap is not None else f"nearest person={gt.min_person_clearance_m:5.2f} m"
         text = (f"t={t:5.1f}s progress={gt.progress * 100:5.1f}% speed={speed:4.2f} m/s "
-                f"nearest person={gt.min_person_clearance_m:5.2f} m collisions={gt.collisions} "
+                f"{near} collisions={gt.collisions} "
                 f"policy p50={policy:5.1f} ms corrector: {active}")
     end = "\r" if sys.stdout.isatty() else "\n"
     print(f"[demo] {text:<130}", end=end, flush=True)
@@ -158,11 +175,17 @@ def _print_summary(metrics: dict, out: Path) -> None:
     print(f"task success          : {metrics.get('task_success')}  ({metrics.get('exit_reason')}, "
           f"sim time {metrics.get('sim_time_s')} s, progress {metrics.get('progress')})")
     print(f"collisions            : {metrics.get('collisions')}")
-    print(f"min clearance (people): {metrics.get('min_person_clearance_m', float('nan')):.2f} m "
-          f"(configured {metrics.get('configured_clearance_m')} m)")
-    print(f"reaction latency      : p50 {p('reaction_e2e_ms', 'p50')}, p99 {p('reaction_e2e_ms', 'p99')} "
-          f"over {metrics.get('reaction_events')} event(s) (LiDAR stamp -> first slowing cmd_vel)")
-    print(f"limit violations      : {metrics.get('limit_violations')}")
+    if "min_person_clearance_m" in metrics or metrics.get("scenario") != "vehicle":
+        print(f"min clearance (people): {metrics.get('min_person_clearance_m', float('nan')):.2f} m "
+              f"(configured {metrics.get('configured_clearance_m')} m)")
+        print(f"reaction latency      : p50 {p('reaction_e2e_ms', 'p50')}, p99 {p('reaction_e2e_ms', 'p99')} "
+              f"over {metrics.get('reaction_events')} event(s) (LiDAR stamp -> first slowing cmd_vel)")
+    else:  # the lane scenario has no people: clearance and person reaction do not apply
+        print("min clearance (people): n/a (no people in the lane scenario)")
+        print("reaction latency      : n/a (measured for people entering the path)")
+        print(f"lead car gap (end)    : {metrics.get('lead_car_gap_m')} m (task: stop 1-10 m behind it)")
+    print(f"limit violations      : {metrics.get('limit_violations')}"
+          + (f" ({metrics['limit_checks']})" if "limit_checks" in metrics else ""))
     print(f"policy latency        : p50 {p('policy_inference_ms', 'p50')}, p99 {p('policy_inference_ms', 'p99')}")
     print(f"perception e2e        : p50 {p('perception_e2e_ms', 'p50')}, p99 {p('perception_e2e_ms', 'p99')}")
     print(f"correction cycle      : p50 {p('correction_cycle_ms', 'p50')}, p99 {p('correction_cycle_ms', 'p99')}")
