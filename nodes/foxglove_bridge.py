@@ -6,6 +6,10 @@ forwarded as the CDR bytes that came off the wire (raw subscriptions, no deseria
 over DDS only while at least one client subscribes to its channel, so an idle bridge costs nothing, and a
 per-topic rate cap keeps point clouds and images from swamping a browser. Topics that appear later (a node
 started after the bridge) are offered when the next graph scan finds them.
+
+Known limitation (foxglove-sdk 0.30.3): a client that subscribes within a millisecond of a *new* channel's
+advertisement can get "Unknown channel ID" back; the subscription then has to be made again (in the Foxglove app:
+re-select the topic). Channels that exist when the client connects are not affected.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.stack import (
+    FOXGLOVE,
     RECORDER,
     ROBOTS,
     SIMULATORS,
@@ -29,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", default=None, help="parameter YAML (default: config/<robot>.yaml)")
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (overrides the config)")
     parser.add_argument("--record", default=None, metavar="MCAP", help="record every topic to this MCAP file")
+    parser.add_argument("--foxglove", action="store_true",
+                        help="serve a Foxglove WebSocket live view (port from the config, default 8765)")
     parser.add_argument("--log-dir", default=None, help="write each node's output here instead of the terminal")
 
 
@@ -42,6 +45,9 @@ def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]
     if args.record:
         commands.append((RECORDER, node_command(RECORDER, params, namespace=args.namespace, use_sim_time=use_sim_time,
                                                 overrides={"output": str(Path(args.record).resolve())})))
+    if args.foxglove:
+        commands.append((FOXGLOVE, node_command(FOXGLOVE, params, namespace=args.namespace,
+                                                use_sim_time=use_sim_time)))
     return commands
 
 

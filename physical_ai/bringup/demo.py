@@ -21,7 +21,7 @@ import yaml
 
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.report import latency_summary, write_report
-from physical_ai.bringup.stack import RECORDER, node_command, params_file, share_dir, stack_commands
+from physical_ai.bringup.stack import FOXGLOVE, RECORDER, node_command, params_file, share_dir, stack_commands
 
 SCENARIO_MODEL = {"amr": "factory_floor", "arm": "arm_cell", "vehicle": "vehicle_lane"}
 
@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (default: from config)")
     parser.add_argument("--params-file", default=None, help="parameter file (default: config/<scenario>.yaml)")
     parser.add_argument("--wall-timeout", type=float, default=150.0, help="give up after this long [s]")
+    parser.add_argument("--foxglove", action="store_true",
+                        help="also serve a Foxglove WebSocket live view (port from the config, default 8765)")
 
 
 def _section(params: Path, node: str) -> dict:
@@ -63,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True,
                                             overrides={"output": str(out / "recording.mcap")})))
+    if args.foxglove:
+        commands.append((FOXGLOVE, node_command(FOXGLOVE, params, use_sim_time=True)))
+        live = _section(params, FOXGLOVE.name)
+        print(f"[demo] live view: open ws://{live.get('host', '127.0.0.1')}:{live.get('port', 8765)} in Foxglove "
+              "(Open connection > Foxglove WebSocket)", flush=True)
 
     events: list[str] = []
     supervisor = Supervisor(commands, log_dir=out / "logs", env=dict(os.environ),

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from physical_ai.bringup.stack import SIMULATORS, nodes_for, share_dir
+from physical_ai.bringup.stack import FOXGLOVE, SIMULATORS, nodes_for, share_dir
 
 SCENARIOS = {"arm": "arm_cell", "amr": "factory_floor", "vehicle": "vehicle_lane"}
 
 
 def generate(robot: str):
-    """Launch description for one robot with arguments sim, use_sim_time, namespace, params_file, policy, record."""
+    """Launch description for one robot.
+
+    Arguments: sim, use_sim_time, namespace, params_file, policy, record, foxglove.
+    """
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
@@ -29,6 +32,8 @@ def generate(robot: str):
                               description="parameter file for all nodes"),
         DeclareLaunchArgument("policy", default_value="", description="policy checkpoint dir (default: config)"),
         DeclareLaunchArgument("record", default_value="", description="record all topics to this MCAP bag path"),
+        DeclareLaunchArgument("foxglove", default_value="false", choices=["true", "false"],
+                              description="serve a Foxglove WebSocket live view (port from params_file)"),
         OpaqueFunction(function=_actions, args=[robot]),
     ])
 
@@ -65,6 +70,10 @@ def _actions(context, robot: str) -> list:
         actions.append(Node(package="ros_gz_bridge", executable="parameter_bridge", namespace=arg("namespace"),
                             parameters=[{"config_file": str(share_dir() / "config" / f"gz_bridge_{scenario}.yaml"),
                                          "use_sim_time": True}], output="screen"))
+    if arg("foxglove") == "true":
+        actions.append(Node(package="physical_ai_stack", executable=FOXGLOVE.name, name=FOXGLOVE.name,
+                            namespace=arg("namespace"), parameters=[params, {"use_sim_time": use_sim_time}],
+                            output="screen", respawn=FOXGLOVE.respawn, respawn_delay=1.0))
     if arg("record"):
         actions.append(ExecuteProcess(cmd=["ros2", "bag", "record", "--all", "--storage", "mcap",
                                            "--output", arg("record")], output="screen"))

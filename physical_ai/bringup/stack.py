@@ -41,6 +41,8 @@ STACK: tuple[NodeSpec, ...] = (
 # Not respawned: a restarted recorder would reopen (and overwrite) its MCAP file. Optional: a bring-up goes on
 # without it.
 RECORDER = NodeSpec("recorder", respawn=False, required=False)
+# The live view (`--foxglove`): optional, and safe to restart (a browser reconnects to the new server).
+FOXGLOVE = NodeSpec("foxglove_bridge", respawn=True, required=False)
 
 
 def nodes_for(sim: str) -> list[NodeSpec]:

@@ -6,6 +6,8 @@ binary message-data frames (opcode 0x01, uint32 LE subscription id, uint64 LE lo
 
 from __future__ import annotations
 
+import argparse
+import ast
 import asyncio
 import json
 import os
@@ -15,19 +17,27 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
+import pytest
 import rclpy
 import websockets
+import yaml
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import Obstacle, ObstacleArray
 from rclpy.serialization import deserialize_message
 from tf2_msgs.msg import TFMessage
 
+from physical_ai.bringup import cli, demo
+from physical_ai.bringup.stack import FOXGLOVE, ROBOTS, params_file
 from physical_ai_nodes._base import LATCHED_QOS, STATE_QOS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SUBPROTOCOL = "foxglove.sdk.v1"  # foxglove-sdk 0.30 refuses the older "foxglove.websocket.v1" with HTTP 400
 MESSAGE_DATA = 0x01
+UNKNOWN_CHANNEL = "Unknown channel ID: "
 MAX_RATE_HZ = 5.0
 PUBLISH_HZ = 50.0
 
@@ -81,8 +91,9 @@ async def _client(port: int, publisher: _Publisher, deadline: float) -> dict:
         except OSError:
             assert time.monotonic() < deadline, "bridge never accepted a WebSocket connection"
             await asyncio.sleep(0.2)
-    result = {"subprotocol": ws.subprotocol, "channels": {}, "frames": {}}
+    result = {"subprotocol": ws.subprotocol, "channels": {}, "frames": {}, "resubscribed": 0}
     subscription_topic: dict[int, str] = {}
+    subscription_of_channel: dict[int, int] = {}
     odom_window: list[float] = []
     async with ws:
         while time.monotonic() < deadline:
@@ -92,6 +103,14 @@ async def _client(port: int, publisher: _Publisher, deadline: float) -> dict:
                 break
             if isinstance(frame, str):
                 op = json.loads(frame)
+                if op["op"] == "status" and op["message"].startswith(UNKNOWN_CHANNEL):
+                    # foxglove-sdk 0.30.3 race: a subscribe sent right after a *new* channel's advertise can reach
+                    # the server before it knows the channel; a client retries, as the Foxglove app's user would.
+                    channel_id = int(op["message"][len(UNKNOWN_CHANNEL):])
+                    await asyncio.sleep(0.1)
+                    await ws.send(json.dumps({"op": "subscribe", "subscriptions": [
+                        {"id": subscription_of_channel[channel_id], "channelId": channel_id}]}))
+                    result["resubscribed"] += 1
                 if op["op"] != "advertise":
                     continue
                 subscriptions = []
@@ -100,6 +119,7 @@ async def _client(port: int, publisher: _Publisher, deadline: float) -> dict:
                     if channel["topic"] in ("/odom", "/tf_static", "/perception/obstacles"):
                         sub_id = len(subscription_topic) + 1
                         subscription_topic[sub_id] = channel["topic"]
+                        subscription_of_channel[channel["id"]] = sub_id
                         subscriptions.append({"id": sub_id, "channelId": channel["id"]})
                 if subscriptions:
                     await ws.send(json.dumps({"op": "subscribe", "subscriptions": subscriptions}))
@@ -119,7 +139,7 @@ async def _client(port: int, publisher: _Publisher, deadline: float) -> dict:
     return result
 
 
-def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas():
+def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas(tmp_path):
     port = _free_port()
     rclpy.init()
     node = rclpy.create_node("foxglove_test_publisher")
@@ -131,9 +151,12 @@ def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas():
     tf_static.publish(TFMessage(transforms=[transform]))
     publisher = _Publisher(node)
     publisher.thread.start()
+    # The AMR's parameter file as shipped (its topics include the three used here), then the test's overrides.
     proc = subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.foxglove_bridge", "--ros-args",
-                             "-p", f"port:={port}", "-p", "discovery_period_s:=0.2",
-                             "-p", f"max_rate_hz:={MAX_RATE_HZ}"], env=dict(os.environ))
+                             "--params-file", str(params_file("amr")), "-p", f"port:={port}",
+                             "-p", "discovery_period_s:=0.2", "-p", f"max_rate_hz:={MAX_RATE_HZ}"],
+                            env=dict(os.environ), stdout=open(tmp_path / "bridge.log", "wb"),
+                            stderr=subprocess.STDOUT)
     try:
         result = asyncio.run(_client(port, publisher, time.monotonic() + 40))
     finally:
@@ -147,7 +170,10 @@ def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas():
             code = None
         node.destroy_node()
         rclpy.shutdown()
-    assert code == 0, f"bridge exit code {code} after SIGINT"
+    log = (tmp_path / "bridge.log").read_text()
+    assert code == 0, f"bridge exit code {code} after SIGINT:\n{log}"
+    assert {"/odom", "/perception/obstacles", "/tf_static"} <= set(result["channels"]), \
+        f"advertised: {sorted(result['channels'])}, frames: {sorted(result['frames'])}\n{log}"
     assert result["subprotocol"] == SUBPROTOCOL
 
     odom_channel = result["channels"]["/odom"]
@@ -178,3 +204,35 @@ def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas():
     arrivals = result["odom_arrivals"]
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert rate <= MAX_RATE_HZ * 1.5, f"/odom forwarded at {rate:.1f} Hz with max_rate_hz={MAX_RATE_HZ}"
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_physai_run_adds_the_bridge_only_with_the_flag(robot):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    plain = cli.build_commands(parser.parse_args([robot]))
+    assert FOXGLOVE.name not in [spec.name for spec, _ in plain]
+    commands = cli.build_commands(parser.parse_args([robot, "--foxglove", "--namespace", "r1"]))
+    spec, argv = commands[-1]
+    assert spec is FOXGLOVE and not spec.required  # the stack runs on without its live view
+    assert argv[argv.index("--params-file") + 1] == str(params_file(robot))
+    assert "physical_ai_nodes.foxglove_bridge" in argv and "__ns:=/r1" in argv
+    assert [s.name for s, _ in commands[:-1]] == [s.name for s, _ in plain]
+
+
+def test_physai_demo_accepts_the_flag():
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert parser.parse_args(["amr", "--foxglove"]).foxglove and not parser.parse_args(["amr"]).foxglove
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_robot_params_hold_a_valid_bridge_section(robot):
+    # Every key must be a parameter the node declares (rclpy would otherwise ignore it silently).
+    tree = ast.parse((ROOT / "nodes" / "foxglove_bridge.py").read_text())
+    declared = {call.args[0].value for call in ast.walk(tree) if isinstance(call, ast.Call)
+                and getattr(call.func, "attr", None) == "param" and isinstance(call.args[0], ast.Constant)}
+    section = yaml.safe_load(params_file(robot).read_text())["foxglove_bridge"]["ros__parameters"]
+    assert set(section) <= declared, f"unknown keys {set(section) - declared}"
+    assert section["topics"] and all(t.startswith("/") for t in section["topics"])
+    assert 0 < section["port"] <= 65535
