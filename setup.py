@@ -25,6 +25,7 @@ CORE = [
     "websockets==17.4",
     "mcap==1.6.0",
     "mcap-ros2-support==0.6.0",
+    "foxglove-sdk==0.30.3",
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "psutil==7.2.2",
