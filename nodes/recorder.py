@@ -7,18 +7,11 @@ volatile one would miss /tf_static).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from physical_ai.recording import McapRecorder
 from physical_ai_nodes._base import PhysaiNode, run_node
-
-
-def _message_class(type_name: str) -> type:
-    pkg, kind, name = type_name.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+from physical_ai_nodes._topics import matching_qos, message_class
 
 
 class Recorder(PhysaiNode):
@@ -48,20 +41,16 @@ class Recorder(PhysaiNode):
             if not infos:  # only subscribers so far: match the QoS once a publisher appears
                 continue
             try:
-                msg_class = _message_class(types[0])
+                msg_class = message_class(types[0])
                 self._recorder.add_topic(topic, types[0])
             except (ImportError, AttributeError, LookupError, ValueError) as exc:
                 self.count("topics_skipped_unknown_type")
                 self.get_logger().warning(f"not recording {topic} ({types[0]}): {exc}")
                 self._exclude.add(topic)
                 continue
-            best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
-            latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                             reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             self._recorded[topic] = self.create_subscription(
-                msg_class, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
+                msg_class, topic, lambda data, t=topic: self._on_message(t, data), matching_qos(infos, depth=100),
+                raw=True)
 
     def _on_message(self, topic: str, data: bytes) -> None:
         self._recorder.write(topic, data, self.get_clock().now().nanoseconds)
