@@ -4,12 +4,12 @@ mujoco_sim -> perception_fusion -> policy_inference -> trajectory_correction -> 
 bring-up Supervisor from config/<robot>.yaml (as `physai run` does), the checkpoint under test given to
 policy_inference. Each episode is started with `/sim/reset` (seed) and scored from `/sim/ground_truth` (privileged,
 read by this harness only). Limit violations = measured motion beyond the robot's limits (/odom twist for the AMR,
-/joint_states for the arm, 2 % tolerance); clamped requests = correction cycles that had to clip the policy's
-command to a position/velocity limit (`/correction/status` flags), requests that never reached the driver.
+/odom speed for the vehicle, /joint_states for the arm, 2 % tolerance); clamped requests = correction cycles that
+had to clip the policy's command to a position/velocity limit (`/correction/status` flags), requests that never
+reached the driver.
 
-AMR policies take a map-frame pose (config.json "state_frame": "map"). A real AMR gets it from its localiser; here
-this harness plays the localiser: it republishes /odom composed with the simulator's map -> odom transform
-(/tf_static) as /eval/odom_map and points policy_inference's `odom_topic` there.
+AMR policies take a map-frame pose (config.json "state_frame": "map"): policy_inference composes /odom with the
+map -> odom transform from /tf (its `pose_frame: map` in config/amr.yaml), as on a robot with a localiser.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import numpy as np
 from physical_ai.policy.spec import load_config
 from physical_ai.training.envs import make_env
 
-MAP_ODOM_TOPIC = "/eval/odom_map"
 LIMIT_FLAGS = 1 | 2  # CorrectionStatus.LIMIT_POSITION | LIMIT_VELOCITY
 
 
@@ -38,7 +37,6 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Int64
-    from tf2_msgs.msg import TFMessage
 
     from physical_ai import convert
     from physical_ai.bringup.processes import Supervisor
@@ -55,20 +53,21 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         "mujoco_sim": {"seed": str(seed), "real_time_factor": str(real_time_factor)},
         "policy_inference": {"checkpoint": str(Path(policy_dir).resolve())},
     }
-    if robot == "amr":
-        overrides["policy_inference"]["odom_topic"] = MAP_ODOM_TOPIC
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ))
     rclpy.init()
     node = rclpy.create_node("physai_eval")
     lock = threading.Lock()
-    latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0, "T_map_odom": np.eye(4)}
+    latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0}
     from physical_ai.sim.scenarios import make_scenario
 
     sc = make_scenario(env.scenario_name, 0)
     if robot == "amr":
         lo, hi = sc.base.lower * 1.02 - 1e-3, sc.base.upper * 1.02 + 1e-3
+    elif robot == "vehicle":  # odometry twist (forward speed, yaw rate): the speed limit; yaw rate unbounded
+        lo = np.array([-sc.drive.upper[1] * 1.02 - 1e-3, -np.inf])
+        hi = np.array([sc.drive.upper[1] * 1.02 + 1e-3, np.inf])
     else:
         lo, hi = sc.limits.lower - 0.01, sc.limits.upper + 0.01
         vmax = sc.limits.max_velocity * 1.05
@@ -83,17 +82,6 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
             with lock:
                 latest["limits"] += 1
 
-    def on_static(msg: TFMessage) -> None:
-        for t in msg.transforms:
-            if t.header.frame_id == "map" and t.child_frame_id == "odom":
-                with lock:
-                    latest["T_map_odom"] = convert.transform_to_matrix(t.transform)
-
-    from rclpy.qos import DurabilityPolicy, QoSProfile
-
-    static_qos = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    map_pub = node.create_publisher(Odometry, MAP_ODOM_TOPIC, 10)
-
     def on_joints(msg: JointState) -> None:
         joints = convert.joint_state_to_dict(msg)
         if not all(n in joints for n in joint_names):
@@ -105,22 +93,15 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                 latest["violations"] += 1
 
     def on_odom(msg: Odometry) -> None:
-        T, twist = convert.odometry_to_arrays(msg)
+        _, twist = convert.odometry_to_arrays(msg)
         measured = np.array([twist[0], twist[5]])
         if np.any(measured < lo) or np.any(measured > hi):
             with lock:
                 latest["violations"] += 1
-        with lock:
-            T_map = latest["T_map_odom"] @ T
-        out = Odometry(header=msg.header, child_frame_id=msg.child_frame_id, twist=msg.twist)
-        out.header.frame_id = "map"
-        out.pose.pose = convert.matrix_to_pose(T_map)
-        map_pub.publish(out)
 
     node.create_subscription(SimGroundTruth, "/sim/ground_truth", on_gt, 10)
     node.create_subscription(CorrectionStatus, "/correction/status", on_status, 10)
-    node.create_subscription(TFMessage, "/tf_static", on_static, static_qos)
-    if robot == "amr":
+    if robot in ("amr", "vehicle"):
         node.create_subscription(Odometry, "/odom", on_odom, 10)
     else:
         node.create_subscription(JointState, "/joint_states", on_joints, 10)
