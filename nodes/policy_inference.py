@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from physical_ai import convert
 from physical_ai.policy.chunking import NS, AsyncChunkRunner, TimedChunk
-from physical_ai.policy.observation import ObservationError, assemble_state
+from physical_ai.policy.observation import ObservationError, assemble_state, ground_parts
 from physical_ai.policy.policy import BACKENDS, make_policy
 from physical_ai.policy.spec import ConfigError, check_compatible
 from physical_ai.tf import TransformBuffer
@@ -63,15 +63,19 @@ def obstacle_features(msg: ObstacleArray, names: tuple[str, ...]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
 
 
-def part_features(msg: DetectedPartArray, names: tuple[str, ...]) -> np.ndarray:
-    """DetectedPartArray -> (n, len(names)) features (spec.PART_FEATURES)."""
+def part_features(msg: DetectedPartArray, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """DetectedPartArray -> ((n, len(names)) features (spec.PART_FEATURES), the n labels).
+
+    "is_target" is left 0 here: it depends on the instruction at inference time (`ground_parts`).
+    """
     rows = []
     for part in msg.parts:
         p, q = part.pose.pose.position, part.pose.pose.orientation
         values = {"x": p.x, "y": p.y, "z": p.z, "qx": q.x, "qy": q.y, "qz": q.z, "qw": q.w,
-                  "size_x": part.size.x, "size_y": part.size.y, "size_z": part.size.z, "confidence": part.confidence}
+                  "size_x": part.size.x, "size_y": part.size.y, "size_z": part.size.z, "confidence": part.confidence,
+                  "is_target": 0.0}
         rows.append([values[n] for n in names])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names)), [part.label for part in msg.parts]
 
 
 def rgb_image(msg: Image) -> np.ndarray:
@@ -296,7 +300,8 @@ class PolicyInferenceNode(PhysaiNode):
         if spec.obstacles is not None:
             obs["obstacles"] = latest["obstacles"]
         if spec.parts is not None:
-            obs["parts"] = latest["parts"]
+            values, labels = latest["parts"]
+            obs["parts"] = ground_parts(values, labels, self.instruction, spec.parts.features.names)
         if spec.instruction is not None:
             obs["instruction"] = self.instruction
         primary = [s for s in ("joints", "odom") if s in self._needs]

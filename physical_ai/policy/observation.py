@@ -73,6 +73,48 @@ def pad_tokens(values: np.ndarray, group: TokenGroup, name: str) -> tuple[np.nda
     return out, mask
 
 
+# Perceived part label (physical_ai.perception.parts) of each part name an instruction may use.
+PART_NAME_LABELS = {"cube": "cube", "cylinder": "cylinder", "prism": "box", "box": "box"}
+
+
+def instruction_part_label(instruction: str) -> str | None:
+    """The perceived label of the part an instruction names ("put the prism in the bin" -> "box"), else None."""
+    for word in re.findall(r"[a-z]+", instruction.lower()):
+        if word in PART_NAME_LABELS:
+            return PART_NAME_LABELS[word]
+    return None
+
+
+def ground_parts(values: np.ndarray, labels: list[str] | tuple[str, ...], instruction: str,
+                 names: tuple[str, ...] | list[str], max_grasp_width: float = 0.08) -> np.ndarray:
+    """Fill the "is_target" part feature: 1 where a part's perceived label is the part the instruction names.
+
+    The one place the grounding is computed, for the training env and the policy_inference node alike. Objects
+    too wide for the gripper in both footprint directions (the bin, also fitted as a "box") are never the target.
+
+    Args:
+        values: (n, len(names)) part features; the "is_target" column (if in `names`) is overwritten.
+        labels: the n perceived labels ("cube", "cylinder", "box").
+        instruction: the task text.
+        names: the spec's part feature names.
+        max_grasp_width: widest graspable footprint side, the gripper's opening [m] (needs size_x and size_y).
+
+    Returns:
+        A float64 copy of `values` with the flag set (unchanged when `names` has no "is_target").
+    """
+    out = np.array(values, dtype=np.float64).reshape(-1, len(names))
+    if len(labels) != len(out):
+        raise ObservationError(f"parts: {len(out)} parts but {len(labels)} labels")
+    if "is_target" in names:
+        target = instruction_part_label(instruction)
+        flag = np.array([target is not None and lab == target for lab in labels], dtype=bool)
+        if "size_x" in names and "size_y" in names:
+            sizes = out[:, [list(names).index("size_x"), list(names).index("size_y")]]
+            flag &= sizes.min(axis=1, initial=np.inf) <= max_grasp_width
+        out[:, list(names).index("is_target")] = flag
+    return out
+
+
 def model_inputs(config: PolicyConfig, obs: Mapping[str, object]) -> dict[str, np.ndarray]:
     """Raw observation dict -> batch-1 model inputs keyed by `model_input_names(config)`."""
     spec = config.observation

@@ -39,7 +39,8 @@ STATE_SOURCES = ("joint position/velocity: '<joint>.position', '<joint>.velocity
                  "odometry: 'odom.x', 'odom.y', 'odom.yaw', 'odom.vx', 'odom.vy', 'odom.wz'; "
                  "tactile: 'tactile.<pad>.force', 'tactile.<pad>.contact', 'tactile.<pad>.slip'")
 OBSTACLE_FEATURES = ("x", "y", "z", "length", "width", "height", "yaw", "vx", "vy", "class", "confidence")
-PART_FEATURES = ("x", "y", "z", "qx", "qy", "qz", "qw", "size_x", "size_y", "size_z", "confidence")
+# is_target: 1 when the part's perceived label is the part the instruction names (policy/observation.py)
+PART_FEATURES = ("x", "y", "z", "qx", "qy", "qz", "qw", "size_x", "size_y", "size_z", "confidence", "is_target")
 ARCHITECTURES = ("chunk_transformer", "remote")
 
 

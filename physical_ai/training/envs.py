@@ -18,8 +18,11 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from physical_ai.control.shapes import boxes_to_discs
+from physical_ai.perception.parts import PartsConfig, detect_parts
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
 from physical_ai.policy.defaults import default_config
+from physical_ai.policy.observation import ground_parts
 from physical_ai.policy.spec import FeatureGroup, ObservationSpec, PolicyConfig, TokenGroup
 from physical_ai.sim import experts
 from physical_ai.sim.scenarios import Scenario, make_scenario
@@ -30,6 +33,11 @@ AMR_TASK = "drive to the drop-off station"
 # (8 x 450 rays) with the perception core's default settings, ~8x cheaper, for quick experiments.
 PERCEPTION_MODES = ("node", "fast")
 ARM_TASK = "put the {part} in the bin"
+
+
+def arm_instruction(target_part: str) -> str:
+    """The arm task text for a scenario part body name ("part_prism" -> "put the prism in the bin")."""
+    return ARM_TASK.format(part=target_part.removeprefix("part_"))
 
 
 @dataclass(frozen=True)
@@ -263,13 +271,12 @@ class AmrEnv(Env):
     def _feed_corrector(self, points: np.ndarray, obstacles: list[Any]) -> None:
         keep = (points[:, 2] >= self.points_z[0]) & (points[:, 2] <= self.points_z[1])
         self.corrector.set_points(points[keep, :2])
-        if obstacles:
-            centres = np.array([o.cluster.center[:2] for o in obstacles])
-            radii = np.array([0.5 * np.hypot(*o.cluster.size[:2]) for o in obstacles])
-            vel = np.array([o.velocity[:2] for o in obstacles])
-        else:
-            centres, radii, vel = np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2))
-        self.corrector.set_obstacles(centres, radii, vel)
+        # as the trajectory_correction node does: long boxes (a shelf face) as chains of discs
+        centres = np.array([o.cluster.center[:2] for o in obstacles]).reshape(-1, 2)
+        sizes = np.array([o.cluster.size[:2] for o in obstacles]).reshape(-1, 2)
+        yaws = np.array([o.cluster.yaw for o in obstacles])
+        vel = np.array([o.velocity[:2] for o in obstacles]).reshape(-1, 2)
+        self.corrector.set_obstacles(*boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel))
         x, y, yaw = self.pose()
         self.corrector.set_pose(x, y, yaw)
 
@@ -367,24 +374,40 @@ class AmrEnv(Env):
 
 
 # ============================================================================================================ arm
+def arm_parts_config(params: dict[str, Any]) -> PartsConfig:
+    """The perception_fusion node's part-fitting settings (same keys and defaults as the node), base_link frame."""
+    g = params.get
+    return PartsConfig(table_z=g("table_z_m", 0.0),
+                       workspace_x=(g("workspace_x_min_m", -1.0), g("workspace_x_max_m", 1.0)),
+                       workspace_y=(g("workspace_y_min_m", -1.0), g("workspace_y_max_m", 1.0)))
+
+
 class ArmEnv(Env):
-    """Arm cell pick-and-place: joint state, overhead camera image (policy resolution), depth -> perceived parts."""
+    """Arm cell pick-and-place: joint state, depth -> perceived parts (base_link frame, grounded), instruction.
+
+    Sensing follows the ROS nodes of config/arm.yaml: the depth image is the mujoco_sim camera's (camera_width x
+    camera_height) subsampled by the perception_fusion node's depth_stride, with the simulator's depth noise and
+    invalid pixels; parts are fitted with the node's PartsConfig in base_link (the node's base_frame), labelled by
+    the perception core, and each part token carries "is_target" (its label is the part the instruction names,
+    `physical_ai.policy.observation.ground_parts`, the function policy_inference uses too). No camera image: the
+    grounded part tokens carry what the task needs, and a policy without one needs no image transfer under ROS.
+    """
 
     embodiment = "arm"
     scenario_name = "arm"
-    DEPTH_SIZE = (240, 320)
+    MAX_PARTS = 6  # three parts, the bin, the gripper when it is low over the table, one spare
 
     def make_spec(self) -> PolicyConfig:
-        """The default arm spec without the obstacle group."""
+        """The default arm spec: state, part tokens with sizes and the grounding flag, instruction."""
         cfg = default_config("arm", name="arm_dataset")
         obs = cfg.observation
-        # part sizes tell the cube, cylinder and prism apart (the instruction names one of them)
-        names = (*obs.parts.features.names, "size_x", "size_y", "size_z")
-        parts = TokenGroup(max_count=obs.parts.max_count, features=FeatureGroup(
-            names=names, units=(*obs.parts.features.units, "m", "m", "m"), mean=(0.0,) * len(names),
+        # sizes tell the parts and the bin apart; is_target grounds the instruction's part name
+        names = (*obs.parts.features.names, "size_x", "size_y", "size_z", "is_target")
+        parts = TokenGroup(max_count=self.MAX_PARTS, features=FeatureGroup(
+            names=names, units=(*obs.parts.features.units, "m", "m", "m", "1"), mean=(0.0,) * len(names),
             std=(1.0,) * len(names)))
         # no hand obstacle in pick-and-place demonstrations: drop the empty obstacle group
-        return replace(cfg, observation=ObservationSpec(image=obs.image, state=obs.state, parts=parts,
+        return replace(cfg, observation=ObservationSpec(image=None, state=obs.state, parts=parts,
                                                         instruction=obs.instruction))
 
     def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -393,57 +416,72 @@ class ArmEnv(Env):
 
     def _reset_sensing(self) -> None:
         sc = self.sc
-        _, h, w = self.spec.observation.image.shape
-        self.renderer = mujoco.Renderer(sc.model, h, w)
-        self.depth_renderer = mujoco.Renderer(sc.model, *self.DEPTH_SIZE)
+        # one sensing path for both perception modes: the arm has no LiDAR to thin out
+        sim, fusion = robot_params("arm", "mujoco_sim"), robot_params("arm", "perception_fusion")
+        stride = int(fusion.get("depth_stride", 4))
+        dh, dw = int(sim.get("camera_height", 480)) // stride, int(sim.get("camera_width", 640)) // stride
+        self.parts_cfg = arm_parts_config(fusion)
+        self.depth_max_range = float(fusion.get("depth_max_range_m", 2.0))
+        rgbd = sim.get("rgbd", {}) or {}
+        sigma = float(rgbd.get("noise_sigma", 0.002))
+        self.depth_sigma = float(self.rng.uniform(0.5, 1.5) * sigma) if self.randomise else sigma
+        self.depth_invalid = float(rgbd.get("invalid_fraction", 0.005))
+        self.depth_renderer = mujoco.Renderer(sc.model, dh, dw)
         self.depth_renderer.enable_depth_rendering()
         cam = sc.model.camera(sc.camera)
         fovy = np.radians(sc.model.cam_fovy[cam.id])
-        dh, dw = self.DEPTH_SIZE
         f = 0.5 * dh / np.tan(fovy / 2)
         v, u = np.mgrid[0:dh, 0:dw]
         self._rays = np.stack([(u - dw / 2 + 0.5) / f, -(v - dh / 2 + 0.5) / f, -np.ones_like(u, float)], -1)
         self._rays = self._rays.reshape(-1, 3)
         self.cam_id = cam.id
-        self.depth_sigma = float(self.rng.uniform(0.0005, 0.002)) if self.randomise else 0.001
         self.gripper_target = 0.08
 
     def close(self) -> None:
-        """Free the renderers."""
-        for r in ("renderer", "depth_renderer"):
-            if hasattr(self, r):
-                getattr(self, r).close()
+        """Free the renderer."""
+        if hasattr(self, "depth_renderer"):
+            self.depth_renderer.close()
 
-    def parts(self) -> np.ndarray:
-        """Perceived parts (world frame) from the overhead depth image: the perception core's part fitter."""
-        from physical_ai.perception.parts import PartsConfig, detect_parts
-        from physical_ai.sim.scenarios import TABLE_Z
+    def perceived_parts(self) -> tuple[np.ndarray, list[str]]:
+        """Perceived parts in base_link from the overhead depth image, as the perception_fusion node fits them.
 
+        Returns:
+            ((n, F) spec part features with is_target 0, the n perceived labels).
+        """
         sc = self.sc
         self.depth_renderer.update_scene(sc.data, camera=sc.camera)
         depth = self.depth_renderer.render().reshape(-1).astype(np.float64)
         depth = depth + self.depth_sigma * self.rng.standard_normal(depth.shape)
-        pts_cam = self._rays * depth[:, None]
+        keep = (self.rng.random(depth.shape) >= self.depth_invalid) & (depth < self.depth_max_range)
         R = sc.data.cam_xmat[self.cam_id].reshape(3, 3)
-        pts = pts_cam @ R.T + sc.data.cam_xpos[self.cam_id]
-        cfg = PartsConfig(table_z=TABLE_Z, workspace_x=(0.2, 0.75), workspace_y=(-0.4, 0.5), min_points=8)
-        inside = ((pts[:, 0] > cfg.workspace_x[0]) & (pts[:, 0] < cfg.workspace_x[1]) & (pts[:, 1] > cfg.workspace_y[0])
-                  & (pts[:, 1] < cfg.workspace_y[1]) & (pts[:, 2] < TABLE_Z + cfg.max_height))
-        pts = pts[inside]
-        rows = []
-        for p in detect_parts(pts, cfg):
-            rows.append([*p.position, 0.0, 0.0, np.sin(p.yaw / 2), np.cos(p.yaw / 2), *p.size])
-        return np.asarray(rows, dtype=np.float64).reshape(-1, 10)
+        pts = (self._rays[keep] * depth[keep, None]) @ R.T + sc.data.cam_xpos[self.cam_id]
+        # world -> base_link (the node's base_frame)
+        root = sc.robot_root
+        R_wb = sc.data.xmat[root].reshape(3, 3)
+        pts = (pts - sc.data.xpos[root]) @ R_wb
+        names = self.spec.observation.parts.features.names
+        rows, labels = [], []
+        for p in detect_parts(pts, self.parts_cfg):
+            values = {"x": p.position[0], "y": p.position[1], "z": p.position[2], "qx": 0.0, "qy": 0.0,
+                      "qz": np.sin(p.yaw / 2), "qw": np.cos(p.yaw / 2), "size_x": p.size[0], "size_y": p.size[1],
+                      "size_z": p.size[2], "confidence": p.confidence, "is_target": 0.0}
+            rows.append([values[n] for n in names])
+            labels.append(p.label)
+        return np.asarray(rows, dtype=np.float64).reshape(-1, len(names)), labels
+
+    def instruction(self) -> str:
+        """The task text naming this episode's target part."""
+        return arm_instruction(self.sc.target_part)
 
     def observe(self) -> dict[str, Any]:
-        """Joint state, overhead RGB, perceived parts, instruction naming the target part."""
+        """Joint state, perceived parts grounded in the instruction, instruction naming the target part."""
         sc = self.sc
         _, pos, vel, _ = sc.joint_state()
         state = np.concatenate([pos[:7], [pos[7]], vel[:7]])
-        self.renderer.update_scene(sc.data, camera=sc.camera)
-        image = self.renderer.render().copy()
-        part = sc.target_part.removeprefix("part_")
-        return {"state": state, "image": image, "parts": self.parts(), "instruction": ARM_TASK.format(part=part)}
+        text = self.instruction()
+        values, labels = self.perceived_parts()
+        parts = ground_parts(values, labels, text, self.spec.observation.parts.features.names)
+        return {"state": state, "parts": parts, "instruction": text}
 
     def expert_action(self) -> np.ndarray:
         """Joint position targets and gripper opening of the pick-and-place expert."""

@@ -10,6 +10,10 @@ reached the driver.
 
 AMR policies take a map-frame pose (config.json "state_frame": "map"): policy_inference composes /odom with the
 map -> odom transform from /tf (its `pose_frame: map` in config/amr.yaml), as on a robot with a localiser.
+
+Arm episodes name their target part: the harness gives policy_inference the seed's instruction ("put the cube in the
+bin"; the `instruction` parameter for the first episode, /policy/instruction before each reset), as an operator
+would, and the in-process env does from the same seed.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     from nav_msgs.msg import Odometry
     from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import Int64
+    from std_msgs.msg import Int64, String
 
     from physical_ai import convert
     from physical_ai.bringup.processes import Supervisor
@@ -53,6 +57,14 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         "mujoco_sim": {"seed": str(seed), "real_time_factor": str(real_time_factor)},
         "policy_inference": {"checkpoint": str(Path(policy_dir).resolve())},
     }
+    from physical_ai.sim.scenarios import make_scenario
+    from physical_ai.training.envs import arm_instruction
+
+    def instruction(episode_seed: int) -> str:
+        return arm_instruction(make_scenario(env.scenario_name, episode_seed).target_part)
+
+    if robot == "arm":
+        overrides["policy_inference"]["instruction"] = instruction(seed)
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ))
@@ -60,8 +72,6 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     node = rclpy.create_node("physai_eval")
     lock = threading.Lock()
     latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0}
-    from physical_ai.sim.scenarios import make_scenario
-
     sc = make_scenario(env.scenario_name, 0)
     if robot == "amr":
         lo, hi = sc.base.lower * 1.02 - 1e-3, sc.base.upper * 1.02 + 1e-3
@@ -106,6 +116,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     else:
         node.create_subscription(JointState, "/joint_states", on_joints, 10)
     reset_pub = node.create_publisher(Int64, "/sim/reset", 1)
+    instruction_pub = node.create_publisher(String, "/policy/instruction", 10) if robot == "arm" else None
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -122,6 +133,8 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         for i in range(episodes):
             episode_seed = seed + i
             if i > 0:
+                if instruction_pub is not None:
+                    instruction_pub.publish(String(data=instruction(episode_seed)))
                 reset_pub.publish(Int64(data=episode_seed))
             with lock:
                 latest["gt"], limits0, violations0 = None, latest["limits"], latest["violations"]

@@ -1,6 +1,7 @@
 """`physai train`: imitation learning of the project's action-chunking policy on collected demonstrations.
 
     physai train --dataset /tmp/amr_data --output models/amr_nav --steps 4000
+    physai train --dataset /tmp/arm_a /tmp/arm_b --output models/arm_pick   (datasets collected in parallel)
 
 The model is `physical_ai.policy.model.ChunkTransformer`; its observation/action spec comes from the dataset
 (`meta/info.json` -> physai.spec), its normalisation statistics are computed here from the data and stored in
@@ -73,6 +74,21 @@ def load_training_data(dataset: Dataset, config: PolicyConfig) -> TrainData:
         raise DatasetError(f"{dataset.root}: no episodes")
     inputs = {n: np.concatenate(v) for n, v in parts.items()}
     return TrainData(inputs, np.concatenate(actions), np.concatenate(pads), np.concatenate(episodes))
+
+
+def load_datasets(dataset_dirs: list[str | Path], config: PolicyConfig) -> tuple[TrainData, list[Dataset]]:
+    """Frames of one or more datasets with the same recorded spec (e.g. collected in parallel), concatenated."""
+    datasets = [Dataset(d) for d in dataset_dirs]
+    first = datasets[0].physai.get("spec")
+    for d in datasets[1:]:
+        if d.physai.get("spec") != first:
+            raise DatasetError(f"{d.root}: its recorded observation/action spec differs from {datasets[0].root}'s")
+    loaded = [load_training_data(d, config) for d in datasets]
+    offsets = np.cumsum([0] + [len(d) for d in datasets[:-1]])
+    data = TrainData({k: np.concatenate([t.inputs[k] for t in loaded]) for k in loaded[0].inputs},
+                     np.concatenate([t.actions for t in loaded]), np.concatenate([t.action_pad for t in loaded]),
+                     np.concatenate([t.episode_of_frame + o for t, o in zip(loaded, offsets, strict=True)]))
+    return data, datasets
 
 
 def _group_stats(values: np.ndarray, group: FeatureGroup, mask: np.ndarray | None = None) -> FeatureGroup:
@@ -189,13 +205,15 @@ def _batch(data: TrainData, idx: np.ndarray, names: list[str], torch: Any) -> li
     return out
 
 
-def train(dataset_dir: str | Path, output: str | Path, name: str, architecture: dict[str, Any], steps: int,
+def train(dataset_dir: str | Path | list[str | Path], output: str | Path, name: str, architecture: dict[str, Any],
+          steps: int,
           batch_size: int = 64, lr: float = 1e-3, seed: int = 0, threads: int = 2, resume: bool = False,
           checkpoint_every: int = 500, stop_after: int | None = None, progress_bar: bool = True,
           quiet: bool = False) -> dict[str, Any]:
     """Train and write the checkpoint to `output`; return a summary (final loss, wall time, parameters).
 
-    `stop_after` stops (as an interruption would) after that many steps of this call, leaving a resumable state.
+    `dataset_dir` is one dataset directory or a list of them (same spec). `stop_after` stops (as an interruption
+    would) after that many steps of this call, leaving a resumable state.
     """
     import torch
     from tqdm import tqdm
@@ -206,9 +224,12 @@ def train(dataset_dir: str | Path, output: str | Path, name: str, architecture: 
     torch.set_num_threads(threads)
     out = Path(output)
     state_dir = out / STATE_DIR
-    dataset = Dataset(dataset_dir)
+    dirs = [dataset_dir] if isinstance(dataset_dir, (str, Path)) else list(dataset_dir)
+    if not dirs:
+        raise DatasetError("no dataset directory given")
+    dataset = Dataset(dirs[0])
     config = base_config(dataset, name, architecture)
-    data = load_training_data(dataset, config)
+    data, datasets = load_datasets(dirs, config)
     if resume:
         if not (state_dir / "progress.json").is_file():
             raise DatasetError(f"{out}: nothing to resume ({STATE_DIR}/progress.json missing)")
@@ -218,7 +239,7 @@ def train(dataset_dir: str | Path, output: str | Path, name: str, architecture: 
         config = fit_normalisation(config, data)
         sensing = {k: dataset.physai[k] for k in ("scenario", "perception", "state_frame") if k in dataset.physai}
         config = replace(config, extra={**config.extra, **sensing,
-                                        "training": {"dataset": str(dataset_dir), "steps": steps,
+                                        "training": {"dataset": " ".join(str(d) for d in dirs), "steps": steps,
                                                                        "batch_size": batch_size, "lr": lr,
                                                                        "seed": seed}})
         torch.manual_seed(seed)
@@ -300,7 +321,7 @@ def train(dataset_dir: str | Path, output: str | Path, name: str, architecture: 
     final_loss = history[-1][1] if history else float("nan")
     config = replace(config, extra={**config.extra, "training": {
         **config.extra.get("training", {}), "final_loss": final_loss, "wall_s": round(progress["wall_s"], 1),
-        "frames": n, "episodes": len(dataset)}})
+        "frames": n, "episodes": sum(len(d) for d in datasets)}})
     model.eval()
     save_checkpoint(model, config, out)
     plot_losses(history, out / "loss.png", f"{name}: {count_parameters(model)} parameters")
@@ -319,7 +340,8 @@ def _architecture(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `physai train`."""
-    parser.add_argument("--dataset", required=True, help="dataset directory written by `physai collect`")
+    parser.add_argument("--dataset", required=True, nargs="+",
+                        help="dataset directory written by `physai collect` (several: same spec, concatenated)")
     parser.add_argument("--output", required=True, help="checkpoint directory, e.g. models/amr_nav")
     parser.add_argument("--name", default=None, help="model name (default: the output directory's name)")
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps")
