@@ -48,6 +48,8 @@ def check_policy_fits(config: PolicyConfig, env: Env) -> None:
     """Raise `ConfigError` naming the first difference between a policy's spec and the scenario's."""
     want, have = spec_names(env.spec), spec_names(config)
     for key in ("embodiment", "action", "groups", "state", "obstacles", "parts"):
+        if key == "state" and want[key] and have[key] and set(have[key]) <= set(want[key]):
+            continue  # a policy trained on some of the state entries (physai train --state-features)
         if want[key] != have[key]:
             raise ConfigError(f"policy {config.name!r} does not fit scenario {env.scenario_name!r}: {key} is "
                               f"{have[key]!r} in the policy, the scenario provides {want[key]!r}")
@@ -78,6 +80,14 @@ def hold_action(env: Env) -> np.ndarray:
     return np.append(env.sc.target, env.sc.gripper_target)
 
 
+def _state_columns(env: Env, config: PolicyConfig) -> list[int] | None:
+    """Columns of the env's state the policy takes, None when it takes all of them in order."""
+    have, want = env.spec.observation.state, config.observation.state
+    if have is None or want is None or list(have.names) == list(want.names):
+        return None
+    return [list(have.names).index(n) for n in want.names]
+
+
 def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: float,
                 world_model: Any | None = None, wm_k: int = 8, correction: bool = False) -> EpisodeResult:
     """One closed-loop episode in-process; the world model (if any) picks among `wm_k` sampled candidates.
@@ -91,6 +101,7 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
     if correction:
         env.attach_corrector()
     rng = np.random.default_rng(seed)
+    state_columns = _state_columns(env, policy.config)
     chunk: np.ndarray | None = None
     k = 0
     vetoes = 0
@@ -99,7 +110,7 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
     for _ in range(steps):
         obs = env.observe()  # every step: perception tracks need every frame
         if chunk is None or k >= replan or k >= len(chunk):
-            result = policy.infer(obs)
+            result = policy.infer(obs if state_columns is None else {**obs, "state": obs["state"][state_columns]})
             latency.append(result.latency_ms)
             chunk, k = result.values, 0
             if world_model is not None:

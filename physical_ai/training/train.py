@@ -52,6 +52,11 @@ def load_training_data(dataset: Dataset, config: PolicyConfig) -> TrainData:
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     actions, pads, episodes = [], [], []
     spec = config.observation
+    state_columns = None
+    if spec.state is not None:  # the state entries the config keeps, as columns of the recorded state
+        recorded = list(dataset.physai.get("spec", {}).get("observation", {}).get("state", {}).get("names", []))
+        if recorded and list(spec.state.names) != recorded:
+            state_columns = [recorded.index(n) for n in spec.state.names]
     for index, arrays in dataset.iter_episodes():
         length = len(arrays["action"])
         for name in names:
@@ -65,7 +70,8 @@ def load_training_data(dataset: Dataset, config: PolicyConfig) -> TrainData:
                 key = f"observation.{name}"
                 if key not in arrays:
                     raise DatasetError(f"episode {index}: {key} missing (the policy spec needs it)")
-                parts[name].append(arrays[key].astype(np.float32))
+                values = arrays[key].astype(np.float32)
+                parts[name].append(values[:, state_columns] if name == "state" and state_columns else values)
         step = np.arange(length)[:, None] + np.arange(horizon)[None, :]
         pads.append(step >= length)
         actions.append(arrays["action"][np.minimum(step, length - 1)].astype(np.float32))
@@ -184,15 +190,31 @@ def plot_losses(history: list[tuple[int, float]], path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def base_config(dataset: Dataset, name: str, architecture: dict[str, Any]) -> PolicyConfig:
-    """The observation/action spec recorded with the dataset, with a new name and architecture."""
+def base_config(dataset: Dataset, name: str, architecture: dict[str, Any],
+                state_features: list[str] | None = None) -> PolicyConfig:
+    """The observation/action spec recorded with the dataset, with a new name and architecture.
+
+    `state_features` keeps only these recorded state entries (by name, in this order): e.g. an AMR policy without
+    its own velocity, which otherwise learns to copy it ("stopped, so stay stopped") instead of reading the scene.
+    """
     raw = dataset.physai.get("spec")
     if not isinstance(raw, dict):
         raise DatasetError(f"{dataset.root}/meta/info.json: physai.spec missing (not collected by physai collect?)")
     raw = dict(raw)
     raw["name"] = name
     raw["architecture"] = architecture
-    return parse_config(raw)
+    config = parse_config(raw)
+    if state_features:
+        group = config.observation.state
+        recorded = list(group.names) if group is not None else []
+        missing = [f for f in state_features if f not in recorded]
+        if missing:
+            raise DatasetError(f"--state-features {missing} not in the dataset's state {recorded}")
+        idx = [recorded.index(f) for f in state_features]
+        group = replace(group, names=tuple(state_features), units=tuple(group.units[i] for i in idx),
+                        mean=tuple(group.mean[i] for i in idx), std=tuple(group.std[i] for i in idx))
+        config = replace(config, observation=replace(config.observation, state=group))
+    return config
 
 
 def _batch(data: TrainData, idx: np.ndarray, names: list[str], torch: Any) -> list[Any]:
@@ -209,7 +231,7 @@ def train(dataset_dir: str | Path | list[str | Path], output: str | Path, name: 
           steps: int,
           batch_size: int = 64, lr: float = 1e-3, seed: int = 0, threads: int = 2, resume: bool = False,
           checkpoint_every: int = 500, stop_after: int | None = None, progress_bar: bool = True,
-          quiet: bool = False) -> dict[str, Any]:
+          quiet: bool = False, state_features: list[str] | None = None) -> dict[str, Any]:
     """Train and write the checkpoint to `output`; return a summary (final loss, wall time, parameters).
 
     `dataset_dir` is one dataset directory or a list of them (same spec). `stop_after` stops (as an interruption
@@ -228,7 +250,7 @@ def train(dataset_dir: str | Path | list[str | Path], output: str | Path, name: 
     if not dirs:
         raise DatasetError("no dataset directory given")
     dataset = Dataset(dirs[0])
-    config = base_config(dataset, name, architecture)
+    config = base_config(dataset, name, architecture, state_features)
     data, datasets = load_datasets(dirs, config)
     if resume:
         if not (state_dir / "progress.json").is_file():
@@ -353,6 +375,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ff-dim", type=int, default=128)
     parser.add_argument("--image-channels", default="16,32,32", help="conv channels of the image encoder")
     parser.add_argument("--image-grid", type=int, default=4)
+    parser.add_argument("--state-features", default=None,
+                        help="comma-separated state entries to keep, e.g. odom.x,odom.y,odom.yaw (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
@@ -366,7 +390,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = train(args.dataset, args.output, name, _architecture(args), args.steps, args.batch_size, args.lr,
                         args.seed, args.threads, args.resume, args.checkpoint_every,
-                        progress_bar=not args.no_progress)
+                        progress_bar=not args.no_progress,
+                        state_features=args.state_features.split(",") if args.state_features else None)
     except DatasetError as exc:
         print(f"physai train: {exc}", file=sys.stderr)
         return 2

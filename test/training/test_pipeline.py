@@ -148,3 +148,18 @@ def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path) -> None:
     assert 2 <= len(ds) < 50
     for index, arrays in ds.iter_episodes():
         assert len(arrays["action"]) == 15, index
+
+
+def test_train_on_a_subset_of_the_state_and_evaluate(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pose_only"
+    keep = ["odom.x", "odom.y", "odom.yaw"]
+    train(dataset, out, "pose_only", ARCH, steps=5, batch_size=8, checkpoint_every=5, progress_bar=False,
+          state_features=keep)
+    config = load_config(out)
+    assert list(config.observation.state.names) == keep and len(config.observation.state.mean) == 3
+    # normalisation statistics are the kept columns' (x spans the aisle, yaw barely moves)
+    assert config.observation.state.std[0] > config.observation.state.std[2]
+    rows, report = evaluate("amr", out, episodes=1, time_limit_s=1.0, progress_bar=False)
+    assert report["episodes"] == 1  # the env's 5-entry state was cut to the policy's 3 entries
+    with pytest.raises(DatasetError, match="odom.vz"):
+        train(dataset, tmp_path / "bad", "bad", ARCH, steps=1, progress_bar=False, state_features=["odom.vz"])
