@@ -20,6 +20,8 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -41,6 +43,9 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
 
+TIME_JUMP_BACK_S = 0.1  # a backward step of ROS time larger than this is a reset, not reordering
+
+
 class PhysaiNode(Node):
     """A node with the project's conventions. Subclasses declare parameters with `param`."""
 
@@ -56,6 +61,26 @@ class PhysaiNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATE_QOS)
         period = self.param("diagnostics_period_s", 1.0, "Period of /diagnostics messages [s]", (0.05, 60.0))
         self.create_timer(period, self._publish_diagnostics)
+        # ROS time jumping back (a simulator reset, a bag looping) invalidates everything stamped on the old clock.
+        self._time_reset_hooks: list[Callable[[], None]] = []
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-TIME_JUMP_BACK_S), on_clock_change=False),
+            post_callback=self._on_time_jump)
+
+    # ---- time ---------------------------------------------------------------------------------------------
+    def on_time_reset(self, hook: Callable[[], None]) -> None:
+        """Call `hook` (on the executor thread that received /clock) whenever ROS time jumps back.
+
+        Nodes forget stamped state there: buffered messages, sensor histories, command references, watchdogs.
+        """
+        self._time_reset_hooks.append(hook)
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        self.count("time_jumped_back")
+        self.get_logger().info(f"ROS time jumped back by {-jump.delta.nanoseconds * 1e-9:.3f} s: "
+                               "forgetting state stamped on the old clock")
+        for hook in self._time_reset_hooks:
+            hook()
 
     # ---- parameters -------------------------------------------------------------------------------------
     def param(self, name: str, default: Any, description: str,

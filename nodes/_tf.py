@@ -38,6 +38,9 @@ class TfListener:
                  tf_static_topic: str = "/tf_static") -> None:
         self.node = node
         self.buffer = buffer
+        on_time_reset = getattr(node, "on_time_reset", None)
+        if on_time_reset is not None:  # PhysaiNode: a simulator reset starts a new history
+            on_time_reset(buffer.clear_history)
         self._subscriptions = [
             node.create_subscription(TFMessage, tf_topic, lambda msg: self._on_message(msg, False), TF_QOS),
             node.create_subscription(TFMessage, tf_static_topic, lambda msg: self._on_message(msg, True),

@@ -168,7 +168,9 @@ class PerceptionFusion(PhysaiNode):
         if not specs:
             raise ValueError("perception_fusion: no LiDAR, scan, depth or image topic configured")
         self._max_age_ns = {k: v.max_age_ns for k, v in specs.items()}
-        self.sync = SensorSync(specs, triggers, int(slop * 1e9), int(max_wait * 1e9))
+        self._sync_args = (specs, triggers, int(slop * 1e9), int(max_wait * 1e9))
+        self.sync = SensorSync(*self._sync_args)
+        self.on_time_reset(self._restart)
 
         self.obstacle_pub = self.checked_publisher(ObstacleArray, "/perception/obstacles")
         self.grid_pub = self.checked_publisher(OccupancyGrid, "/perception/occupancy")
@@ -177,6 +179,13 @@ class PerceptionFusion(PhysaiNode):
         self.marker_pub = self.checked_publisher(MarkerArray, "/perception/markers")
         self.create_timer(0.005, self._poll)
         self.set_status(DiagnosticStatus.OK, "waiting for sensors")
+
+    def _restart(self) -> None:
+        """ROS time jumped back (simulator reset): drop buffered frames, tracks and rate state of the old clock."""
+        self.sync = SensorSync(*self._sync_args)
+        self.pipeline.tracker.reset()
+        self._last_rx.clear()
+        self._last_markers_ns = 0
 
     # ---- input validation -----------------------------------------------------------------------------------
     def _now_ns(self) -> int:

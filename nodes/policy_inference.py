@@ -211,12 +211,18 @@ class PolicyInferenceNode(PhysaiNode):
         self._last_problem = ""
         self.runner = AsyncChunkRunner(self.policy, self._now_ns, self._publish, self._on_drop,
                                        self.request_threshold_s, min_period, nice)
+        self.on_time_reset(self._restart)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(check_period, self._check)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self._update_status)
         self.get_logger().info(
             f"policy {self.config.name!r} ({backend}, {self.config.embodiment}, {self.config.chunk_length} steps x "
             f"{self.config.dt} s); inputs {self._needs + (['instruction'] if spec.instruction else [])}")
+
+    def _restart(self) -> None:
+        """ROS time jumped back (simulator reset): inputs and the current chunk belong to the old clock."""
+        self._latest.clear()
+        self.runner.reset()
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def _now_ns(self) -> int:

@@ -122,6 +122,7 @@ class TrajectoryCorrection(PhysaiNode):
         self.required_sensors = sum(bits[name] for name in set(required) if name)
 
         self._lock = threading.Lock()
+        self.on_time_reset(self._restart)
         self.tf_buffer = TransformBuffer()
         self.tf_listener = TfListener(self, self.tf_buffer)
         self._flags = 0
@@ -341,6 +342,18 @@ class TrajectoryCorrection(PhysaiNode):
         with self._lock:
             self.arm.set_measured(q, gripper)
             self.watchdog.feed("state", self._now())
+
+    def _restart(self) -> None:
+        """ROS time jumped back (simulator reset): commands, references and input ages of the old clock are void.
+
+        Every input is stale until received again, so the loop stops the robot meanwhile.
+        """
+        core = {"arm": getattr(self, "arm", None), "amr": getattr(self, "amr", None),
+                "vehicle": getattr(self, "vehicle", None)}[self.mode]
+        with self._lock:
+            self.watchdog.reset()
+            if core is not None:
+                core.restart_clock()
 
     def _on_obstacles(self, msg: ObstacleArray) -> None:
         now = self._now()

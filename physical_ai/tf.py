@@ -119,6 +119,15 @@ class TransformBuffer:
                 edge = self._edges[child] = _Edge(parent, static)
             edge.insert(int(stamp_ns), translation, quaternion, self._cache_ns)
 
+    def clear_history(self) -> None:
+        """Forget every dynamic sample, keeping static edges (as tf2 does when ROS time jumps back).
+
+        After a simulator reset the new, smaller stamps would otherwise sort before the old episode's samples and
+        be trimmed as too old, leaving the last pose of the previous episode as the "latest" transform.
+        """
+        with self._lock:
+            self._edges = {child: edge for child, edge in self._edges.items() if edge.static}
+
     def frames(self) -> set[str]:
         """Every frame known to the buffer."""
         with self._lock:

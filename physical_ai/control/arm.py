@@ -139,6 +139,13 @@ class ArmCorrector:
             self._state[0] = np.clip(position, self.limits.lower, self.limits.upper)
             self._gripper = float(np.clip(gripper, *self.config.gripper_range)) if np.isfinite(gripper) else 0.0
 
+    def restart_clock(self) -> None:
+        """Forget references timed on the old clock (ROS time jumped back, e.g. a simulator reset moved the arm).
+
+        The commanded state restarts from the next measured joint state; the arm holds until a new chunk arrives.
+        """
+        self._state, self._ref, self._last_now, self._last_start, self._retreat = None, None, None, None, None
+
     def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
                      now_s: float) -> ChunkCheck:
         """Check a chunk; when accepted it replaces the reference from now on (blending is ruckig's job)."""

@@ -82,6 +82,10 @@ class VehicleCorrector:
             self._last_start = check.reference.start
         return check
 
+    def restart_clock(self) -> None:
+        """Forget the chunk timed on the old clock (ROS time jumped back): the car brakes until a new one arrives."""
+        self._ref, self._last_start = None, None
+
     def set_path(self, xy: np.ndarray | None) -> None:
         """Path/lane centre (N, 2) in the odom frame, in driving order; None to steer by the policy alone."""
         if xy is None:

@@ -18,6 +18,10 @@ class Watchdog:
         """Record that `name` was received at `now_s`."""
         self._last[name] = now_s
 
+    def reset(self) -> None:
+        """Forget every input (after a clock reset): each counts as stale until it is received again."""
+        self._last.clear()
+
     def age(self, name: str, now_s: float) -> float:
         """Seconds since `name` was last received (inf if never)."""
         last = self._last.get(name)

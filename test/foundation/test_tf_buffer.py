@@ -157,3 +157,13 @@ def test_rejects_bad_edges():
         buf.set_transform("a", "x", 0, np.diag([2.0, 1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="cache_time_s"):
         TransformBuffer(cache_time_s=0)
+
+
+def test_clear_history_keeps_static_edges_and_accepts_a_restarted_clock(robot):
+    robot.set_transform("odom", "base_link", 60 * S, rigid(t=(9.0, 0.0, 0.0)))
+    robot.clear_history()
+    assert not robot.can_transform("odom", "base_link")  # the dynamic edge is gone
+    np.testing.assert_allclose(robot.lookup("base_link", "lidar")[:3, 3], [0.5, 0.0, 0.3])  # statics stay
+    # without the clear, these early stamps would be trimmed as older than the old episode's newest sample
+    robot.set_transform("odom", "base_link", 1 * S, rigid(t=(1.0, 0.0, 0.0)))
+    np.testing.assert_allclose(robot.lookup("odom", "base_link")[:3, 3], [1.0, 0.0, 0.0])
