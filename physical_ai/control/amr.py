@@ -43,6 +43,9 @@ class AmrConfig:
     lookahead_m: float = 0.8
     local_goal_m: float = 4.0
     resume_s: float = 0.5
+    # A path blocked by something moving faster than this is waited out (stop), not steered around or re-planned:
+    # a crossing person clears the path by itself, a detour into its way does not.
+    yield_speed_mps: float = 0.3
     max_age_s: float = 0.5
     max_future_s: float = 0.5
     period_s: float = 0.01
@@ -111,6 +114,11 @@ class AmrCorrector:
             self._ref, self._ref_time = check.reference, now_s
             self._last_start = check.reference.start
         return check
+
+    def restart_clock(self) -> None:
+        """Forget commands timed on the old clock (ROS time jumped back): the base stops until a new one arrives."""
+        self._ref, self._ref_time, self._cmd_vel, self._last_start = None, -np.inf, None, None
+        self._route, self._clear_since = None, None
 
     def submit_cmd_vel(self, linear: float, angular: float, now_s: float) -> list[str]:
         """A planner's command; the most recent of chunk and cmd_vel is the nominal. Returns reasons (empty=ok)."""
@@ -195,6 +203,9 @@ class AmrCorrector:
                 if scale < 1.0:
                     flags |= Flag.OBSTACLE_SLOWDOWN
                     reasons.append(f"obstacle ahead (ttc {ttc:.2f} s): speed x{scale:.2f}")
+            elif blocked and self._route is None and self._moving_blocker(nominal):
+                flags |= Flag.OBSTACLE_STOP
+                reasons.append("path blocked by a moving obstacle: waiting")
             else:
                 if self._route is None and self._pose is not None:
                     self._replan(nominal)
@@ -234,6 +245,16 @@ class AmrCorrector:
         if free.any():
             return False, float(scales[np.argmax(free)]), clearance, ttc
         return True, 0.0, clearance, ttc
+
+    def _moving_blocker(self, nominal: tuple[float, float]) -> bool:
+        """Whether something moving (faster than yield_speed_mps) is within reach ahead along the nominal command."""
+        centres, radii, vel = self._obstacles
+        if centres.shape[0] == 0:
+            return False
+        moving = np.hypot(vel[:, 0], vel[:, 1]) > self.config.yield_speed_mps
+        ahead = centres[:, 0] * np.sign(nominal[0] or 1.0) > -self.config.footprint.length / 2
+        near = np.hypot(centres[:, 0], centres[:, 1]) - radii < self._reach
+        return bool(np.any(moving & ahead & near))
 
     def _detour_or_steer(self, nominal: tuple[float, float]) -> tuple[tuple[float, float], int, list[str]]:
         c = self.config

@@ -144,3 +144,32 @@ def test_sweep_matches_brute_force_point_check():
             th = w * t
             x, y = (v * t, 0.0) if abs(w) < 1e-9 else (v / w * np.sin(th), v / w * (1 - np.cos(th)))
             assert footprint_distance(np.array([x, y, th]), pts).min() < 0.1 + 2 * pad + 1e-9
+
+
+def test_a_path_blocked_by_a_crossing_worker_is_waited_out_not_steered_around():
+    amr = AmrCorrector(CFG)
+
+    def worker(t: float):  # walks slowly across the aisle just ahead (without yielding, the base re-plans and turns)
+        return np.array([[1.0, 0.8 - 0.6 * t]]), np.array([0.25]), np.array([[0.0, -0.6]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 3.0, lambda p: (1.0, 0.0), worker)
+    waiting = [c for c in cmds if "path blocked by a moving obstacle: waiting" in c.reasons]
+    assert waiting, "never waited for the crossing worker"
+    assert not any(c.flags & (Flag.STEERING_CORRECTED | Flag.REPLANNED) for c in cmds)
+    assert np.abs(poses[:, 1]).max() < 0.05 and np.abs(poses[:, 2]).max() < 0.05, "turned towards the worker"
+    gaps = [footprint_distance(p, worker(k * CFG.period_s)[0])[0] - 0.25 for k, p in enumerate(poses)]
+    assert min(gaps) > 0.0
+
+
+def test_restart_clock_forgets_commands_of_the_old_clock():
+    amr = AmrCorrector(CFG)
+    amr.set_pose(0.0, 0.0, 0.0)
+    chunk = np.tile([0.5, 0.0], 10)
+    assert amr.submit_chunk(["linear_x", "angular_z"], chunk, 50.0, 0.1, 10, 50.0).reference is not None
+    assert amr.nominal(50.2) is not None
+    # a simulator reset: time restarts near zero; the old chunk is gone and a new one (earlier stamps) is taken
+    amr.restart_clock()
+    assert amr.nominal(0.1) is None
+    assert amr.step(0.1).linear <= amr.step(0.11).linear + 1e-9  # decelerating towards a stop, not driving on
+    assert amr.submit_chunk(["linear_x", "angular_z"], chunk, 0.2, 0.1, 10, 0.2).reference is not None
+    assert amr.nominal(0.3) == (0.5, 0.0)
