@@ -211,6 +211,8 @@ class TrajectoryCorrection(PhysaiNode):
             max_angular_acc=self.param("max_angular_acc", 2.0, "Angular acceleration limit [rad/s^2]", (0.01, 50.0)),
             horizon_s=self.param("horizon_s", 2.0, "Collision look-ahead [s]", (0.2, 10.0)),
             reaction_s=self.param("reaction_s", 0.1, "Reaction time added to stopping [s]", (0.0, 2.0)),
+            yield_speed_mps=self.param("yield_speed_mps", 0.3, "A path blocked by something moving faster than "
+                                       "this is waited out, not steered around [m/s]", (0.0, 10.0)),
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
         self.amr = AmrCorrector(config)
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),
