@@ -65,6 +65,8 @@ class Env:
 
     embodiment = ""
     scenario_name = ""
+    # False where observe() keeps no state between frames (no tracking): closed loops may observe only at replans
+    perceive_every_step = True
 
     def __init__(self, randomise: bool = True, perception: str = "node") -> None:
         if perception not in PERCEPTION_MODES:
@@ -395,6 +397,7 @@ class ArmEnv(Env):
 
     embodiment = "arm"
     scenario_name = "arm"
+    perceive_every_step = False  # parts are fitted per depth frame, nothing tracked
     MAX_PARTS = 6  # three parts, the bin, the gripper when it is low over the table, one spare
 
     def make_spec(self) -> PolicyConfig:

@@ -108,8 +108,10 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
     latency: list[float] = []
     steps = round(time_limit_s / env.dt)
     for _ in range(steps):
-        obs = env.observe()  # every step: perception tracks need every frame
-        if chunk is None or k >= replan or k >= len(chunk):
+        due = chunk is None or k >= replan or k >= len(chunk)
+        if due or env.perceive_every_step:
+            obs = env.observe()  # every step where perception tracks need every frame
+        if due:
             result = policy.infer(obs if state_columns is None else {**obs, "state": obs["state"][state_columns]})
             latency.append(result.latency_ms)
             chunk, k = result.values, 0
