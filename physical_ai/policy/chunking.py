@@ -146,9 +146,10 @@ class AsyncChunkRunner:
         return self.submit(obs, stamp)
 
     def reset(self) -> None:
-        """Forget the current chunk (after a pause, the next request is immediate)."""
+        """Forget the current chunk and request time (after a pause or a clock reset, the next request is immediate)."""
         with self._cond:
             self._current = None
+            self._last_request_ns = None
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """End the worker thread (waits for a running inference up to `timeout_s`)."""

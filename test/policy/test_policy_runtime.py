@@ -213,6 +213,27 @@ def test_async_runner_requests_early_and_skips_prefix(amr_ckpt):
         runner.stop()
 
 
+def test_async_runner_requests_again_after_the_clock_jumps_back_and_reset(amr_ckpt):
+    from physical_ai.policy.spec import load_config
+
+    config = load_config(amr_ckpt)
+    clock = FakeClock()
+    published: list = []
+    runner = AsyncChunkRunner(ScriptedPolicy(config, clock, latency_s=0.01), clock, published.append,
+                              lambda r, d: None, request_threshold_s=0.4)
+    try:
+        assert runner.maybe_request(lambda: ({"state": np.zeros(5)}, clock()))
+        assert _wait(lambda: len(published) == 1)
+        with clock.lock:
+            clock.ns = 1 * NS  # a simulator reset: ROS time restarts far below the last request
+        runner.reset()
+        assert runner.due(clock()), "the request time of the old clock blocked every new request"
+        assert runner.maybe_request(lambda: ({"state": np.zeros(5)}, clock()))
+        assert _wait(lambda: len(published) == 2) and published[1].obs_time_ns == 1 * NS
+    finally:
+        runner.stop()
+
+
 def test_async_runner_drops_nan_and_expired_and_bad_observations(amr_ckpt):
     from physical_ai.policy.spec import load_config
 
