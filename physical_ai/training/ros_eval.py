@@ -33,6 +33,26 @@ from physical_ai.training.envs import make_env
 LIMIT_FLAGS = 1 | 2  # CorrectionStatus.LIMIT_POSITION | LIMIT_VELOCITY
 
 
+def private_domain_id() -> int:
+    """A DDS domain id (1-101) no other process on this machine is using, by binding its discovery port.
+
+    Fast DDS's metatraffic unicast port of participant 0 in domain d is 7410 + 250 d; if it is free, no local
+    participant is in that domain yet.
+    """
+    import socket
+
+    start = os.getpid() % 100
+    for k in range(100):
+        domain = 1 + (start + k) % 101
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", 7410 + 250 * domain))
+            except OSError:
+                continue
+        return domain
+    raise RuntimeError("no free DDS domain id on this machine")
+
+
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0) -> tuple[list[Any], dict[str, Any]]:
     """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode."""
@@ -67,8 +87,13 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         overrides["policy_inference"]["instruction"] = instruction(seed)
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
-    supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ))
-    rclpy.init()
+    # A private, local-only DDS domain: two evaluations (or an evaluation beside a running stack) on one machine
+    # would otherwise reset each other's simulators and mix their topics.
+    domain = private_domain_id()
+    supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ, ROS_DOMAIN_ID=str(domain),
+                                                                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    rclpy.init(domain_id=domain)
     node = rclpy.create_node("physai_eval")
     lock = threading.Lock()
     latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0}
