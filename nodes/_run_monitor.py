@@ -23,13 +23,13 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import ActionChunk, CorrectionStatus, ObstacleArray, SimGroundTruth
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import PointCloud2
 
 from physical_ai.bringup.report import RunLog
 from physical_ai.convert import quaternion_to_yaw, stamp_to_ns
-from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS
+from physical_ai_nodes._base import STATE_QOS
 
 PERSON_PREFIXES = ("worker", "hand", "person")
 ROBOT_BODIES = ("base_link", "ego", "car", "tcp")
@@ -48,6 +48,7 @@ class RunMonitor(Node):
         self._clock: list[tuple[int, int]] = []  # (sim ns, wall ns) pairs, increasing
         self._lidar: list[tuple[int, int]] = []  # (stamp sim ns, wall rx ns)
         self._cmds: list[tuple[int, float, float]] = []  # (wall rx ns, v, w)
+        self._cmd_sent: list[int] = []  # the publisher's send time of each command [ns, system clock]
         self._gt_times: list[int] = []
         self._gt_robot: list[np.ndarray] = []  # x, y, yaw, speed
         self._gt_people: list[np.ndarray] = []  # (P, 2)
@@ -59,12 +60,37 @@ class RunMonitor(Node):
         self._actual_speed = 0.0
         self.create_subscription(Clock, "/clock", self._on_clock, qos_profile_sensor_data)
         self.create_subscription(SimGroundTruth, "/sim/ground_truth", self._on_gt, STATE_QOS)
-        self.create_subscription(Twist, "/cmd_vel", self._on_cmd, COMMAND_QOS)
+        # Every command, not the latest only (a depth-1 queue drops some under load and fakes jumps between the rest).
+        every_command = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Twist, "/cmd_vel", self._on_cmd, every_command)
         self.create_subscription(Odometry, "/odom", self._on_odom, qos_profile_sensor_data)
         self.create_subscription(PointCloud2, "/lidar/points", self._on_lidar, qos_profile_sensor_data, raw=True)
         self.create_subscription(ObstacleArray, "/perception/obstacles", self._on_obstacles, STATE_QOS)
         self.create_subscription(ActionChunk, "/policy/action_chunk", self._on_chunk, STATE_QOS)
         self.create_subscription(CorrectionStatus, "/correction/status", self._on_status, STATE_QOS)
+
+    def new_episode(self) -> None:
+        """Forget the previous episode's samples (after `/sim/reset`; the report log is kept)."""
+        with self._lock:
+            self._clock.clear()
+            self._lidar.clear()
+            self._cmds.clear()
+            self._cmd_sent.clear()
+            self._gt_times.clear()
+            self._gt_robot.clear()
+            self._gt_people.clear()
+            self.latest_gt = None
+
+    def lidar_transport_ms(self) -> list[float]:
+        """Per LiDAR frame: its stamp to its arrival here (the floor under any reaction latency)."""
+        with self._lock:
+            frames = list(self._lidar)
+        out = []
+        for stamp_ns, rx in frames:
+            wall = self.sim_to_wall(stamp_ns)
+            if wall is not None:
+                out.append((rx - wall) * 1e-6)
+        return out
 
     # ---- time mapping ----------------------------------------------------------------------------------------
     def _wall_now(self) -> int:
@@ -120,10 +146,11 @@ class RunMonitor(Node):
             if people and robot is not None:
                 self.log.clearance.append((t, float(msg.min_person_clearance_m)))
 
-    def _on_cmd(self, msg: Twist) -> None:
+    def _on_cmd(self, msg: Twist, info: dict) -> None:
         wall = self._wall_now()
         with self._lock:
             self._cmds.append((wall, msg.linear.x, msg.angular.z))
+            self._cmd_sent.append(int(info["source_timestamp"]))
             t = (wall - self._t0_wall) * 1e-9
             self.log.speed.append((t, msg.linear.x, self._actual_speed))
 
@@ -210,15 +237,17 @@ class RunMonitor(Node):
                          period_s: float, tol: float = 1.05) -> int:
         """Commands on the wire beyond the base's velocity limits, or changing faster than its acceleration limits.
 
-        The change between consecutive commands is judged over at least one control period (`period_s`): DDS may
-        deliver two commands back to back, but the corrector limits the change per period.
+        The change between consecutive commands is judged over the time between their sending (DDS source
+        timestamps; DDS may deliver two commands back to back), and over at least one control period (`period_s`):
+        the corrector limits the change per period.
         """
         with self._lock:
             cmds = np.array(self._cmds, dtype=float).reshape(-1, 3)
+            sent = np.array(self._cmd_sent, dtype=float)
         if len(cmds) == 0:
             return 0
         bad = (np.abs(cmds[:, 1]) > max_linear * tol + 1e-6) | (np.abs(cmds[:, 2]) > max_angular * tol + 1e-6)
-        dt = np.maximum(np.diff(cmds[:, 0]) * 1e-9, period_s)
+        dt = np.maximum(np.diff(sent) * 1e-9, period_s)
         bad[1:] |= np.abs(np.diff(cmds[:, 1])) > max_acc * dt * tol + 1e-4
         bad[1:] |= np.abs(np.diff(cmds[:, 2])) > max_alpha * dt * tol + 1e-4
         return int(bad.sum())

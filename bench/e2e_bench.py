@@ -1,0 +1,141 @@
+"""End-to-end benchmark of the whole AMR stack: reaction latency to a crossing worker, and CPU per node.
+
+The AMR bring-up of `physai run amr --sim mujoco` (simulator, perception, policy, corrector; each its own
+process, config/amr.yaml, sim time at real-time rate) runs 20 seeded episodes of the factory-floor scenario,
+started one after another with `/sim/reset`. A monitor process (the `physai demo` run monitor) listens on the wire.
+
+BENCH e2e.amr.reaction_p99_ms   per episode, from the stamp of the first LiDAR frame in which a worker is inside
+                                the AMR's swept path (footprint + clearance over the look-ahead) to the first
+                                slowing cmd_vel on the wire; p99 over the episodes (p50 printed too)
+BENCH e2e.amr.lidar_transport_p99_ms  baseline in the same run: LiDAR stamp to the frame's arrival at the monitor
+                                (the sensor's modelled 10 ms latency + transport), the floor under any reaction
+BENCH e2e.cpu_pct               CPU of all stack processes together, % of one core (this machine has os.cpu_count())
+BENCH e2e.cpu_pct.<node>        the same per node; mujoco_sim stands in for the robot and its sensor drivers
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EPISODES = 20
+FIRST_SEED = 500
+EPISODE_SIM_S = 30.0
+
+
+def bench(name: str, value: float, unit: str) -> None:
+    """Print one BENCH line."""
+    print(f"BENCH {name} {value:.4g} {unit}", flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process [s] from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sim_time(gt) -> float:
+    return gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
+
+
+def main() -> int:
+    """Run the episodes and print the figures."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import Int64
+
+    from physical_ai.bringup.processes import Supervisor
+    from physical_ai.bringup.stack import params_file, stack_commands
+    from physical_ai_nodes._base import use_shipped_fastdds_profile
+    from physical_ai_nodes._run_monitor import RunMonitor
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    use_shipped_fastdds_profile()
+    params = params_file("amr")
+    commands = stack_commands("mujoco", params, use_sim_time=True,
+                              overrides={"mujoco_sim": {"seed": str(FIRST_SEED)}})
+    log_dir = Path(tempfile.mkdtemp(prefix="physai_e2e_"))
+    supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ), on_event=lambda text: None)
+    rclpy.init()
+    monitor = RunMonitor("amr")
+    reset_pub = monitor.create_publisher(Int64, "/sim/reset", 1)
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    reactions: list[float] = []
+    transport: list[float] = []
+    missed = 0
+    cpu0: dict[str, float] = {}
+    try:
+        supervisor.start()
+        deadline = time.monotonic() + 90.0
+        while monitor.state()["gt"] is None:
+            if supervisor.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the AMR stack did not come up; logs in {log_dir}")
+            time.sleep(0.2)
+        pids = {spec.name: supervisor.pid(spec.name) for spec, _ in commands}
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        wall0 = time.monotonic()
+        for i in range(EPISODES):
+            if i > 0:
+                reset_pub.publish(Int64(data=FIRST_SEED + i))
+                while _sim_time(monitor.state()["gt"]) > 1.0:  # until the simulator has restarted
+                    time.sleep(0.02)
+                monitor.new_episode()
+                while monitor.state()["gt"] is None:
+                    time.sleep(0.02)
+            found: list[float] = []
+            while True:
+                gt = monitor.state()["gt"]
+                sim_t = _sim_time(gt)
+                found = monitor.reaction_latencies_ms()
+                if found or gt.episode_done or sim_t > EPISODE_SIM_S:
+                    break
+                if supervisor.poll() is not None:
+                    raise RuntimeError(f"a node died in episode {i}; logs in {log_dir}")
+                time.sleep(0.1)
+            transport += monitor.lidar_transport_ms()
+            if found:
+                reactions.append(found[0])
+            else:
+                missed += 1
+            print(f"episode {i} seed {FIRST_SEED + i}: reaction "
+                  f"{f'{found[0]:.1f} ms' if found else 'no worker in the path while moving'}", flush=True)
+        wall = time.monotonic() - wall0
+        cpu = {name: (cpu_seconds(pid) - cpu0[name]) / wall * 100.0 for name, pid in pids.items() if name in cpu0}
+    finally:
+        supervisor.stop()
+        executor.shutdown()
+        monitor.destroy_node()
+        rclpy.try_shutdown()
+    if not reactions:
+        print(f"no reaction event in {EPISODES} episodes; logs in {log_dir}")
+        return 1
+    r = np.array(reactions)
+    print(f"{len(r)} reaction events in {EPISODES} episodes ({missed} without a worker in the moving AMR's path); "
+          f"p50 {np.median(r):.1f} ms, max {r.max():.1f} ms; {len(transport)} LiDAR frames")
+    bench("e2e.amr.reaction_p99_ms", float(np.percentile(r, 99)), "ms")
+    bench("e2e.amr.reaction_p50_ms", float(np.median(r)), "ms")
+    bench("e2e.amr.reaction_events", float(len(r)), "count")
+    bench("e2e.amr.lidar_transport_p99_ms", float(np.percentile(transport, 99)), "ms")
+    bench("e2e.amr.lidar_transport_p50_ms", float(np.median(transport)), "ms")
+    bench("e2e.cpu_pct", float(sum(cpu.values())), "%")
+    for name, value in cpu.items():
+        bench(f"e2e.cpu_pct.{name}", value, "%")
+    print(f"(% of one core; this machine has {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
