@@ -4,7 +4,9 @@ BENCH policy.torch.p50_ms       Policy.infer (preprocessing + model), batch 1, t
 BENCH policy.onnx.p50_ms        the same through onnxruntime, intra_op_num_threads=1
 BENCH policy.onnx_vs_torch.speedup  torch p50 / onnx p50 (the baseline is torch, measured in the same run)
 BENCH policy.async.control_stall_ms  longest gap between consecutive correction-node commands beyond the control
-                                     period while the policy node requests chunks at full rate
+                                     period while the policy node requests chunks at full rate (arrival times as
+                                     the middleware stamps them on reception), beside the same with the policy
+                                     paused; lost commands from the publication sequence numbers
 Uses models/arm_pick/ when present, else a randomly initialised model of the same architecture (said below).
 """
 
@@ -72,7 +74,9 @@ def latency_bench(workdir: Path) -> Path:
             times[name].append((time.perf_counter() - start) * 1e3)
     p50 = {k: float(np.percentile(v, 50)) for k, v in times.items()}
     p99 = {k: float(np.percentile(v, 99)) for k, v in times.items()}
-    print(f"{REPS} interleaved repetitions each, 640x480 camera image resized to the model input")
+    inputs = ", ".join(sorted(obs))
+    print(f"{REPS} interleaved repetitions each; inputs {inputs}"
+          + (" (640x480 camera image resized to the model input)" if "image" in obs else ""))
     print(f"BENCH policy.torch.p50_ms {p50['torch']:.3f} ms")
     print(f"BENCH policy.torch.p99_ms {p99['torch']:.3f} ms")
     print(f"BENCH policy.onnx.p50_ms {p50['onnx']:.3f} ms")
@@ -161,12 +165,20 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     rclpy.init()
     node = Node("policy_bench_driver")
     arrivals: list[float] = []
+    sources: list[float] = []
+    sequence: list[int] = []
+    callbacks: list[float] = []
     chunks: list[float] = []
     q = np.zeros(8)
     lock = threading.Lock()
 
-    def on_command(msg: Float64MultiArray) -> None:
-        arrivals.append(time.monotonic())
+    def on_command(msg: Float64MultiArray, info: dict) -> None:
+        # Arrival as the middleware stamped it on reception (a driver's view of the stream), not when this Python
+        # executor got round to the callback (it also plays the sensors here, which delays callbacks).
+        arrivals.append(info["received_timestamp"] * 1e-9)
+        sources.append(info["source_timestamp"] * 1e-9)
+        sequence.append(info["publication_sequence_number"] or 0)
+        callbacks.append(time.monotonic())
         with lock:
             q[:min(7, len(msg.data))] = msg.data[:7]
 
@@ -228,21 +240,30 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
         # so both see the same machine load.
         phase_s = duration_s / 4
         gaps: dict[bool, list[np.ndarray]] = {True: [], False: []}
+        source_gaps: dict[bool, list[np.ndarray]] = {True: [], False: []}
+        callback_gaps: dict[bool, list[np.ndarray]] = {True: [], False: []}
+        lost = {True: 0, False: 0}
         n_chunks = 0
         for paused in (True, False, True, False):
             set_paused(paused)
             time.sleep(0.5)  # let the switch take effect
             first, first_chunk = len(arrivals), len(chunks)
             time.sleep(phase_s)
-            window = np.array(arrivals[first:])
+            last = len(arrivals)
+            window = np.array(arrivals[first:last])
             gaps[paused].append(np.diff(window) if len(window) > 1 else np.array([np.inf]))
+            source_gaps[paused].append(np.diff(sources[first:last]))
+            callback_gaps[paused].append(np.diff(callbacks[first:last]))
+            lost[paused] += int(np.sum(np.maximum(np.diff(sequence[first:last]) - 1, 0)))
             if not paused:
                 n_chunks += len(chunks) - first_chunk
         for paused, label in ((False, "full rate"), (True, "paused (baseline)")):
             g = np.concatenate(gaps[paused])
-            print(f"policy {label}: {len(g) + 1} commands (control period {period * 1e3:.1f} ms); gap p50 "
-                  f"{np.percentile(g, 50) * 1e3:.2f} ms, p99 {np.percentile(g, 99) * 1e3:.2f} ms, "
-                  f"max {g.max() * 1e3:.2f} ms")
+            src, cb = np.concatenate(source_gaps[paused]), np.concatenate(callback_gaps[paused])
+            print(f"policy {label}: {len(g) + 1} commands (control period {period * 1e3:.1f} ms), {lost[paused]} "
+                  f"lost; arrival gap p50 {np.percentile(g, 50) * 1e3:.2f} ms, p99 {np.percentile(g, 99) * 1e3:.2f} "
+                  f"ms, max {g.max() * 1e3:.2f} ms; publish gap max {src.max() * 1e3:.2f} ms; "
+                  f"gap seen by this Python callback max {cb.max() * 1e3:.2f} ms")
         stall = {p: max(0.0, float(np.concatenate(gaps[p]).max()) - period) * 1e3 for p in (True, False)}
         p99 = {p: float(np.percentile(np.concatenate(gaps[p]), 99)) * 1e3 for p in (True, False)}
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (the max gap follows machine noise)")
@@ -250,6 +271,7 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
         print(f"BENCH policy.async.control_stall_baseline_ms {stall[True]:.2f} ms")
         print(f"BENCH policy.async.command_gap_p99_ms {p99[False]:.2f} ms")
         print(f"BENCH policy.async.command_gap_p99_baseline_ms {p99[True]:.2f} ms")
+        print(f"BENCH policy.async.lost_commands {lost[False]} count")
         print(f"BENCH policy.async.chunk_rate_hz {n_chunks / (2 * phase_s):.2f} Hz")
     finally:
         executor.shutdown()
