@@ -6,8 +6,12 @@ wire, the corrector's status, the policy's chunks and the perception output. It 
 them, from the /clock stream.
 
 Reaction latency (e2e): for each LiDAR frame in which a person is inside the robot's swept path (footprint plus
-clearance, over the corrector's look-ahead at the current speed) for the first time, the time from that frame's
-stamp to the first velocity command on the wire that slows the robot.
+clearance, over the corrector's look-ahead at the current speed) for the first time while the robot moves, the
+time from that frame's stamp to the first corrected command: the first /correction/status of a cycle after the
+frame whose flags say the command was cut or steered for an obstacle (the cycle's cmd_vel goes out with it). A
+person who enters the swept path but whom the corrector's prediction sees clear it in time needs no correction:
+such events are counted apart (`reactions_not_needed`). Run the corrector with `status_rate_hz` = its loop rate so
+that every cycle's flags are seen.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from physical_ai_nodes._base import STATE_QOS
 
 PERSON_PREFIXES = ("worker", "hand", "person")
 ROBOT_BODIES = ("base_link", "ego", "car", "tcp")
+REACTION_FLAGS = (CorrectionStatus.OBSTACLE_SLOWDOWN | CorrectionStatus.OBSTACLE_STOP
+                  | CorrectionStatus.STEERING_CORRECTED | CorrectionStatus.REPLANNED)
 _HEADER_STAMP = struct.Struct("<iI")  # CDR little-endian: 4-byte encapsulation, then Header.stamp (sec, nanosec)
 
 
@@ -52,6 +58,8 @@ class RunMonitor(Node):
         self._gt_times: list[int] = []
         self._gt_robot: list[np.ndarray] = []  # x, y, yaw, speed
         self._gt_people: list[np.ndarray] = []  # (P, 2)
+        self._status: list[tuple[int, int, int]] = []  # (wall rx ns, stamp sim ns, flags)
+        self.reactions_not_needed = 0
         self.latest_gt: SimGroundTruth | None = None
         self.latest_status: CorrectionStatus | None = None
         self._half = (footprint[0] / 2, footprint[1] / 2)
@@ -79,6 +87,7 @@ class RunMonitor(Node):
             self._gt_times.clear()
             self._gt_robot.clear()
             self._gt_people.clear()
+            self._status.clear()
             self.latest_gt = None
 
     def lidar_transport_ms(self) -> list[float]:
@@ -185,6 +194,7 @@ class RunMonitor(Node):
     def _on_status(self, msg: CorrectionStatus) -> None:
         with self._lock:
             self.latest_status = msg
+            self._status.append((self._wall_now(), stamp_to_ns(msg.header.stamp), int(msg.flags)))
             self.log.interventions.append(((self._wall_now() - self._t0_wall) * 1e-9, int(msg.flags)))
         self.log.add_latency("correction_cycle_ms", float(msg.cycle_time_ms))
 
@@ -208,13 +218,13 @@ class RunMonitor(Node):
         reach = self._half[0] + self._clearance + speed * self._horizon
         return bool(np.any((fwd > 0) & (fwd < reach) & (np.abs(lat) < self._half[1] + self._clearance + 0.25)))
 
-    def reaction_latencies_ms(self, min_speed: float = 0.2) -> list[float]:
+    def reaction_latencies_ms(self, min_speed: float = 0.2, window_s: float = 1.0) -> list[float]:
         """E2E reaction latency per person-enters-path event (see module docstring)."""
         with self._lock:
-            frames, cmds, times = list(self._lidar), list(self._cmds), list(self._gt_times)
+            frames, status, times = list(self._lidar), list(self._status), list(self._gt_times)
         out: list[float] = []
+        not_needed = 0
         inside = False
-        cmd_walls = [c[0] for c in cmds]
         for stamp_ns, _rx in frames:
             if not times:
                 break
@@ -223,14 +233,15 @@ class RunMonitor(Node):
             if now_inside and not inside and self._gt_robot[i][3] >= min_speed:
                 wall = self.sim_to_wall(stamp_ns)
                 if wall is not None:
-                    j = bisect.bisect_left(cmd_walls, wall)
-                    prev_v = cmds[j - 1][1] if j > 0 else None
-                    for k in range(j, len(cmds)):
-                        if prev_v is not None and cmds[k][1] < prev_v - 1e-3:
-                            out.append((cmds[k][0] - wall) * 1e-6)
-                            break
-                        prev_v = cmds[k][1]
+                    corrected = [rx for rx, stamp, flags in status
+                                 if flags & REACTION_FLAGS and stamp >= stamp_ns and rx >= wall
+                                 and stamp - stamp_ns <= window_s * 1e9]
+                    if corrected:
+                        out.append((min(corrected) - wall) * 1e-6)
+                    else:
+                        not_needed += 1
             inside = now_inside
+        self.reactions_not_needed = not_needed
         return out
 
     def limit_violations(self, max_linear: float, max_angular: float, max_acc: float, max_alpha: float,
