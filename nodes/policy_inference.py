@@ -303,6 +303,10 @@ class PolicyInferenceNode(PhysaiNode):
         if spec.state is not None:
             obs["state"] = assemble_state(spec.state.names, latest.get("joints"), latest.get("odom"),
                                           latest.get("tactile"))
+            wm_names = getattr(getattr(self.policy, "world_model", None), "state_names", None)
+            if wm_names and tuple(wm_names) != tuple(spec.state.names):
+                obs["world_state"] = assemble_state(wm_names, latest.get("joints"), latest.get("odom"),
+                                                    latest.get("tactile"))
         if spec.obstacles is not None:
             obs["obstacles"] = latest["obstacles"]
         if spec.parts is not None:

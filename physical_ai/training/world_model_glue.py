@@ -79,5 +79,6 @@ def fit_learned(dataset: Dataset, train_episodes: list[int], steps: int = 3000) 
     rows = labelled_frames(dataset, train_episodes)
     c0 = rows["candidates"][0]
     layout = {"embodiment": rows["embodiment"], "objects": rows["objects"], "n_feat": len(rows["names"]),
+              "state_names": list(rows["state_names"]),
               "horizon": int(c0.shape[1]), "action_dim": int(c0.shape[2])}
     return train_learned(rows["x"], rows["collision"], rows["failure"], rows["progress"], layout, steps=steps)

@@ -80,6 +80,8 @@ class WorldModel(ABC):
     """Predicts the outcome of candidate action chunks."""
 
     name = ""
+    # The state entries the model reads (e.g. odometry velocity a policy may not take); None = the policy's state.
+    state_names: tuple[str, ...] | None = None
 
     def __init__(self, rule: Selection | None = None) -> None:
         self.rule = rule or Selection()

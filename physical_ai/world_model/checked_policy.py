@@ -45,8 +45,13 @@ class WorldModelCheckedPolicy(Policy):
                           obstacle_features=spec.obstacles.features.names)
         if spec.parts is not None:
             kwargs.update(parts=np.asarray(obs["parts"], float), part_features=spec.parts.features.names)
-        return WorldState(embodiment=self.config.embodiment, state=np.asarray(obs["state"], float),
-                          state_names=spec.state.names, dt=self.config.dt, **kwargs)
+        # "world_state": the state entries the world model reads, when they differ from the policy's
+        if "world_state" in obs and self.world_model.state_names:
+            state, names = obs["world_state"], self.world_model.state_names
+        else:
+            state, names = obs["state"], spec.state.names
+        return WorldState(embodiment=self.config.embodiment, state=np.asarray(state, float), state_names=names,
+                          dt=self.config.dt, **kwargs)
 
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
         chunk = np.asarray(self.policy._infer(obs), dtype=np.float64)

@@ -52,6 +52,7 @@ class LearnedConfig:
     mean: list[float]
     std: list[float]
     progress_scale: float      # progress labels are divided by this (so outputs live in ~[0, 1])
+    state_names: list[str] | None = None  # the state entries of its inputs (None: the policy's state as given)
 
     def to_json(self) -> dict[str, Any]:
         """As a JSON dict."""
@@ -68,6 +69,7 @@ class LearnedWorldModel(WorldModel):
         self.config = config
         self.w = weights
         self.mean, self.std = np.asarray(config.mean), np.asarray(config.std)
+        self.state_names = tuple(config.state_names) if config.state_names else None
 
     @classmethod
     def load(cls, directory: str | Path, rule: Selection | None = None) -> LearnedWorldModel:
