@@ -25,6 +25,7 @@ class AmrPhysicsWorldModel(WorldModel):
     """MuJoCo rollout of the factory-floor AMR among predicted workers."""
 
     name = "physics"
+    state_names = ("odom.x", "odom.y", "odom.yaw", "odom.vx", "odom.wz")  # the rollout starts at the base's speed
 
     def __init__(self, rule: Selection | None = None, safe_clearance_m: float = 0.3, moving_speed: float = 0.3,
                  max_range_m: float = 8.0, tail_s: float = 2.0) -> None:

@@ -93,3 +93,29 @@ def test_checked_policy_swaps_in_a_safe_candidate() -> None:
     assert pred is not None and pred.collision_p[0] > 0.9
     assert result.values[-1, 0] < 0.5  # not the policy's full-speed chunk: a slower or stopping one
     assert result.model_id.endswith("fake+wm_physics")
+
+
+def test_checked_policy_gives_the_world_model_the_state_it_reads() -> None:
+    """A pose-only policy (no velocity input) still has its chunks checked from the full odometry state."""
+    from dataclasses import replace
+
+    from physical_ai.policy.defaults import default_config
+    from physical_ai.policy.policy import Policy
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    class FullSpeed(Policy):
+        backend = "fake"
+
+        def _infer(self, obs: dict) -> np.ndarray:
+            return np.tile([1.0, 0.0], (self.config.chunk_length, 1))
+
+    config = default_config("amr")
+    state_group = config.observation.state
+    pose_only = replace(config, observation=replace(config.observation, state=replace(
+        state_group, names=state_group.names[:3], units=state_group.units[:3], mean=state_group.mean[:3],
+        std=state_group.std[:3])))
+    checked = WorldModelCheckedPolicy(FullSpeed(pose_only), AmrPhysicsWorldModel(), k=4)
+    state = _state_with_worker_ahead(-0.3, 0.0)
+    obs = {"state": state.state[:3], "world_state": state.state, "obstacles": state.obstacles, "instruction": "go"}
+    checked.infer(obs)
+    assert checked.last_prediction is not None and checked.last_prediction.collision_p[0] > 0.9
