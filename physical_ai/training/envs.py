@@ -177,6 +177,30 @@ class Env:
 
 
 # ============================================================================================================ AMR
+def obstacle_rows(obstacles: list[Any], feature_names: tuple[str, ...]) -> np.ndarray:
+    """Perception-core obstacle estimates as policy tokens: (n, F) with the spec's features, in base_link."""
+    rows = []
+    for ob in obstacles:
+        c = ob.cluster
+        values = {"x": c.center[0], "y": c.center[1], "z": c.center[2], "length": c.size[0],
+                  "width": c.size[1], "height": c.size[2], "yaw": c.yaw, "vx": ob.velocity[0],
+                  "vy": ob.velocity[1], "class": float(c.classification), "confidence": c.confidence}
+        rows.append([values[f] for f in feature_names])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(feature_names))
+
+
+def obstacle_discs(obstacles: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Obstacle estimates as (centres, radii, velocities) in base_link for the corrector cores.
+
+    As the trajectory_correction node builds them: each box (a shelf face, a car) as a chain of covering discs.
+    """
+    centres = np.array([o.cluster.center[:2] for o in obstacles]).reshape(-1, 2)
+    sizes = np.array([o.cluster.size[:2] for o in obstacles]).reshape(-1, 2)
+    yaws = np.array([o.cluster.yaw for o in obstacles])
+    vel = np.array([o.velocity[:2] for o in obstacles]).reshape(-1, 2)
+    return boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel)
+
+
 def robot_params(robot: str, node: str) -> dict[str, Any]:
     """One node's `ros__parameters` from config/<robot>.yaml (what that node runs with under ROS)."""
     import yaml
@@ -273,12 +297,7 @@ class AmrEnv(Env):
     def _feed_corrector(self, points: np.ndarray, obstacles: list[Any]) -> None:
         keep = (points[:, 2] >= self.points_z[0]) & (points[:, 2] <= self.points_z[1])
         self.corrector.set_points(points[keep, :2])
-        # as the trajectory_correction node does: long boxes (a shelf face) as chains of discs
-        centres = np.array([o.cluster.center[:2] for o in obstacles]).reshape(-1, 2)
-        sizes = np.array([o.cluster.size[:2] for o in obstacles]).reshape(-1, 2)
-        yaws = np.array([o.cluster.yaw for o in obstacles])
-        vel = np.array([o.velocity[:2] for o in obstacles]).reshape(-1, 2)
-        self.corrector.set_obstacles(*boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel))
+        self.corrector.set_obstacles(*obstacle_discs(obstacles))
         x, y, yaw = self.pose()
         self.corrector.set_pose(x, y, yaw)
 
@@ -325,14 +344,7 @@ class AmrEnv(Env):
                                                   T_world_base=_yaw_matrix(x, y, yaw)))
         if self.corrector is not None:
             self._feed_corrector(np.concatenate(clouds), result.obstacles)
-        rows = []
-        for ob in result.obstacles:
-            c = ob.cluster
-            values = {"x": c.center[0], "y": c.center[1], "z": c.center[2], "length": c.size[0],
-                      "width": c.size[1], "height": c.size[2], "yaw": c.yaw, "vx": ob.velocity[0],
-                      "vy": ob.velocity[1], "class": float(c.classification), "confidence": c.confidence}
-            rows.append([values[f] for f in self.feature_names])
-        return np.asarray(rows, dtype=np.float64).reshape(-1, len(self.feature_names))
+        return obstacle_rows(result.obstacles, self.feature_names)
 
     def observe(self) -> dict[str, Any]:
         """State (map x, y, yaw, vx, wz), perceived obstacles, instruction."""
@@ -616,16 +628,7 @@ class VehicleEnv(Env):
             period_s=1.0 / self.corrector_rate))
 
     def _feed_corrector(self, obstacles: list[Any]) -> None:
-        from physical_ai.control.shapes import boxes_to_discs
-
-        if obstacles:
-            centres = np.array([o.cluster.center[:2] for o in obstacles])
-            sizes = np.array([o.cluster.size[:2] for o in obstacles])
-            yaws = np.array([o.cluster.yaw for o in obstacles])
-            vel = np.array([o.velocity[:2] for o in obstacles])
-        else:
-            centres, sizes, yaws, vel = np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2))
-        self.corrector.set_obstacles(*boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel))
+        self.corrector.set_obstacles(*obstacle_discs(obstacles))
 
     def _feed_pose(self) -> None:
         T, twist = self.sc.odometry()
@@ -669,14 +672,7 @@ class VehicleEnv(Env):
                                                   T_world_base=_yaw_matrix(x, y, yaw)))
         if self.corrector is not None:
             self._feed_corrector(result.obstacles)
-        rows = []
-        for ob in result.obstacles:
-            c = ob.cluster
-            values = {"x": c.center[0], "y": c.center[1], "z": c.center[2], "length": c.size[0],
-                      "width": c.size[1], "height": c.size[2], "yaw": c.yaw, "vx": ob.velocity[0],
-                      "vy": ob.velocity[1], "class": float(c.classification), "confidence": c.confidence}
-            rows.append([values[f] for f in self.feature_names])
-        return np.asarray(rows, dtype=np.float64).reshape(-1, len(self.feature_names))
+        return obstacle_rows(result.obstacles, self.feature_names)
 
     def observe(self) -> dict[str, Any]:
         """State (map x, y, yaw, vx, wz), perceived obstacles, instruction."""
