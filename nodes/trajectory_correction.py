@@ -285,8 +285,7 @@ class TrajectoryCorrection(PhysaiNode):
         if msg.embodiment and msg.embodiment != self.mode:
             self._reject("chunk", [f"rejected: embodiment {msg.embodiment!r} is not {self.mode!r}"])
             return
-        core = {"arm": getattr(self, "arm", None), "amr": getattr(self, "amr", None),
-                "vehicle": getattr(self, "vehicle", None)}[self.mode]
+        core = self._core()
         values = np.frombuffer(msg.values, dtype=np.float64) if isinstance(msg.values, (bytes, bytearray)) \
             else np.asarray(msg.values, dtype=np.float64)
         args = (list(msg.action_names), values, stamp_to_ns(msg.start_time) * 1e-9, float(msg.dt), int(msg.horizon),
@@ -345,13 +344,16 @@ class TrajectoryCorrection(PhysaiNode):
             self.arm.set_measured(q, gripper)
             self.watchdog.feed("state", self._now())
 
+    def _core(self) -> ArmCorrector | AmrCorrector | VehicleCorrector | None:
+        """The correction core of this node's mode (its attribute is named after the mode; None before set-up)."""
+        return getattr(self, self.mode, None)
+
     def _restart(self) -> None:
         """ROS time jumped back (simulator reset): commands, references and input ages of the old clock are void.
 
         Every input is stale until received again, so the loop stops the robot meanwhile.
         """
-        core = {"arm": getattr(self, "arm", None), "amr": getattr(self, "amr", None),
-                "vehicle": getattr(self, "vehicle", None)}[self.mode]
+        core = self._core()
         with self._lock:
             self.watchdog.reset()
             if core is not None:
@@ -398,7 +400,7 @@ class TrajectoryCorrection(PhysaiNode):
         # Long obstacles (a shelf face) as chains of discs, not one disc over the whole aisle.
         disc_centres, radii, disc_vel = boxes_to_discs(centres[ok, :2], sizes[ok, 0], sizes[ok, 1], yaws[ok],
                                                        vel[ok, :2])
-        core = self.amr if self.mode == "amr" else self.vehicle
+        core = self._core()
         with self._lock:
             core.set_obstacles(disc_centres, radii, disc_vel)
             if fresh:
