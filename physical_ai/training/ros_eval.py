@@ -90,9 +90,8 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     # A private, local-only DDS domain: two evaluations (or an evaluation beside a running stack) on one machine
     # would otherwise reset each other's simulators and mix their topics.
     domain = private_domain_id()
-    supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ, ROS_DOMAIN_ID=str(domain),
-                                                                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # read by this process's participant too
+    supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)))
     rclpy.init(domain_id=domain)
     node = rclpy.create_node("physai_eval")
     lock = threading.Lock()
