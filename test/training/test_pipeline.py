@@ -161,5 +161,5 @@ def test_train_on_a_subset_of_the_state_and_evaluate(dataset: Path, tmp_path: Pa
     assert config.observation.state.std[0] > config.observation.state.std[2]
     rows, report = evaluate("amr", out, episodes=1, time_limit_s=1.0, progress_bar=False)
     assert report["episodes"] == 1 and len(rows) == 1  # the env's 5-entry state was cut to the policy's 3 entries
-    with pytest.raises(DatasetError, match="odom.vz"):
+    with pytest.raises(DatasetError, match=r"odom\.vz"):
         train(dataset, tmp_path / "bad", "bad", ARCH, steps=1, progress_bar=False, state_features=["odom.vz"])
