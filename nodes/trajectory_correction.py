@@ -130,6 +130,9 @@ class TrajectoryCorrection(PhysaiNode):
         self._last_logged: tuple[str, ...] = ()
         self._rejected = 0
         self._status = (1.0, float("inf"), float("inf"))
+        # Sensor stamps [ns] of the obstacle inputs in the core (raw points/scan, fused obstacles) and the newest of
+        # them that the last cycle used (reported in the status: a reaction is only caused by inputs it had).
+        self._points_stamp_ns = self._fused_stamp_ns = self._used_stamp_ns = 0
         self.status_pub = self.checked_publisher(CorrectionStatus, "/correction/status", STATE_QOS)
         self.create_subscription(ActionChunk, chunk_topic, self._on_chunk, COMMAND_QOS)
         self.sensor_subscription(ObstacleArray, obstacle_topic, self._on_obstacles, STATE_QOS)
@@ -356,6 +359,7 @@ class TrajectoryCorrection(PhysaiNode):
         core = self._core()
         with self._lock:
             self.watchdog.reset()
+            self._points_stamp_ns = self._fused_stamp_ns = self._used_stamp_ns = 0
             if core is not None:
                 core.restart_clock()
 
@@ -386,6 +390,7 @@ class TrajectoryCorrection(PhysaiNode):
             spheres = ObstacleSpheres.from_arrays(centres, 0.5 * np.linalg.norm(sizes, axis=1), vel)
             with self._lock:
                 self.arm.obstacles = spheres
+                self._fused_stamp_ns = stamp_to_ns(msg.header.stamp)
                 if fresh:
                     self.watchdog.feed("obstacles", now)
             return
@@ -403,6 +408,7 @@ class TrajectoryCorrection(PhysaiNode):
         core = self._core()
         with self._lock:
             core.set_obstacles(disc_centres, radii, disc_vel)
+            self._fused_stamp_ns = stamp_to_ns(msg.header.stamp)
             if fresh:
                 self.watchdog.feed("obstacles", now)
 
@@ -424,7 +430,7 @@ class TrajectoryCorrection(PhysaiNode):
             self.count("points_no_transform")
             return None
 
-    def _use_points(self, xyz: np.ndarray, frame: str) -> None:
+    def _use_points(self, xyz: np.ndarray, frame: str, stamp_ns: int) -> None:
         T = self._lidar_to_base(frame)
         if T is None:
             return
@@ -432,6 +438,7 @@ class TrajectoryCorrection(PhysaiNode):
         keep = (pts[:, 2] >= self.points_z[0]) & (pts[:, 2] <= self.points_z[1])
         with self._lock:
             self.amr.set_points(pts[keep, :2])
+            self._points_stamp_ns = stamp_ns
 
     def _on_points(self, msg: PointCloud2) -> None:
         try:
@@ -440,7 +447,7 @@ class TrajectoryCorrection(PhysaiNode):
             self.count("points_malformed")
             self.get_logger().warning(f"dropped point cloud: {exc}", throttle_duration_sec=2.0)
             return
-        self._use_points(xyz.astype(np.float64), msg.header.frame_id)
+        self._use_points(xyz.astype(np.float64), msg.header.frame_id, stamp_to_ns(msg.header.stamp))
 
     def _on_scan(self, msg: LaserScan) -> None:
         try:
@@ -456,6 +463,7 @@ class TrajectoryCorrection(PhysaiNode):
             pts = xyz @ T[:3, :3].T + T[:3, 3]
             with self._lock:
                 self.amr.set_points(pts[:, :2])
+                self._points_stamp_ns = stamp_to_ns(msg.header.stamp)
 
     def _on_odom(self, msg: Odometry) -> None:
         try:
@@ -512,6 +520,7 @@ class TrajectoryCorrection(PhysaiNode):
         with self._lock:
             wflags, wreasons = self.watchdog.check(now)
             result = self._step(now, wflags, wreasons)
+            self._used_stamp_ns = max(self._points_stamp_ns, self._fused_stamp_ns)
         if result is None:
             return
         flags, reasons, scale, clearance, ttc = result
@@ -576,7 +585,8 @@ class TrajectoryCorrection(PhysaiNode):
                                min_clearance_m=float(min(clearance, 1e9)), time_to_collision_s=float(ttc),
                                cycle_time_ms=float(self.loop.cycle_ms.last if len(self.loop.cycle_ms) else 0.0),
                                cycle_time_p99_ms=float(0.0 if np.isnan(p99) else p99), cycles=self.loop.cycles,
-                               deadline_misses=self.loop.misses, rejected_inputs=self._rejected)
+                               deadline_misses=self.loop.misses, rejected_inputs=self._rejected,
+                               obstacles_stamp=ns_to_stamp(self._used_stamp_ns))
         msg.header = make_header("", int(now * 1e9))
         self.status_pub.publish(msg)
         stale = flags & (Flag.STALE_ACTION | Flag.STALE_OBSTACLES | Flag.STALE_STATE)
