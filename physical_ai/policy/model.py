@@ -57,10 +57,15 @@ def _stats(group: FeatureGroup) -> tuple[torch.Tensor, torch.Tensor]:
 class ChunkTransformer(nn.Module):
     """Maps one observation to a chunk of `chunk_length` actions. Inputs in `model_input_names(config)` order."""
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig, trunk: bool = True) -> None:
+        """Build from `config`; `trunk=False` leaves out the transformer blocks.
+
+        Without a trunk this is one embodiment's adapter (input encoders, queries, action head) in a
+        `physical_ai.policy.multi_embodiment.MultiEmbodimentModel`, whose blocks are shared.
+        """
         super().__init__()
         arch = config.architecture
-        if arch.get("type") != "chunk_transformer":
+        if arch.get("type") not in ("chunk_transformer", "multi_embodiment"):
             raise ConfigError(f"architecture.type: {arch.get('type')!r} cannot be built locally")
         d = int(arch["d_model"])
         self.input_names = model_input_names(config)
@@ -100,8 +105,8 @@ class ChunkTransformer(nn.Module):
         for group in spec.groups():
             self.type_embed[group] = nn.Parameter(torch.randn(d) * 0.02)
         self.queries = nn.Parameter(torch.randn(self.horizon, d) * 0.02)
-        self.blocks = nn.ModuleList(Block(d, int(arch["n_heads"]), int(arch["ff_dim"]))
-                                    for _ in range(int(arch["n_layers"])))
+        if trunk:
+            self.blocks = build_trunk(arch)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.action_dim))
         self._buffers_for("action", config.action)
 
@@ -112,6 +117,13 @@ class ChunkTransformer(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Inputs in `self.input_names` order (batch first); returns (B, H, action_dim) actions in SI units."""
+        seq, key_bias = self.encode(*inputs)
+        for block in self.blocks:
+            seq = block(seq, key_bias)
+        return self.decode(seq)
+
+    def encode(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs -> (token sequence (B, T, D) ending with the H queries, key bias (B, 1, 1, T))."""
         x = dict(zip(self.input_names, inputs, strict=True))
         batch = inputs[0].shape[0]
         tokens: list[torch.Tensor] = []
@@ -137,12 +149,19 @@ class ChunkTransformer(nn.Module):
             mean_word = (self.word_embed(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             add((mean_word + self.type_embed["instruction"]).unsqueeze(1))
         add(self.queries.unsqueeze(0).expand(batch, -1, -1))
-        seq = torch.cat(tokens, dim=1)
-        key_bias = torch.cat(biases, dim=1)[:, None, None, :]
-        for block in self.blocks:
-            seq = block(seq, key_bias)
+        return torch.cat(tokens, dim=1), torch.cat(biases, dim=1)[:, None, None, :]
+
+    def decode(self, seq: torch.Tensor) -> torch.Tensor:
+        """The trunk's output sequence -> (B, H, action_dim) actions in SI units (from the query positions)."""
         out = self.head(seq[:, -self.horizon:])
         return out * self.action_std + self.action_mean
+
+
+def build_trunk(architecture: dict) -> nn.ModuleList:
+    """The transformer blocks of an architecture dict (d_model, n_heads, ff_dim, n_layers)."""
+    d = int(architecture["d_model"])
+    return nn.ModuleList(Block(d, int(architecture["n_heads"]), int(architecture["ff_dim"]))
+                         for _ in range(int(architecture["n_layers"])))
 
 
 def build_model(config: PolicyConfig, seed: int | None = None) -> ChunkTransformer:
@@ -166,19 +185,39 @@ def save_checkpoint(model: nn.Module, config: PolicyConfig, checkpoint_dir: str 
     return path
 
 
-def load_checkpoint(checkpoint_dir: str | Path) -> tuple[PolicyConfig, ChunkTransformer]:
-    """Load a checkpoint (safetensors only, never pickle); raise `ConfigError` on any mismatch."""
+def load_checkpoint(checkpoint_dir: str | Path) -> tuple[PolicyConfig, nn.Module]:
+    """Load a checkpoint (safetensors only, never pickle); raise `ConfigError` on any mismatch.
+
+    The model is a `ChunkTransformer`, or for one embodiment of a multi-embodiment checkpoint
+    (`<root>/<embodiment>/config.json`) a module with the same interface (`input_names`, forward).
+    """
     path = Path(checkpoint_dir)
     config = load_config(path)
+    if config.architecture.get("type") == "multi_embodiment":  # one embodiment of a shared-trunk model
+        from physical_ai.policy.multi_embodiment import load_embodiment
+
+        return config, load_embodiment(path, config)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise ConfigError(f"{weights}: not found")
+    model = ChunkTransformer(config)
+    model.load_state_dict(read_weights(weights, model.state_dict()), strict=True)
+    return config, model.eval()
+
+
+def read_weights(weights: Path, expected: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ()
+                 ) -> dict[str, torch.Tensor]:
+    """The tensors of `weights`, checked against `expected`'s names, shapes and finiteness.
+
+    With `prefixes`, only the tensors whose names start with one of them are read (one embodiment of a
+    multi-embodiment checkpoint). Raises `ConfigError` on any mismatch or an unreadable file.
+    """
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ConfigError(f"{weights}: unreadable safetensors file: {exc}") from exc
-    model = ChunkTransformer(config)
-    expected = model.state_dict()
+    if prefixes:
+        state = {k: v for k, v in state.items() if k.startswith(prefixes)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -190,8 +229,7 @@ def load_checkpoint(checkpoint_dir: str | Path) -> tuple[PolicyConfig, ChunkTran
                               f"{tuple(expected[key].shape)}")
         if not torch.isfinite(tensor).all():
             raise ConfigError(f"{weights}: tensor {key} holds non-finite values")
-    model.load_state_dict(state, strict=True)
-    return config, model.eval()
+    return state
 
 
 def example_inputs(config: PolicyConfig, batch: int = 1, seed: int = 0) -> list[torch.Tensor]:

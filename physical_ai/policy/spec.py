@@ -41,7 +41,7 @@ STATE_SOURCES = ("joint position/velocity: '<joint>.position', '<joint>.velocity
 OBSTACLE_FEATURES = ("x", "y", "z", "length", "width", "height", "yaw", "vx", "vy", "class", "confidence")
 # is_target: 1 when the part's perceived label is the part the instruction names (policy/observation.py)
 PART_FEATURES = ("x", "y", "z", "qx", "qy", "qz", "qw", "size_x", "size_y", "size_z", "confidence", "is_target")
-ARCHITECTURES = ("chunk_transformer", "remote")
+ARCHITECTURES = ("chunk_transformer", "multi_embodiment", "remote")
 
 
 class ConfigError(ValueError):
@@ -220,8 +220,12 @@ def parse_config(raw: dict[str, Any]) -> PolicyConfig:
         raise ConfigError("architecture: expected an object")
     if arch.get("type") not in ARCHITECTURES:
         raise ConfigError(f"architecture.type: {arch.get('type')!r} not one of {list(ARCHITECTURES)}")
-    if arch["type"] == "chunk_transformer":
+    if arch["type"] in ("chunk_transformer", "multi_embodiment"):
         _validate_transformer(arch)
+    if arch["type"] == "multi_embodiment":  # one embodiment's view of shared weights (policy/multi_embodiment.py)
+        weights = arch.get("weights")
+        if not isinstance(weights, str) or not weights.endswith(".safetensors") or Path(weights).is_absolute():
+            raise ConfigError(f"architecture.weights: expected a relative path to a .safetensors file, got {weights!r}")
 
     obs_raw = _req(raw, "observation", "")
     if not isinstance(obs_raw, dict):
@@ -290,7 +294,10 @@ def load_config(checkpoint_dir: str | Path) -> PolicyConfig:
     """Read and validate `<checkpoint_dir>/config.json`; errors name the file and the field."""
     path = Path(checkpoint_dir) / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"{path}: not found (a checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+        subdirs = sorted(p.parent.name for p in Path(checkpoint_dir).glob(f"*/{CONFIG_FILE}"))
+        hint = f"; a multi-embodiment checkpoint? pick one of {subdirs} as {checkpoint_dir}/<embodiment>" \
+            if subdirs else ""
+        raise ConfigError(f"{path}: not found (a checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE}){hint}")
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

@@ -375,8 +375,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ff-dim", type=int, default=128)
     parser.add_argument("--image-channels", default="16,32,32", help="conv channels of the image encoder")
     parser.add_argument("--image-grid", type=int, default=4)
-    parser.add_argument("--state-features", default=None,
-                        help="comma-separated state entries to keep, e.g. odom.x,odom.y,odom.yaw (default: all)")
+    parser.add_argument("--state-features", default=None, nargs="+",
+                        help="comma-separated state entries to keep, e.g. odom.x,odom.y,odom.yaw (default: all); "
+                             "with datasets of several embodiments one list per embodiment, e.g. amr:odom.x,odom.y")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
@@ -386,12 +387,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `physai train`."""
+    from physical_ai.training.train_multi import group_by_embodiment, parse_state_features, train_multi
+
     name = args.name or Path(args.output).name
     try:
+        features = parse_state_features(args.state_features)
+        groups = group_by_embodiment(args.dataset) if len(args.dataset) > 1 else {}
+        if len(groups) > 1:  # datasets of several robots: one shared-trunk model with per-embodiment adapters
+            if args.resume:
+                raise DatasetError("--resume: not supported for multi-embodiment training (datasets of "
+                                   f"{list(groups)})")
+            summary = train_multi(groups, args.output, name, _architecture(args), args.steps, args.batch_size,
+                                  args.lr, args.seed, args.threads, features, progress_bar=not args.no_progress)
+            print(f"TRAIN {name} steps={summary['step']} final_loss={summary['final_loss']:.4f} "
+                  f"wall_s={summary['wall_s']:.0f} parameters={summary['parameters']} "
+                  f"embodiments={','.join(groups)}")
+            return 0
+        if len(features) > 1:
+            raise DatasetError(f"--state-features: several lists {list(features)} for one embodiment")
         summary = train(args.dataset, args.output, name, _architecture(args), args.steps, args.batch_size, args.lr,
                         args.seed, args.threads, args.resume, args.checkpoint_every,
                         progress_bar=not args.no_progress,
-                        state_features=args.state_features.split(",") if args.state_features else None)
+                        state_features=next(iter(features.values()), None))
     except DatasetError as exc:
         print(f"physai train: {exc}", file=sys.stderr)
         return 2
