@@ -1,0 +1,76 @@
+"""Multi-embodiment policy vs the separate shipped policies: parameters and inference latency per embodiment.
+
+BENCH multi_embodiment.params              learned parameters of models/multi_embodiment (trunk + all adapters)
+BENCH multi_embodiment.separate_params     sum over models/amr_nav, models/arm_pick, models/vehicle_drive (baseline)
+BENCH multi_embodiment.<emb>.p50_ms        Policy.infer (preprocessing + model), batch 1, one thread, the multi
+                                           model's <emb> view, beside
+BENCH multi_embodiment.<emb>.separate_p50_ms  the same for that embodiment's separate model, interleaved
+Needs models/multi_embodiment (see its MODEL_CARD.md); pass another root as the first argument.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REPS = 300
+SEPARATE = {"amr": "amr_nav", "arm": "arm_pick", "vehicle": "vehicle_drive"}
+
+
+def observation(config, rng: np.random.Generator) -> dict:
+    """A raw observation for `config`: state, 3-5 objects per token group, the instruction."""
+    spec = config.observation
+    obs: dict = {"instruction": "go"}
+    if spec.state is not None:
+        obs["state"] = rng.normal(size=len(spec.state.names))
+    for group in ("obstacles", "parts"):
+        tokens = getattr(spec, group)
+        if tokens is not None:
+            obs[group] = rng.normal(size=(int(rng.integers(3, 6)), len(tokens.features.names)))
+    return obs
+
+
+def main() -> int:
+    """Print the BENCH lines."""
+    import torch
+
+    from physical_ai.policy.model import count_parameters, load_checkpoint
+    from physical_ai.policy.multi_embodiment import MultiEmbodimentModel
+    from physical_ai.policy.policy import TorchPolicy
+    from physical_ai.policy.spec import load_config
+
+    torch.set_num_threads(1)
+    multi_root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "models" / "multi_embodiment"
+    embodiments = sorted(p.parent.name for p in multi_root.glob("*/config.json"))
+    if not embodiments:
+        print(f"multi_embodiment_bench: no <embodiment>/config.json under {multi_root}", file=sys.stderr)
+        return 1
+    full = MultiEmbodimentModel({e: load_config(multi_root / e) for e in embodiments})
+    print(f"BENCH multi_embodiment.params {count_parameters(full)} count")
+    separate = [e for e in embodiments if (ROOT / "models" / SEPARATE.get(e, "-") / "config.json").is_file()]
+    print(f"BENCH multi_embodiment.separate_params "
+          f"{sum(count_parameters(load_checkpoint(ROOT / 'models' / SEPARATE[e])[1]) for e in separate)} count "
+          f"({'+'.join(SEPARATE[e] for e in separate)})")
+    rng = np.random.default_rng(0)
+    for e in separate:
+        policies = {"multi": TorchPolicy(multi_root / e), "separate": TorchPolicy(ROOT / "models" / SEPARATE[e])}
+        times: dict[str, list[float]] = {k: [] for k in policies}
+        for _ in range(REPS):
+            obs = observation(policies["multi"].config, rng)
+            for key, policy in policies.items():  # interleaved: both see the same machine load
+                start = time.perf_counter()
+                policy.infer(obs)
+                times[key].append((time.perf_counter() - start) * 1e3)
+        print(f"BENCH multi_embodiment.{e}.p50_ms {np.median(times['multi']):.3f} ms")
+        print(f"BENCH multi_embodiment.{e}.separate_p50_ms {np.median(times['separate']):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
