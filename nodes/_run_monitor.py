@@ -1,17 +1,27 @@
 """Run monitor for `physai demo`: watches a simulated run over DDS and fills a `RunLog` for the report.
 
 It reads the simulator's privileged ground truth (scoring only: it never feeds the stack), the commands on the
-wire, the corrector's status, the policy's chunks and the perception output. It runs on the wall clock (not
-/clock) so that latencies are real: sim-time stamps are mapped to the wall time at which the simulator reached
-them, from the /clock stream.
+wire, the corrector's status, the policy's chunks and the perception output. Latencies are real time, measured on
+the wire, not by when this Python executor got round to a callback: every time is the system clock [ns] as DDS
+stamped it (the publisher's write time, `source_timestamp`, or the middleware's reception here,
+`received_timestamp`). Sim-time stamps are mapped to system time from the simulator's /clock publications (their
+source timestamps): it publishes sim time t no earlier than t is due on its real-time schedule, later when its
+computation fell behind (a render, a raycast); t is taken to happen when it was due, the lower envelope of the
+publications around it (never later than t's own publication: latencies from it are not understated by a late
+simulator).
 
 Reaction latency (e2e): for each LiDAR frame in which a person is inside the robot's swept path (footprint plus
 clearance, over the corrector's look-ahead at the current speed) for the first time while the robot moves, the
-time from that frame's stamp to the first corrected command: the first /correction/status of a cycle after the
-frame whose flags say the command was cut or steered for an obstacle (the cycle's cmd_vel goes out with it). A
-person who enters the swept path but whom the corrector's prediction sees clear it in time needs no correction:
-such events are counted apart (`reactions_not_needed`). Run the corrector with `status_rate_hz` = its loop rate so
-that every cycle's flags are seen.
+time from that frame's stamp to the first corrected command on the wire: the write time of the first
+/correction/status whose flags say the cycle's command was cut or steered for an obstacle AND whose
+`obstacles_stamp` (newest obstacle input the cycle used) is not older than the frame, i.e. a cycle that had the
+frame (a cycle already slowing for a predicted crossing before the frame arrived does not count). The corrector
+publishes the status right after the cycle's cmd_vel, so its write time bounds the command's from above. A person
+who enters the swept path but whom the corrector's prediction sees clear it in time needs no correction: such
+events are counted apart (`reactions_not_needed`). Run the corrector with `status_rate_hz` = its loop rate so that
+every cycle's flags are seen.
+
+LiDAR transport (the floor under any reaction): a frame's stamp to its reception by the middleware here.
 """
 
 from __future__ import annotations
@@ -50,15 +60,16 @@ class RunMonitor(Node):
         super().__init__("physai_run_monitor")
         self.log = RunLog(scenario)
         self._lock = threading.Lock()
-        self._t0_wall = time.monotonic_ns()
-        self._clock: list[tuple[int, int]] = []  # (sim ns, wall ns) pairs, increasing
-        self._lidar: list[tuple[int, int]] = []  # (stamp sim ns, wall rx ns)
-        self._cmds: list[tuple[int, float, float]] = []  # (wall rx ns, v, w)
+        self._t0_wall = self._wall_now()
+        self._clock: list[tuple[int, int]] = []  # (sim ns, system ns the simulator published it), increasing
+        self._lidar: list[tuple[int, int, int]] = []  # (stamp sim ns, simulator's write, reception here; system ns)
+        self._cmds: list[tuple[int, float, float]] = []  # (reception system ns, v, w)
         self._cmd_sent: list[int] = []  # the publisher's send time of each command [ns, system clock]
         self._gt_times: list[int] = []
         self._gt_robot: list[np.ndarray] = []  # x, y, yaw, speed
         self._gt_people: list[np.ndarray] = []  # (P, 2)
-        self._status: list[tuple[int, int, int]] = []  # (wall rx ns, stamp sim ns, flags)
+        # (write system ns, stamp sim ns, flags, obstacles_stamp sim ns)
+        self._status: list[tuple[int, int, int, int]] = []
         self.reactions_not_needed = 0
         self.latest_gt: SimGroundTruth | None = None
         self.latest_status: CorrectionStatus | None = None
@@ -91,44 +102,64 @@ class RunMonitor(Node):
             self.latest_gt = None
 
     def lidar_transport_ms(self) -> list[float]:
-        """Per LiDAR frame: its stamp to its arrival here (the floor under any reaction latency)."""
+        """Per LiDAR frame: its stamp to its reception here on the wire (the floor under any reaction latency)."""
         with self._lock:
             frames = list(self._lidar)
         out = []
-        for stamp_ns, rx in frames:
+        for stamp_ns, _sent, rx in frames:
             wall = self.sim_to_wall(stamp_ns)
             if wall is not None:
                 out.append((rx - wall) * 1e-6)
         return out
 
+    def lidar_write_ms(self) -> list[float]:
+        """Per LiDAR frame: its stamp to the simulator's (the driver's) write of it (part of the transport)."""
+        with self._lock:
+            frames = list(self._lidar)
+        walls = [(self.sim_to_wall(stamp_ns), sent) for stamp_ns, sent, _rx in frames]
+        return [(sent - wall) * 1e-6 for wall, sent in walls if wall is not None]
+
     # ---- time mapping ----------------------------------------------------------------------------------------
     def _wall_now(self) -> int:
-        return time.monotonic_ns()
+        """Now on the system clock [ns], the clock of DDS's source and reception timestamps."""
+        return time.time_ns()
 
-    def sim_to_wall(self, sim_ns: int) -> int | None:
-        """Wall time (monotonic ns) at which the simulator reached `sim_ns`, from the /clock stream."""
+    def sim_to_wall(self, sim_ns: int, window_ns: int = 250_000_000) -> int | None:
+        """System time [ns] at which sim time `sim_ns` was due (see module docstring); None outside the /clock data.
+
+        Over the /clock publications within `window_ns` of `sim_ns`: the pace (wall per sim second) between the
+        first and last of them, and the earliest publication offset against that pace.
+        """
         with self._lock:
-            if not self._clock or sim_ns < self._clock[0][0]:
+            if not self._clock or not self._clock[0][0] <= sim_ns <= self._clock[-1][0]:
                 return None
-            i = bisect.bisect_left(self._clock, (sim_ns, -1))
-            if i >= len(self._clock):
-                return None
-            (s0, w0), (s1, w1) = self._clock[max(i - 1, 0)], self._clock[i]
-            if s1 == s0:
-                return w1
-            return int(w0 + (w1 - w0) * (sim_ns - s0) / (s1 - s0))
+            lo = bisect.bisect_left(self._clock, (sim_ns - window_ns, -1))
+            hi = bisect.bisect_right(self._clock, (sim_ns + window_ns, 2**63))
+            near = np.array(self._clock[lo:hi], dtype=np.int64)
+        if len(near) < 2 or near[-1, 0] == near[0, 0]:
+            return int(near[-1, 1])
+        s0, w0 = near[0]
+        sim, wall = (near[:, 0] - s0).astype(np.float64), (near[:, 1] - w0).astype(np.float64)  # exact in float64
+        pace = wall[-1] / sim[-1]
+        return int(w0 + round(pace * (sim_ns - s0) + np.min(wall - pace * sim)))
 
     def _t(self, sim_ns: int) -> float:
         return sim_ns * 1e-9
 
     # ---- callbacks ---------------------------------------------------------------------------------------
-    def _on_clock(self, msg: Clock) -> None:
+    @staticmethod
+    def _stamp(info: dict, key: str) -> int:
+        """A DDS timestamp of the message [system ns]; now when the middleware gives none (0)."""
+        return int(info.get(key) or 0) or time.time_ns()
+
+    def _on_clock(self, msg: Clock, info: dict) -> None:
         sim_ns = stamp_to_ns(msg.clock)
+        sent = self._stamp(info, "source_timestamp")
         with self._lock:
             if not self._clock or sim_ns > self._clock[-1][0]:
-                self._clock.append((sim_ns, self._wall_now()))
+                self._clock.append((sim_ns, sent))
             elif sim_ns < self._clock[-1][0]:  # simulator reset: new episode time base
-                self._clock = [(sim_ns, self._wall_now())]
+                self._clock = [(sim_ns, sent)]
 
     def _on_gt(self, msg: SimGroundTruth) -> None:
         t_ns = stamp_to_ns(msg.header.stamp)
@@ -156,7 +187,7 @@ class RunMonitor(Node):
                 self.log.clearance.append((t, float(msg.min_person_clearance_m)))
 
     def _on_cmd(self, msg: Twist, info: dict) -> None:
-        wall = self._wall_now()
+        wall = self._stamp(info, "received_timestamp")
         with self._lock:
             self._cmds.append((wall, msg.linear.x, msg.angular.z))
             self._cmd_sent.append(int(info["source_timestamp"]))
@@ -166,13 +197,14 @@ class RunMonitor(Node):
     def _on_odom(self, msg: Odometry) -> None:
         self._actual_speed = float(np.hypot(msg.twist.twist.linear.x, msg.twist.twist.linear.y))
 
-    def _on_lidar(self, data: bytes) -> None:
+    def _on_lidar(self, data: bytes, info: dict) -> None:
         sec, nsec = _HEADER_STAMP.unpack_from(data, 4)
         with self._lock:
-            self._lidar.append((sec * 1_000_000_000 + nsec, self._wall_now()))
+            self._lidar.append((sec * 1_000_000_000 + nsec, self._stamp(info, "source_timestamp"),
+                                self._stamp(info, "received_timestamp")))
 
-    def _on_obstacles(self, msg: ObstacleArray) -> None:
-        rx = self._wall_now()
+    def _on_obstacles(self, msg: ObstacleArray, info: dict) -> None:
+        rx = self._stamp(info, "received_timestamp")
         stamp_ns = stamp_to_ns(msg.header.stamp)
         wall = self.sim_to_wall(stamp_ns)
         if wall is not None:
@@ -191,10 +223,11 @@ class RunMonitor(Node):
     def _on_chunk(self, msg: ActionChunk) -> None:
         self.log.add_latency("policy_inference_ms", float(msg.inference_latency_ms))
 
-    def _on_status(self, msg: CorrectionStatus) -> None:
+    def _on_status(self, msg: CorrectionStatus, info: dict) -> None:
         with self._lock:
             self.latest_status = msg
-            self._status.append((self._wall_now(), stamp_to_ns(msg.header.stamp), int(msg.flags)))
+            self._status.append((self._stamp(info, "source_timestamp"), stamp_to_ns(msg.header.stamp),
+                                 int(msg.flags), stamp_to_ns(msg.obstacles_stamp)))
             self.log.interventions.append(((self._wall_now() - self._t0_wall) * 1e-9, int(msg.flags)))
         self.log.add_latency("correction_cycle_ms", float(msg.cycle_time_ms))
 
@@ -225,7 +258,7 @@ class RunMonitor(Node):
         out: list[float] = []
         not_needed = 0
         inside = False
-        for stamp_ns, _rx in frames:
+        for stamp_ns, _sent, _rx in frames:
             if not times:
                 break
             i = min(bisect.bisect_left(times, stamp_ns), len(times) - 1)
@@ -233,8 +266,8 @@ class RunMonitor(Node):
             if now_inside and not inside and self._gt_robot[i][3] >= min_speed:
                 wall = self.sim_to_wall(stamp_ns)
                 if wall is not None:
-                    corrected = [rx for rx, stamp, flags in status
-                                 if flags & REACTION_FLAGS and stamp >= stamp_ns and rx >= wall
+                    corrected = [sent for sent, stamp, flags, used in status
+                                 if flags & REACTION_FLAGS and used >= stamp_ns and sent >= wall
                                  and stamp - stamp_ns <= window_s * 1e9]
                     if corrected:
                         out.append((min(corrected) - wall) * 1e-6)

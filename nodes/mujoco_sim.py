@@ -8,6 +8,9 @@ logged reason and counted (`rejected.<topic>.<reason>` in /diagnostics); the rob
 
 Physics runs in its own thread, paced at `real_time_factor` (0 = as fast as possible); ROS callbacks only
 validate and hand over commands under a lock. Stamps are simulation time (run the stack with use_sim_time).
+Each step is computed ahead, then released when its time comes on the wall clock: /clock first, then what is due
+then (e.g. a LiDAR frame measured its latency earlier), and only after those the measurements taken at that time
+(raycasts, renders), so that a sensor's delivery does not wait for another sensor's computation.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ class MujocoSim(PhysaiNode):
                                (0.01, 10.0)),
             "hand_time_s": p("hand_time_s", -1.0, "Arm cell: hand obstacle enters at this sim time; <0 never [s]",
                              (-1.0, 1e6)),
+            "worker_trigger_m": p("worker_trigger_m", 0.0, "AMR: a worker starts walking when the AMR comes this "
+                                  "close before its aisle (a triggered target); 0 = seeded start times [m]",
+                                  (0.0, 20.0)),
             "max_linear": p("max_linear", 1.0, "AMR max |linear.x| [m/s]", (0.01, 5.0)),
             "max_angular": p("max_angular", 1.5, "AMR max |angular.z| [rad/s]", (0.01, 10.0)),
             "max_accel": p("max_accel", 1.0, "AMR linear acceleration limit [m/s^2]", (0.01, 10.0)),
@@ -235,32 +241,49 @@ class MujocoSim(PhysaiNode):
             self.runner.close()  # the GL context lives in this thread
 
     def _run_physics(self) -> None:
-        wall0, sim0 = time.monotonic(), self.scenario.data.time
+        self._pace_origin = (time.monotonic(), self.scenario.data.time)
         while self._running and self.context.ok():
             t0 = time.perf_counter()
             with self._lock:
-                outputs = self.runner.advance(self.chunk_s)
+                due = self.runner.advance(self.chunk_s, sample_end=False)
                 now_ns = self.scenario.time_ns
-            self.latency("step", (time.perf_counter() - t0) * 1e3)
-            try:
-                if self.clock_pub is not None:
-                    self.clock_pub.publish(Clock(clock=ns_to_stamp(now_ns)))
-                for out in outputs:
-                    getattr(self, f"_publish_{out.stream}")(out.stamp_ns, out.data)
-                    self.tick(out.stream)
-            except Exception as exc:  # a publish failure must not stop the physics loop
-                if not self.context.ok():
-                    return  # shutting down
-                self.count("publish_error")
-                self.get_logger().error(f"publishing: {exc}", throttle_duration_sec=1.0)
-            if self.rtf > 0:
-                sim_elapsed = self.scenario.data.time - sim0
-                lag = (time.monotonic() - wall0) - sim_elapsed / self.rtf
-                if lag < 0:
-                    time.sleep(-lag)
-                elif lag > 0.5:  # too slow to keep up: count it and stop trying to catch up
-                    self.count("overrun")
-                    wall0, sim0 = time.monotonic(), self.scenario.data.time
+            step_ms = (time.perf_counter() - t0) * 1e3
+            self._pace(now_ns)
+            if not self._publish(now_ns, due, clock=True):
+                return
+            t0 = time.perf_counter()
+            with self._lock:
+                measured = self.runner.sample_due()
+            self.latency("step", step_ms + (time.perf_counter() - t0) * 1e3)
+            if not self._publish(now_ns, measured, clock=False):
+                return
+
+    def _pace(self, now_ns: int) -> None:
+        """Wait until sim time `now_ns` is due on the wall clock (real_time_factor)."""
+        if self.rtf <= 0:
+            return
+        wall0, sim0 = self._pace_origin
+        lag = (time.monotonic() - wall0) - (now_ns * 1e-9 - sim0) / self.rtf
+        if lag < 0:
+            time.sleep(-lag)
+        elif lag > 0.5:  # too slow to keep up (or reset): count it and stop trying to catch up
+            self.count("overrun")
+            self._pace_origin = (time.monotonic(), now_ns * 1e-9)
+
+    def _publish(self, now_ns: int, outputs: list, clock: bool) -> bool:
+        """Publish /clock (optionally) and the outputs; False when shutting down."""
+        try:
+            if clock and self.clock_pub is not None:
+                self.clock_pub.publish(Clock(clock=ns_to_stamp(now_ns)))
+            for out in outputs:
+                getattr(self, f"_publish_{out.stream}")(out.stamp_ns, out.data)
+                self.tick(out.stream)
+        except Exception as exc:  # a publish failure must not stop the physics loop
+            if not self.context.ok():
+                return False  # shutting down
+            self.count("publish_error")
+            self.get_logger().error(f"publishing: {exc}", throttle_duration_sec=1.0)
+        return True
 
     def on_shutdown(self) -> None:
         """Stop the physics thread and release the renderer (called by run_node)."""

@@ -112,24 +112,38 @@ class SimRunner:
         self._period = {k: round(NS / c.rate_hz) for k, c in self.streams.items()}
         self._delay.clear()
 
-    def advance(self, duration_s: float) -> list[SimOutput]:
-        """Step physics for `duration_s` (whole steps), sampling due streams; return delivered outputs."""
+    def advance(self, duration_s: float, sample_end: bool = True) -> list[SimOutput]:
+        """Step physics for `duration_s` (whole steps), sampling due streams; return delivered outputs.
+
+        Args:
+            duration_s: simulated time to advance [s].
+            sample_end: also sample the streams due at the final time. False leaves that to `sample_due()`, so that a
+                real-time caller can deliver what is due at that time (measured earlier, e.g. a LiDAR frame after its
+                latency) before the costly measurements taken then (raycasts, renders).
+        """
         sc = self.sc
         dt_ns = sc.timestep * NS
         end = sc.time_ns + round(duration_s * NS)
         out: list[SimOutput] = []
         while True:
             now = sc.time_ns
-            for name, due in self._next.items():
-                if now >= due:
-                    self._sample(name, now)
-                    self._next[name] = max(due + self._period[name], now + 1)
-            out += self._delay.pop_ready(now)
             if now >= end - dt_ns / 2:
-                break
+                out += self._delay.pop_ready(now)
+                if sample_end:
+                    out += self.sample_due()
+                return out
+            out += self.sample_due()
             target = min(min(self._next.values(), default=end), end)
             sc.step(max(1, math.ceil((target - now) / dt_ns - 1e-6)))
-        return out
+
+    def sample_due(self) -> list[SimOutput]:
+        """Sample the streams due at the current time; return the outputs delivered now (those without latency)."""
+        now = self.sc.time_ns
+        for name, due in self._next.items():
+            if now >= due:
+                self._sample(name, now)
+                self._next[name] = max(due + self._period[name], now + 1)
+        return self._delay.pop_ready(now)
 
     def _sample(self, name: str, now: int) -> None:
         cfg = self.streams[name]

@@ -408,7 +408,10 @@ class FactoryFloor(Scenario):
     """Differential-drive AMR goes from the pick-up to the drop-off station while workers cross the aisle.
 
     Options: max_linear (m/s), max_angular (rad/s), max_accel (m/s^2), max_alpha (rad/s^2), cmd_timeout_s,
-    worker_times_s (list of start times; default seeded-random), worker_speed (m/s).
+    worker_times_s (list of start times; default seeded-random), worker_speed (m/s), worker_trigger_m (m; > 0: a
+    worker starts walking when the AMR comes within this distance before its aisle, like the triggered pedestrian
+    targets of Euro NCAP's AEB tests, so that every episode has a worker stepping into the AMR's path; start times
+    are then not used).
     """
 
     name = "amr"
@@ -443,6 +446,9 @@ class FactoryFloor(Scenario):
                              else np.array([self.rng.uniform(2.0, 9.0), self.rng.uniform(6.0, 13.0)]))
         self.worker_dirs = self.rng.choice([-1.0, 1.0], size=len(self.person_bodies))
         self.worker_speed = float(o.get("worker_speed", 1.4))
+        self.worker_trigger_m = float(o.get("worker_trigger_m", 0.0))
+        if self.worker_trigger_m > 0:  # not started until the AMR triggers them (see _script)
+            self.worker_times = np.full(len(self.person_bodies), np.inf)
         self.wheel_angle = np.zeros(2)
 
     def worker_state(self, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -456,6 +462,10 @@ class FactoryFloor(Scenario):
         return pos, vel
 
     def _script(self, t: float) -> None:
+        if self.worker_trigger_m > 0:
+            waiting = ~np.isfinite(self.worker_times)
+            ahead = np.asarray(self.WORKER_X) - self.base_pose()[0]
+            self.worker_times[waiting & (ahead <= self.worker_trigger_m)] = t
         pos, _ = self.worker_state(t)
         self.data.mocap_pos[:, :2] = pos
 

@@ -120,6 +120,23 @@ def test_workers_cross_at_walking_speed_and_clearance_is_tracked():
     assert gt.min_person_clearance_m == pytest.approx(sc.person_clearance(), abs=0.05)
 
 
+def test_triggered_worker_starts_when_the_amr_comes_within_range_of_its_aisle():
+    seeded = make_scenario("amr", 3)
+    sc = make_scenario("amr", 3, {"worker_trigger_m": 3.0})
+    assert np.array_equal(sc.worker_dirs, seeded.worker_dirs)  # same seeded scene otherwise
+    assert not np.isfinite(sc.worker_times).any()
+    sc.step(200)  # 1 s: the AMR waits at the start, 6.5 m before the first aisle: nobody walks
+    start = sc.worker_state(sc.data.time)[0]
+    assert not np.isfinite(sc.worker_times).any()
+    sc.data.qpos[sc.jx] = sc.WORKER_X[0] - 2.9  # within 3 m of the first aisle, 6.4 m before the second
+    sc.step(200)
+    assert np.isfinite(sc.worker_times[0]) and not np.isfinite(sc.worker_times[1])
+    pos, vel = sc.worker_state(sc.data.time)
+    assert abs(np.linalg.norm(vel[0]) - 1.4) < 1e-6 and np.linalg.norm(vel[1]) == 0.0
+    assert abs(pos[0, 1] - start[0, 1]) == pytest.approx(1.4 * (sc.data.time - sc.worker_times[0]), abs=1e-6)
+    assert np.array_equal(pos[1], start[1])
+
+
 def test_hand_obstacle_enters_the_arm_workspace():
     sc = make_scenario("arm", 0, {"hand_time_s": 0.2})
     far = sc.person_clearance()
