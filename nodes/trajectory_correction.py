@@ -17,7 +17,6 @@ import gc
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,6 @@ from sensor_msgs.msg import JointState, LaserScan, PointCloud2
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from physical_ai.bringup.stack import share_dir
 from physical_ai.control.amr import AmrConfig, AmrCorrector
 from physical_ai.control.arm import ArmConfig, ArmCorrector
 from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
@@ -54,19 +52,11 @@ from physical_ai.convert import (
 )
 from physical_ai.stats import RollingStats
 from physical_ai.tf import TransformBuffer
-from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS, PhysaiNode, run_node
+from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS, PhysaiNode, resolve_share_path, run_node
 from physical_ai_nodes._tf import TfListener
 
 MODES = ("arm", "amr", "vehicle")
 ARM_OUTPUTS = ("position", "velocity", "trajectory")
-
-
-def _share_root() -> Path:
-    """config/ and models/ root: the installed share dir, else the source checkout."""
-    try:
-        return share_dir()
-    except (OSError, FileNotFoundError):  # ament index without AMENT_PREFIX_PATH raises OSError
-        return Path(__file__).resolve().parents[1]
 
 
 def _yaw(T: np.ndarray) -> float:
@@ -180,10 +170,12 @@ class TrajectoryCorrection(PhysaiNode):
                            "MJCF with the arm's collision geoms (relative to the package share dir); '' = none")
         collision = None
         if model:
-            path = Path(model) if Path(model).is_absolute() else _share_root() / model
-            collision = CapsuleArm.from_file(path, names, self.param("collision_geom_prefix", "col_",
-                                                                     "Only geoms whose name starts with this"))
+            prefix = self.param("collision_geom_prefix", "col_", "Only geoms whose name starts with this")
+            collision = CapsuleArm.from_file(resolve_share_path(model), names, prefix)
         self.arm_frame = self.param("arm_frame", "world", "Frame of the model's world (obstacles are moved into it)")
+        # Parts are what the arm is there to touch; the policy handles them, the barrier keeps it from the rest.
+        self.ignored_classes = set(self.param("ignored_obstacle_classes", [Obstacle.CLASS_PART],
+                                              "Obstacle classes the arm may touch (Obstacle.CLASS_*)"))
         self.arm = ArmCorrector(limits, config, collision)
         self.joint_names = list(names)
         self.arm_output = self.param("arm_output", "position", "position | velocity | trajectory")
@@ -221,6 +213,8 @@ class TrajectoryCorrection(PhysaiNode):
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),
                          self.param("points_max_z", 1.8, "Highest point that can hit the base [m]", (-5.0, 10.0)))
         self.base_frame = self.param("base_frame", "base_link", "Robot frame")
+        self.wake_on_points = self.param("wake_on_points", True, "Run a cycle at once when a LiDAR frame (points or "
+                                         "scan) arrives, not at the next period (the periodic phase stays)")
         self.stamped = self.param("cmd_vel_stamped", False, "Publish TwistStamped instead of Twist")
         out = self.param("cmd_vel_topic", "/cmd_vel", "Velocity command output")
         self.cmd_pub = self.checked_publisher(TwistStamped if self.stamped else Twist, out, COMMAND_QOS)
@@ -373,6 +367,8 @@ class TrajectoryCorrection(PhysaiNode):
             self.get_logger().warning(f"obstacles without required sensors (alive mask {msg.sensors_alive}, need "
                                       f"{self.required_sensors}): not counted as fresh", throttle_duration_sec=2.0)
         obs = msg.obstacles
+        if self.mode == "arm" and self.ignored_classes:
+            obs = [o for o in obs if o.classification not in self.ignored_classes]
         centres = np.array([[o.pose.position.x, o.pose.position.y, o.pose.position.z] for o in obs]).reshape(-1, 3)
         sizes = np.array([[o.size.x, o.size.y, o.size.z] for o in obs]).reshape(-1, 3)
         vel = np.array([[o.velocity.x, o.velocity.y, o.velocity.z] for o in obs]).reshape(-1, 3)
@@ -439,6 +435,8 @@ class TrajectoryCorrection(PhysaiNode):
         with self._lock:
             self.amr.set_points(pts[keep, :2])
             self._points_stamp_ns = stamp_ns
+        if self.wake_on_points:
+            self.loop.wake()
 
     def _on_points(self, msg: PointCloud2) -> None:
         try:
@@ -464,6 +462,8 @@ class TrajectoryCorrection(PhysaiNode):
             with self._lock:
                 self.amr.set_points(pts[:, :2])
                 self._points_stamp_ns = stamp_to_ns(msg.header.stamp)
+            if self.wake_on_points:
+                self.loop.wake()
 
     def _on_odom(self, msg: Odometry) -> None:
         try:
@@ -556,7 +556,7 @@ class TrajectoryCorrection(PhysaiNode):
         return cmd.flags, cmd.reasons, cmd.speed_scale, cmd.min_clearance_m, cmd.time_to_collision_s
 
     def _step_amr(self, now: float, wflags: int, wreasons: list[str]) -> tuple:
-        cmd = self.amr.step(now, wreasons)
+        cmd = self.amr.step(now, wreasons, dt_s=self.loop.dt_s)
         if self.loop.cycles % self.publish_every == 0:
             twist = Twist()
             twist.linear.x, twist.angular.z = cmd.linear, cmd.angular

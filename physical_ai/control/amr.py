@@ -178,8 +178,15 @@ class AmrCorrector:
             return self._cmd_vel[0], self._cmd_vel[1]
         return None
 
-    def step(self, now_s: float, stop_reasons: Sequence[str] = ()) -> AmrCommand:
-        """One control period: corrected (linear, angular) with flags and reasons."""
+    def step(self, now_s: float, stop_reasons: Sequence[str] = (), dt_s: float | None = None) -> AmrCommand:
+        """One control cycle: corrected (linear, angular) with flags and reasons.
+
+        Args:
+            now_s: current time [s].
+            stop_reasons: reasons to stop (stale inputs); empty when none.
+            dt_s: time this cycle stands for [s] (since the previous one; the acceleration limits allow that much
+                change); None = one period. A cycle run early (at a new LiDAR frame) stands for less.
+        """
         c = self.config
         flags, reasons = 0, list(stop_reasons)
         nominal = self.nominal(now_s)
@@ -215,7 +222,7 @@ class AmrCorrector:
                 target, f, r = self._detour_or_steer(nominal)
                 flags |= f
                 reasons += r
-        return self._limit(target, flags, reasons, scale, clearance, ttc)
+        return self._limit(target, flags, reasons, scale, clearance, ttc, c.period_s if dt_s is None else dt_s)
 
     def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -332,11 +339,12 @@ class AmrCorrector:
         self._clear_since = None
 
     def _limit(self, target: tuple[float, float], flags: int, reasons: list[str], scale: float, clearance: float,
-               ttc: float) -> AmrCommand:
+               ttc: float, dt_s: float) -> AmrCommand:
         c = self.config
         v = float(np.clip(target[0], -c.max_linear, c.max_linear))
         w = float(np.clip(target[1], -c.max_angular, c.max_angular))
-        dv, dw = c.max_linear_acc * c.period_s, c.max_angular_acc * c.period_s
+        dt = min(max(dt_s, 0.0), c.period_s) if np.isfinite(dt_s) else 0.0
+        dv, dw = c.max_linear_acc * dt, c.max_angular_acc * dt
         lv = float(np.clip(v, self._out[0] - dv, self._out[0] + dv))
         lw = float(np.clip(w, self._out[1] - dw, self._out[1] + dw))
         if (lv, lw) != (v, w):

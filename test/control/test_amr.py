@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -173,3 +174,26 @@ def test_restart_clock_forgets_commands_of_the_old_clock():
     assert amr.step(0.1).linear <= amr.step(0.11).linear + 1e-9  # decelerating towards a stop, not driving on
     assert amr.submit_chunk(["linear_x", "angular_z"], chunk, 0.2, 0.1, 10, 0.2).reference is not None
     assert amr.nominal(0.3) == (0.5, 0.0)
+
+
+def test_acceleration_limit_holds_per_second_over_irregular_cycles():
+    """Cycles run early (a new LiDAR frame) stand for less time: the change per second stays within the limit."""
+    cmd = np.tile([1.0, 1.5], 10)
+    regular, irregular = AmrCorrector(CFG), AmrCorrector(CFG)
+    for amr in (regular, irregular):
+        amr.set_pose(0.0, 0.0, 0.0)
+        assert amr.submit_chunk(["linear_x", "angular_z"], cmd, 0.0, 0.1, 10, 0.0).reference is not None
+    p = CFG.period_s
+    outs = [regular.step(k * p) for k in range(1, 11)]
+    # the same 0.1 s as 20 cycles: each period split into an early (woken) cycle and the periodic one
+    dts = [0.3 * p, 0.7 * p, 0.05 * p, 0.95 * p] * 5
+    t, woken = 0.0, []
+    for dt in dts:
+        t += dt
+        woken.append(irregular.step(t, dt_s=dt))
+    assert woken[-1].linear == pytest.approx(outs[-1].linear) == pytest.approx(10 * CFG.max_linear_acc * p)
+    assert woken[-1].angular == pytest.approx(outs[-1].angular)
+    dv = np.diff([0.0] + [c.linear for c in woken])
+    assert np.all(dv <= CFG.max_linear_acc * np.array(dts) + 1e-12)
+    # the default is one period per cycle; an early cycle at no elapsed time changes nothing
+    assert AmrCorrector(CFG).step(0.01, dt_s=0.0).linear == 0.0

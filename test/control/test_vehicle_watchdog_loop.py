@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,3 +128,25 @@ def test_loop_timer_keeps_its_rate_and_counts_misses():
     broken = LoopTimer(0.001, boom)
     broken.run(max_cycles=5)
     assert isinstance(broken.error, RuntimeError)
+
+
+def test_loop_timer_wake_runs_a_cycle_at_once_and_keeps_the_phase():
+    period = 0.05
+    ticks: list[tuple[float, float]] = []  # (time, dt_s) per cycle
+    loop = LoopTimer(period, lambda: ticks.append((time.monotonic(), loop.dt_s)))
+    loop.start()
+    try:
+        time.sleep(2.2 * period)  # mid-way between two deadlines
+        woke_at = time.monotonic()
+        loop.wake()
+        time.sleep(3 * period)
+    finally:
+        loop.stop()
+    assert loop.error is None and loop.woken == 1
+    k = next(i for i, (t, _) in enumerate(ticks) if t >= woke_at)
+    assert ticks[k][0] - woke_at < 0.5 * period  # at once, not at the next deadline
+    # the woken cycle and the next periodic one together stand for one period; the periodic phase is kept
+    assert 0.0 < ticks[k][1] < period and ticks[k][1] + ticks[k + 1][1] == pytest.approx(period)
+    periodic = [t for i, (t, _) in enumerate(ticks) if i != k]
+    phase = (np.array(periodic) - periodic[0]) / period
+    assert np.allclose(phase, np.round(phase), atol=0.3)
