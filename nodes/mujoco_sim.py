@@ -128,7 +128,7 @@ class MujocoSim(PhysaiNode):
                 latency_s=p(f"{stream}.latency_s", 0.0, f"{stream} delivery latency [s]", (0.0, 5.0)))
             streams[stream] = StreamConfig(rate, noise)
         self.scenario = make_scenario(name, self.seed, options)
-        self.runner = SimRunner(self.scenario, streams, g, seed=self.seed)
+        self.runner = SimRunner(self.scenario, streams, g, seed=self.seed, render_thread=True)
         self.geometry = g
         self._lock = threading.Lock()
         self._running = True

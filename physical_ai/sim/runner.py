@@ -6,7 +6,9 @@ measurement time; the simulator node turns them into messages, and the benchmark
 
 from __future__ import annotations
 
+import copy
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +80,20 @@ class SimRunner:
     """Owns a scenario and its sensors; see module docstring."""
 
     def __init__(self, scenario: Scenario, streams: dict[str, StreamConfig] | None = None,
-                 geometry: SensorGeometry | None = None, seed: int = 0) -> None:
+                 geometry: SensorGeometry | None = None, seed: int = 0, render_thread: bool = False) -> None:
+        """Set up the sensors of `scenario`.
+
+        Args:
+            scenario: the scenario to step.
+            streams: rate and noise per output stream (default: `default_streams`).
+            geometry: image size and LiDAR layout.
+            seed: noise and dropout seed.
+            render_thread: render the camera on its own thread from a copy of the state taken at the sample time,
+                so that stepping (and the other sensors) go on meanwhile; the frame is delivered at the same
+                simulated time as without (its latency after the sample, waiting for the render if need be), from
+                the same state (its noise is drawn at delivery). For real-time use; the GL context then lives in
+                that thread.
+        """
         self.sc = scenario
         self.streams = {k: v for k, v in (streams or default_streams(scenario.name)).items() if v.rate_hz > 0}
         unknown = set(self.streams) - set(STREAMS)
@@ -102,6 +117,8 @@ class SimRunner:
         if "odom" in self.streams and scenario.odometry() is None:
             del self.streams["odom"]
         self.dropped: dict[str, int] = dict.fromkeys(self.streams, 0)
+        self._renderer = (ThreadPoolExecutor(1, thread_name_prefix="sim_render")
+                          if render_thread and self.camera is not None else None)
         self._delay = DelayLine()
         self.reset_schedule()
 
@@ -128,7 +145,7 @@ class SimRunner:
         while True:
             now = sc.time_ns
             if now >= end - dt_ns / 2:
-                out += self._delay.pop_ready(now)
+                out += self._pop_ready(now)
                 if sample_end:
                     out += self.sample_due()
                 return out
@@ -143,7 +160,15 @@ class SimRunner:
             if now >= due:
                 self._sample(name, now)
                 self._next[name] = max(due + self._period[name], now + 1)
-        return self._delay.pop_ready(now)
+        return self._pop_ready(now)
+
+    def _pop_ready(self, now: int) -> list[SimOutput]:
+        """Outputs due at `now`, with camera frames rendered on the render thread finished (waited for)."""
+        out = self._delay.pop_ready(now)
+        for o in out:
+            if isinstance(o.data, Future):
+                o.data = self._finish_rgbd(*o.data.result(), self.streams["rgbd"].noise)
+        return out
 
     def _sample(self, name: str, now: int) -> None:
         cfg = self.streams[name]
@@ -170,8 +195,12 @@ class SimRunner:
     def _measure_tf(self, noise: SensorNoise) -> list:
         return self.sc.frames()[1]
 
-    def _measure_rgbd(self, noise: SensorNoise) -> tuple:
-        rgb, depth = self.camera.render(self.sc.data)
+    def _measure_rgbd(self, noise: SensorNoise) -> tuple | Future:
+        if self._renderer is not None:  # noise is added when delivered, in simulation order (deterministic)
+            return self._renderer.submit(self.camera.render, copy.copy(self.sc.data))
+        return self._finish_rgbd(*self.camera.render(self.sc.data), noise)
+
+    def _finish_rgbd(self, rgb: np.ndarray, depth: np.ndarray, noise: SensorNoise) -> tuple:
         # colour noise in intensity levels, depth noise sigma * z^2 [m]
         return add_rgb_noise(rgb, SensorNoise(sigma=noise.sigma * 100.0), self.rng), \
             add_depth_noise(depth, noise, self.rng), self.camera.K
@@ -194,6 +223,9 @@ class SimRunner:
         return self.sc.ground_truth()
 
     def close(self) -> None:
-        """Release the renderer."""
-        if self.camera is not None:
+        """Release the renderer (from the thread that rendered)."""
+        if self._renderer is not None:
+            self._renderer.submit(self.camera.close).result()
+            self._renderer.shutdown()
+        elif self.camera is not None:
             self.camera.close()

@@ -16,7 +16,7 @@ from physical_ai.sim.commands import (
     check_stamp,
 )
 from physical_ai.sim.experts import apply, make_expert, observe, run_episode
-from physical_ai.sim.runner import SimRunner, StreamConfig
+from physical_ai.sim.runner import SensorGeometry, SimRunner, StreamConfig
 from physical_ai.sim.scenarios import PARTS, make_scenario
 from physical_ai.sim.sensors import Lidar, RgbdCamera, SensorNoise, TactilePads
 
@@ -221,6 +221,38 @@ def test_runner_rates_latency_and_dropout():
     assert counts["scan"] == 10  # the 11th is still in flight
     assert 10 < counts["odom"] < 40 and runner.dropped["odom"] == 51 - counts["odom"]
     assert all(o.stamp_ns <= 0.95 * NS for o in out if o.stream == "scan")
+
+
+def _deliveries(runner: SimRunner, steps: int, split: bool) -> list:
+    out = []
+    for _ in range(steps):
+        out += runner.advance(0.005, sample_end=not split)
+        if split:
+            out += runner.sample_due()
+    return out
+
+
+def test_runner_split_steps_and_render_thread_deliver_the_same_outputs():
+    streams = {"joint_states": StreamConfig(100.0), "rgbd": StreamConfig(15.0, SensorNoise(latency_s=0.03)),
+               "lidar": StreamConfig(10.0, SensorNoise(latency_s=0.01))}
+    plain = SimRunner(make_scenario("amr", 4), streams, SensorGeometry(width=64, height=48, lidar_horizontal=90),
+                      seed=4)
+    threaded = SimRunner(make_scenario("amr", 4), streams, SensorGeometry(width=64, height=48, lidar_horizontal=90),
+                         seed=4, render_thread=True)
+    try:
+        for runner in (plain, threaded):
+            runner.sc.command_twist(1.0, 0.5)  # a moving camera: frames of different states differ
+        a, b = _deliveries(plain, 80, split=False), _deliveries(threaded, 80, split=True)
+    finally:
+        plain.close()
+        threaded.close()
+    assert [(o.stream, o.stamp_ns) for o in a] == [(o.stream, o.stamp_ns) for o in b]
+    frames = [(x, y) for x, y in zip(a, b, strict=True) if x.stream == "rgbd"]
+    assert len(frames) == 6  # 0.4 s at 15 Hz, each 30 ms after its sample
+    for x, y in frames:
+        np.testing.assert_array_equal(x.data[0], y.data[0])
+        np.testing.assert_array_equal(x.data[1], y.data[1])
+    assert not np.array_equal(frames[0][0].data[0], frames[-1][0].data[0])
 
 
 # ---- experts -----------------------------------------------------------------------------------------------
