@@ -164,7 +164,8 @@ def main() -> int:
             else:
                 missed += 1
             outcome = (f"{found[0]:.1f} ms" if found else "no correction needed (worker clears the path)"
-                       if not_needed else "no worker in the path while moving")
+                       if not_needed else "a worker entered the path only while the AMR was slower than 0.2 m/s"
+                       if monitor.path_entries_slow else "no worker in the path")
             print(f"episode {i} seed {FIRST_SEED + i}: reaction {outcome}", flush=True)
         wall = time.monotonic() - wall0
         cpu = {name: (cpu_seconds(pid) - cpu0[name]) / wall * 100.0 for name, pid in pids.items() if name in cpu0}

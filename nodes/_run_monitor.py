@@ -71,6 +71,7 @@ class RunMonitor(Node):
         # (write system ns, stamp sim ns, flags, obstacles_stamp sim ns)
         self._status: list[tuple[int, int, int, int]] = []
         self.reactions_not_needed = 0
+        self.path_entries_slow = 0  # a person entered the swept path while the robot was slower than min_speed
         self.latest_gt: SimGroundTruth | None = None
         self.latest_status: CorrectionStatus | None = None
         self._half = (footprint[0] / 2, footprint[1] / 2)
@@ -256,13 +257,14 @@ class RunMonitor(Node):
         with self._lock:
             frames, status, times = list(self._lidar), list(self._status), list(self._gt_times)
         out: list[float] = []
-        not_needed = 0
+        not_needed = slow = 0
         inside = False
         for stamp_ns, _sent, _rx in frames:
             if not times:
                 break
             i = min(bisect.bisect_left(times, stamp_ns), len(times) - 1)
             now_inside = self._person_in_path(i)
+            slow += now_inside and not inside and self._gt_robot[i][3] < min_speed
             if now_inside and not inside and self._gt_robot[i][3] >= min_speed:
                 wall = self.sim_to_wall(stamp_ns)
                 if wall is not None:
@@ -275,6 +277,7 @@ class RunMonitor(Node):
                         not_needed += 1
             inside = now_inside
         self.reactions_not_needed = not_needed
+        self.path_entries_slow = slow
         return out
 
     def limit_violations(self, max_linear: float, max_angular: float, max_acc: float, max_alpha: float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,16 @@ class SensorGeometry:
     scan_range_max: float = 20.0
 
 
+def _below_caller(policy: int, param: os.sched_param) -> None:
+    """Run this thread (and the GL threads it starts) one real-time priority below its creator's, if real-time.
+
+    A render at the priority of stepping would hold cores that stepping and the LiDAR's delivery need (on a robot,
+    the camera is a device of its own); below it, the render still runs ahead of normal processes.
+    """
+    if policy in (os.SCHED_FIFO, os.SCHED_RR) and param.sched_priority > 1:
+        os.sched_setscheduler(0, policy, os.sched_param(param.sched_priority - 1))
+
+
 class SimRunner:
     """Owns a scenario and its sensors; see module docstring."""
 
@@ -88,11 +99,12 @@ class SimRunner:
             streams: rate and noise per output stream (default: `default_streams`).
             geometry: image size and LiDAR layout.
             seed: noise and dropout seed.
-            render_thread: render the camera on its own thread from a copy of the state taken at the sample time,
-                so that stepping (and the other sensors) go on meanwhile; the frame is delivered at the same
-                simulated time as without (its latency after the sample, waiting for the render if need be), from
-                the same state (its noise is drawn at delivery). For real-time use; the GL context then lives in
-                that thread.
+            render_thread: render the camera on a thread of its own from a copy of the state taken at the sample
+                time, so that stepping and the other sensors' deliveries go on meanwhile (the render releases
+                Python's GIL for most of its time; MuJoCo's ray casts do not, so the LiDARs stay in the stepping
+                thread); the frame is delivered at the same simulated time as without (its latency after the
+                sample, waiting for the render if need be), from the same state (its noise is drawn at delivery, in
+                simulation order). For real-time use; the GL context then lives in that thread.
         """
         self.sc = scenario
         self.streams = {k: v for k, v in (streams or default_streams(scenario.name)).items() if v.rate_hz > 0}
@@ -117,7 +129,8 @@ class SimRunner:
         if "odom" in self.streams and scenario.odometry() is None:
             del self.streams["odom"]
         self.dropped: dict[str, int] = dict.fromkeys(self.streams, 0)
-        self._renderer = (ThreadPoolExecutor(1, thread_name_prefix="sim_render")
+        self._renderer = (ThreadPoolExecutor(1, thread_name_prefix="sim_render", initializer=_below_caller,
+                                             initargs=(os.sched_getscheduler(0), os.sched_getparam(0)))
                           if render_thread and self.camera is not None else None)
         self._delay = DelayLine()
         self.reset_schedule()
@@ -167,7 +180,7 @@ class SimRunner:
         out = self._delay.pop_ready(now)
         for o in out:
             if isinstance(o.data, Future):
-                o.data = self._finish_rgbd(*o.data.result(), self.streams["rgbd"].noise)
+                o.data = getattr(self, f"_finish_{o.stream}")(o.data.result(), self.streams[o.stream].noise)
         return out
 
     def _sample(self, name: str, now: int) -> None:
@@ -196,11 +209,12 @@ class SimRunner:
         return self.sc.frames()[1]
 
     def _measure_rgbd(self, noise: SensorNoise) -> tuple | Future:
-        if self._renderer is not None:  # noise is added when delivered, in simulation order (deterministic)
+        if self._renderer is not None:  # noise is added when delivered (_pop_ready), in simulation order
             return self._renderer.submit(self.camera.render, copy.copy(self.sc.data))
-        return self._finish_rgbd(*self.camera.render(self.sc.data), noise)
+        return self._finish_rgbd(self.camera.render(self.sc.data), noise)
 
-    def _finish_rgbd(self, rgb: np.ndarray, depth: np.ndarray, noise: SensorNoise) -> tuple:
+    def _finish_rgbd(self, rendered: tuple[np.ndarray, np.ndarray], noise: SensorNoise) -> tuple:
+        rgb, depth = rendered
         # colour noise in intensity levels, depth noise sigma * z^2 [m]
         return add_rgb_noise(rgb, SensorNoise(sigma=noise.sigma * 100.0), self.rng), \
             add_depth_noise(depth, noise, self.rng), self.camera.K

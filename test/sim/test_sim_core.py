@@ -234,7 +234,8 @@ def _deliveries(runner: SimRunner, steps: int, split: bool) -> list:
 
 def test_runner_split_steps_and_render_thread_deliver_the_same_outputs():
     streams = {"joint_states": StreamConfig(100.0), "rgbd": StreamConfig(15.0, SensorNoise(latency_s=0.03)),
-               "lidar": StreamConfig(10.0, SensorNoise(latency_s=0.01))}
+               "lidar": StreamConfig(10.0, SensorNoise(latency_s=0.01)),
+               "scan": StreamConfig(10.0, SensorNoise(latency_s=0.01))}
     plain = SimRunner(make_scenario("amr", 4), streams, SensorGeometry(width=64, height=48, lidar_horizontal=90),
                       seed=4)
     threaded = SimRunner(make_scenario("amr", 4), streams, SensorGeometry(width=64, height=48, lidar_horizontal=90),
@@ -253,6 +254,13 @@ def test_runner_split_steps_and_render_thread_deliver_the_same_outputs():
         np.testing.assert_array_equal(x.data[0], y.data[0])
         np.testing.assert_array_equal(x.data[1], y.data[1])
     assert not np.array_equal(frames[0][0].data[0], frames[-1][0].data[0])
+    clouds = [(x, y) for x, y in zip(a, b, strict=True) if x.stream in ("lidar", "scan")]
+    assert len(clouds) == 8
+    for x, y in clouds:
+        if x.stream == "scan":
+            np.testing.assert_array_equal(x.data, y.data)
+        else:
+            assert all(np.array_equal(x.data[k], y.data[k]) for k in ("x", "y", "z", "intensity", "ring"))
 
 
 # ---- experts -----------------------------------------------------------------------------------------------
