@@ -170,6 +170,19 @@ class PhysaiNode(Node):
         self._diag_pub.publish(msg)
 
 
+def resolve_share_path(path: str | Path) -> Path:
+    """A path as given when absolute, else relative to the package's share dir (installed) or the source checkout."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    from physical_ai.bringup.stack import share_dir
+
+    try:
+        return share_dir() / path
+    except (OSError, FileNotFoundError):  # ament index without AMENT_PREFIX_PATH raises OSError
+        return Path(__file__).resolve().parents[1] / path
+
+
 def shipped_fastdds_profile() -> Path | None:
     """The package's config/fastdds.xml: from the installed share directory when there is one, else the source tree."""
     try:

@@ -11,6 +11,8 @@ sensor is published with `degraded = true`.
 from __future__ import annotations
 
 import array
+import bisect
+import collections
 import time
 
 import numpy as np
@@ -18,12 +20,14 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Vector3
 from nav_msgs.msg import OccupancyGrid
 from physical_ai_stack.msg import DetectedPart, DetectedPartArray, Obstacle, ObstacleArray, TactileState
-from sensor_msgs.msg import CameraInfo, Image, LaserScan, PointCloud2
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
 from physical_ai.convert import (
     camera_info_to_matrix,
     image_to_numpy,
+    joint_state_to_dict,
     laserscan_to_xy,
     make_header,
     pointcloud2_to_xyz,
@@ -42,13 +46,17 @@ from physical_ai.perception.lidar import (
 from physical_ai.perception.occupancy import OccupancyConfig
 from physical_ai.perception.parts import PartsConfig
 from physical_ai.perception.pipeline import CameraFrame, FrameInput, FusionPipeline, PipelineConfig
+from physical_ai.perception.self_filter import BodySpheres
 from physical_ai.perception.sync import SensorSpec, SensorSync
 from physical_ai.perception.tactile import TactileConfig, TactileProcessor
 from physical_ai.perception.tracking import TrackerConfig
 from physical_ai.tf import TransformBuffer
-from physical_ai_nodes._base import PhysaiNode, run_node
+from physical_ai_nodes._base import PhysaiNode, resolve_share_path, run_node
 from physical_ai_nodes._tf import TfListener
 
+# Images are processed newest-first: when a cycle runs longer than a frame period, older queued frames would only
+# add latency (a queue of 5 at 15 Hz is 330 ms), so only the latest waits.
+LATEST_FRAME_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
 _COLORS = {CLASS_PERSON: (1.0, 0.2, 0.2), CLASS_VEHICLE: (0.2, 0.4, 1.0)}
 
 
@@ -132,7 +140,10 @@ class PerceptionFusion(PhysaiNode):
             hog_enabled=p("hog_enabled", True, "Run the HOG people detector on the RGB image"),
             hog_frame_scale=p("hog_frame_scale", 0.5, "Image scale for the people detector", (0.1, 2.0)),
             hog_every_n=p("hog_every_n", 1, "Run the people detector every n-th cycle", (1, 100)),
-            occupancy_enabled=p("occupancy_enabled", True, "Publish /perception/occupancy")))
+            occupancy_enabled=p("occupancy_enabled", True, "Publish /perception/occupancy"),
+            part_catalogue=self._part_catalogue(p("part_catalogue_m", [0.0], "Sizes of the cell's parts as triples "
+                                                  "(shorter side, longer side, height) [m]; only clusters of these "
+                                                  "sizes on the table are classified parts; [0.0] = any size"))))
         self.tactile = TactileProcessor(TactileConfig(
             taxel_pitch=p("taxel_pitch_m", 0.004, "Taxel spacing [m]", (1e-4, 0.1)),
             contact_on_n=p("contact_on_n", 0.5, "Force that starts a contact [N]", (0.0, 1000.0)),
@@ -140,6 +151,7 @@ class PerceptionFusion(PhysaiNode):
 
         self.tf_buffer = TransformBuffer()
         self.tf_listener = TfListener(self, self.tf_buffer)
+        self._setup_self_filter()
         specs: dict[str, SensorSpec] = {}
         triggers: list[str] = []
         self._max_age_ns: dict[str, int] = {}
@@ -155,12 +167,12 @@ class PerceptionFusion(PhysaiNode):
             specs[name] = SensorSpec(int(range_age * 1e9))
         if depth_topic:
             self.sensor_subscription(CameraInfo, depth_info_topic, lambda m: self._camera_info.__setitem__("depth", m))
-            self.sensor_subscription(Image, depth_topic, self._on_depth)
+            self.sensor_subscription(Image, depth_topic, self._on_depth, LATEST_FRAME_QOS)
             specs["depth"] = SensorSpec(int(camera_age * 1e9))
             triggers.append("depth")
         if image_topic:
             self.sensor_subscription(CameraInfo, info_topic, lambda m: self._camera_info.__setitem__("camera", m))
-            self.sensor_subscription(Image, image_topic, self._on_image)
+            self.sensor_subscription(Image, image_topic, self._on_image, LATEST_FRAME_QOS)
             specs["camera"] = SensorSpec(int(camera_age * 1e9))
             triggers.append("camera")
         if tactile_topic:
@@ -180,9 +192,80 @@ class PerceptionFusion(PhysaiNode):
         self.create_timer(0.005, self._poll)
         self.set_status(DiagnosticStatus.OK, "waiting for sensors")
 
+    @staticmethod
+    def _part_catalogue(values: list[float]) -> np.ndarray | None:
+        if values == [0.0]:
+            return None
+        if len(values) % 3 or min(values) <= 0:
+            raise ValueError(f"part_catalogue_m: positive (short, long, height) triples expected, got {values}")
+        sizes = np.array(values, float).reshape(-1, 3)
+        return np.column_stack([np.sort(sizes[:, :2], axis=1), sizes[:, 2]])
+
+    def _setup_self_filter(self) -> None:
+        """Robot self-filter (arm under an overhead camera): its own points are not obstacles."""
+        p = self.param
+        self.body: BodySpheres | None = None
+        self._joints: collections.deque[tuple[int, np.ndarray]] = collections.deque(maxlen=400)
+        model = p("self_filter_model", "", "MJCF of the robot seen by the sensors, relative to the package share "
+                  "dir; its points are removed before obstacle segmentation ('' = off)")
+        if not model:
+            return
+        self.joint_names = list(p("self_filter_joints", [f"joint{i}" for i in range(1, 8)],
+                                  "Joints of that model, named as in joint_states"))
+        self.body = BodySpheres.from_file(
+            resolve_share_path(model), self.joint_names, p("self_filter_geom_prefix", "col_", "Collision geoms used"),
+            padding_m=p("self_filter_padding_m", 0.03, "Added to the link spheres [m]", (0.0, 0.5)),
+            hand_body=p("self_filter_hand_body", "", "Body whose subtree (the gripper) gets the hand padding"),
+            hand_padding_m=p("self_filter_hand_padding_m", 0.06,
+                             "Padding of the gripper's spheres, covering a held part [m]", (0.0, 0.5)),
+            static_bodies=[b for b in p("self_filter_static_bodies", [""], "Robot bodies no joint moves (its base); "
+                                        "[''] = none (a ROS list parameter cannot default to empty)") if b])
+        self.body_frame = p("self_filter_frame", "world", "TF frame of the model's origin")
+        self.joint_gap_ns = int(p("self_filter_max_joint_gap_s", 0.1, "A frame uses the joint state nearest its "
+                                  "stamp if it is this close; else the robot is left in as an obstacle [s]",
+                                  (0.001, 1.0)) * 1e9)
+        self.sensor_subscription(JointState, p("joint_states_topic", "/joint_states", "Robot joint states"),
+                                 self._on_joint_states)
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        try:
+            joints = joint_state_to_dict(msg)
+            q = np.array([joints[n][0] for n in self.joint_names], float)
+        except (KeyError, ValueError) as exc:
+            self._drop("malformed:joint_states", f"joint_states: {exc!r}")
+            return
+        if not np.all(np.isfinite(q)):
+            self._drop("malformed:joint_states", "joint_states: non-finite position")
+            return
+        stamp = stamp_to_ns(msg.header.stamp)
+        if self._joints and stamp <= self._joints[-1][0]:
+            return  # out of order: keep the history sorted
+        self._joints.append((stamp, q))
+
+    def _body_spheres(self, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The robot's spheres in base_frame at a frame's stamp, or None (counted) when they cannot be placed."""
+        stamps = [t for t, _ in self._joints]
+        i = bisect.bisect_left(stamps, stamp_ns)
+        near = [j for j in (i - 1, i) if 0 <= j < len(stamps)]
+        if not near:
+            self.count("self_filter_no_joint_state")
+            return None
+        j = min(near, key=lambda k: abs(stamps[k] - stamp_ns))
+        if abs(stamps[j] - stamp_ns) > self.joint_gap_ns:
+            self.count("self_filter_no_joint_state")
+            return None
+        try:
+            T = self.tf_buffer.lookup(self.base_frame, self.body_frame)
+        except (LookupError, ValueError):
+            self.count("self_filter_no_transform")
+            return None
+        centres, radii = self.body.at(self._joints[j][1])
+        return centres @ T[:3, :3].T + T[:3, 3], radii
+
     def _restart(self) -> None:
         """ROS time jumped back (simulator reset): drop buffered frames, tracks and rate state of the old clock."""
         self.sync = SensorSync(*self._sync_args)
+        self._joints.clear()
         self.pipeline.tracker.reset()
         self._last_rx.clear()
         self._last_markers_ns = 0
@@ -371,6 +454,8 @@ class PerceptionFusion(PhysaiNode):
                 frame.T_world_base = self.tf_buffer.lookup(self.tracking_frame, self.base_frame, bundle.stamp_ns)
             except (LookupError, ValueError):
                 self.count("no_tracking_frame")
+        if self.body is not None:
+            frame.body_spheres = self._body_spheres(bundle.stamp_ns)
         start = time.perf_counter()
         result = self.pipeline.process(frame, with_grid=False)
         self.latency("cycle", (time.perf_counter() - start) * 1e3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -160,11 +161,19 @@ def depth_to_points(depth: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, st
     Returns:
         (N, 3) float32 points.
     """
-    d = depth[::stride, ::stride].astype(np.float32)
-    vs, us = np.mgrid[0:depth.shape[0]:stride, 0:depth.shape[1]:stride]
+    d = depth[::stride, ::stride]
     ok = np.isfinite(d) & (d > 0.05) & (d < max_range)
-    z = d[ok]
-    x = (us[ok] - K[0, 2]) * z / K[0, 0]
-    y = (vs[ok] - K[1, 2]) * z / K[1, 1]
-    pc = np.column_stack([x, y, z]).astype(np.float32)
-    return pc @ T_base_cam[:3, :3].T.astype(np.float32) + T_base_cam[:3, 3].astype(np.float32)
+    # A point is its pixel's ray (fixed for a camera) times its depth; rotating the rays first leaves one multiply.
+    rays = _rays(depth.shape, stride, tuple(np.asarray(K, float)[[0, 1, 0, 1], [0, 1, 2, 2]]))
+    R = T_base_cam[:3, :3].astype(np.float32)
+    return (rays[ok] @ R.T) * d[ok].astype(np.float32)[:, None] + T_base_cam[:3, 3].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _rays(shape: tuple[int, ...], stride: int, fxfycxcy: tuple[float, float, float, float]) -> np.ndarray:
+    """Optical-frame rays (x/z, y/z, 1) of every `stride`-th pixel, (H', W', 3) float32."""
+    fx, fy, cx, cy = fxfycxcy
+    vs, us = np.mgrid[0:shape[0]:stride, 0:shape[1]:stride]
+    rays = np.stack([(us - cx) / fx, (vs - cy) / fy, np.ones(us.shape)], axis=-1).astype(np.float32)
+    rays.setflags(write=False)
+    return rays

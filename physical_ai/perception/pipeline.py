@@ -12,6 +12,7 @@ import numpy as np
 
 from physical_ai.perception.camera import CameraModel, PersonDetector, fuse_clusters
 from physical_ai.perception.lidar import (
+    CLASS_PART,
     CLASS_PERSON,
     CLASS_UNKNOWN,
     SENSOR_CAMERA,
@@ -24,6 +25,7 @@ from physical_ai.perception.lidar import (
 )
 from physical_ai.perception.occupancy import OccupancyConfig, build_grid
 from physical_ai.perception.parts import Part, PartsConfig, detect_parts
+from physical_ai.perception.self_filter import outside_spheres
 from physical_ai.perception.tracking import Track, Tracker, TrackerConfig
 
 
@@ -45,6 +47,9 @@ class FrameInput:
     depth: list[np.ndarray] = field(default_factory=list)    # (N, 3) back-projected depth points
     cameras: list[CameraFrame] = field(default_factory=list)
     T_world_base: np.ndarray | None = None                    # robot pose in the tracking frame
+    # The robot's own body at this frame's time, as spheres (centres (S, 3) in the robot frame, radii (S,)): range
+    # and depth points inside them are the robot itself, not obstacles (see perception/self_filter.py).
+    body_spheres: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -84,6 +89,37 @@ class PipelineConfig:
     hog_every_n: int = 1                  # run the full-frame people detector every n-th cycle
     occupancy_enabled: bool = True
     camera_person_size: tuple[float, float, float] = (0.6, 0.6, 1.7)
+    part_catalogue: np.ndarray | None = None  # (K, 3) sizes of the cell's parts, see `mark_parts`
+
+
+def mark_parts(clusters: list[Cluster], parts: list[Part], table_z: float, catalogue: np.ndarray | None = None,
+               tolerance_m: float = 0.015) -> None:
+    """Classify as CLASS_PART the clusters that are a known part resting on the table.
+
+    A detected part counts only when its fitted size fits an entry of the cell's `catalogue` ((K, 3): shorter and
+    longer footprint side, height [m]): the same height within `tolerance_m`, a footprint no larger (plus
+    `tolerance_m`; the arm above a part hides some of it from an overhead camera, never adds to it). The fitter makes
+    a "part" of anything on the table, a hand laid on it included, so the size of the workpieces the cell handles is
+    what identifies them (None: every detected part counts). A cluster is that part when it stands on the table (its
+    bottom within `tolerance_m` of `table_z`), its centre lies within the part's footprint, and it is no taller than
+    the part. Anything else near a part, such as a hand reaching in, stays an obstacle. The cluster's width is not
+    compared: a few points of the gripper left beside a part widen its cluster without making it anything else.
+    """
+    known = []
+    for p in parts:
+        dims = np.array([min(p.size[0], p.size[1]), max(p.size[0], p.size[1]), p.size[2]])
+        fits = (np.all(dims[:2] <= catalogue[:, :2] + tolerance_m, axis=1)
+                & (np.abs(dims[2] - catalogue[:, 2]) <= tolerance_m)) if catalogue is not None else [True]
+        if np.any(fits):
+            known.append(p)
+    for c in clusters:
+        if c.classification != CLASS_UNKNOWN or c.center[2] - c.size[2] / 2 > table_z + tolerance_m:
+            continue
+        for p in known:
+            reach = 0.5 * float(np.hypot(p.size[0], p.size[1])) + tolerance_m
+            if np.hypot(*(c.center[:2] - p.position[:2])) <= reach and c.size[2] <= p.size[2] + tolerance_m:
+                c.classification = CLASS_PART
+                break
 
 
 class FusionPipeline:
@@ -106,11 +142,18 @@ class FusionPipeline:
             Tracked obstacles, the segmentation, people boxes, occupancy grid and parts.
         """
         self._cycle += 1
+        parts = []
+        if self.cfg.parts is not None and frame.depth:
+            # From the whole depth view, as the policy was trained: a part in the gripper is still a part.
+            parts = detect_parts(np.concatenate(frame.depth), self.cfg.parts)
         chunks, bits, no_ground = [], [], []
         for arrays, bit, ground_free in ((frame.clouds, SENSOR_LIDAR, False), (frame.depth, SENSOR_DEPTH, False),
                                          (frame.scans, SENSOR_LIDAR, True)):
             for a in arrays:
-                chunks.append(np.asarray(a, np.float32)[:, :3])
+                a = np.asarray(a, np.float32)[:, :3]
+                if frame.body_spheres is not None:
+                    a = a[outside_spheres(a, *frame.body_spheres)]
+                chunks.append(a)
                 bits.append(np.full(len(a), bit, np.uint8))
                 no_ground.append(np.full(len(a), ground_free))
         if chunks:
@@ -131,11 +174,13 @@ class FusionPipeline:
             fuse_clusters(clusters, seg.obstacle_points, cam.camera, cam.image, people, self.detector)
             clusters += self._camera_only_people(clusters, seg, cam.camera, people)
 
+        if parts:
+            # Which obstacles are parts is judged without the robot: a gripper over a part merges with it otherwise.
+            seen = parts if frame.body_spheres is None else \
+                detect_parts(np.concatenate(chunks)[np.concatenate(bits) == SENSOR_DEPTH], self.cfg.parts)
+            mark_parts(clusters, seen, self.cfg.parts.table_z, self.cfg.part_catalogue)
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)
         obstacles = [self._estimate(t, frame.T_world_base) for t in tracks]
-        parts = []
-        if self.cfg.parts is not None and frame.depth:
-            parts = detect_parts(np.concatenate(frame.depth), self.cfg.parts)
         result = FrameResult(frame.stamp_ns, obstacles, seg, people_per_cam, None, parts)
         if with_grid:
             self.occupancy(result)
