@@ -503,11 +503,71 @@ class ArmEnv(Env):
         cmd = self.expert.act(experts.observe(self.sc))
         return np.append(np.asarray(cmd["joint_positions"], float), cmd["gripper"])
 
+    corrector = None
+
+    def attach_corrector(self) -> None:
+        """Execute actions through the arm trajectory_correction core (settings from config/arm.yaml), as under ROS.
+
+        After this, `submit_chunk` hands the policy's chunks to the corrector and `apply` runs its loop (chunk
+        blending, jerk-limited tracking, position/velocity/acceleration limits) at the physics rate for one step,
+        streaming its positions and gripper opening to the simulated controllers as the node does.
+        """
+        from physical_ai.control.arm import ArmConfig, ArmCorrector
+        from physical_ai.control.limits import JointLimits
+
+        g = robot_params("arm", "trajectory_correction").get
+        names = list(g("joint_names", [f"joint{i}" for i in range(1, 8)]))
+        limits = JointLimits.from_lists(names, g("position_lower"), g("position_upper"), g("max_velocity"),
+                                        g("max_acceleration"), g("max_jerk"))
+        self.corrector_period = self.sc.timestep * max(1, round(1.0 / (float(g("rate_hz", 1000.0)) * self.sc.timestep)))
+        self.corrector = ArmCorrector(limits, ArmConfig(
+            period_s=self.corrector_period, position_margin=g("position_margin", 0.02),
+            extrapolation_s=g("extrapolation_s", 0.1), lookahead_s=g("lookahead_s", 0.03),
+            tracking_gain=g("tracking_gain", 5.0), stop_deceleration_scale=g("stop_deceleration_scale", 0.5),
+            clearance_m=g("clearance_m", 0.1), slow_distance_m=g("slow_distance_m", 0.3),
+            cbf_gamma=g("cbf_gamma", 5.0), max_age_s=g("max_chunk_age_s", 0.5),
+            max_future_s=g("max_chunk_future_s", 0.5),
+            gripper_range=(g("gripper_min", 0.0), g("gripper_max", 0.08)),
+            gripper_max_speed=g("gripper_max_speed", 0.1)))
+        _, pos, _, _ = self.sc.joint_state()
+        self.corrector.set_measured(pos[:7], pos[7])
+
+    def submit_chunk(self, chunk: np.ndarray) -> None:
+        """Hand a policy chunk starting now to the corrector (out-of-limit targets are clamped and counted)."""
+        now = self.sc.data.time
+        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
+                                            len(chunk), now)
+        self.clamped_requests += int(check.clamped)
+
+    def _corrected_step(self) -> None:
+        sc = self.sc
+        n_sub = max(1, round(self.corrector_period / sc.timestep))
+        for _ in range(max(1, round(self.dt / self.corrector_period))):
+            _, pos, _, _ = sc.joint_state()
+            self.corrector.set_measured(pos[:7], pos[7])
+            cmd = self.corrector.step(sc.data.time)
+            sc.command_stream(list(cmd.position))
+            if np.isfinite(cmd.gripper):
+                sc.command_gripper([cmd.gripper])
+            sc.step(n_sub)
+        self._check_measured()
+
+    def _check_measured(self) -> None:
+        lim = self.sc.limits
+        _, pos, vel, _ = self.sc.joint_state()
+        if (np.any(pos[:7] < lim.lower - 0.01) or np.any(pos[:7] > lim.upper + 0.01)
+                or np.any(np.abs(vel[:7]) > lim.max_velocity * 1.05)):
+            self.limit_violations += 1
+
     def apply(self, action: np.ndarray) -> None:
         """Joint targets streamed over one step within the position/velocity limits.
 
-        Requests beyond the limits are clamped and counted; measured joint motion beyond them is a violation.
+        Requests beyond the limits are clamped and counted; measured joint motion beyond them is a violation. With
+        a corrector attached the action is ignored: the corrector's own loop drives the arm for one step.
         """
+        if self.corrector is not None:
+            self._corrected_step()
+            return
         sc = self.sc
         a = np.asarray(action, dtype=float)
         if not np.isfinite(a).all():
@@ -529,10 +589,7 @@ class ArmEnv(Env):
         for k in range(1, n // sub + 1):
             sc.command_stream(list(start + (target - start) * min(1.0, k * sub / n)))
             sc.step(sub)
-        _, pos, vel, _ = sc.joint_state()
-        if (np.any(pos[:7] < lo - 0.01) or np.any(pos[:7] > hi + 0.01)
-                or np.any(np.abs(vel[:7]) > sc.limits.max_velocity * 1.05)):
-            self.limit_violations += 1
+        self._check_measured()
 
     def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Joint position limits and the gripper range."""
