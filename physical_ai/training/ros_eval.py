@@ -179,6 +179,10 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                                       clamped_requests=latest["limits"] - limits0,
                                       time_s=round(gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9, 2),
                                       progress=round(float(gt.progress), 3)))
+            r = rows[-1]
+            print(f"episode {i} seed {r.seed}: {'success' if r.success else 'FAIL'} time {r.time_s} s "
+                  f"progress {r.progress} collisions {r.collisions} limit_violations {r.limit_violations}",
+                  flush=True)
     finally:
         supervisor.stop()
         executor.shutdown()
