@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 EPISODES = 20
 FIRST_SEED = 500
 EPISODE_SIM_S = 30.0
-WORKER_TRIGGER_M = 5.0
+WORKER_TRIGGER_M = 4.5
 
 
 def bench(name: str, value: float, unit: str) -> None:
