@@ -11,8 +11,7 @@ publications around it (never later than t's own publication: latencies from it 
 simulator).
 
 Reaction latency (e2e): for each LiDAR frame in which a person is inside the robot's swept path (footprint plus
-clearance, over what the corrector's look-ahead sweeps at the current speed: the distance covered within the
-horizon when braking to rest by its end) for the first time while the robot moves, the
+clearance, over the corrector's look-ahead at the current speed) for the first time while the robot moves, the
 time from that frame's stamp to the first corrected command on the wire: the write time of the first
 /correction/status whose flags say the cycle's command was cut or steered for an obstacle AND whose
 `obstacles_stamp` (newest obstacle input the cycle used) is not older than the frame, i.e. a cycle that had the
@@ -57,7 +56,7 @@ class RunMonitor(Node):
     """Collects what the report needs; thread-safe snapshot via `snapshot()`."""
 
     def __init__(self, scenario: str, footprint: tuple[float, float] = (0.6, 0.45), clearance_m: float = 0.3,
-                 horizon_s: float = 2.0, decel_mps2: float = 1.0) -> None:
+                 horizon_s: float = 2.0) -> None:
         super().__init__("physai_run_monitor")
         self.log = RunLog(scenario)
         self._lock = threading.Lock()
@@ -78,7 +77,6 @@ class RunMonitor(Node):
         self._half = (footprint[0] / 2, footprint[1] / 2)
         self._clearance = clearance_m
         self._horizon = horizon_s
-        self._decel = decel_mps2
         self._actual_speed = 0.0
         self.create_subscription(Clock, "/clock", self._on_clock, qos_profile_sensor_data)
         self.create_subscription(SimGroundTruth, "/sim/ground_truth", self._on_gt, STATE_QOS)
@@ -251,9 +249,7 @@ class RunMonitor(Node):
         c, s = np.cos(yaw), np.sin(yaw)
         fwd = c * d[:, 0] + s * d[:, 1]
         lat = -s * d[:, 0] + c * d[:, 1]
-        h, a = self._horizon, self._decel
-        travel = speed * h - (speed**2 / (2 * a) if speed <= a * h else a * h * h / 2)  # hold, then brake to rest
-        reach = self._half[0] + self._clearance + travel
+        reach = self._half[0] + self._clearance + speed * self._horizon
         return bool(np.any((fwd > 0) & (fwd < reach) & (np.abs(lat) < self._half[1] + self._clearance + 0.25)))
 
     def reaction_latencies_ms(self, min_speed: float = 0.2, window_s: float = 1.0) -> list[float]:

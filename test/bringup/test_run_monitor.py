@@ -74,11 +74,13 @@ def test_no_corrected_cycle_with_the_frame_is_counted_as_not_needed(monitor) -> 
     assert SLOWDOWN & REACTION_FLAGS and STOP & REACTION_FLAGS
 
 
-def test_a_person_beyond_what_the_corrector_sweeps_is_not_in_the_path_yet(monitor) -> None:
-    # at 1 m/s the corrector sweeps 1.5 m of travel within its 2 s horizon (then at rest), plus footprint and
-    # clearance: a person 2.4 m ahead is outside, 1.2 m ahead inside
+def test_the_swept_path_is_footprint_and_clearance_over_the_look_ahead(monitor) -> None:
+    # at 1 m/s over the 2 s horizon, plus half the footprint and the clearance: 2.6 m ahead; 0.775 m to the side
     _world(monitor, [0.1] * 20)
-    monitor._gt_people = [np.add(p, [1.2, 0.0]) for p in monitor._gt_people]
-    assert not monitor._person_in_path(0)
-    monitor._gt_people = [np.subtract(p, [1.2, 0.0]) for p in monitor._gt_people]
-    assert monitor._person_in_path(0)
+    assert monitor._person_in_path(0)  # 1.2 m ahead
+    monitor._gt_people = [np.add(p, [1.3, 0.0]) for p in monitor._gt_people]
+    assert monitor._person_in_path(0)  # 2.5 m
+    monitor._gt_people = [np.add(p, [0.2, 0.0]) for p in monitor._gt_people]
+    assert not monitor._person_in_path(0)  # 2.7 m
+    monitor._gt_people = [np.array([[1.2, 0.85]]) for _ in monitor._gt_people]
+    assert not monitor._person_in_path(0)  # beside the path
