@@ -35,6 +35,7 @@ _OBSTACLE_STOP = int(Flag.OBSTACLE_STOP)
 _OBSTACLE_SLOWDOWN = int(Flag.OBSTACLE_SLOWDOWN)
 _LIMIT_POSITION = int(Flag.LIMIT_POSITION)
 _LIMIT_VELOCITY = int(Flag.LIMIT_VELOCITY)
+MAX_STEP_PERIODS = 50  # one cycle advances the command by at most this many periods of elapsed time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,8 @@ class ArmConfig:
     """Tuning of the arm corrector (SI units).
 
     Attributes:
-        period_s: control period (ruckig's step).
+        period_s: nominal control period [s]; each cycle advances by the time elapsed since the last (at most
+            MAX_STEP_PERIODS periods).
         position_margin: targets are kept this far inside the position limits [rad or m].
         extrapolation_s: how long a late chunk's last velocity is continued before a smooth stop [s].
         lookahead_s: the velocity feed-forward is the reference slope this far ahead [s].
@@ -210,6 +212,11 @@ class ArmCorrector:
         lim = self.limits
         flags, reasons = 0, list(stop_reasons)
         elapsed = 0.0 if self._last_now is None else max(0.0, now_s - self._last_now)
+        # The command advances by the time that passed, not by one nominal period: under ROS the loop's cycles are
+        # irregular against the (simulated) clock, and a fixed step made the arm and gripper run slower or faster
+        # than their chunks (the gripper closed after the arm had lifted). Bounded so a stall never becomes a jump.
+        step_s = self.config.period_s if self._last_now is None else \
+            min(elapsed, MAX_STEP_PERIODS * self.config.period_s)
         self._last_now = now_s
         q, v = self._state[0], self._state[1]
 
@@ -266,8 +273,8 @@ class ArmCorrector:
             flags |= _LIMIT_POSITION
             reasons.append("braking to stay inside position limits")
             stop = True
-        self._run_ruckig(np.zeros_like(desired) if stop else desired, stop)
-        self._step_gripper(now_s)
+        self._run_ruckig(np.zeros_like(desired) if stop else desired, stop, step_s)
+        self._step_gripper(now_s, step_s)
         if self._retreat is not None:
             scale = 0.0
         return ArmCommand(self._state[0].copy(), self._state[1].copy(), self._state[2].copy(), self._gripper, flags,
@@ -300,8 +307,11 @@ class ArmCorrector:
         lead = q + np.sign(v) * dist
         return (lead > lim.upper) | (lead < lim.lower)
 
-    def _run_ruckig(self, desired_velocity: np.ndarray, stop: bool) -> None:
+    def _run_ruckig(self, desired_velocity: np.ndarray, stop: bool, step_s: float) -> None:
+        if step_s <= 0.0:  # no time has passed (a coarse clock): the command holds
+            return
         inp, out, lim = self._inp, self._out, self.limits
+        self._otg.delta_time = step_s
         inp.current_position = self._state[0].tolist()
         inp.current_velocity = self._state[1].tolist()
         inp.current_acceleration = self._state[2].tolist()
@@ -314,12 +324,12 @@ class ArmCorrector:
         self._state[1] = out.new_velocity
         self._state[2] = out.new_acceleration
 
-    def _step_gripper(self, now_s: float) -> None:
+    def _step_gripper(self, now_s: float, step_s: float) -> None:
         ref = getattr(self, "_gripper_ref", None)
         if ref is not None:
             self._gripper_target = float(ref.sample(now_s)[0][0])
         if np.isfinite(self._gripper_target):
-            step = self.config.gripper_max_speed * self.config.period_s
+            step = self.config.gripper_max_speed * step_s
             self._gripper += float(np.clip(self._gripper_target - self._gripper, -step, step))
 
     def _obstacle_scale(self, q: np.ndarray, v: np.ndarray, nominal: np.ndarray) -> tuple[float, float, float]:

@@ -171,3 +171,32 @@ def test_arm_moves_away_from_an_obstacle_closing_in_on_it():
     assert min(clearances) > 0.0, "the hand reached the arm"
     # Holding still would have been hit: the hand passes through where the tip was.
     assert np.linalg.norm(start + velocity * 1.5 - tip) < 0.15
+
+
+@pytest.mark.parametrize("cycle_s", [0.003, 0.005])  # a slow loop; a clock that moves in 5 ms simulator steps
+def test_slow_or_coarse_loop_follows_the_chunk_in_time(cycle_s: float):
+    """The command advances by the clock, not by cycles: joints and gripper keep the chunk's timing at any loop rate.
+
+    Under ROS the loop's cycles do not line up with the (simulated) clock; with one nominal period per cycle the
+    gripper closed far later than its chunk said and the arm lifted before the fingers had closed.
+    """
+    def drive(step_s: float) -> tuple[float, np.ndarray]:
+        arm = make_arm(with_collision=False)
+        q0 = start_pose()
+        arm.set_measured(q0, 0.08)
+        t = np.arange(30) * 0.05
+        chunk = np.column_stack([q0 + 0.3 * np.minimum(t, 1.0)[:, None] * np.ones(7), np.maximum(0.08 - 0.1 * t, 0)])
+        arm.submit_chunk([*NAMES, "gripper"], chunk.ravel(), 0.0, 0.05, 30, 0.0)
+        now, closed_at, cmd = 0.0, None, None
+        for k in range(int(1.4 / step_s) + 1):
+            now = k * step_s
+            cmd = arm.step(now)
+            if closed_at is None and cmd.gripper < 0.005:
+                closed_at = now
+        return closed_at, cmd.position
+
+    ref_closed, ref_pos = drive(PERIOD)
+    closed, pos = drive(cycle_s)
+    assert ref_closed is not None and closed is not None
+    assert abs(closed - ref_closed) <= cycle_s + 1e-9
+    assert np.abs(pos - ref_pos).max() < 0.01
