@@ -61,21 +61,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def can_use_sched_fifo() -> bool:
-    """Whether this process may use SCHED_FIFO (root or CAP_SYS_NICE) and chrt exists."""
-    import shutil
-
-    if shutil.which("chrt") is None:
-        return False
-    try:
-        before = os.sched_getscheduler(0), os.sched_getparam(0)
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-        os.sched_setscheduler(0, before[0], before[1])
-        return True
-    except (PermissionError, OSError):
-        return False
-
-
 def _sim_time(gt) -> float:
     return gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
 
@@ -92,7 +77,7 @@ def main() -> int:
     from std_msgs.msg import Int64
 
     from physical_ai.bringup.processes import Supervisor
-    from physical_ai.bringup.stack import params_file, stack_commands
+    from physical_ai.bringup.stack import can_use_sched_fifo, params_file, stack_commands, with_realtime
     from physical_ai_nodes._base import use_shipped_fastdds_profile
     from physical_ai_nodes._run_monitor import RunMonitor
 
@@ -110,9 +95,7 @@ def main() -> int:
     # and the policy keep normal scheduling.
     realtime = can_use_sched_fifo()
     if realtime:
-        commands = [(spec, ["chrt", "-f", "70", *argv, "-p", "rt_priority:=80"]
-                     if spec.name == "trajectory_correction" else ["chrt", "-f", "70", *argv]
-                     if spec.name == "mujoco_sim" else argv) for spec, argv in commands]
+        commands = with_realtime(commands)
     print("corrector and simulator (drivers) scheduling: "
           f"{'SCHED_FIFO 70 (corrector loop 80)' if realtime else 'normal (SCHED_FIFO not permitted)'}; "
           f"monitor's DDS reception threads: {'SCHED_FIFO 60' if realtime else 'normal'}", flush=True)

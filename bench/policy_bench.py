@@ -99,21 +99,6 @@ def _control_period_s() -> float | None:
     return None
 
 
-def _can_use_sched_fifo() -> bool:
-    """Whether this process may use SCHED_FIFO (root or CAP_SYS_NICE) and chrt exists."""
-    import shutil
-
-    if shutil.which("chrt") is None:
-        return False
-    try:
-        before = os.sched_getscheduler(0), os.sched_getparam(0)
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-        os.sched_setscheduler(0, before[0], before[1])
-        return True
-    except (PermissionError, OSError):
-        return False
-
-
 def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     """Run policy_inference (full rate) + trajectory_correction on fake arm drivers; report command gaps."""
     if not (ROOT / "nodes" / "trajectory_correction.py").is_file():
@@ -136,6 +121,7 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     from trajectory_msgs.msg import JointTrajectory
 
     from physical_ai import convert
+    from physical_ai.bringup.stack import DRIVER_RT_PRIORITY, LOOP_RT_PRIORITY, can_use_sched_fifo
     from physical_ai.policy.spec import load_config
     from physical_ai_nodes._base import COMMAND_QOS, STATE_QOS
 
@@ -148,9 +134,9 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
     # The corrector and the driver run as deployed on a robot (README, "Real-time priority"): SCHED_FIFO for the
     # corrector process with its loop thread above it, and for this process, which plays the driver and measures
     # the gaps. The policy node keeps normal scheduling (its inference thread is niced on top).
-    realtime = _can_use_sched_fifo()
-    rt_prefix = ["chrt", "-f", "70"] if realtime else []
-    rt_params = ["-p", "rt_priority:=80"] if realtime else []
+    realtime = can_use_sched_fifo()
+    rt_prefix = ["chrt", "-f", str(DRIVER_RT_PRIORITY)] if realtime else []
+    rt_params = ["-p", f"rt_priority:={LOOP_RT_PRIORITY}"] if realtime else []
     print(f"corrector and driver scheduling: {'SCHED_FIFO' if realtime else 'normal (SCHED_FIFO not permitted)'}")
     procs = [
         subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.policy_inference", "--ros-args", "--params-file",

@@ -107,3 +107,40 @@ def stack_commands(sim: str, params: Path, *, namespace: str = "", use_sim_time:
     overrides = overrides or {}
     return [(spec, node_command(spec, params, namespace=namespace, use_sim_time=use_sim_time,
                                 overrides=overrides.get(spec.name))) for spec in nodes_for(sim)]
+
+
+# Real-time priorities as deployed (README, "Real-time priority"): the corrector's process and the drivers' (here the
+# simulator's) under SCHED_FIFO, the corrector's loop thread above its executor threads.
+DRIVER_RT_PRIORITY = 70
+LOOP_RT_PRIORITY = 80
+
+
+def can_use_sched_fifo() -> bool:
+    """Whether this process may schedule SCHED_FIFO (root or CAP_SYS_NICE) and `chrt` exists."""
+    import shutil
+
+    if shutil.which("chrt") is None:
+        return False
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.sched_setscheduler(0, before[0], before[1])
+        return True
+    except (PermissionError, OSError):
+        return False
+
+
+def with_realtime(commands: list[tuple[NodeSpec, list[str]]]) -> list[tuple[NodeSpec, list[str]]]:
+    """The same bring-up with trajectory_correction and mujoco_sim under SCHED_FIFO (perception and policy unchanged).
+
+    Callers check `can_use_sched_fifo()` first; `chrt` fails the node's start otherwise.
+    """
+    rt = ["chrt", "-f", str(DRIVER_RT_PRIORITY)]
+    out = []
+    for spec, argv in commands:
+        if spec.name == "trajectory_correction":
+            argv = [*rt, *argv, "-p", f"rt_priority:={LOOP_RT_PRIORITY}"]
+        elif spec.name == "mujoco_sim":
+            argv = [*rt, *argv]
+        out.append((spec, argv))
+    return out

@@ -54,8 +54,14 @@ def private_domain_id() -> int:
 
 
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
-                 startup_timeout_s: float = 60.0, real_time_factor: float = 1.0) -> tuple[list[Any], dict[str, Any]]:
-    """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode."""
+                 startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
+                 realtime: bool = False) -> tuple[list[Any], dict[str, Any]]:
+    """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode.
+
+    With `realtime`, the corrector and the simulator (the robot's drivers) run under SCHED_FIFO as deployed (README,
+    "Real-time priority"), so that other work on the machine cannot starve the safety loop; refused with a clear
+    error where this process may not use SCHED_FIFO.
+    """
     import rclpy
     from nav_msgs.msg import Odometry
     from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
@@ -64,7 +70,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
 
     from physical_ai import convert
     from physical_ai.bringup.processes import Supervisor
-    from physical_ai.bringup.stack import params_file, stack_commands
+    from physical_ai.bringup.stack import can_use_sched_fifo, params_file, stack_commands, with_realtime
     from physical_ai.training.evaluate import EpisodeResult, check_policy_fits, env_time_limit, summarise
 
     env = make_env(scenario)
@@ -86,6 +92,11 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     if robot == "arm":
         overrides["policy_inference"]["instruction"] = instruction(seed)
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
+    if realtime:
+        if not can_use_sched_fifo():
+            raise PermissionError("--realtime: this process may not use SCHED_FIFO (needs root or CAP_SYS_NICE and "
+                                  "chrt; README, 'Real-time priority')")
+        commands = with_realtime(commands)
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     # A private, local-only DDS domain: two evaluations (or an evaluation beside a running stack) on one machine
     # would otherwise reset each other's simulators and mix their topics.
@@ -189,5 +200,6 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         node.destroy_node()
         rclpy.try_shutdown()
     summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "ros", "first_seed": seed,
-                                         "logs": str(log_dir), "wall_s": round(time.monotonic() - start, 1)})
+                                         "logs": str(log_dir), "wall_s": round(time.monotonic() - start, 1),
+                                         "realtime": realtime})
     return rows, summary
