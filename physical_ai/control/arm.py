@@ -179,8 +179,9 @@ class ArmCorrector:
         if check.present is not None and check.present[n]:
             self._gripper_target = float(ref.values[-1, n] if ref.end <= now_s else ref.sample(now_s)[0][n])
             self._gripper_ref = Reference(ref.times, ref.values[:, n:])
-        else:
-            self._gripper_ref = None
+        # else: a reference for the joints alone (a JointTrajectory) says nothing about the gripper, whose plan stays.
+        # policy_inference publishes each chunk twice, as an ActionChunk and as a JointTrajectory of the arm joints;
+        # dropping the gripper's plan on the second froze the gripper until the next chunk (it closed ~0.5 s late).
         self._ref = Reference(ref.times, ref.values[:, :n])
         self._last_start = ref.start
         self._tau = now_s

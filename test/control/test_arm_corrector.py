@@ -200,3 +200,25 @@ def test_slow_or_coarse_loop_follows_the_chunk_in_time(cycle_s: float):
     assert ref_closed is not None and closed is not None
     assert abs(closed - ref_closed) <= cycle_s + 1e-9
     assert np.abs(pos - ref_pos).max() < 0.01
+
+
+def test_a_joint_trajectory_after_its_chunk_keeps_the_gripper_plan():
+    """policy_inference sends each chunk also as a JointTrajectory of the arm joints (no gripper): the gripper must
+    keep following the chunk, not freeze where it was when the trajectory arrived."""
+    def drive(with_trajectory: bool) -> float:
+        arm = make_arm(with_collision=False)
+        q0 = start_pose()
+        arm.set_measured(q0, 0.08)
+        t = np.arange(20) * 0.05
+        arm.submit_chunk([*NAMES, "gripper"], np.column_stack([np.tile(q0, (20, 1)), 0.08 - 0.08 * t]).ravel(), 0.0,
+                         0.05, 20, 0.0)
+        if with_trajectory:
+            assert arm.submit_points(NAMES, np.tile(q0, (20, 1)), t, 0.0).reference is not None
+        cmd = None
+        for k in range(1200):  # the chunk ends at 0.95 s at 0.004 m
+            cmd = arm.step(k * PERIOD)
+        return cmd.gripper
+
+    closed_with, closed_without = drive(True), drive(False)
+    assert closed_without < 0.01
+    assert abs(closed_with - closed_without) < 1e-9
