@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from physical_ai import convert
 from physical_ai.policy.chunking import NS, AsyncChunkRunner, TimedChunk
-from physical_ai.policy.observation import ObservationError, assemble_state, ground_parts
+from physical_ai.policy.observation import ObservationError, assemble_state, ground_parts, part_rows
 from physical_ai.policy.policy import BACKENDS, make_policy
 from physical_ai.policy.spec import ConfigError, check_compatible
 from physical_ai.tf import TransformBuffer
@@ -66,16 +66,15 @@ def obstacle_features(msg: ObstacleArray, names: tuple[str, ...]) -> np.ndarray:
 def part_features(msg: DetectedPartArray, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """DetectedPartArray -> ((n, len(names)) features (spec.PART_FEATURES), the n labels).
 
-    "is_target" is left 0 here: it depends on the instruction at inference time (`ground_parts`).
+    Features as the training env makes them (`physical_ai.policy.observation.part_rows`: symmetry-safe yaw and
+    sides). "is_target" is left 0 here: it depends on the instruction at inference time (`ground_parts`).
     """
-    rows = []
-    for part in msg.parts:
-        p, q = part.pose.pose.position, part.pose.pose.orientation
-        values = {"x": p.x, "y": p.y, "z": p.z, "qx": q.x, "qy": q.y, "qz": q.z, "qw": q.w,
-                  "size_x": part.size.x, "size_y": part.size.y, "size_z": part.size.z, "confidence": part.confidence,
-                  "is_target": 0.0}
-        rows.append([values[n] for n in names])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names)), [part.label for part in msg.parts]
+    poses = [part.pose.pose for part in msg.parts]
+    rows = part_rows([(p.position.x, p.position.y, p.position.z) for p in poses],
+                     [convert.quaternion_to_yaw(p.orientation) for p in poses],
+                     [(part.size.x, part.size.y, part.size.z) for part in msg.parts],
+                     [part.confidence for part in msg.parts], names)
+    return rows, [part.label for part in msg.parts]
 
 
 def rgb_image(msg: Image) -> np.ndarray:

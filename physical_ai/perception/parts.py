@@ -36,6 +36,40 @@ class Part:
     confidence: float
 
 
+# Canonical part yaws lie within half a symmetry period of the wrist's yaw at rest (the gripper's closing axis,
+# ArmPickPlaceExpert.REST): the expert grasps at the canonical yaw, so the grasp a policy must produce is a smooth
+# function of the perceived pose wherever the demonstrations are smooth.
+YAW_CENTRE = np.pi / 2
+
+
+def canonical_pose(yaw: np.ndarray | float, size_x: np.ndarray | float, size_y: np.ndarray | float,
+                   square_tolerance: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A part's footprint yaw and sides made independent of the fit's arbitrary choices.
+
+    The fit's yaw names one of a box's axes, and a symmetric box looks the same turned by its symmetry: a square
+    footprint (sides within `square_tolerance` of each other; cylinders, fitted with yaw 0, included) repeats every
+    quarter turn, a rectangle every half turn. Here the yaw is that of the SHORT side (the axis a gripper closes
+    along), reduced into [YAW_CENTRE - period / 2, YAW_CENTRE + period / 2), and the sides are (short, long). The
+    one function for the training env, the policy_inference node and the expert's grasp yaw.
+
+    Args:
+        yaw: fitted yaw of the footprint's x side [rad].
+        size_x: footprint side along `yaw` [m].
+        size_y: the other side [m].
+        square_tolerance: sides differing by less than this fraction of the longer are a square.
+
+    Returns:
+        (canonical yaw [rad], short side [m], long side [m]), arrays of the broadcast shape.
+    """
+    yaw, sx, sy = (np.asarray(v, dtype=np.float64) for v in (yaw, size_x, size_y))
+    swap = sx > sy
+    yaw = np.where(swap, yaw + np.pi / 2, yaw)
+    short, long = np.minimum(sx, sy), np.maximum(sx, sy)
+    period = np.where(long - short < square_tolerance * np.maximum(long, 1e-9), np.pi / 2, np.pi)
+    low = YAW_CENTRE - period / 2
+    return low + np.mod(yaw - low, period), short, long
+
+
 def detect_parts(points: np.ndarray, cfg: PartsConfig) -> list[Part]:
     """Find parts standing on the table and fit oriented boxes; round footprints are labelled cylinders.
 

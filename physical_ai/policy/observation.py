@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from physical_ai.perception.parts import canonical_pose
 from physical_ai.policy.spec import PolicyConfig, TokenGroup
 
 
@@ -71,6 +72,39 @@ def pad_tokens(values: np.ndarray, group: TokenGroup, name: str) -> tuple[np.nda
     out[:len(values)] = values
     mask[:len(values)] = 1.0
     return out, mask
+
+
+def part_rows(positions: np.ndarray, yaws: np.ndarray, sizes: np.ndarray, confidences: np.ndarray,
+              names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Part feature rows (spec order `names`) from fitted parts, the pose made symmetry-safe first.
+
+    The one place part poses become features, for the training env (from the perception core's fits) and the
+    policy_inference node (from DetectedPart messages): the yaw and footprint sides go through
+    `physical_ai.perception.parts.canonical_pose` (a square's yaw is defined up to a quarter turn, a rectangle's
+    up to a half turn; the fit picks any), then the yaw becomes the z-rotation quaternion. "is_target" is 0 here
+    (`ground_parts` sets it).
+
+    Args:
+        positions: (n, 3) part centres [m].
+        yaws: (n,) fitted yaws [rad].
+        sizes: (n, 3) fitted sizes (x along the yaw, y, height) [m].
+        confidences: (n,) fit confidences.
+        names: the spec's part feature names.
+
+    Returns:
+        (n, len(names)) float64.
+    """
+    positions = np.asarray(positions, np.float64).reshape(-1, 3)
+    sizes = np.asarray(sizes, np.float64).reshape(-1, 3)
+    yaw, short, long = canonical_pose(np.asarray(yaws, np.float64).reshape(-1), sizes[:, 0], sizes[:, 1])
+    zero = np.zeros(len(positions))
+    columns = {"x": positions[:, 0], "y": positions[:, 1], "z": positions[:, 2], "qx": zero, "qy": zero,
+               "qz": np.sin(yaw / 2), "qw": np.cos(yaw / 2), "size_x": short, "size_y": long, "size_z": sizes[:, 2],
+               "confidence": np.asarray(confidences, np.float64).reshape(-1), "is_target": zero}
+    unknown = [n for n in names if n not in columns]
+    if unknown:
+        raise ObservationError(f"parts: no source for features {unknown}")
+    return np.stack([columns[n] for n in names], axis=1) if names else np.zeros((len(positions), 0))
 
 
 # Perceived part label (physical_ai.perception.parts) of each part name an instruction may use.

@@ -17,6 +17,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from physical_ai.perception.parts import YAW_CENTRE, canonical_pose
 from physical_ai.sim import lane
 from physical_ai.sim.scenarios import (
     BIN_CENTRE,
@@ -129,20 +130,26 @@ class ArmPickPlaceExpert:
 
     def __init__(self, sc: ArmCell, speed: float = 1.0) -> None:
         self.ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
+        self.model = sc.model
         self.speed = speed
         self.segments: list[_Segment] = []
         self.t0 = 0.0
 
-    def _grasp_rotation(self, part_quat: np.ndarray, q_now: np.ndarray) -> np.ndarray:
-        R_part = np.zeros(9)
-        mujoco.mju_quat2Mat(R_part, part_quat)
-        ax = R_part.reshape(3, 3)[:, 0]  # fingers close along the part's x (narrow) axis
-        yaw = np.arctan2(ax[1], ax[0])
-        # the gripper is symmetric under a half turn: take the yaw nearest the current wrist
-        _, R_now = self.ik.tcp_pose(q_now)
-        cur = np.arctan2(R_now[1, 1], R_now[0, 1])
-        if abs(_wrap(yaw + np.pi - cur)) < abs(_wrap(yaw - cur)):
-            yaw += np.pi
+    def _grasp_rotation(self, part: str, part_quat: np.ndarray) -> np.ndarray:
+        """Top-down grasp, fingers closing across the part at its canonical yaw.
+
+        The yaw is what perception can tell (`physical_ai.perception.parts.canonical_pose`): the part's footprint
+        yaw up to its symmetry (a quarter turn for the cube, a half turn for the prism and the gripper), a fixed
+        yaw for the round cylinder. The policy sees only that, so the demonstrated grasp must depend on nothing else.
+        """
+        geom = self.model.geom(f"{part}_geom")
+        if geom.type[0] == mujoco.mjtGeom.mjGEOM_CYLINDER:
+            yaw = YAW_CENTRE
+        else:
+            R_part = np.zeros(9)
+            mujoco.mju_quat2Mat(R_part, part_quat)
+            ax = R_part.reshape(3, 3)[:, 0]
+            yaw = float(canonical_pose(np.arctan2(ax[1], ax[0]), 2 * geom.size[0], 2 * geom.size[1])[0])
         y_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
         z_axis = np.array([0.0, 0.0, -1.0])
         return np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
@@ -151,7 +158,7 @@ class ArmPickPlaceExpert:
         """Solve the whole pick-and-place from the current observation."""
         part = obs["bodies"][obs["target_part"]]
         q = np.asarray(obs["joint_positions"], dtype=float)
-        R = self._grasp_rotation(part[3:], q)
+        R = self._grasp_rotation(obs["target_part"], part[3:])
         grasp_z = max(part[2] + 0.002, TABLE_Z + 0.023)
         above = np.array([part[0], part[1], grasp_z + 0.12])
         grasp = np.array([part[0], part[1], grasp_z])

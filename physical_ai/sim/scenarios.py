@@ -287,7 +287,9 @@ class ArmCell(Scenario):
             placed.append(xy)
             jnt = self.model.joint(f"{part}_free")
             adr = self.model.jnt_qposadr[jnt.id]
-            z = self.model.geom(f"{part}_geom").size[2]
+            geom = self.model.geom(f"{part}_geom")
+            # half-height: a cylinder's is its second size (radius, half-height), a box's its third
+            z = geom.size[1] if geom.type[0] == mujoco.mjtGeom.mjGEOM_CYLINDER else geom.size[2]
             self.data.qpos[adr:adr + 3] = [xy[0], xy[1], TABLE_Z + z + 0.0005]
             self.data.qpos[adr + 3:adr + 7] = _yaw_quat(self.rng.uniform(-np.pi / 2, np.pi / 2))
         self.target_part = str(opts.get("target_part", PARTS[int(self.rng.integers(len(PARTS)))]))

@@ -22,7 +22,7 @@ from physical_ai.control.shapes import boxes_to_discs
 from physical_ai.perception.parts import PartsConfig, detect_parts
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
 from physical_ai.policy.defaults import default_config
-from physical_ai.policy.observation import ground_parts
+from physical_ai.policy.observation import ground_parts, part_rows
 from physical_ai.policy.spec import FeatureGroup, ObservationSpec, PolicyConfig, TokenGroup
 from physical_ai.sim import experts
 from physical_ai.sim.scenarios import Scenario, make_scenario
@@ -474,15 +474,11 @@ class ArmEnv(Env):
         root = sc.robot_root
         R_wb = sc.data.xmat[root].reshape(3, 3)
         pts = (pts - sc.data.xpos[root]) @ R_wb
-        names = self.spec.observation.parts.features.names
-        rows, labels = [], []
-        for p in detect_parts(pts, self.parts_cfg):
-            values = {"x": p.position[0], "y": p.position[1], "z": p.position[2], "qx": 0.0, "qy": 0.0,
-                      "qz": np.sin(p.yaw / 2), "qw": np.cos(p.yaw / 2), "size_x": p.size[0], "size_y": p.size[1],
-                      "size_z": p.size[2], "confidence": p.confidence, "is_target": 0.0}
-            rows.append([values[n] for n in names])
-            labels.append(p.label)
-        return np.asarray(rows, dtype=np.float64).reshape(-1, len(names)), labels
+        parts = detect_parts(pts, self.parts_cfg)
+        rows = part_rows(np.array([p.position for p in parts]).reshape(-1, 3), [p.yaw for p in parts],
+                         np.array([p.size for p in parts]).reshape(-1, 3), [p.confidence for p in parts],
+                         self.spec.observation.parts.features.names)
+        return rows, [p.label for p in parts]
 
     def instruction(self) -> str:
         """The task text naming this episode's target part."""

@@ -41,3 +41,34 @@ def test_exactly_the_named_part_is_the_target(env: ArmEnv, seed: int) -> None:
     xyz = targets[0, [names.index(k) for k in ("x", "y", "z")]]
     assert np.linalg.norm(xyz[:2] - truth[:2]) < 0.015
     assert 0.0 < xyz[2] < 0.06
+
+
+@pytest.mark.parametrize("seed", [1, 2, 5, 6])
+def test_the_demonstrated_grasp_yaw_is_the_perceived_canonical_yaw(env: ArmEnv, seed: int) -> None:
+    """The expert grasps at the yaw the policy can perceive (cube: up to a quarter turn; prism: a half turn)."""
+    from physical_ai.sim import experts
+
+    env.reset(seed)
+    names = env.spec.observation.parts.features.names
+    parts = env.observe()["parts"]
+    target = parts[parts[:, names.index("is_target")] == 1.0][0]
+    perceived = 2 * np.arctan2(target[names.index("qz")], target[names.index("qw")])
+    obs = experts.observe(env.sc)
+    R = env.expert._grasp_rotation(obs["target_part"], obs["bodies"][obs["target_part"]][3:])
+    grasp = np.arctan2(R[1, 1], R[0, 1])  # the fingers close along the gripper's y axis
+    assert abs(np.angle(np.exp(1j * (grasp - perceived)))) < np.radians(6)
+
+
+def test_parts_start_resting_on_the_table(env: ArmEnv) -> None:
+    """Every part starts on the table top (a cylinder's half-height is its second size, not its third)."""
+    from physical_ai.sim.scenarios import PARTS, TABLE_Z
+
+    env.reset(3)
+    sc = env.sc
+    for part in PARTS:
+        z0 = sc.part_position(part)[2]
+        sc.step(100)
+        assert abs(sc.part_position(part)[2] - z0) < 0.002, part
+        bottom = z0 - (sc.model.geom(f"{part}_geom").size[1] if part == "part_cylinder"
+                       else sc.model.geom(f"{part}_geom").size[2])
+        assert abs(bottom - TABLE_Z) < 0.002, part
