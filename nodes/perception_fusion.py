@@ -238,6 +238,12 @@ class PerceptionFusion(PhysaiNode):
             self._drop("malformed:joint_states", "joint_states: non-finite position")
             return
         stamp = stamp_to_ns(msg.header.stamp)
+        if stamp > self._now_ns() + self.future_tol_ns:
+            # stamped on a clock that was just reset (a state sent before a simulator reset, received after it):
+            # kept, it would sort after every new stamp and the self-filter would drop the new clock's joint states
+            # as out of order until the new clock caught up (the whole arm became an obstacle for an episode)
+            self._drop("joint_states:future", "joint_states: stamp ahead of now")
+            return
         if self._joints and stamp <= self._joints[-1][0]:
             return  # out of order: keep the history sorted
         self._joints.append((stamp, q))

@@ -57,6 +57,7 @@ from physical_ai_nodes._tf import TfListener
 
 MODES = ("arm", "amr", "vehicle")
 ARM_OUTPUTS = ("position", "velocity", "trajectory")
+JOINT_STATE_FUTURE_S = 0.5  # joint states stamped further ahead of the node clock are from before a clock reset [s]
 
 
 def _yaw(T: np.ndarray) -> float:
@@ -332,6 +333,12 @@ class TrajectoryCorrection(PhysaiNode):
         q = np.array([msg.position[index[n]] for n in self.joint_names])
         if not np.all(np.isfinite(q)):
             self.count("joint_states_nonfinite")
+            return
+        if (msg.header.stamp.sec or msg.header.stamp.nanosec) and \
+                msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 > self._now() + JOINT_STATE_FUTURE_S:
+            # a state stamped on the clock before a simulator reset: the arm is no longer there, and the corrector
+            # restarts its command from the next measured state
+            self.count("joint_states_future")
             return
         gripper = float("nan")
         for name in ("gripper", "finger_left_joint"):
