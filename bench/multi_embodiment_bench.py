@@ -5,12 +5,15 @@ BENCH multi_embodiment.separate_params     sum over models/amr_nav, models/arm_p
 BENCH multi_embodiment.<emb>.p50_ms        Policy.infer (preprocessing + model), batch 1, one thread, the multi
                                            model's <emb> view, beside
 BENCH multi_embodiment.<emb>.separate_p50_ms  the same for that embodiment's separate model, interleaved
-Needs models/multi_embodiment (see its MODEL_CARD.md); pass another root as the first argument.
+Uses a trained multi-embodiment root given as the first argument (e.g. the output of `physai train` on datasets of
+several embodiments); without one, a randomly initialised multi model built from the shipped models' specs (the
+same architecture: parameter counts and latency do not depend on the weights; said below).
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,12 +44,19 @@ def main() -> int:
     import torch
 
     from physical_ai.policy.model import count_parameters, load_checkpoint
-    from physical_ai.policy.multi_embodiment import MultiEmbodimentModel
+    from physical_ai.policy.multi_embodiment import MultiEmbodimentModel, save_multi_checkpoint
     from physical_ai.policy.policy import TorchPolicy
     from physical_ai.policy.spec import load_config
 
     torch.set_num_threads(1)
-    multi_root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "models" / "multi_embodiment"
+    if len(sys.argv) > 1:
+        multi_root = Path(sys.argv[1])
+        print(f"multi model: {multi_root}")
+    else:
+        multi_root = Path(tempfile.mkdtemp(prefix="multi_random_"))
+        configs = {e: load_config(ROOT / "models" / name) for e, name in SEPARATE.items()}
+        save_multi_checkpoint(MultiEmbodimentModel(configs), configs, multi_root)
+        print("multi model: randomly initialised from the shipped models' specs (architecture figures only)")
     embodiments = sorted(p.parent.name for p in multi_root.glob("*/config.json"))
     if not embodiments:
         print(f"multi_embodiment_bench: no <embodiment>/config.json under {multi_root}", file=sys.stderr)
