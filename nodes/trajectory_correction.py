@@ -190,9 +190,10 @@ class TrajectoryCorrection(PhysaiNode):
                 "commands_topic", "/arm_controller/commands", "Float64MultiArray output"), COMMAND_QOS)
         self.gripper_pub = self.checked_publisher(Float64MultiArray, self.param(
             "gripper_topic", "/gripper_controller/commands", "Gripper opening output"), COMMAND_QOS)
-        self.create_subscription(JointTrajectory, self.param("trajectory_in_topic", "/policy/joint_trajectory",
-                                                             "JointTrajectory input"), self._on_trajectory,
-                                 COMMAND_QOS)
+        trajectory_in = self.param("trajectory_in_topic", "", "JointTrajectory input from another planner (e.g. "
+                                   "MoveIt); '' = off")
+        if trajectory_in:
+            self.create_subscription(JointTrajectory, trajectory_in, self._on_trajectory, COMMAND_QOS)
         self.sensor_subscription(JointState, "/joint_states", self._on_joint_states)
         self._step = self._step_arm
 
