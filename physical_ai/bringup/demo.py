@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", nargs="?", default="amr", choices=sorted(SCENARIO_MODEL),
                         help="amr (default): factory AMR with a crossing worker; arm: pick and place; vehicle: lane")
     parser.add_argument("--seed", type=int, default=3, help="scenario seed (part poses, worker timing)")
+    parser.add_argument("--worker-trigger-m", type=float, default=4.5,
+                        help="amr: a worker steps out when the AMR is this close to its aisle, so the run shows a "
+                             "reaction (0 = the seed's random crossing times)")
     parser.add_argument("--out", default=None, help="report folder (default reports/demo-<scenario>-<time>)")
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (default: from config)")
     parser.add_argument("--params-file", default=None, help="parameter file (default: config/<scenario>.yaml)")
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     # the corrector reports every cycle, so that the reaction latency sees the first corrected command
     overrides = {"mujoco_sim": {"seed": str(args.seed)},
                  "trajectory_correction": {"status_rate_hz": str(min(float(corr.get("rate_hz", 100.0)), 200.0))}}
+    if robot == "amr" and args.worker_trigger_m > 0:
+        overrides["mujoco_sim"]["worker_trigger_m"] = str(args.worker_trigger_m)
     if args.policy:
         overrides["policy_inference"] = {"checkpoint": str(Path(args.policy).resolve())}
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
