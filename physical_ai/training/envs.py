@@ -65,6 +65,8 @@ class Env:
 
     embodiment = ""
     scenario_name = ""
+    # the trajectory-correction core, set by a subclass's attach_corrector() (in-process evaluation as under ROS)
+    corrector: Any = None
     # False where observe() keeps no state between frames (no tracking): closed loops may observe only at replans
     perceive_every_step = True
 
@@ -117,6 +119,13 @@ class Env:
     def apply(self, action: np.ndarray) -> None:
         """Send one action (held for one policy step) and advance the physics by `dt`."""
         raise NotImplementedError
+
+    def submit_chunk(self, chunk: np.ndarray) -> None:
+        """Hand a policy chunk starting now to the attached corrector (out-of-limit targets are clamped and counted)."""
+        now = self.sc.data.time
+        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
+                                            len(chunk), now)
+        self.clamped_requests += int(check.clamped)
 
     def clip_action(self, action: np.ndarray) -> np.ndarray:
         """`action` clipped to the robot's command limits."""
@@ -274,8 +283,6 @@ class AmrEnv(Env):
                                        else PipelineConfig(hog_enabled=False, occupancy_enabled=False))
         self.feature_names = self.spec.observation.obstacles.features.names
 
-    corrector = None
-
     def attach_corrector(self) -> None:
         """Execute actions through the trajectory_correction core (settings from config/amr.yaml), as under ROS.
 
@@ -300,13 +307,6 @@ class AmrEnv(Env):
         self.corrector.set_obstacles(*obstacle_discs(obstacles))
         x, y, yaw = self.pose()
         self.corrector.set_pose(x, y, yaw)
-
-    def submit_chunk(self, chunk: np.ndarray) -> None:
-        """Hand a policy chunk starting now to the corrector (out-of-limit targets are clamped and counted)."""
-        now = self.sc.data.time
-        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
-                                            len(chunk), now)
-        self.clamped_requests += int(check.clamped)
 
     def _corrected_step(self) -> None:
         sc = self.sc
@@ -499,8 +499,6 @@ class ArmEnv(Env):
         cmd = self.expert.act(experts.observe(self.sc))
         return np.append(np.asarray(cmd["joint_positions"], float), cmd["gripper"])
 
-    corrector = None
-
     def attach_corrector(self) -> None:
         """Execute actions through the arm trajectory_correction core (settings from config/arm.yaml), as under ROS.
 
@@ -527,13 +525,6 @@ class ArmEnv(Env):
             gripper_max_speed=g("gripper_max_speed", 0.1)))
         _, pos, _, _ = self.sc.joint_state()
         self.corrector.set_measured(pos[:7], pos[7])
-
-    def submit_chunk(self, chunk: np.ndarray) -> None:
-        """Hand a policy chunk starting now to the corrector (out-of-limit targets are clamped and counted)."""
-        now = self.sc.data.time
-        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
-                                            len(chunk), now)
-        self.clamped_requests += int(check.clamped)
 
     def _corrected_step(self) -> None:
         sc = self.sc
@@ -659,8 +650,6 @@ class VehicleEnv(Env):
         self.feature_names = self.spec.observation.obstacles.features.names
         self.corrector = None
 
-    corrector = None
-
     def attach_corrector(self) -> None:
         """Execute actions through the vehicle trajectory_correction core (settings from config/vehicle.yaml).
 
@@ -686,13 +675,6 @@ class VehicleEnv(Env):
     def _feed_pose(self) -> None:
         T, twist = self.sc.odometry()
         self.corrector.set_pose(T[0, 3], T[1, 3], float(np.arctan2(T[1, 0], T[0, 0])), twist[0])
-
-    def submit_chunk(self, chunk: np.ndarray) -> None:
-        """Hand a policy chunk starting now to the corrector (out-of-limit targets are clamped and counted)."""
-        now = self.sc.data.time
-        check = self.corrector.submit_chunk(list(self.spec.action.names), np.asarray(chunk).ravel(), now, self.dt,
-                                            len(chunk), now)
-        self.clamped_requests += int(check.clamped)
 
     def _corrected_step(self) -> None:
         sc = self.sc
