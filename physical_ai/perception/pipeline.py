@@ -177,7 +177,7 @@ class FusionPipeline:
         if parts:
             # Which obstacles are parts is judged without the robot: a gripper over a part merges with it otherwise.
             seen = parts if frame.body_spheres is None else \
-                detect_parts(np.concatenate(chunks)[np.concatenate(bits) == SENSOR_DEPTH], self.cfg.parts)
+                detect_parts(points[sensors == SENSOR_DEPTH], self.cfg.parts)
             mark_parts(clusters, seen, self.cfg.parts.table_z, self.cfg.part_catalogue)
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)
         obstacles = [self._estimate(t, frame.T_world_base) for t in tracks]
