@@ -17,8 +17,10 @@ episode as `extra.wm_*` arrays for training the learned world model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +144,8 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
                                   "wm_k": wm_k, "seed": seed})
     tried = kept = 0
     bar = tqdm(total=episodes, desc=f"collect {scenario}", unit="ep", disable=not progress_bar)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop = _Interrupts()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     interrupted = False
     try:
         while kept < episodes and tried < episodes * 3:
@@ -150,15 +153,17 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
             tried += 1
             if only_success and not meta["success"] and max_steps is None:
                 continue
-            writer.add_episode(frames, task=env.observe()["instruction"], meta=meta, extra_arrays=wm)
-            kept += 1
+            with stop.held():  # an episode is written whole or not at all (shard and its entry together)
+                writer.add_episode(frames, task=env.observe()["instruction"], meta=meta, extra_arrays=wm)
+                kept += 1
             bar.update(1)
             bar.set_postfix(kept=kept, tried=tried)
     except KeyboardInterrupt:
         # the episode in progress is lost; every finished one is kept and the dataset is closed properly
         interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
         env.close()
     if kept == 0:
@@ -168,8 +173,34 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
             "interrupted": interrupted}
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _Interrupts:
+    """Ctrl-C / SIGTERM as KeyboardInterrupt, except inside `held()`, where it is raised when the block ends.
+
+    Without this a signal could land between an episode's shard being renamed into place and its entry being
+    recorded, leaving a finished episode on disk that the dataset does not list.
+    """
+
+    def __init__(self) -> None:
+        self._holding = False
+        self._pending = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        """Signal handler."""
+        if self._holding:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Defer interrupts until the block has run."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending:
+            raise KeyboardInterrupt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

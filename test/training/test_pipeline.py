@@ -163,3 +163,27 @@ def test_train_on_a_subset_of_the_state_and_evaluate(dataset: Path, tmp_path: Pa
     assert report["episodes"] == 1 and len(rows) == 1  # the env's 5-entry state was cut to the policy's 3 entries
     with pytest.raises(DatasetError, match=r"odom\.vz"):
         train(dataset, tmp_path / "bad", "bad", ARCH, steps=1, progress_bar=False, state_features=["odom.vz"])
+
+
+def test_an_interrupt_during_an_episode_write_is_raised_after_it() -> None:
+    import os
+    import signal
+    import time
+
+    from physical_ai.training.collect import _Interrupts
+
+    stop = _Interrupts()
+    previous = signal.signal(signal.SIGINT, stop.handle)
+    written = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with stop.held():
+                os.kill(os.getpid(), signal.SIGINT)
+                written.append("shard")
+                written.append("entry")
+        assert written == ["shard", "entry"]  # the held block ran to its end before the interrupt
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # outside held(): at once
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
