@@ -44,6 +44,7 @@ from physical_ai.perception.lidar import (
     SegmentationConfig,
 )
 from physical_ai.perception.occupancy import OccupancyConfig
+from physical_ai.perception.part_memory import PartMemoryConfig
 from physical_ai.perception.parts import PartsConfig
 from physical_ai.perception.pipeline import CameraFrame, FrameInput, FusionPipeline, PipelineConfig
 from physical_ai.perception.self_filter import BodySpheres
@@ -141,6 +142,12 @@ class PerceptionFusion(PhysaiNode):
             hog_frame_scale=p("hog_frame_scale", 0.5, "Image scale for the people detector", (0.1, 2.0)),
             hog_every_n=p("hog_every_n", 1, "Run the people detector every n-th cycle", (1, 100)),
             occupancy_enabled=p("occupancy_enabled", True, "Publish /perception/occupancy"),
+            part_memory=PartMemoryConfig(
+                hold_s=p("part_memory_hold_s", 0.0, "A part the robot hides from the depth camera (or touches) is "
+                         "reported at its last clear fit for up to this long; needs the self-filter; 0 = off [s]",
+                         (0.0, 60.0)),
+                margin_m=p("part_memory_margin_m", 0.02, "Clearance between the robot's projected self-filter "
+                           "spheres and a part's footprint [m]", (0.0, 0.5))) if parts is not None else None,
             part_catalogue=self._part_catalogue(p("part_catalogue_m", [0.0], "Sizes of the cell's parts as triples "
                                                   "(shorter side, longer side, height) [m]; only clusters of these "
                                                   "sizes on the table are classified parts; [0.0] = any size"))))
@@ -272,7 +279,7 @@ class PerceptionFusion(PhysaiNode):
         """ROS time jumped back (simulator reset): drop buffered frames, tracks and rate state of the old clock."""
         self.sync = SensorSync(*self._sync_args)
         self._joints.clear()
-        self.pipeline.tracker.reset()
+        self.pipeline.reset()
         self._last_rx.clear()
         self._last_markers_ns = 0
 
@@ -406,7 +413,7 @@ class PerceptionFusion(PhysaiNode):
         if T is None:
             return
         pts = depth_to_points(depth, camera_info_to_matrix(info), T, self.depth_stride, self.depth_max_range)
-        self.sync.add("depth", stamp, pts, self._now_ns())
+        self.sync.add("depth", stamp, (pts, T[:3, 3].copy()), self._now_ns())
         self._poll()
 
     def _on_tactile(self, msg: TactileState) -> None:
@@ -450,7 +457,8 @@ class PerceptionFusion(PhysaiNode):
                 frame.scans.append(payload)
                 alive |= SENSOR_LIDAR
             elif name == "depth":
-                frame.depth.append(payload)
+                frame.depth.append(payload[0])
+                frame.depth_origin = payload[1]
                 alive |= SENSOR_DEPTH
             elif name == "camera":
                 frame.cameras.append(payload)

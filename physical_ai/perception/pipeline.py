@@ -24,6 +24,7 @@ from physical_ai.perception.lidar import (
     segment,
 )
 from physical_ai.perception.occupancy import OccupancyConfig, build_grid
+from physical_ai.perception.part_memory import PartMemory, PartMemoryConfig
 from physical_ai.perception.parts import Part, PartsConfig, detect_parts
 from physical_ai.perception.self_filter import outside_spheres
 from physical_ai.perception.tracking import Track, Tracker, TrackerConfig
@@ -50,6 +51,8 @@ class FrameInput:
     # The robot's own body at this frame's time, as spheres (centres (S, 3) in the robot frame, radii (S,)): range
     # and depth points inside them are the robot itself, not obstacles (see perception/self_filter.py).
     body_spheres: tuple[np.ndarray, np.ndarray] | None = None
+    # The depth camera's optical centre in the robot frame (3,): with body_spheres, what the robot hides from it.
+    depth_origin: np.ndarray | None = None
 
 
 @dataclass
@@ -90,6 +93,7 @@ class PipelineConfig:
     occupancy_enabled: bool = True
     camera_person_size: tuple[float, float, float] = (0.6, 0.6, 1.7)
     part_catalogue: np.ndarray | None = None  # (K, 3) sizes of the cell's parts, see `mark_parts`
+    part_memory: PartMemoryConfig | None = None  # parts the robot hides keep their last clear fit (part_memory.py)
 
 
 def mark_parts(clusters: list[Cluster], parts: list[Part], table_z: float, catalogue: np.ndarray | None = None,
@@ -130,6 +134,13 @@ class FusionPipeline:
         self.tracker = Tracker(cfg.tracker)
         self.detector = PersonDetector(frame_scale=cfg.hog_frame_scale) if cfg.hog_enabled else None
         self._cycle = 0
+        self.part_memory = PartMemory(cfg.part_memory) if cfg.part_memory is not None else None
+
+    def reset(self) -> None:
+        """Forget tracks and remembered parts (a clock that jumped back, a new episode)."""
+        self.tracker.reset()
+        if self.part_memory is not None:
+            self.part_memory.reset()
 
     def process(self, frame: FrameInput, with_grid: bool = True) -> FrameResult:
         """Run one cycle.
@@ -144,8 +155,12 @@ class FusionPipeline:
         self._cycle += 1
         parts = []
         if self.cfg.parts is not None and frame.depth:
-            # From the whole depth view, as the policy was trained: a part in the gripper is still a part.
+            # From the whole depth view, as the policy was trained.
             parts = detect_parts(np.concatenate(frame.depth), self.cfg.parts)
+        fitted = parts
+        if self.part_memory is not None and frame.body_spheres is not None and frame.depth_origin is not None:
+            # Fits the robot covers are not trusted; a part it hides keeps its last clear fit.
+            parts = self.part_memory.update(parts, frame.stamp_ns, frame.body_spheres, frame.depth_origin)
         chunks, bits, no_ground = [], [], []
         for arrays, bit, ground_free in ((frame.clouds, SENSOR_LIDAR, False), (frame.depth, SENSOR_DEPTH, False),
                                          (frame.scans, SENSOR_LIDAR, True)):
@@ -174,9 +189,9 @@ class FusionPipeline:
             fuse_clusters(clusters, seg.obstacle_points, cam.camera, cam.image, people, self.detector)
             clusters += self._camera_only_people(clusters, seg, cam.camera, people)
 
-        if parts:
+        if fitted:
             # Which obstacles are parts is judged without the robot: a gripper over a part merges with it otherwise.
-            seen = parts if frame.body_spheres is None else \
+            seen = fitted if frame.body_spheres is None else \
                 detect_parts(points[sensors == SENSOR_DEPTH], self.cfg.parts)
             mark_parts(clusters, seen, self.cfg.parts.table_z, self.cfg.part_catalogue)
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)

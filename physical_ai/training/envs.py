@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import mujoco
 import numpy as np
 
 from physical_ai.control.shapes import boxes_to_discs
+from physical_ai.perception.part_memory import PartMemory, PartMemoryConfig
 from physical_ai.perception.parts import PartsConfig, detect_parts
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
+from physical_ai.perception.self_filter import BodySpheres
 from physical_ai.policy.defaults import default_config
 from physical_ai.policy.observation import ground_parts, part_rows
 from physical_ai.policy.spec import FeatureGroup, ObservationSpec, PolicyConfig, TokenGroup
@@ -396,6 +399,28 @@ def arm_parts_config(params: dict[str, Any]) -> PartsConfig:
                        workspace_y=(g("workspace_y_min_m", -1.0), g("workspace_y_max_m", 1.0)))
 
 
+def arm_part_memory_config(params: dict[str, Any]) -> PartMemoryConfig:
+    """The perception_fusion node's part memory settings (same keys and defaults as the node)."""
+    g = params.get
+    return PartMemoryConfig(hold_s=float(g("part_memory_hold_s", 0.0)), margin_m=float(g("part_memory_margin_m", 0.02)))
+
+
+def arm_body_spheres(params: dict[str, Any]) -> BodySpheres | None:
+    """The perception_fusion node's self-filter spheres of the arm (None when its self_filter_model is '')."""
+    from physical_ai.bringup.stack import share_dir
+
+    g = params.get
+    model = g("self_filter_model", "")
+    if not model:
+        return None
+    path = Path(model) if Path(model).is_absolute() else share_dir() / model
+    return BodySpheres.from_file(path, list(g("self_filter_joints", [f"joint{i}" for i in range(1, 8)])),
+                                 g("self_filter_geom_prefix", "col_"), padding_m=g("self_filter_padding_m", 0.03),
+                                 hand_body=g("self_filter_hand_body", ""),
+                                 hand_padding_m=g("self_filter_hand_padding_m", 0.06),
+                                 static_bodies=[b for b in g("self_filter_static_bodies", [""]) if b])
+
+
 class ArmEnv(Env):
     """Arm cell pick-and-place: joint state, depth -> perceived parts (base_link frame, grounded), instruction.
 
@@ -403,13 +428,15 @@ class ArmEnv(Env):
     camera_height) subsampled by the perception_fusion node's depth_stride, with the simulator's depth noise and
     invalid pixels; parts are fitted with the node's PartsConfig in base_link (the node's base_frame), labelled by
     the perception core, and each part token carries "is_target" (its label is the part the instruction names,
-    `physical_ai.policy.observation.ground_parts`, the function policy_inference uses too). No camera image: the
+    `physical_ai.policy.observation.ground_parts`, the function policy_inference uses too). Fits the arm covers
+    (from the camera's view, the node's self-filter spheres) are replaced by the part's last clear fit
+    (`physical_ai.perception.part_memory.PartMemory`, the node's part_memory_* settings). No camera image: the
     grounded part tokens carry what the task needs, and a policy without one needs no image transfer under ROS.
     """
 
     embodiment = "arm"
     scenario_name = "arm"
-    perceive_every_step = False  # parts are fitted per depth frame, nothing tracked
+    perceive_every_step = True  # the part memory follows every depth frame, as in the node
     MAX_PARTS = 6  # three parts, the bin, the gripper when it is low over the table, one spare
 
     def make_spec(self) -> PolicyConfig:
@@ -451,6 +478,9 @@ class ArmEnv(Env):
         self._rays = self._rays.reshape(-1, 3)
         self.cam_id = cam.id
         self.gripper_target = 0.08
+        if not hasattr(self, "body_spheres"):  # the arm's padded spheres, as the node's self-filter builds them
+            self.body_spheres = arm_body_spheres(fusion)
+        self.part_memory = PartMemory(arm_part_memory_config(fusion))
 
     def close(self) -> None:
         """Free the renderer."""
@@ -475,6 +505,10 @@ class ArmEnv(Env):
         R_wb = sc.data.xmat[root].reshape(3, 3)
         pts = (pts - sc.data.xpos[root]) @ R_wb
         parts = detect_parts(pts, self.parts_cfg)
+        if self.body_spheres is not None:
+            centres, radii = self.body_spheres.at(sc.joint_state()[1][:7])
+            camera = (sc.data.cam_xpos[self.cam_id] - sc.data.xpos[root]) @ R_wb
+            parts = self.part_memory.update(parts, sc.time_ns, ((centres - sc.data.xpos[root]) @ R_wb, radii), camera)
         rows = part_rows(np.array([p.position for p in parts]).reshape(-1, 3), [p.yaw for p in parts],
                          np.array([p.size for p in parts]).reshape(-1, 3), [p.confidence for p in parts],
                          self.spec.observation.parts.features.names)

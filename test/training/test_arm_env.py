@@ -72,3 +72,30 @@ def test_parts_start_resting_on_the_table(env: ArmEnv) -> None:
         bottom = z0 - (sc.model.geom(f"{part}_geom").size[1] if part == "part_cylinder"
                        else sc.model.geom(f"{part}_geom").size[2])
         assert abs(bottom - TABLE_Z) < 0.002, part
+
+
+def test_the_target_is_held_at_its_last_clear_fit_while_the_expert_grasps_it(env: ArmEnv) -> None:
+    """The node's part memory in the env: one steady target token through the grasp, none once it is carried off."""
+    fusion = robot_params("arm", "perception_fusion")
+    env.reset(1)
+    assert env.part_memory.cfg.hold_s == fusion["part_memory_hold_s"] > 0
+    names = env.spec.observation.parts.features.names
+    xy = [names.index("x"), names.index("y")]
+    base = env.sc.data.xpos[env.sc.robot_root]
+    truth = env.sc.part_position(env.sc.target_part)[:2] - base[:2]
+    closed, carried = [], False
+    for _ in range(200):
+        parts = env.observe()["parts"]
+        targets = parts[parts[:, names.index("is_target")] == 1.0]
+        action = env.expert_action()
+        if action[7] < 0.03 and not env.sc._lifted:  # fingers closing on the part: the hand hides it
+            assert len(targets) == 1
+            closed.append(np.linalg.norm(targets[0, xy] - truth))
+        tcp = env.sc.data.site("tcp").xpos[:2] - base[:2]
+        if env.sc._lifted and np.linalg.norm(tcp - truth) > 0.3:  # carried away: its old place is in view
+            carried = True
+            assert not any(np.linalg.norm(t[xy] - truth) < 0.03 for t in targets)
+            break
+        env.apply(action)
+    assert len(closed) >= 3 and max(closed) < 0.015
+    assert carried
