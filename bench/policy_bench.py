@@ -87,10 +87,9 @@ def latency_bench(workdir: Path) -> Path:
 
 def _control_period_s() -> float | None:
     """The correction node's control period from config/arm.yaml (a *rate_hz or *period_s parameter)."""
-    import yaml
+    from physical_ai.bringup.stack import node_params
 
-    path = ROOT / "config" / "arm.yaml"
-    section = (yaml.safe_load(path.read_text()) or {}).get("trajectory_correction", {}).get("ros__parameters", {})
+    section = node_params(ROOT / "config" / "arm.yaml", "trajectory_correction")
     for key, value in section.items():
         if key in ("control_rate_hz", "rate_hz", "loop_rate_hz"):
             return 1.0 / float(value)

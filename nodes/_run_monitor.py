@@ -10,16 +10,19 @@ computation fell behind (a render, a raycast); t is taken to happen when it was 
 publications around it (never later than t's own publication: latencies from it are not understated by a late
 simulator).
 
-Reaction latency (e2e): for each LiDAR frame in which a person is inside the robot's swept path (footprint plus
-clearance, over the corrector's look-ahead at the current speed) for the first time while the robot moves, the
-time from that frame's stamp to the first corrected command on the wire: the write time of the first
-/correction/status whose flags say the cycle's command was cut or steered for an obstacle AND whose
-`obstacles_stamp` (newest obstacle input the cycle used) is not older than the frame, i.e. a cycle that had the
-frame (a cycle already slowing for a predicted crossing before the frame arrived does not count). The corrector
-publishes the status right after the cycle's cmd_vel, so its write time bounds the command's from above. A person
-who enters the swept path but whom the corrector's prediction sees clear it in time needs no correction: such
-events are counted apart (`reactions_not_needed`). Run the corrector with `status_rate_hz` = its loop rate so that
-every cycle's flags are seen.
+Reaction latency (e2e): for each LiDAR frame in which a person is inside the robot's swept path for the first
+time while the robot moves, the time from that frame's stamp to the first corrected command on the wire. "In the
+swept path" is one definition shared with the corrector (`physical_ai.control.amr.in_swept_path`): the person, where
+the ground truth has them at the frame's stamp, comes within the clearance of the footprint along the motion the
+corrector checks the robot's present command against (hold it, brake to rest by the end of the look-ahead). A
+person farther ahead is not yet a threat the corrector must act on (it would stop in time); scoring from when they
+first appear anywhere ahead would count the frames in which no correction was due. The corrected command's time
+is the write time of the first /correction/status whose flags say the cycle's command was cut or steered for an
+obstacle AND whose `obstacles_stamp` (newest obstacle input the cycle used) is not older than the frame, i.e. a
+cycle that had the frame (a cycle already slowing for a predicted crossing before the frame arrived does not
+count). The corrector publishes the status right after the cycle's cmd_vel, so its write time bounds the command's
+from above. An entry with no such cycle within `window_s` is counted apart (`reactions_not_needed`). Run the
+corrector with `status_rate_hz` = its loop rate so that every cycle's flags are seen.
 
 LiDAR transport (the floor under any reaction): a frame's stamp to its reception by the middleware here.
 """
@@ -42,6 +45,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import PointCloud2
 
 from physical_ai.bringup.report import RunLog
+from physical_ai.control.amr import AmrConfig, in_swept_path
 from physical_ai.convert import quaternion_to_yaw, stamp_to_ns
 from physical_ai_nodes._base import STATE_QOS
 
@@ -55,8 +59,16 @@ _HEADER_STAMP = struct.Struct("<iI")  # CDR little-endian: 4-byte encapsulation,
 class RunMonitor(Node):
     """Collects what the report needs; thread-safe snapshot via `snapshot()`."""
 
-    def __init__(self, scenario: str, footprint: tuple[float, float] = (0.6, 0.45), clearance_m: float = 0.3,
-                 horizon_s: float = 2.0) -> None:
+    def __init__(self, scenario: str, corrector: AmrConfig | None = None, person_radius_m: float = 0.22) -> None:
+        """Subscribe to the run's topics.
+
+        Args:
+            scenario: scenario name (report title).
+            corrector: the AMR corrector's configuration (footprint, clearance, look-ahead, acceleration limits),
+                which defines the swept path; defaults when None.
+            person_radius_m: a person's radius around their ground-truth position [m] (the simulated worker's body
+                capsule).
+        """
         super().__init__("physai_run_monitor")
         self.log = RunLog(scenario)
         self._lock = threading.Lock()
@@ -66,7 +78,7 @@ class RunMonitor(Node):
         self._cmds: list[tuple[int, float, float]] = []  # (reception system ns, v, w)
         self._cmd_sent: list[int] = []  # the publisher's send time of each command [ns, system clock]
         self._gt_times: list[int] = []
-        self._gt_robot: list[np.ndarray] = []  # x, y, yaw, speed
+        self._gt_robot: list[np.ndarray] = []  # x, y, yaw, forward speed [m/s], yaw rate [rad/s]
         self._gt_people: list[np.ndarray] = []  # (P, 2)
         # (write system ns, stamp sim ns, flags, obstacles_stamp sim ns)
         self._status: list[tuple[int, int, int, int]] = []
@@ -74,9 +86,8 @@ class RunMonitor(Node):
         self.path_entries_slow = 0  # a person entered the swept path while the robot was slower than min_speed
         self.latest_gt: SimGroundTruth | None = None
         self.latest_status: CorrectionStatus | None = None
-        self._half = (footprint[0] / 2, footprint[1] / 2)
-        self._clearance = clearance_m
-        self._horizon = horizon_s
+        self._corrector = corrector or AmrConfig()
+        self._person_radius = person_radius_m
         self._actual_speed = 0.0
         self.create_subscription(Clock, "/clock", self._on_clock, qos_profile_sensor_data)
         self.create_subscription(SimGroundTruth, "/sim/ground_truth", self._on_gt, STATE_QOS)
@@ -176,10 +187,12 @@ class RunMonitor(Node):
                 p = poses[robot]
                 yaw = quaternion_to_yaw(p.orientation)
                 tw = twists.get(robot)
-                speed = float(np.hypot(tw.linear.x, tw.linear.y)) if tw is not None else 0.0
+                # world-frame twist: the forward speed is its projection on the heading
+                v = float(np.cos(yaw) * tw.linear.x + np.sin(yaw) * tw.linear.y) if tw is not None else 0.0
+                w = float(tw.angular.z) if tw is not None else 0.0
                 self.log.robot.append((t, p.position.x, p.position.y, yaw))
                 self._gt_times.append(t_ns)
-                self._gt_robot.append(np.array([p.position.x, p.position.y, yaw, speed]))
+                self._gt_robot.append(np.array([p.position.x, p.position.y, yaw, v, w]))
                 self._gt_people.append(np.array([[poses[n].position.x, poses[n].position.y] for n in people])
                                        .reshape(-1, 2))
             for n in people:
@@ -241,16 +254,15 @@ class RunMonitor(Node):
             return self._gt_robot[i]
 
     def _person_in_path(self, i: int) -> bool:
-        x, y, yaw, speed = self._gt_robot[i]
+        """Whether a person is in the robot's swept path at ground-truth sample i (`in_swept_path`)."""
+        x, y, yaw, v, w = self._gt_robot[i]
         people = self._gt_people[i]
         if people.size == 0:
             return False
         d = people - [x, y]
         c, s = np.cos(yaw), np.sin(yaw)
-        fwd = c * d[:, 0] + s * d[:, 1]
-        lat = -s * d[:, 0] + c * d[:, 1]
-        reach = self._half[0] + self._clearance + speed * self._horizon
-        return bool(np.any((fwd > 0) & (fwd < reach) & (np.abs(lat) < self._half[1] + self._clearance + 0.25)))
+        local = np.column_stack((c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]))
+        return in_swept_path(self._corrector, v, w, local, np.full(len(local), self._person_radius))
 
     def reaction_latencies_ms(self, min_speed: float = 0.2, window_s: float = 1.0) -> list[float]:
         """E2E reaction latency per person-enters-path event (see module docstring)."""
@@ -264,8 +276,9 @@ class RunMonitor(Node):
                 break
             i = min(bisect.bisect_left(times, stamp_ns), len(times) - 1)
             now_inside = self._person_in_path(i)
-            slow += now_inside and not inside and self._gt_robot[i][3] < min_speed
-            if now_inside and not inside and self._gt_robot[i][3] >= min_speed:
+            moving = abs(self._gt_robot[i][3]) >= min_speed
+            slow += now_inside and not inside and not moving
+            if now_inside and not inside and moving:
                 wall = self.sim_to_wall(stamp_ns)
                 if wall is not None:
                     corrected = [sent for sent, stamp, flags, used in status

@@ -17,11 +17,18 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.report import latency_summary, write_report
-from physical_ai.bringup.stack import FOXGLOVE, RECORDER, node_command, params_file, share_dir, stack_commands
+from physical_ai.bringup.stack import (
+    FOXGLOVE,
+    RECORDER,
+    node_command,
+    node_params,
+    params_file,
+    share_dir,
+    stack_commands,
+)
+from physical_ai.control.amr import amr_config
 
 SCENARIO_MODEL = {"amr": "factory_floor", "arm": "arm_cell", "vehicle": "vehicle_lane"}
 
@@ -42,11 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also serve a Foxglove WebSocket live view (port from the config, default 8765)")
 
 
-def _section(params: Path, node: str) -> dict:
-    data = yaml.safe_load(params.read_text()) or {}
-    return (data.get(node) or {}).get("ros__parameters") or {}
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit code 0 when the task succeeded with no collision and no limit violation."""
     import rclpy
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or Path("reports") / f"demo-{robot}-{stamp}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    corr = _section(params, "trajectory_correction")
+    corr = node_params(params, "trajectory_correction")
 
     # the corrector reports every cycle, so that the reaction latency sees the first corrected command
     overrides = {"mujoco_sim": {"seed": str(args.seed)},
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                                             overrides={"output": str(out / "recording.mcap")})))
     if args.foxglove:
         commands.append((FOXGLOVE, node_command(FOXGLOVE, params, use_sim_time=True)))
-        live = _section(params, FOXGLOVE.name)
+        live = node_params(params, FOXGLOVE.name)
         print(f"[demo] live view: open ws://{live.get('host', '127.0.0.1')}:{live.get('port', 8765)} in Foxglove "
               "(Open connection > Foxglove WebSocket)", flush=True)
 
@@ -88,10 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         monitor = VehicleRunMonitor(str(corr.get("ackermann_topic", "/ackermann_cmd")))
     else:
-        monitor = RunMonitor(robot, footprint=(float(corr.get("footprint_length", 0.6)),
-                                               float(corr.get("footprint_width", 0.45))),
-                             clearance_m=float(corr.get("clearance_m", 0.3)),
-                             horizon_s=float(corr.get("horizon_s", 2.0)))
+        monitor = RunMonitor(robot, amr_config(corr) if robot == "amr" else None)
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)

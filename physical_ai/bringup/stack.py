@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ROBOTS = ("arm", "amr", "vehicle")
 SIMULATORS = ("mujoco", "gazebo", "none")
@@ -84,6 +85,14 @@ def params_file(robot: str, override: str | os.PathLike[str] | None = None) -> P
     if not path.is_file():
         raise FileNotFoundError(f"parameter file not found: {path}")
     return path
+
+
+def node_params(params: Path, node: str) -> dict[str, Any]:
+    """One node's `ros__parameters` from a ROS 2 parameter file ({} when the file has none for it)."""
+    import yaml
+
+    doc = yaml.safe_load(Path(params).read_text()) or {}
+    return dict((doc.get(node) or {}).get("ros__parameters") or {})
 
 
 def node_command(spec: NodeSpec, params: Path, *, namespace: str = "", use_sim_time: bool = False,

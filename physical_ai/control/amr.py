@@ -12,7 +12,8 @@ again. Velocity and acceleration limits of the base are applied last.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,45 @@ class AmrConfig:
     max_age_s: float = 0.5
     max_future_s: float = 0.5
     period_s: float = 0.01
+
+
+def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrConfig:
+    """The corrector's configuration from its `trajectory_correction` parameters (config/amr.yaml).
+
+    Defaults fill what the parameters leave out; `period_s` defaults to 1 / `rate_hz`.
+    """
+    d = AmrConfig()
+    g = params.get
+    return AmrConfig(
+        footprint=Footprint(float(g("footprint_length", d.footprint.length)),
+                            float(g("footprint_width", d.footprint.width))),
+        clearance_m=float(g("clearance_m", d.clearance_m)), max_linear=float(g("max_linear", d.max_linear)),
+        max_angular=float(g("max_angular", d.max_angular)),
+        max_linear_acc=float(g("max_linear_acc", d.max_linear_acc)),
+        max_angular_acc=float(g("max_angular_acc", d.max_angular_acc)),
+        horizon_s=float(g("horizon_s", d.horizon_s)), reaction_s=float(g("reaction_s", d.reaction_s)),
+        yield_speed_mps=float(g("yield_speed_mps", d.yield_speed_mps)),
+        period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
+
+
+def in_swept_path(config: AmrConfig, v: float, w: float, centres: np.ndarray, radii: np.ndarray) -> bool:
+    """Whether any standing disc (robot frame) lies in the path the corrector sweeps for the command (v, w).
+
+    The motion is the one the corrector checks its nominal command against: hold (v, w), then brake at the
+    acceleration limits to rest by the end of the look-ahead; "in the path" is coming within `clearance_m` of the
+    footprint on it. The corrector itself adds margins to this (sampling, room to turn on the spot), so what lies
+    in this path is in its sweep too: it is the definition of "in the path, needs a reaction now" that the run
+    monitor scores reactions against on ground truth.
+    """
+    c = config
+    centres = np.asarray(centres, float).reshape(-1, 2)
+    if centres.shape[0] == 0:
+        return False
+    times = np.linspace(0.0, c.horizon_s, c.samples)
+    t_hit, _ = sweep(c.footprint, np.array([v]), np.array([w]), times, np.zeros((0, 2)), 0.0,
+                     (centres, np.asarray(radii, float).reshape(-1), np.zeros_like(centres)), c.clearance_m,
+                     (v, w, c.max_linear_acc, c.max_angular_acc))
+    return bool(np.isfinite(t_hit[0]))
 
 
 @dataclasses.dataclass

@@ -215,16 +215,10 @@ def obstacle_discs(obstacles: list[Any]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def robot_params(robot: str, node: str) -> dict[str, Any]:
     """One node's `ros__parameters` from config/<robot>.yaml (what that node runs with under ROS)."""
-    import yaml
-
-    from physical_ai.bringup.stack import params_file, source_root
+    from physical_ai.bringup.stack import node_params, params_file, source_root
 
     path = source_root() / "config" / f"{robot}.yaml"
-    if not path.is_file():  # installed, not a source checkout
-        path = params_file(robot)
-    with open(path) as f:
-        doc = yaml.safe_load(f) or {}
-    return dict((doc.get(node) or {}).get("ros__parameters") or {})
+    return node_params(path if path.is_file() else params_file(robot), node)  # else: installed, not a checkout
 
 
 def perception_pipeline_config(params: dict[str, Any]) -> PipelineConfig:
@@ -292,17 +286,13 @@ class AmrEnv(Env):
         After this, `submit_chunk` hands the policy's chunks to the corrector and `apply` runs its control loop
         (footprint sweep against LiDAR points and tracked obstacles, slow/stop/steer, base limits) for one step.
         """
-        from physical_ai.control.amr import AmrConfig, AmrCorrector
-        from physical_ai.control.footprint import Footprint
+        from physical_ai.control.amr import AmrCorrector, amr_config
 
-        g = robot_params("amr", "trajectory_correction").get
+        params = robot_params("amr", "trajectory_correction")
+        g = params.get
         self.corrector_rate = float(g("rate_hz", 100.0))
         self.points_z = (float(g("points_min_z", 0.05)), float(g("points_max_z", 1.8)))
-        self.corrector = AmrCorrector(AmrConfig(
-            footprint=Footprint(g("footprint_length", 0.6), g("footprint_width", 0.45)),
-            clearance_m=g("clearance_m", 0.3), max_linear=g("max_linear", 1.0), max_angular=g("max_angular", 1.5),
-            max_linear_acc=g("max_linear_acc", 1.0), max_angular_acc=g("max_angular_acc", 2.0),
-            horizon_s=g("horizon_s", 2.0), reaction_s=g("reaction_s", 0.1), period_s=1.0 / self.corrector_rate))
+        self.corrector = AmrCorrector(amr_config(params, period_s=1.0 / self.corrector_rate))
 
     def _feed_corrector(self, points: np.ndarray, obstacles: list[Any]) -> None:
         keep = (points[:, 2] >= self.points_z[0]) & (points[:, 2] <= self.points_z[1])

@@ -35,7 +35,7 @@ def _world(m: RunMonitor, person_y: list[float], late_ms: dict[int, float] | Non
     for t in range(0, 2000 * MS, 10 * MS):
         x = t * 1e-9
         m._gt_times.append(t)
-        m._gt_robot.append(np.array([x, 0.0, 0.0, 1.0]))
+        m._gt_robot.append(np.array([x, 0.0, 0.0, 1.0, 0.0]))
         m._gt_people.append(np.array([[x + 1.2, person_y[min(t // (100 * MS), len(person_y) - 1)]]]))
 
 
@@ -74,13 +74,38 @@ def test_no_corrected_cycle_with_the_frame_is_counted_as_not_needed(monitor) -> 
     assert SLOWDOWN & REACTION_FLAGS and STOP & REACTION_FLAGS
 
 
-def test_the_swept_path_is_footprint_and_clearance_over_the_look_ahead(monitor) -> None:
-    # at 1 m/s over the 2 s horizon, plus half the footprint and the clearance: 2.6 m ahead; 0.775 m to the side
+def test_the_swept_path_is_the_corrector_s_hold_then_brake_motion(monitor) -> None:
+    # 1 m/s, 1 m/s^2, 2 s look-ahead: hold 1 s, brake 1 s = 1.5 m, plus half the footprint (0.3), the clearance
+    # (0.3) and the worker's radius (0.22): 2.32 m ahead; 0.225 + 0.3 + 0.22 = 0.745 m to the side
     _world(monitor, [0.1] * 20)
     assert monitor._person_in_path(0)  # 1.2 m ahead
-    monitor._gt_people = [np.add(p, [1.3, 0.0]) for p in monitor._gt_people]
-    assert monitor._person_in_path(0)  # 2.5 m
+    monitor._gt_people = [np.add(p, [1.0, 0.0]) for p in monitor._gt_people]
+    assert monitor._person_in_path(0)  # 2.2 m
     monitor._gt_people = [np.add(p, [0.2, 0.0]) for p in monitor._gt_people]
-    assert not monitor._person_in_path(0)  # 2.7 m
-    monitor._gt_people = [np.array([[1.2, 0.85]]) for _ in monitor._gt_people]
+    assert not monitor._person_in_path(0)  # 2.4 m: the corrector would still stop in time
+    monitor._gt_people = [np.array([[1.2, 0.7]]) for _ in monitor._gt_people]
+    assert monitor._person_in_path(0)  # at the path's edge
+    monitor._gt_people = [np.array([[1.2, 0.8]]) for _ in monitor._gt_people]
     assert not monitor._person_in_path(0)  # beside the path
+    monitor._gt_people = [np.array([[-1.2, 0.0]]) for _ in monitor._gt_people]
+    assert not monitor._person_in_path(0)  # behind
+
+
+def test_the_swept_path_follows_a_turn(monitor) -> None:
+    # turning left at 1 rad/s: a person ahead-left is in the arc, one straight ahead beyond the arc is not
+    _world(monitor, [0.1] * 20)
+    monitor._gt_robot = [np.array([0.0, 0.0, 0.0, 1.0, 1.0]) for _ in monitor._gt_robot]
+    monitor._gt_people = [np.array([[1.0, 0.5]]) for _ in monitor._gt_people]
+    assert monitor._person_in_path(0)
+    monitor._gt_people = [np.array([[2.0, -0.4]]) for _ in monitor._gt_people]
+    assert not monitor._person_in_path(0)
+
+
+def test_the_swept_path_comes_from_the_corrector_s_parameters() -> None:
+    # a longer look-ahead sweeps farther: the same worker 2.4 m ahead is in a 3 s look-ahead's path
+    from physical_ai.control.amr import amr_config, in_swept_path
+
+    ahead = np.array([[2.4, 0.0]])
+    assert not in_swept_path(amr_config({}), 1.0, 0.0, ahead, np.array([0.22]))
+    assert in_swept_path(amr_config({"horizon_s": 3.0}), 1.0, 0.0, ahead, np.array([0.22]))
+    assert amr_config({"rate_hz": 200.0}).period_s == pytest.approx(0.005)
