@@ -119,6 +119,9 @@ class PolicyInferenceNode(PhysaiNode):
                  (0, 19))
         check_period = p("check_period_s", 0.01, "Period of the is-a-chunk-due check [s]", (0.001, 1.0))
         self.max_age_ns = int(p("max_observation_age_s", 0.5, "Older inputs count as stale [s]", (0.001, 60.0)) * NS)
+        self.max_future_ns = int(p("max_observation_future_s", 0.05, "Inputs stamped further ahead of the node clock "
+                                   "are dropped (sent before a clock jump back, e.g. a simulator reset) [s]",
+                                   (0.0, 60.0)) * NS)
         topics = {
             "image": p("image_topic", "/camera/color/image_raw", "Colour image input (sensor_msgs/Image)"),
             "joints": p("joint_states_topic", "/joint_states", "Joint state input (sensor_msgs/JointState)"),
@@ -232,6 +235,12 @@ class PolicyInferenceNode(PhysaiNode):
         return ns if ns > 0 else self._now_ns()
 
     def _store(self, source: str, value: Any, stamp_ns: int) -> None:
+        if stamp_ns > self._now_ns() + self.max_future_ns:
+            # Stamped on a clock that has since jumped back (the last perception frame of the previous episode,
+            # received after a simulator reset): kept, it never ages, and the new episode's first chunk was planned
+            # on the old episode's parts (the arm set off towards the previous target; ROS eval, issue 7).
+            self.count(f"future.{source}")
+            return
         self._latest[source] = (value, stamp_ns)
         self.tick(f"in.{source}")
 
@@ -294,6 +303,8 @@ class PolicyInferenceNode(PhysaiNode):
             age = now - self._latest[source][1]
             if age > self.max_age_ns:
                 raise ObservationError(f"stale: {source} is {age / 1e6:.0f} ms old (> {self.max_age_ns / 1e6:.0f} ms)")
+            if -age > self.max_future_ns:
+                raise ObservationError(f"future: {source} is stamped {-age / 1e6:.0f} ms ahead of the clock")
         spec = self.config.observation
         latest = {k: v for k, (v, _) in self._latest.items()}
         obs: dict[str, Any] = {}

@@ -82,6 +82,7 @@ class Harness:
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, STATE_QOS)
         self.params = n.create_client(SetParameters, "/policy_inference/set_parameters")
         self.feed = {"image", "joints", "parts", "obstacles"}
+        self.parts_ahead_ns = 0  # stamp the parts this far ahead of the clock (a frame sent before a clock reset)
         self.rng = np.random.default_rng(0)
         self.image = self.rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
         n.create_timer(1 / 30, self._publish)
@@ -117,7 +118,7 @@ class Harness:
             self.obstacle_pub.publish(msg)
         if "parts" in self.feed:
             msg = DetectedPartArray()
-            msg.header.stamp = convert.ns_to_stamp(now)
+            msg.header.stamp = convert.ns_to_stamp(now + self.parts_ahead_ns)
             part = DetectedPart(label="cube", confidence=0.8)
             part.pose.pose.position.x, part.pose.pose.orientation.w = 0.4, 1.0
             msg.parts = [part]
@@ -211,6 +212,24 @@ def test_arm_chunks_trajectory_stale_skip_and_pause(tmp_path, harness):
         assert harness.quiet_for(1.5)
         harness.set_bool("paused", False)
         assert harness.wait_chunks(1, 5.0)
+    finally:
+        out = stop_node(proc)
+    assert "Traceback" not in out, out
+
+
+def test_inputs_stamped_ahead_of_the_clock_are_never_used(tmp_path, harness):
+    """A perception frame of the previous episode, received after a simulator reset, must not plan the new one."""
+    make_checkpoint(tmp_path, "arm")
+    harness.parts_ahead_ns = 2_000_000_000
+    proc = start_node(f"checkpoint:={tmp_path}", "embodiment:=arm", "diagnostics_period_s:=0.2")
+    try:
+        harness.instruction_pub.publish(String(data="pick the cube"))
+        time.sleep(2.0)
+        assert harness.quiet_for(1.5), "a chunk was planned on parts stamped 2 s ahead of the clock"
+        level, message, values = harness.last_diag(predicate=lambda d: int(d[2].get("count.future.parts", 0)) > 0)
+        assert level == 1 and "parts" in message and int(values["count.future.parts"]) > 0
+        harness.parts_ahead_ns = 0
+        assert harness.wait_chunks(1, 10.0)
     finally:
         out = stop_node(proc)
     assert "Traceback" not in out, out
