@@ -210,6 +210,9 @@ class TrajectoryCorrection(PhysaiNode):
             reaction_s=self.param("reaction_s", 0.1, "Reaction time added to stopping [s]", (0.0, 2.0)),
             yield_speed_mps=self.param("yield_speed_mps", 0.3, "A path blocked by something moving faster than "
                                        "this is waited out, not steered around [m/s]", (0.0, 10.0)),
+            yield_timeout_s=self.param("yield_timeout_s", 6.0, "A moving blocker still in the path after this "
+                                       "long is steered around or re-planned past like a standing one [s]",
+                                       (0.5, 120.0)),
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
         self.amr = AmrCorrector(config)
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),

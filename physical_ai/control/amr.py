@@ -47,6 +47,10 @@ class AmrConfig:
     # A path blocked by something moving faster than this is waited out (stop), not steered around or re-planned:
     # a crossing person clears the path by itself, a detour into its way does not.
     yield_speed_mps: float = 0.3
+    # A "moving" blocker that has not cleared the path after this long is handled like a standing one (steer,
+    # re-plan): a crossing worker clears the path in seconds; a track whose velocity estimate jitters above
+    # yield_speed_mps (a person standing in the aisle, a shelf end) would otherwise hold the base for good.
+    yield_timeout_s: float = 6.0
     max_age_s: float = 0.5
     max_future_s: float = 0.5
     period_s: float = 0.01
@@ -68,6 +72,7 @@ def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrC
         max_angular_acc=float(g("max_angular_acc", d.max_angular_acc)),
         horizon_s=float(g("horizon_s", d.horizon_s)), reaction_s=float(g("reaction_s", d.reaction_s)),
         yield_speed_mps=float(g("yield_speed_mps", d.yield_speed_mps)),
+        yield_timeout_s=float(g("yield_timeout_s", d.yield_timeout_s)),
         period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
 
 
@@ -142,6 +147,8 @@ class AmrCorrector:
         self._goal: np.ndarray | None = None
         self._route: np.ndarray | None = None
         self._clear_since: float | None = None
+        self._waiting_since: float | None = None  # when the current wait for a moving blocker began
+        self._blocked_at = -np.inf  # last cycle whose nominal path was blocked
         self._out = np.zeros(2)
         self.replans = 0
 
@@ -158,7 +165,7 @@ class AmrCorrector:
     def restart_clock(self) -> None:
         """Forget commands timed on the old clock (ROS time jumped back): the base stops until a new one arrives."""
         self._ref, self._ref_time, self._cmd_vel, self._last_start = None, -np.inf, None, None
-        self._route, self._clear_since = None, None
+        self._route, self._clear_since, self._waiting_since, self._blocked_at = None, None, None, -np.inf
 
     def submit_cmd_vel(self, linear: float, angular: float, now_s: float) -> list[str]:
         """A planner's command; the most recent of chunk and cmd_vel is the nominal. Returns reasons (empty=ok)."""
@@ -245,12 +252,16 @@ class AmrCorrector:
                 if now_s - self._clear_since >= c.resume_s:
                     self._route = None
                     reasons.append("path clear: resumed nominal command")
+            if blocked:
+                self._blocked_at = now_s
+            elif now_s - self._blocked_at >= c.resume_s:  # a clear instant between jittery estimates is no end
+                self._waiting_since = None
             if self._route is None and not blocked:
                 target = (scale * nominal[0], scale * nominal[1])
                 if scale < 1.0:
                     flags |= Flag.OBSTACLE_SLOWDOWN
                     reasons.append(f"obstacle ahead (ttc {ttc:.2f} s): speed x{scale:.2f}")
-            elif blocked and self._route is None and self._moving_blocker(nominal):
+            elif blocked and self._route is None and self._moving_blocker(nominal) and self._may_wait(now_s):
                 flags |= Flag.OBSTACLE_STOP
                 reasons.append("path blocked by a moving obstacle: waiting")
             else:
@@ -302,6 +313,12 @@ class AmrCorrector:
         ahead = centres[:, 0] * np.sign(nominal[0] or 1.0) > -self.config.footprint.length / 2
         near = np.hypot(centres[:, 0], centres[:, 1]) - radii < self._reach
         return bool(np.any(moving & ahead & near))
+
+    def _may_wait(self, now_s: float) -> bool:
+        """Whether waiting for a moving blocker may go on (it has not lasted `yield_timeout_s` yet)."""
+        if self._waiting_since is None:
+            self._waiting_since = now_s
+        return now_s - self._waiting_since < self.config.yield_timeout_s
 
     def _detour_or_steer(self, nominal: tuple[float, float]) -> tuple[tuple[float, float], int, list[str]]:
         c = self.config

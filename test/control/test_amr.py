@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -159,6 +161,25 @@ def test_a_path_blocked_by_a_crossing_worker_is_waited_out_not_steered_around():
     assert not any(c.flags & (Flag.STEERING_CORRECTED | Flag.REPLANNED) for c in cmds)
     assert np.abs(poses[:, 1]).max() < 0.05 and np.abs(poses[:, 2]).max() < 0.05, "turned towards the worker"
     gaps = [footprint_distance(p, worker(k * CFG.period_s)[0])[0] - 0.25 for k, p in enumerate(poses)]
+    assert min(gaps) > 0.0
+
+
+def test_a_moving_blocker_that_never_clears_is_waited_for_only_until_the_yield_timeout():
+    """A track that calls itself moving (velocity jitter) but stands in the aisle: wait, then act on it."""
+    cfg = dataclasses.replace(CFG, yield_timeout_s=1.5)
+    amr = AmrCorrector(cfg)
+
+    def jittering(t: float):  # stands 1.2 m ahead, its estimated velocity flips +-0.5 m/s across the aisle
+        return np.array([[1.2, 0.0]]), np.array([0.25]), np.array([[0.0, 0.5 if int(t * 10) % 2 else -0.5]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 6.0, lambda p: (0.5, 0.0), jittering)
+    waiting = [k for k, c in enumerate(cmds) if "path blocked by a moving obstacle: waiting" in c.reasons]
+    assert waiting, "never waited"
+    assert (waiting[-1] - waiting[0]) * cfg.period_s == pytest.approx(1.5, abs=0.05)
+    assert any(c.flags & (Flag.STEERING_CORRECTED | Flag.REPLANNED) for c in cmds[waiting[-1] + 1:])
+    moved = np.abs(poses[-1] - poses[waiting[-1]])
+    assert moved.max() > 0.1, "still standing after the timeout"
+    gaps = [footprint_distance(p, np.array([[1.2, 0.0]]))[0] - 0.25 for p in poses]
     assert min(gaps) > 0.0
 
 
