@@ -14,9 +14,10 @@ Reaction latency (e2e): for each LiDAR frame in which a person is inside the rob
 time while the robot moves, the time from that frame's stamp to the first corrected command on the wire. "In the
 swept path" is one definition shared with the corrector (`physical_ai.control.amr.in_swept_path`): the person, where
 the ground truth has them at the frame's stamp, comes within the clearance of the footprint along the motion the
-corrector checks the robot's present command against (hold it, brake to rest by the end of the look-ahead). A
-person farther ahead is not yet a threat the corrector must act on (it would stop in time); scoring from when they
-first appear anywhere ahead would count the frames in which no correction was due. The corrected command's time
+corrector checks the nominal command against (from the robot's present motion, ramp to the policy's command at that
+stamp, hold it, brake to rest by the end of the look-ahead). A person farther ahead, or one the policy is already
+stopping short of, needs no correction yet; scoring from when they first appear anywhere ahead would count the
+frames in which no correction was due. The corrected command's time
 is the write time of the first /correction/status whose flags say the cycle's command was cut or steered for an
 obstacle AND whose `obstacles_stamp` (newest obstacle input the cycle used) is not older than the frame, i.e. a
 cycle that had the frame (a cycle already slowing for a predicted crossing before the frame arrived does not
@@ -46,6 +47,7 @@ from sensor_msgs.msg import PointCloud2
 
 from physical_ai.bringup.report import RunLog
 from physical_ai.control.amr import AmrConfig, in_swept_path
+from physical_ai.control.chunks import Reference
 from physical_ai.convert import quaternion_to_yaw, stamp_to_ns
 from physical_ai_nodes._base import STATE_QOS
 
@@ -82,6 +84,8 @@ class RunMonitor(Node):
         self._gt_people: list[np.ndarray] = []  # (P, 2)
         # (write system ns, stamp sim ns, flags, obstacles_stamp sim ns)
         self._status: list[tuple[int, int, int, int]] = []
+        # the policy's velocity chunks: (reception system ns, (linear_x, angular_z) over sim time [s])
+        self._chunks: list[tuple[int, Reference]] = []
         self.reactions_not_needed = 0
         self.path_entries_slow = 0  # a person entered the swept path while the robot was slower than min_speed
         self.latest_gt: SimGroundTruth | None = None
@@ -111,6 +115,7 @@ class RunMonitor(Node):
             self._gt_robot.clear()
             self._gt_people.clear()
             self._status.clear()
+            self._chunks.clear()
             self.latest_gt = None
 
     def lidar_transport_ms(self) -> list[float]:
@@ -234,8 +239,17 @@ class RunMonitor(Node):
                 self.log.obstacles.append((self._t(stamp_ns), x + c * ox - s * oy, y + s * ox + c * oy,
                                            int(o.classification)))
 
-    def _on_chunk(self, msg: ActionChunk) -> None:
+    def _on_chunk(self, msg: ActionChunk, info: dict) -> None:
         self.log.add_latency("policy_inference_ms", float(msg.inference_latency_ms))
+        names = list(msg.action_names)
+        if (not {"linear_x", "angular_z"} <= set(names) or msg.horizon == 0
+                or len(msg.values) != msg.horizon * len(names)):
+            return
+        values = np.asarray(msg.values).reshape(msg.horizon, len(names))[:, [names.index("linear_x"),
+                                                                            names.index("angular_z")]]
+        times = stamp_to_ns(msg.start_time) * 1e-9 + float(msg.dt) * np.arange(msg.horizon)
+        with self._lock:
+            self._chunks.append((self._stamp(info, "received_timestamp"), Reference(times, values)))
 
     def _on_status(self, msg: CorrectionStatus, info: dict) -> None:
         with self._lock:
@@ -253,8 +267,24 @@ class RunMonitor(Node):
             i = min(bisect.bisect_left(self._gt_times, sim_ns), len(self._gt_times) - 1)
             return self._gt_robot[i]
 
-    def _person_in_path(self, i: int) -> bool:
-        """Whether a person is in the robot's swept path at ground-truth sample i (`in_swept_path`)."""
+    def _nominal_at(self, stamp_ns: int, max_age_s: float = 0.5) -> tuple[float, float] | None:
+        """The policy's command at sim time `stamp_ns`, from the newest chunk received by then (None: none)."""
+        wall = self.sim_to_wall(stamp_ns)
+        with self._lock:
+            k = bisect.bisect_right([rx for rx, _ in self._chunks], wall) if wall is not None else 0
+            ref = self._chunks[k - 1][1] if k else None
+        t = stamp_ns * 1e-9
+        if ref is None or t > ref.end + max_age_s:
+            return None
+        value, _ = ref.sample(t)
+        return float(value[0]), float(value[1])
+
+    def _person_in_path(self, i: int, nominal: tuple[float, float] | None = None) -> bool:
+        """Whether a person is in the robot's swept path at ground-truth sample i (`in_swept_path`).
+
+        The path is that of the `nominal` (linear, angular) command, reached from the robot's ground-truth motion;
+        None: the robot keeps its present motion.
+        """
         x, y, yaw, v, w = self._gt_robot[i]
         people = self._gt_people[i]
         if people.size == 0:
@@ -262,7 +292,8 @@ class RunMonitor(Node):
         d = people - [x, y]
         c, s = np.cos(yaw), np.sin(yaw)
         local = np.column_stack((c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]))
-        return in_swept_path(self._corrector, v, w, local, np.full(len(local), self._person_radius))
+        return in_swept_path(self._corrector, *(nominal or (v, w)), local, np.full(len(local), self._person_radius),
+                             start=(v, w))
 
     def reaction_latencies_ms(self, min_speed: float = 0.2, window_s: float = 1.0) -> list[float]:
         """E2E reaction latency per person-enters-path event (see module docstring)."""
@@ -275,7 +306,7 @@ class RunMonitor(Node):
             if not times:
                 break
             i = min(bisect.bisect_left(times, stamp_ns), len(times) - 1)
-            now_inside = self._person_in_path(i)
+            now_inside = self._person_in_path(i, self._nominal_at(stamp_ns))
             moving = abs(self._gt_robot[i][3]) >= min_speed
             slow += now_inside and not inside and not moving
             if now_inside and not inside and moving:

@@ -76,11 +76,13 @@ def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrC
         period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
 
 
-def in_swept_path(config: AmrConfig, v: float, w: float, centres: np.ndarray, radii: np.ndarray) -> bool:
+def in_swept_path(config: AmrConfig, v: float, w: float, centres: np.ndarray, radii: np.ndarray,
+                  start: tuple[float, float] | None = None) -> bool:
     """Whether any standing disc (robot frame) lies in the path the corrector sweeps for the command (v, w).
 
-    The motion is the one the corrector checks its nominal command against: hold (v, w), then brake at the
-    acceleration limits to rest by the end of the look-ahead; "in the path" is coming within `clearance_m` of the
+    The motion is the one the corrector checks its nominal command against: ramp from the present motion `start`
+    (default: (v, w) itself) to (v, w) at the acceleration limits, hold it, then brake to rest by the end of the
+    look-ahead; "in the path" is coming within `clearance_m` of the
     footprint on it. The corrector itself adds margins to this (sampling, room to turn on the spot), so what lies
     in this path is in its sweep too: it is the definition of "in the path, needs a reaction now" that the run
     monitor scores reactions against on ground truth.
@@ -92,7 +94,7 @@ def in_swept_path(config: AmrConfig, v: float, w: float, centres: np.ndarray, ra
     times = np.linspace(0.0, c.horizon_s, c.samples)
     t_hit, _ = sweep(c.footprint, np.array([v]), np.array([w]), times, np.zeros((0, 2)), 0.0,
                      (centres, np.asarray(radii, float).reshape(-1), np.zeros_like(centres)), c.clearance_m,
-                     (v, w, c.max_linear_acc, c.max_angular_acc))
+                     (*(start or (v, w)), c.max_linear_acc, c.max_angular_acc))
     return bool(np.isfinite(t_hit[0]))
 
 

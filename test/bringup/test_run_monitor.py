@@ -109,3 +109,23 @@ def test_the_swept_path_comes_from_the_corrector_s_parameters() -> None:
     assert not in_swept_path(amr_config({}), 1.0, 0.0, ahead, np.array([0.22]))
     assert in_swept_path(amr_config({"horizon_s": 3.0}), 1.0, 0.0, ahead, np.array([0.22]))
     assert amr_config({"rate_hz": 200.0}).period_s == pytest.approx(0.005)
+
+
+def test_the_swept_path_is_that_of_the_policy_s_command(monitor) -> None:
+    # the robot moves at 1 m/s; the policy's chunk (received before the frame) asks for a stop: from 1 m/s at
+    # 1 m/s^2 it covers 0.5 m, so a worker 2.2 m ahead is not in its path (no correction due), one 1.2 m ahead is
+    from physical_ai.control.chunks import Reference
+
+    _world(monitor, [0.1] * 20)
+    frame = 500 * MS
+    monitor._chunks = [(WALL0 + 100 * MS, Reference(np.arange(10) * 0.1, np.zeros((10, 2))))]
+    assert monitor._nominal_at(frame) == (0.0, 0.0)
+    assert monitor._person_in_path(50, monitor._nominal_at(frame))  # 1.2 m
+    monitor._gt_people = [np.add(p, [1.0, 0.0]) for p in monitor._gt_people]
+    assert not monitor._person_in_path(50, monitor._nominal_at(frame))  # 2.2 m
+    assert monitor._person_in_path(50)  # but in the path of the present motion
+    # a chunk received after the frame was not what the corrector had; a chunk long past is no command
+    monitor._chunks = [(WALL0 + frame + 1 * MS, Reference(np.arange(10) * 0.1, np.zeros((10, 2))))]
+    assert monitor._nominal_at(frame) is None
+    monitor._chunks = [(WALL0, Reference(np.arange(10) * 0.1 - 2.0, np.zeros((10, 2))))]
+    assert monitor._nominal_at(frame) is None
