@@ -199,12 +199,18 @@ class ArmPickPlaceExpert:
 
 # ========================================================================================================= amr
 class AmrStationExpert:
-    """Drive to the drop-off station along the aisle, yielding to workers who will cross ahead.
+    """Drive to the drop-off station along the aisle, yielding to workers who cross ahead.
 
     Heading control steers toward a lookahead point on the aisle centreline (y = goal y). Speed is the minimum of
-    the stopping profile to the goal and a yield rule: for each worker, the time window in which it occupies the
-    robot's corridor (from its privileged walking schedule) is compared with the time the robot needs to clear the
-    worker's walking line; if they overlap (with `time_margin_s`), the robot stops `stop_margin` short of that line.
+    the stopping profile to the goal and a yield rule: for each worker who is walking, the time window in which it
+    occupies the robot's corridor is compared with the time the robot needs to clear the worker's walking line; if
+    they overlap (with `time_margin_s`), the robot stops `stop_margin` short of that line.
+
+    The rule uses only what the robot's sensors show (a worker's position and walking velocity), so that a policy
+    imitating it can tell from its observations what to do: a worker standing at the end of a cross aisle gives no
+    cue of whether or when it will start (yielding to it as well, from its schedule, taught the policy to stall
+    before every standing worker, also one who had already crossed). A robot whose footprint is already at a
+    walking worker's line drives on to clear it rather than stop in the worker's way.
     """
 
     def __init__(self, max_linear: float = 1.0, max_angular: float = 1.5, accel: float = 1.0,
@@ -220,8 +226,8 @@ class AmrStationExpert:
     def _occupancy(self, obs: Observation, y_robot: float) -> list[tuple[float, float]]:
         """Per worker, the (start, end) times [s] it is within the corridor around the robot's path line.
 
-        The expert is privileged: it reads each worker's walking schedule (start time, direction, speed) from
-        ground truth; a worker walks once from -dir*half_span to +dir*half_span along y.
+        Read from ground truth (start time, direction, speed); used only for workers who are walking, whose
+        motion the robot sees. A worker walks once from -dir*half_span to +dir*half_span along y.
         """
         out = []
         span, speed = obs["worker_half_span"], obs["worker_speed"]
@@ -236,13 +242,16 @@ class AmrStationExpert:
         """Distance the robot may still drive before yielding to a crossing worker [m]."""
         x, y, yaw = obs["pose"]
         now, v = obs["time"], max(float(obs["velocity"][0]), 0.3)
-        clear = FactoryFloor.HALF_LENGTH + FactoryFloor.WORKER_RADIUS + self.margin
+        touching = FactoryFloor.HALF_LENGTH + FactoryFloor.WORKER_RADIUS + 0.1
+        clear = touching - 0.1 + self.margin
         free = np.inf
         windows = self._occupancy(obs, y)
-        for p, (t_in, t_out) in zip(obs["worker_positions"], windows, strict=True):
+        for p, t0, (t_in, t_out) in zip(obs["worker_positions"], obs["worker_start_times"], windows, strict=True):
             ahead = np.cos(yaw) * (p[0] - x) + np.sin(yaw) * (p[1] - y)
-            if ahead < -clear or t_out < now:
-                continue  # behind us, or already crossed
+            if now < t0:
+                continue  # standing: no cue of when it will walk (see the class docstring)
+            if ahead < touching or t_out < now:
+                continue  # at or past its line (drive on to clear it), or it has crossed
             if now + (ahead + clear) / v + self.time_margin < t_in:
                 continue  # we are past its line before it arrives
             free = min(free, ahead - clear)
