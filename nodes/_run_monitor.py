@@ -144,14 +144,16 @@ class RunMonitor(Node):
     def sim_to_wall(self, sim_ns: int, window_ns: int = 250_000_000) -> int | None:
         """System time [ns] at which sim time `sim_ns` was due (see module docstring); None outside the /clock data.
 
-        Over the /clock publications within `window_ns` of `sim_ns`: the pace (wall per sim second) between the
-        first and last of them, and the earliest publication offset against that pace.
+        Over the /clock publications within `window_ns` of `sim_ns`, and at least the two around it (a /clock gap
+        longer than the window, e.g. best-effort drops under load): the pace (wall per sim second) between the first
+        and last of them, and the earliest publication offset against that pace.
         """
         with self._lock:
             if not self._clock or not self._clock[0][0] <= sim_ns <= self._clock[-1][0]:
                 return None
-            lo = bisect.bisect_left(self._clock, (sim_ns - window_ns, -1))
-            hi = bisect.bisect_right(self._clock, (sim_ns + window_ns, 2**63))
+            at = bisect.bisect_left(self._clock, (sim_ns, -1))
+            lo = min(bisect.bisect_left(self._clock, (sim_ns - window_ns, -1)), max(at - 1, 0))
+            hi = max(bisect.bisect_right(self._clock, (sim_ns + window_ns, 2**63)), at + 1)
             near = np.array(self._clock[lo:hi], dtype=np.int64)
         if len(near) < 2 or near[-1, 0] == near[0, 0]:
             return int(near[-1, 1])

@@ -44,6 +44,9 @@ def test_sim_time_maps_to_when_it_was_due_not_to_a_late_publication(monitor) -> 
     assert monitor.sim_to_wall(500 * MS) == WALL0 + 500 * MS  # its own /clock went out 7 ms late
     assert monitor.sim_to_wall(1002 * MS) == WALL0 + 1002 * MS  # between two publications
     assert monitor.sim_to_wall(2500 * MS) is None  # not reached yet
+    # a /clock gap longer than the window (dropped publications): the publications around it still map it
+    monitor._clock = [c for c in monitor._clock if not 600 * MS < c[0] < 1400 * MS]
+    assert monitor.sim_to_wall(1000 * MS) == WALL0 + 1000 * MS
     assert monitor.lidar_transport_ms() == pytest.approx([20.0] * 20)
 
 
