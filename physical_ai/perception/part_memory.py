@@ -80,10 +80,12 @@ class PartMemory:
     def __init__(self, cfg: PartMemoryConfig | None = None) -> None:
         self.cfg = cfg or PartMemoryConfig()
         self._held: list[tuple[Part, int]] = []  # (part, stamp it was last seen in clear view [ns])
+        self.hidden: list[Part] = []  # the held parts the last update reported (covered by the robot now)
 
     def reset(self) -> None:
         """Forget everything (a new episode, a clock that jumped back)."""
         self._held = []
+        self.hidden = []
 
     def update(self, parts: Sequence[Part], stamp_ns: int, body_spheres: tuple[np.ndarray, np.ndarray],
                camera: np.ndarray) -> list[Part]:
@@ -110,7 +112,8 @@ class PartMemory:
                                                                             radii, camera), strict=True)
                 if covered and stamp_ns - t <= hold_ns and not any(self._same_kind(p, c) for c in clear)]
         self._held = [(p, stamp_ns) for p in clear] + held
-        return clear + [p for p, _ in held]
+        self.hidden = [p for p, _ in held]
+        return clear + self.hidden
 
     def _covered(self, parts: Sequence[Part], centres: np.ndarray, radii: np.ndarray,
                  camera: np.ndarray) -> np.ndarray:

@@ -157,10 +157,11 @@ class FusionPipeline:
         if self.cfg.parts is not None and frame.depth:
             # From the whole depth view, as the policy was trained.
             parts = detect_parts(np.concatenate(frame.depth), self.cfg.parts)
-        fitted = parts
+        fitted, hidden = parts, []
         if self.part_memory is not None and frame.body_spheres is not None and frame.depth_origin is not None:
             # Fits the robot covers are not trusted; a part it hides keeps its last clear fit.
             parts = self.part_memory.update(parts, frame.stamp_ns, frame.body_spheres, frame.depth_origin)
+            hidden = self.part_memory.hidden
         chunks, bits, no_ground = [], [], []
         for arrays, bit, ground_free in ((frame.clouds, SENSOR_LIDAR, False), (frame.depth, SENSOR_DEPTH, False),
                                          (frame.scans, SENSOR_LIDAR, True)):
@@ -189,11 +190,13 @@ class FusionPipeline:
             fuse_clusters(clusters, seg.obstacle_points, cam.camera, cam.image, people, self.detector)
             clusters += self._camera_only_people(clusters, seg, cam.camera, people)
 
-        if fitted:
+        if fitted or hidden:
             # Which obstacles are parts is judged without the robot: a gripper over a part merges with it otherwise.
             seen = fitted if frame.body_spheres is None else \
                 detect_parts(points[sensors == SENSOR_DEPTH], self.cfg.parts)
-            mark_parts(clusters, seen, self.cfg.parts.table_z, self.cfg.part_catalogue)
+            # A part the robot hides keeps its last clear fit: the gripper's remnants beside it widen its fit beyond
+            # the catalogue, and the cluster there became an obstacle the arm backed away from mid-grasp (ROS, 100024).
+            mark_parts(clusters, [*seen, *hidden], self.cfg.parts.table_z, self.cfg.part_catalogue)
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)
         obstacles = [self._estimate(t, frame.T_world_base) for t in tracks]
         result = FrameResult(frame.stamp_ns, obstacles, seg, people_per_cam, None, parts)

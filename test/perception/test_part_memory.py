@@ -104,3 +104,36 @@ def test_pipeline_reports_the_hidden_part_until_reset():
     after = pipe.process(FrameInput(stamp_ns=200 * MS, depth=[hidden], body_spheres=hand_at(0.5, 0.1, 0.2, 0.06),
                                     depth_origin=CAMERA)).parts
     assert after == []
+
+
+def test_a_cluster_where_a_hidden_part_is_stays_a_part_when_gripper_remnants_spoil_its_fit():
+    """The arm over a part leaves points of its fingers beside it: the part's fit grows beyond the catalogue, yet the
+    cluster there is the remembered part, not an obstacle the arm would back away from."""
+    from physical_ai.perception.lidar import CLASS_PART, CLASS_UNKNOWN, SegmentationConfig
+
+    def view(remnant: bool) -> np.ndarray:
+        xs, ys = np.meshgrid(np.arange(0.2, 0.8, 0.005), np.arange(-0.3, 0.3, 0.005), indexing="ij")
+        z = np.where((np.abs(xs - 0.5) <= 0.02) & (np.abs(ys - 0.1) <= 0.02), 0.04, 0.0)
+        if remnant:  # a fingertip's last points, touching the part's side
+            z[(xs > 0.52) & (xs <= 0.545) & (np.abs(ys - 0.1) <= 0.01)] = 0.03
+        return np.stack([xs, ys, z], axis=-1).reshape(-1, 3).astype(np.float32)
+
+    def pipeline(memory: bool) -> FusionPipeline:
+        return FusionPipeline(PipelineConfig(
+            segmentation=SegmentationConfig(x_range=(0.15, 0.85), y_range=(-0.35, 0.35), cell_size=0.02,
+                                            ground_threshold=0.01, max_height=1.2, default_ground_z=0.0,
+                                            min_cluster_points=10, vehicle_length_prior=0.0),
+            parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), hog_enabled=False,
+            occupancy_enabled=False, part_catalogue=np.array([[0.04, 0.04, 0.04]]),
+            part_memory=PartMemoryConfig(hold_s=5.0 if memory else 0.0)))
+
+    far, above = hand_at(0.2, -0.3, 0.6), hand_at(0.5, 0.1, 0.25)  # the hand high above the part: no points removed
+    classes = {}
+    for memory in (False, True):
+        pipe = pipeline(memory)
+        pipe.process(FrameInput(stamp_ns=0, depth=[view(False)], body_spheres=far, depth_origin=CAMERA))
+        out = pipe.process(FrameInput(stamp_ns=100 * MS, depth=[view(True)], body_spheres=above, depth_origin=CAMERA))
+        near = [o.cluster for o in out.obstacles if np.hypot(*(o.cluster.center[:2] - [0.5, 0.1])) < 0.03]
+        assert len(near) == 1
+        classes[memory] = near[0].classification
+    assert classes == {False: CLASS_UNKNOWN, True: CLASS_PART}
