@@ -144,9 +144,13 @@ class ArmCorrector:
     def restart_clock(self) -> None:
         """Forget references timed on the old clock (ROS time jumped back, e.g. a simulator reset moved the arm).
 
-        The commanded state restarts from the next measured joint state; the arm holds until a new chunk arrives.
+        The commanded state restarts from the next measured joint state; the arm and the gripper hold until a new
+        chunk arrives. The gripper's plan goes too: kept, the new episode's gripper followed the old chunk's (the
+        fingers closed at the start of an episode after one that ended closed, and the policy, seeing them closed,
+        never opened them; ROS eval, seeds 100009-100010).
         """
         self._state, self._ref, self._last_now, self._last_start, self._retreat = None, None, None, None, None
+        self._gripper_ref, self._gripper_target = None, float("nan")
 
     def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
                      now_s: float) -> ChunkCheck:

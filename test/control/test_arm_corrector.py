@@ -222,3 +222,25 @@ def test_a_joint_trajectory_after_its_chunk_keeps_the_gripper_plan():
     closed_with, closed_without = drive(True), drive(False)
     assert closed_without < 0.01
     assert abs(closed_with - closed_without) < 1e-9
+
+
+def test_restart_clock_forgets_the_gripper_plan():
+    """After a simulator reset the gripper holds the opening it is measured at until a new chunk: it must not follow
+    the previous episode's chunk (which ended closed) and close the fingers before the policy has spoken."""
+    arm = make_arm(with_collision=False)
+    q0 = start_pose()
+    arm.set_measured(q0, 0.08)
+    # the last chunk of an episode that ended with the fingers closed
+    arm.submit_chunk([*NAMES, "gripper"], np.column_stack([np.tile(q0, (20, 1)), np.zeros(20)]).ravel(), 30.0,
+                     0.05, 20, 30.0)
+    for k in range(1000):
+        cmd = arm.step(30.0 + k * PERIOD)
+    assert cmd.gripper < 0.01
+    arm.restart_clock()                 # the clock jumped back to 0; the reset simulator opened the gripper
+    arm.set_measured(q0, 0.08)
+    openings = [arm.step(k * PERIOD).gripper for k in range(1, 500)]
+    assert min(openings) == pytest.approx(0.08)
+    # a new chunk moves it again
+    arm.submit_chunk([*NAMES, "gripper"], np.column_stack([np.tile(q0, (20, 1)), np.full(20, 0.04)]).ravel(), 0.5,
+                     0.05, 20, 0.5)
+    assert [arm.step(0.5 + k * PERIOD).gripper for k in range(1, 600)][-1] == pytest.approx(0.04)
