@@ -229,7 +229,7 @@ class PerceptionFusion(PhysaiNode):
                                         "[''] = none (a ROS list parameter cannot default to empty)") if b])
         self.body_frame = p("self_filter_frame", "world", "TF frame of the model's origin")
         self.joint_gap_ns = int(p("self_filter_max_joint_gap_s", 0.1, "A frame uses the joint state nearest its "
-                                  "stamp if it is this close; else the robot is left in as an obstacle [s]",
+                                  "stamp if it is this close; else the frame is dropped (counted) [s]",
                                   (0.001, 1.0)) * 1e9)
         self.sensor_subscription(JointState, p("joint_states_topic", "/joint_states", "Robot joint states"),
                                  self._on_joint_states)
@@ -470,6 +470,13 @@ class PerceptionFusion(PhysaiNode):
                 self.count("no_tracking_frame")
         if self.body is not None:
             frame.body_spheres = self._body_spheres(bundle.stamp_ns)
+            if frame.body_spheres is None:
+                # The robot cannot be placed in this frame (no joint state near its stamp: the first frame after a
+                # simulator reset, a starved joint-state stream). Published, the whole arm was an obstacle inside
+                # the corrector's clearance (-0.30 m) and the corrector pushed the arm away from itself, mid-grasp
+                # too (ROS eval). Nothing is published instead: without fresh obstacles the corrector stops the arm.
+                self._drop("self_filter_unplaced_frame", "frame: the robot's pose at its stamp is unknown")
+                return
         start = time.perf_counter()
         result = self.pipeline.process(frame, with_grid=False)
         self.latency("cycle", (time.perf_counter() - start) * 1e3)

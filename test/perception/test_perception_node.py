@@ -157,3 +157,68 @@ def test_cloud_to_obstacles_and_dead_camera(node_proc):
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def test_a_frame_the_robot_cannot_be_placed_in_is_not_published():
+    """With the self-filter on, a frame without a joint state near its stamp (the first frames after a simulator
+    reset) must not report the arm as an obstacle to itself: it is dropped and counted; with joint states, it goes."""
+    from sensor_msgs.msg import JointState
+
+    from physical_ai.convert import ns_to_stamp
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args", "-p", "max_rate_hz:=40.0",
+         "-p", "self_filter_model:=models/arm_cell/arm_cell.xml",
+         "-p", "self_filter_frame:=base_link", "-p", "diagnostics_period_s:=0.2"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = Node("perception_self_filter_driver")
+    try:
+        tf = TfPublisher(node)
+        T = np.eye(4)
+        T[2, 3] = 1.0
+        tf.publish_static([("base_link", "lidar_link", 0, T)])
+        cloud_pub = node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)
+        joint_pub = node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
+        received: list[ObstacleArray] = []
+        node.create_subscription(ObstacleArray, "/perception/obstacles", received.append, STATE_QOS)
+        counts: dict[str, int] = {}
+
+        def on_diag(msg: DiagnosticArray) -> None:
+            for status in msg.status:
+                if status.hardware_id == "perception_fusion":
+                    counts.update({kv.key: int(kv.value) for kv in status.values if kv.key.startswith("count.")})
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, STATE_QOS)
+        pts = _scene(np.random.default_rng(1))
+
+        def cycle(with_joints: bool) -> None:
+            stamp = node.get_clock().now().nanoseconds
+            if with_joints:
+                js = JointState(name=[f"joint{i}" for i in range(1, 8)], position=[0.0] * 7)
+                js.header.stamp = ns_to_stamp(stamp)
+                joint_pub.publish(js)
+            cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]}, "lidar_link",
+                                                   stamp))
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.01)
+
+        deadline = time.monotonic() + 30
+        while counts.get("count.self_filter_unplaced_frame", 0) < 5 and time.monotonic() < deadline:
+            cycle(with_joints=False)
+        assert counts.get("count.self_filter_unplaced_frame", 0) >= 5, counts
+        assert not received, "a frame without the robot's pose was published"
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            cycle(with_joints=True)
+        assert received and any(abs(o.pose.position.x - 4.0) < 0.5 for o in received[-1].obstacles)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out = proc.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+    assert "Traceback" not in out, out
