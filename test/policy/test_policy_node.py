@@ -226,8 +226,9 @@ def test_inputs_stamped_ahead_of_the_clock_are_never_used(tmp_path, harness):
         harness.instruction_pub.publish(String(data="pick the cube"))
         time.sleep(2.0)
         assert harness.quiet_for(1.5), "a chunk was planned on parts stamped 2 s ahead of the clock"
-        level, message, values = harness.last_diag(predicate=lambda d: int(d[2].get("count.future.parts", 0)) > 0)
-        assert level == 1 and "parts" in message and int(values["count.future.parts"]) > 0
+        level, message, values = harness.last_diag(
+            timeout_s=10.0, predicate=lambda d: "parts" in d[1] and int(d[2].get("count.future.parts", 0)) > 0)
+        assert level == 1 and "missing" in message and "parts" in message and int(values["count.future.parts"]) > 0
         harness.parts_ahead_ns = 0
         assert harness.wait_chunks(1, 10.0)
     finally:
