@@ -264,8 +264,9 @@ class AmrCorrector:
                     flags |= Flag.OBSTACLE_SLOWDOWN
                     reasons.append(f"obstacle ahead (ttc {ttc:.2f} s): speed x{scale:.2f}")
             elif blocked and self._route is None and self._moving_blocker(nominal) and self._may_wait(now_s):
-                flags |= Flag.OBSTACLE_STOP
-                reasons.append("path blocked by a moving obstacle: waiting")
+                target, f, r = self._stop_or_give_way(nominal, "path blocked by a moving obstacle: waiting")
+                flags |= f
+                reasons += r
             else:
                 if self._route is None and self._pose is not None:
                     self._replan(nominal)
@@ -316,6 +317,29 @@ class AmrCorrector:
         near = np.hypot(centres[:, 0], centres[:, 1]) - radii < self._reach
         return bool(np.any(moving & ahead & near))
 
+    def _stop_or_give_way(self, nominal: tuple[float, float], reason: str
+                          ) -> tuple[tuple[float, float], int, list[str]]:
+        """Stop (for `reason`), unless something moving would still reach the stopped base.
+
+        A worker walking into the side of a base stopped in its way: drive on along the nominal heading or back
+        off, whichever motion keeps the clearance (in that order of preference); when none does, the one that keeps
+        clear longest, if that is longer than standing still.
+        """
+        stop = (0.0, 0.0), Flag.OBSTACLE_STOP
+        standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1))
+        if standing_safe[0]:
+            return *stop, [reason]
+        c = self.config
+        ahead = np.sign(nominal[0]) if nominal[0] != 0 else 1.0
+        vv = np.array([1.0, 0.6, -0.3, -0.3, -0.3, -0.6, -1.0]) * ahead * c.max_linear
+        ww = np.array([nominal[1], nominal[1], 0.0, 0.5, -0.5, 0.0, 0.0])
+        safe, t_hit, _ = self._candidates(vv, ww)
+        k = int(np.argmax(safe)) if safe.any() else int(np.argmax(t_hit))
+        if safe[k] or t_hit[k] > standing_hit[0]:
+            return (float(vv[k]), float(ww[k])), Flag.STEERING_CORRECTED, [
+                "a moving obstacle would reach the stopped base: giving way"]
+        return *stop, [f"{reason} (no motion keeps clear of what moves)"]
+
     def _may_wait(self, now_s: float) -> bool:
         """Whether waiting for a moving blocker may go on (it has not lasted `yield_timeout_s` yet)."""
         if self._waiting_since is None:
@@ -350,7 +374,7 @@ class AmrCorrector:
             progress = np.where(safe, np.abs(vv) - 0.2 * np.abs(ww - w0), -np.inf)
             k = int(np.argmax(progress))
             return (float(vv[k]), float(ww[k])), Flag.STEERING_CORRECTED, ["path blocked: steering around"]
-        return (0.0, 0.0), Flag.OBSTACLE_STOP, ["path blocked: stopping"]
+        return self._stop_or_give_way(nominal, "path blocked: stopping")
 
     def _pursue(self, route: np.ndarray) -> tuple[float, float]:
         """Pure pursuit on the route (odom frame) at the base's speed limit."""

@@ -183,6 +183,19 @@ def test_a_moving_blocker_that_never_clears_is_waited_for_only_until_the_yield_t
     assert min(gaps) > 0.0
 
 
+def test_a_worker_who_would_walk_into_the_stopped_base_is_given_way_to():
+    """A worker crossing right where the base stands: stopping there would be hit, so the base moves out of the way."""
+    amr = AmrCorrector(CFG)
+
+    def worker(t: float):  # walks across the base's own position at 1.4 m/s
+        return np.array([[0.1, -3.0 + 1.4 * t]]), np.array([0.22]), np.array([[0.0, 1.4]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 4.0, lambda p: (0.3, 0.0), worker)
+    assert any("giving way" in r for c in cmds for r in c.reasons)
+    gaps = [footprint_distance(p, worker(k * CFG.period_s)[0])[0] - 0.22 for k, p in enumerate(poses)]
+    assert min(gaps) > 0.0, f"the worker reached the base (gap {min(gaps):.2f} m)"
+
+
 def test_restart_clock_forgets_commands_of_the_old_clock():
     amr = AmrCorrector(CFG)
     amr.set_pose(0.0, 0.0, 0.0)
