@@ -51,6 +51,7 @@ class AmrConfig:
     # re-plan): a crossing worker clears the path in seconds; a track whose velocity estimate jitters above
     # yield_speed_mps (a person standing in the aisle, a shelf end) would otherwise hold the base for good.
     yield_timeout_s: float = 6.0
+    give_way_hold_s: float = 0.5  # once moving out of a worker's way, keep at it this long [s]
     max_age_s: float = 0.5
     max_future_s: float = 0.5
     period_s: float = 0.01
@@ -151,6 +152,7 @@ class AmrCorrector:
         self._clear_since: float | None = None
         self._waiting_since: float | None = None  # when the current wait for a moving blocker began
         self._blocked_at = -np.inf  # last cycle whose nominal path was blocked
+        self._giving_way_until = -np.inf
         self._out = np.zeros(2)
         self.replans = 0
 
@@ -168,6 +170,7 @@ class AmrCorrector:
         """Forget commands timed on the old clock (ROS time jumped back): the base stops until a new one arrives."""
         self._ref, self._ref_time, self._cmd_vel, self._last_start = None, -np.inf, None, None
         self._route, self._clear_since, self._waiting_since, self._blocked_at = None, None, None, -np.inf
+        self._giving_way_until = -np.inf
 
     def submit_cmd_vel(self, linear: float, angular: float, now_s: float) -> list[str]:
         """A planner's command; the most recent of chunk and cmd_vel is the nominal. Returns reasons (empty=ok)."""
@@ -258,13 +261,18 @@ class AmrCorrector:
                 self._blocked_at = now_s
             elif now_s - self._blocked_at >= c.resume_s:  # a clear instant between jittery estimates is no end
                 self._waiting_since = None
-            if self._route is None and not blocked:
+            if now_s < self._giving_way_until:  # keep moving out of the way (see _stop_or_give_way)
+                target, f, r = self._stop_or_give_way(nominal, "path blocked: stopping", now_s)
+                flags |= f
+                reasons += r
+            elif self._route is None and not blocked:
                 target = (scale * nominal[0], scale * nominal[1])
                 if scale < 1.0:
                     flags |= Flag.OBSTACLE_SLOWDOWN
                     reasons.append(f"obstacle ahead (ttc {ttc:.2f} s): speed x{scale:.2f}")
             elif blocked and self._route is None and self._moving_blocker(nominal) and self._may_wait(now_s):
-                target, f, r = self._stop_or_give_way(nominal, "path blocked by a moving obstacle: waiting")
+                target, f, r = self._stop_or_give_way(nominal, "path blocked by a moving obstacle: waiting",
+                                                     now_s)
                 flags |= f
                 reasons += r
             else:
@@ -273,7 +281,7 @@ class AmrCorrector:
                     if self._route is not None:
                         flags |= Flag.REPLANNED
                         reasons.append("path blocked: re-planned route")
-                target, f, r = self._detour_or_steer(nominal)
+                target, f, r = self._detour_or_steer(nominal, now_s)
                 flags |= f
                 reasons += r
         return self._limit(target, flags, reasons, scale, clearance, ttc, c.period_s if dt_s is None else dt_s)
@@ -317,17 +325,19 @@ class AmrCorrector:
         near = np.hypot(centres[:, 0], centres[:, 1]) - radii < self._reach
         return bool(np.any(moving & ahead & near))
 
-    def _stop_or_give_way(self, nominal: tuple[float, float], reason: str
+    def _stop_or_give_way(self, nominal: tuple[float, float], reason: str, now_s: float
                           ) -> tuple[tuple[float, float], int, list[str]]:
         """Stop (for `reason`), unless something moving would still reach the stopped base.
 
         A worker walking into the side of a base stopped in its way: drive on along the nominal heading or back
         off, whichever motion keeps the clearance (in that order of preference); when none does, the one that keeps
-        clear longest, if that is longer than standing still.
+        clear longest, if that is longer than standing still. Once giving way, the base keeps at it (the best
+        motion, re-chosen each cycle) for `give_way_hold_s`: on noisy tracks the comparison with standing still
+        flips from cycle to cycle, and alternating between backing off and braking escapes nothing.
         """
         stop = (0.0, 0.0), Flag.OBSTACLE_STOP
         standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1))
-        if standing_safe[0]:
+        if standing_safe[0] and now_s >= self._giving_way_until:
             return *stop, [reason]
         c = self.config
         ahead = np.sign(nominal[0]) if nominal[0] != 0 else 1.0
@@ -335,7 +345,9 @@ class AmrCorrector:
         ww = np.array([nominal[1], nominal[1], 0.0, 0.5, -0.5, 0.0, 0.0])
         safe, t_hit, _ = self._candidates(vv, ww)
         k = int(np.argmax(safe)) if safe.any() else int(np.argmax(t_hit))
-        if safe[k] or t_hit[k] > standing_hit[0]:
+        if safe[k] or t_hit[k] > standing_hit[0] or now_s < self._giving_way_until:
+            if now_s >= self._giving_way_until:
+                self._giving_way_until = now_s + c.give_way_hold_s
             return (float(vv[k]), float(ww[k])), Flag.STEERING_CORRECTED, [
                 "a moving obstacle would reach the stopped base: giving way"]
         return *stop, [f"{reason} (no motion keeps clear of what moves)"]
@@ -346,7 +358,8 @@ class AmrCorrector:
             self._waiting_since = now_s
         return now_s - self._waiting_since < self.config.yield_timeout_s
 
-    def _detour_or_steer(self, nominal: tuple[float, float]) -> tuple[tuple[float, float], int, list[str]]:
+    def _detour_or_steer(self, nominal: tuple[float, float], now_s: float
+                         ) -> tuple[tuple[float, float], int, list[str]]:
         c = self.config
         if self._route is not None and self._pose is not None:
             v, w = self._pursue(self._route)
@@ -374,7 +387,7 @@ class AmrCorrector:
             progress = np.where(safe, np.abs(vv) - 0.2 * np.abs(ww - w0), -np.inf)
             k = int(np.argmax(progress))
             return (float(vv[k]), float(ww[k])), Flag.STEERING_CORRECTED, ["path blocked: steering around"]
-        return self._stop_or_give_way(nominal, "path blocked: stopping")
+        return self._stop_or_give_way(nominal, "path blocked: stopping", now_s)
 
     def _pursue(self, route: np.ndarray) -> tuple[float, float]:
         """Pure pursuit on the route (odom frame) at the base's speed limit."""

@@ -196,6 +196,26 @@ def test_a_worker_who_would_walk_into_the_stopped_base_is_given_way_to():
     assert min(gaps) > 0.0, f"the worker reached the base (gap {min(gaps):.2f} m)"
 
 
+def test_giving_way_does_not_dither_on_noisy_tracks():
+    """The worker's estimated velocity jumps between cycles: once backing off, the base keeps at it for a while."""
+    amr = AmrCorrector(CFG)
+    rng = np.random.default_rng(3)
+
+    def worker(t: float):  # the same crossing as above, with a jumpy velocity estimate
+        noisy = [rng.normal(0, 0.3), 1.4 + rng.normal(0, 0.5)]
+        return np.array([[0.1, -3.0 + 1.4 * t]]), np.array([0.22]), np.array([noisy])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 4.0, lambda p: (0.3, 0.0), worker)
+    giving = np.array(["giving way" in " ".join(c.reasons) for c in cmds])
+    first = int(np.argmax(giving))
+    assert giving.any()
+    hold = round(CFG.give_way_hold_s / CFG.period_s)
+    assert giving[first:first + hold].all(), "stopped again while giving way"
+    gaps = [footprint_distance(p, np.array([[0.1, -3.0 + 1.4 * k * CFG.period_s]]))[0] - 0.22
+            for k, p in enumerate(poses)]
+    assert min(gaps) > 0.0
+
+
 def test_restart_clock_forgets_commands_of_the_old_clock():
     amr = AmrCorrector(CFG)
     amr.set_pose(0.0, 0.0, 0.0)
