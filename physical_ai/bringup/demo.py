@@ -22,11 +22,13 @@ from physical_ai.bringup.report import latency_summary, write_report
 from physical_ai.bringup.stack import (
     FOXGLOVE,
     RECORDER,
+    can_use_sched_fifo,
     node_command,
     node_params,
     params_file,
     share_dir,
     stack_commands,
+    with_realtime,
 )
 from physical_ai.control.amr import amr_config
 
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (default: from config)")
     parser.add_argument("--params-file", default=None, help="parameter file (default: config/<scenario>.yaml)")
     parser.add_argument("--wall-timeout", type=float, default=150.0, help="give up after this long [s]")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run the corrector and the simulator (the robot's drivers) under SCHED_FIFO, as "
+                             "deployed (README, 'Real-time priority'; needs root or CAP_SYS_NICE)")
     parser.add_argument("--foxglove", action="store_true",
                         help="also serve a Foxglove WebSocket live view (port from the config, default 8765)")
 
@@ -72,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         overrides["policy_inference"] = {"checkpoint": str(Path(args.policy).resolve())}
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
+    if args.realtime:
+        if not can_use_sched_fifo():
+            raise SystemExit("--realtime: this process may not use SCHED_FIFO (needs root or CAP_SYS_NICE and chrt)")
+        commands = with_realtime(commands)
     commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True,
                                             overrides={"output": str(out / "recording.mcap")})))
     if args.foxglove:
