@@ -133,11 +133,13 @@ def test_camera_silent_gives_lidar_only_degraded_obstacles_without_stop(tmp_path
     stack = RunningStack(amr_commands({"perception_fusion": SILENT_CAMERA}), tmp_path / "logs")
     try:
         _wait_stack_up(probe)
-        # Steady state: the corrector has had fresh obstacles once (start-up is stale until perception is up).
-        t_start = time.monotonic()
-        probe.wait(lambda: any(not m.flags & STALE_OBSTACLES for _, _, m in probe.since("/correction/status",
-                                                                                         t_start)),
-                   STARTUP_S, "a status without STALE_OBSTACLES")
+        # Steady state: a whole second of statuses with fresh obstacles (start-up is stale until perception is up;
+        # one fresh status at start-up is no steady state: a fresh clone's first inferences and imports stall it).
+        def steady() -> bool:
+            recent = probe.since("/correction/status", time.monotonic() - 1.0)
+            return len(recent) >= 10 and not any(m.flags & STALE_OBSTACLES for _, _, m in recent)
+
+        probe.wait(steady, STARTUP_S, "a second of statuses without STALE_OBSTACLES")
         t0 = time.monotonic()
         obstacles = _window(probe, "/perception/obstacles", 5.0)
         entries = probe.since("/correction/status", t0)
