@@ -39,6 +39,9 @@ class Probe:
         self.latest: dict[str, tuple[float, Any]] = {}      # topic -> (monotonic arrival, msg)
         self.counts: dict[str, int] = {}
         self.history: dict[str, list[tuple[float, int, Any]]] = {}  # topic -> (monotonic, sim ns, msg)
+        # topic -> the publisher's write time of each history entry [ns, system clock] (DDS source timestamp): the
+        # order across topics of one publisher, which this executor's arrival order is not under load
+        self.sent: dict[str, list[int]] = {}
         self.diagnostics: dict[str, dict[str, str]] = {}    # node name -> newest key/values
         self.diag_times: dict[str, list[float]] = {}         # node name -> monotonic arrival times
         self.clock_ns = 0
@@ -59,12 +62,13 @@ class Probe:
             self.clock_ns = max(self.clock_ns, ns)
 
     def _recorder(self, topic: str) -> Callable[[Any], None]:
-        def callback(msg: Any) -> None:
+        def callback(msg: Any, info: dict) -> None:
             now = time.monotonic()
             with self.lock:
                 self.latest[topic] = (now, msg)
                 self.counts[topic] = self.counts.get(topic, 0) + 1
                 self.history.setdefault(topic, []).append((now, self.clock_ns, msg))
+                self.sent.setdefault(topic, []).append(int(info.get("source_timestamp") or 0))
         return callback
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
@@ -87,6 +91,19 @@ class Probe:
         """Messages on a topic that arrived after monotonic time t0."""
         with self.lock:
             return [h for h in self.history.get(topic, []) if h[0] > t0]
+
+    def sent_of(self, topic: str, msg: Any) -> int:
+        """The publisher's write time [ns] of a message this probe recorded on `topic`."""
+        with self.lock:
+            return next(s for s, (_, _, m) in zip(self.sent[topic], self.history[topic], strict=True) if m is msg)
+
+    def sent_since(self, topic: str, sent_ns: int) -> list[Any]:
+        """Messages on a topic written at or after `sent_ns` (publisher's clock), in write order."""
+        with self.lock:
+            rows = [(s, i, m) for i, (s, (_, _, m)) in enumerate(zip(self.sent.get(topic, []),
+                                                                      self.history.get(topic, []), strict=True))
+                    if s >= sent_ns]
+        return [m for _, _, m in sorted(rows, key=lambda r: r[:2])]
 
     def wait(self, predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
         """Poll predicate until truthy (returned) or fail the test with `what` after timeout_s."""

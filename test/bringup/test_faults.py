@@ -79,12 +79,15 @@ def test_perception_killed_base_stops_in_braking_time_then_respawns_and_recovers
         t_kill, sim_kill = time.monotonic(), probe.clock_ns
         os.kill(old_pid, signal.SIGKILL)
 
-        stale = probe.wait(lambda: [(t, s) for t, s, m in probe.since("/correction/status", t_kill)
+        stale = probe.wait(lambda: [(t, m) for t, _, m in probe.since("/correction/status", t_kill)
                                     if m.flags & STALE_OBSTACLES], 20, "STALE_OBSTACLES on /correction/status")
-        t_stale, _ = stale[0]
-        # From the stale flag on, the base only brakes.
-        probe.wait(lambda: any(_is_zero(m) for _, _, m in probe.since("/cmd_vel", t_stale)), 20, "/cmd_vel = 0")
-        braking = [abs(m.linear.x) for _, _, m in probe.since("/cmd_vel", t_stale)]
+        t_stale, first_stale = stale[0]
+        # From the stale flag on, the base only brakes: commands the corrector wrote after that status, in the order
+        # it wrote them (under load this probe's executor delivers a /cmd_vel backlog after later statuses).
+        stale_sent = probe.sent_of("/correction/status", first_stale)
+        probe.wait(lambda: any(_is_zero(m) for m in probe.sent_since("/cmd_vel", stale_sent)), 20, "/cmd_vel = 0")
+        after = probe.sent_since("/cmd_vel", stale_sent)
+        braking = [abs(m.linear.x) for m in after[:next(i for i, m in enumerate(after) if _is_zero(m)) + 1]]
         assert all(b <= a + 1e-6 for a, b in itertools.pairwise(braking)), f"sped up while stale: {braking}"
 
         # Perception respawns (respawn=True in the stack table) and obstacles flow again.
