@@ -76,11 +76,15 @@ def test_perception_killed_base_stops_in_braking_time_then_respawns_and_recovers
         probe.wait(lambda: nonzero_cmd(probe.fresh("/cmd_vel", 0.2)), 60, "the base driving (non-zero /cmd_vel)")
         old_pid = stack.supervisor.pid("perception_fusion")
         assert old_pid is not None
-        t_kill, sim_kill = time.monotonic(), probe.clock_ns
+        t_kill, sim_kill, kill_ns = time.monotonic(), probe.clock_ns, time.time_ns()
         os.kill(old_pid, signal.SIGKILL)
 
+        # The first stale status the corrector wrote after the kill (a status in flight at the kill may carry a
+        # momentary stale from before it, after which fresh obstacles let the base speed up again).
         stale = probe.wait(lambda: [(t, m) for t, _, m in probe.since("/correction/status", t_kill)
-                                    if m.flags & STALE_OBSTACLES], 20, "STALE_OBSTACLES on /correction/status")
+                                    if m.flags & STALE_OBSTACLES
+                                    and probe.sent_of("/correction/status", m) >= kill_ns],
+                           20, "STALE_OBSTACLES on /correction/status")
         t_stale, first_stale = stale[0]
         # From the stale flag on, the base only brakes: commands the corrector wrote after that status, in the order
         # it wrote them (under load this probe's executor delivers a /cmd_vel backlog after later statuses).
