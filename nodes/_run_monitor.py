@@ -84,8 +84,9 @@ class RunMonitor(Node):
         self._gt_people: list[np.ndarray] = []  # (P, 2)
         # (write system ns, stamp sim ns, flags, obstacles_stamp sim ns)
         self._status: list[tuple[int, int, int, int]] = []
-        # the policy's velocity chunks: (reception system ns, (linear_x, angular_z) over sim time [s])
-        self._chunks: list[tuple[int, Reference]] = []
+        # the policy's velocity chunks, (linear_x, angular_z) over sim time [s], and their reception [system ns]
+        self._chunks: list[Reference] = []
+        self._chunk_rx: list[int] = []
         self.reactions_not_needed = 0
         self.path_entries_slow = 0  # a person entered the swept path while the robot was slower than min_speed
         self.latest_gt: SimGroundTruth | None = None
@@ -116,6 +117,7 @@ class RunMonitor(Node):
             self._gt_people.clear()
             self._status.clear()
             self._chunks.clear()
+            self._chunk_rx.clear()
             self.latest_gt = None
 
     def lidar_transport_ms(self) -> list[float]:
@@ -251,7 +253,8 @@ class RunMonitor(Node):
                                                                             names.index("angular_z")]]
         times = stamp_to_ns(msg.start_time) * 1e-9 + float(msg.dt) * np.arange(msg.horizon)
         with self._lock:
-            self._chunks.append((self._stamp(info, "received_timestamp"), Reference(times, values)))
+            self._chunks.append(Reference(times, values))
+            self._chunk_rx.append(self._stamp(info, "received_timestamp"))
 
     def _on_status(self, msg: CorrectionStatus, info: dict) -> None:
         with self._lock:
@@ -273,8 +276,8 @@ class RunMonitor(Node):
         """The policy's command at sim time `stamp_ns`, from the newest chunk received by then (None: none)."""
         wall = self.sim_to_wall(stamp_ns)
         with self._lock:
-            k = bisect.bisect_right([rx for rx, _ in self._chunks], wall) if wall is not None else 0
-            ref = self._chunks[k - 1][1] if k else None
+            k = bisect.bisect_right(self._chunk_rx, wall) if wall is not None else 0
+            ref = self._chunks[k - 1] if k else None
         t = stamp_ns * 1e-9
         if ref is None or t > ref.end + max_age_s:
             return None

@@ -22,7 +22,6 @@ from physical_ai.bringup.report import latency_summary, write_report
 from physical_ai.bringup.stack import (
     FOXGLOVE,
     RECORDER,
-    can_use_sched_fifo,
     node_command,
     node_params,
     params_file,
@@ -78,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["policy_inference"] = {"checkpoint": str(Path(args.policy).resolve())}
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     if args.realtime:
-        if not can_use_sched_fifo():
-            raise SystemExit("--realtime: this process may not use SCHED_FIFO (needs root or CAP_SYS_NICE and chrt)")
-        commands = with_realtime(commands)
+        try:
+            commands = with_realtime(commands)
+        except PermissionError as exc:
+            raise SystemExit(f"--realtime: {exc}") from exc
     commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True,
                                             overrides={"output": str(out / "recording.mcap")})))
     if args.foxglove:

@@ -142,8 +142,12 @@ def can_use_sched_fifo() -> bool:
 def with_realtime(commands: list[tuple[NodeSpec, list[str]]]) -> list[tuple[NodeSpec, list[str]]]:
     """The same bring-up with trajectory_correction and mujoco_sim under SCHED_FIFO (perception and policy unchanged).
 
-    Callers check `can_use_sched_fifo()` first; `chrt` fails the node's start otherwise.
+    Raises:
+        PermissionError: this process may not use SCHED_FIFO (`can_use_sched_fifo`); `chrt` would fail the nodes.
     """
+    if not can_use_sched_fifo():
+        raise PermissionError("real-time scheduling: this process may not use SCHED_FIFO (needs root or "
+                              "CAP_SYS_NICE and chrt; README, 'Real-time priority')")
     rt = ["chrt", "-f", str(DRIVER_RT_PRIORITY)]
     out = []
     for spec, argv in commands:

@@ -83,10 +83,9 @@ def in_swept_path(config: AmrConfig, v: float, w: float, centres: np.ndarray, ra
 
     The motion is the one the corrector checks its nominal command against: ramp from the present motion `start`
     (default: (v, w) itself) to (v, w) at the acceleration limits, hold it, then brake to rest by the end of the
-    look-ahead; "in the path" is coming within `clearance_m` of the
-    footprint on it. The corrector itself adds margins to this (sampling, room to turn on the spot), so what lies
-    in this path is in its sweep too: it is the definition of "in the path, needs a reaction now" that the run
-    monitor scores reactions against on ground truth.
+    look-ahead; "in the path" is coming within `clearance_m` of the footprint on it. The corrector itself adds
+    margins to this (sampling, room to turn on the spot), so what lies in this path is in its sweep too: it is the
+    definition of "in the path, needs a reaction now" that the run monitor scores reactions against on ground truth.
     """
     c = config
     centres = np.asarray(centres, float).reshape(-1, 2)

@@ -70,7 +70,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
 
     from physical_ai import convert
     from physical_ai.bringup.processes import Supervisor
-    from physical_ai.bringup.stack import can_use_sched_fifo, params_file, stack_commands, with_realtime
+    from physical_ai.bringup.stack import params_file, stack_commands, with_realtime
     from physical_ai.training.evaluate import EpisodeResult, check_policy_fits, env_time_limit, summarise
 
     env = make_env(scenario)
@@ -93,9 +93,6 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         overrides["policy_inference"]["instruction"] = instruction(seed)
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     if realtime:
-        if not can_use_sched_fifo():
-            raise PermissionError("--realtime: this process may not use SCHED_FIFO (needs root or CAP_SYS_NICE and "
-                                  "chrt; README, 'Real-time priority')")
         commands = with_realtime(commands)
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     # A private, local-only DDS domain: two evaluations (or an evaluation beside a running stack) on one machine

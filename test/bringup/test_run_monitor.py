@@ -121,14 +121,14 @@ def test_the_swept_path_is_that_of_the_policy_s_command(monitor) -> None:
 
     _world(monitor, [0.1] * 20)
     frame = 500 * MS
-    monitor._chunks = [(WALL0 + 100 * MS, Reference(np.arange(10) * 0.1, np.zeros((10, 2))))]
+    monitor._chunks, monitor._chunk_rx = [Reference(np.arange(10) * 0.1, np.zeros((10, 2)))], [WALL0 + 100 * MS]
     assert monitor._nominal_at(frame) == (0.0, 0.0)
     assert monitor._person_in_path(50, monitor._nominal_at(frame))  # 1.2 m
     monitor._gt_people = [np.add(p, [1.0, 0.0]) for p in monitor._gt_people]
     assert not monitor._person_in_path(50, monitor._nominal_at(frame))  # 2.2 m
     assert monitor._person_in_path(50)  # but in the path of the present motion
     # a chunk received after the frame was not what the corrector had; a chunk long past is no command
-    monitor._chunks = [(WALL0 + frame + 1 * MS, Reference(np.arange(10) * 0.1, np.zeros((10, 2))))]
+    monitor._chunk_rx = [WALL0 + frame + 1 * MS]
     assert monitor._nominal_at(frame) is None
-    monitor._chunks = [(WALL0, Reference(np.arange(10) * 0.1 - 2.0, np.zeros((10, 2))))]
+    monitor._chunks, monitor._chunk_rx = [Reference(np.arange(10) * 0.1 - 2.0, np.zeros((10, 2)))], [WALL0]
     assert monitor._nominal_at(frame) is None
