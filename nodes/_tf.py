@@ -24,14 +24,20 @@ TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
 TF_STATIC_PUB_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
+# Dynamic transforms stamped further ahead of the node's clock are from before a clock reset (a simulator reset: an
+# old-episode sample delivered after the buffer was cleared would stay its newest sample, and every lookup on the
+# new clock would fail as extrapolation until it ages out of the cache) [s].
+TF_FUTURE_TOLERANCE_S = 0.5
+
 TransformSpec = TransformStamped | tuple[str, str, int, np.ndarray]
 
 
 class TfListener:
     """Subscribes /tf and /tf_static and writes every transform into `buffer`.
 
-    Malformed transforms (non-unit quaternion, NaN, loops) are dropped, logged and counted as `tf_rejected` when
-    the node has the PhysaiNode `count` method.
+    Malformed transforms (non-unit quaternion, NaN, loops) are dropped, logged and counted as `tf_rejected`, and
+    dynamic ones stamped more than TF_FUTURE_TOLERANCE_S ahead of the node's clock as `tf_future`, when the node
+    has the PhysaiNode `count` method.
     """
 
     def __init__(self, node: Node, buffer: TransformBuffer, tf_topic: str = "/tf",
@@ -48,18 +54,26 @@ class TfListener:
         ]
 
     def _on_message(self, msg: TFMessage, static: bool) -> None:
+        latest_ns = self.node.get_clock().now().nanoseconds + int(TF_FUTURE_TOLERANCE_S * 1e9)
         for transform in msg.transforms:
+            stamp = stamp_to_ns(transform.header.stamp)
+            if not static and stamp > latest_ns:
+                self._reject(transform, "tf_future", f"stamped {(stamp - latest_ns) * 1e-9 + TF_FUTURE_TOLERANCE_S:.3f}"
+                             " s ahead of this node's clock (from before a clock reset?)")
+                continue
             try:
-                self.buffer.set_transform(transform.header.frame_id, transform.child_frame_id,
-                                          stamp_to_ns(transform.header.stamp),
+                self.buffer.set_transform(transform.header.frame_id, transform.child_frame_id, stamp,
                                           transform_to_matrix(transform.transform), static=static)
             except ValueError as exc:
-                count = getattr(self.node, "count", None)
-                if count is not None:
-                    count("tf_rejected")
-                self.node.get_logger().warning(
-                    f"dropped transform {transform.header.frame_id} -> {transform.child_frame_id}: {exc}",
-                    throttle_duration_sec=5.0)
+                self._reject(transform, "tf_rejected", str(exc))
+
+    def _reject(self, transform: TransformStamped, counter: str, why: str) -> None:
+        count = getattr(self.node, "count", None)
+        if count is not None:
+            count(counter)
+        self.node.get_logger().warning(
+            f"dropped transform {transform.header.frame_id} -> {transform.child_frame_id}: {why}",
+            throttle_duration_sec=5.0)
 
     def destroy(self) -> None:
         """Remove the subscriptions from the node."""

@@ -58,6 +58,18 @@ def test_time_jump_back_runs_reset_hooks_and_clears_tf_history():
         assert hits == [int(0.5 * S)]
         assert node.counter("time_jumped_back") == 1
         assert not buffer.can_transform("odom", "base_link"), "old episode's pose survived the reset"
+        # An old-episode sample delivered after the reset (in flight at the time) must not become the newest
+        # sample: the new episode's poses would sort before it and every lookup at a new stamp would fail.
+        tf.publish([("odom", "base_link", 3 * S + S // 50, T)])
+        T0 = np.eye(4)
+        tf.publish([("odom", "base_link", S // 2, T0)])
+        deadline = time.monotonic() + 5.0
+        while not buffer.can_transform("odom", "base_link") and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        for _ in range(5):
+            executor.spin_once(timeout_sec=0.02)
+        assert node.counter("tf_future") == 1
+        assert np.allclose(buffer.lookup("odom", "base_link", S // 2), T0)
     finally:
         executor.shutdown()
         rclpy.try_shutdown(context=context)
