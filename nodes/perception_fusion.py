@@ -77,6 +77,9 @@ class PerceptionFusion(PhysaiNode):
         p = self.param
         self.base_frame = p("base_frame", "base_link", "Frame of obstacles and occupancy")
         self.tracking_frame = p("tracking_frame", "odom", "Fixed frame for tracking; '' tracks in base_frame")
+        self.tf_wait_ns = int(p("tf_wait_s", 0.1, "A frame waits at most this long for the tracking-frame pose at "
+                                "its stamp (tf arriving after the sensor data) before it is dropped [s]",
+                                (0.0, 1.0)) * 1e9)
         lidar_topics = _topics(p("lidar_topics", "/lidar/points", "PointCloud2 topics, comma-separated"))
         scan_topics = _topics(p("scan_topics", "", "LaserScan topics, comma-separated"))
         image_topic = p("image_topic", "/camera/color/image_raw", "RGB image topic ('' disables)")
@@ -115,6 +118,8 @@ class PerceptionFusion(PhysaiNode):
         )
         trk = TrackerConfig(
             gate_m=p("track_gate_m", 2.0, "Largest association distance [m]", (0.1, 20.0)),
+            init_speed_std=p("track_init_speed_std_mps", 2.0, "Velocity std of a new track (its association gate "
+                             "on the next frame): about half the fastest object's speed [m/s]", (0.1, 50.0)),
             max_missed=p("track_max_missed", 3, "Frames a track coasts before deletion", (0, 100)),
             moving_speed=p("moving_speed_mps", 0.3, "Speed above which an obstacle is moving [m/s]", (0.0, 10.0)),
             prediction_steps=p("prediction_steps", 5, "Predicted positions per obstacle", (0, 50)),
@@ -189,6 +194,7 @@ class PerceptionFusion(PhysaiNode):
         self._max_age_ns = {k: v.max_age_ns for k, v in specs.items()}
         self._sync_args = (specs, triggers, int(slop * 1e9), int(max_wait * 1e9))
         self.sync = SensorSync(*self._sync_args)
+        self._pose_wait: collections.deque = collections.deque()  # frames waiting for their tracking-frame pose
         self.on_time_reset(self._restart)
 
         self.obstacle_pub = self.checked_publisher(ObstacleArray, "/perception/obstacles")
@@ -278,6 +284,7 @@ class PerceptionFusion(PhysaiNode):
     def _restart(self) -> None:
         """ROS time jumped back (simulator reset): drop buffered frames, tracks and rate state of the old clock."""
         self.sync = SensorSync(*self._sync_args)
+        self._pose_wait.clear()
         self._joints.clear()
         self.pipeline.reset()
         self._last_rx.clear()
@@ -436,18 +443,37 @@ class PerceptionFusion(PhysaiNode):
     # ---- processing ---------------------------------------------------------------------------------------
     def _poll(self) -> None:
         now = self._now_ns()
-        for bundle in self.sync.poll(now):
+        self._pose_wait.extend(self.sync.poll(now))
+        while self._pose_wait:  # in stamp order: the tracker must not see a frame after a later one
+            bundle = self._pose_wait[0]
             if now - bundle.stamp_ns > self._max_age_ns[bundle.trigger]:
+                self._pose_wait.popleft()
                 self.count("stale_cycle")      # never publish old data as fresh
                 continue
+            T_world_base = None
+            if self.tracking_frame:
+                try:
+                    T_world_base = self.tf_buffer.lookup(self.tracking_frame, self.base_frame, bundle.stamp_ns)
+                except LookupError:
+                    self.count("no_tracking_frame")  # no such frame at all: track in base_frame
+                except ValueError as exc:
+                    # The pose at the stamp is not in the tf history (yet): tracking this frame in another frame
+                    # than the last would corrupt every track's velocity, so it waits for tf, as tf2's message
+                    # filter does, and is dropped when it does not come.
+                    if now - bundle.stamp_ns < self.tf_wait_ns:
+                        return
+                    self._pose_wait.popleft()
+                    self._drop("tracking_pose_missing", f"frame: no {self.tracking_frame} pose at its stamp: {exc}")
+                    continue
+            self._pose_wait.popleft()
             try:
-                self._process(bundle, now)
+                self._process(bundle, now, T_world_base)
             except Exception as exc:
                 self.count("processing_error")
                 self.get_logger().error(f"cycle failed: {exc!r}", throttle_duration_sec=2.0)
 
-    def _process(self, bundle, now: int) -> None:
-        frame = FrameInput(stamp_ns=bundle.stamp_ns)
+    def _process(self, bundle, now: int, T_world_base: np.ndarray | None) -> None:
+        frame = FrameInput(stamp_ns=bundle.stamp_ns, T_world_base=T_world_base)
         alive = 0
         for name, (_, payload) in bundle.data.items():
             if name.startswith("lidar:"):
@@ -463,11 +489,6 @@ class PerceptionFusion(PhysaiNode):
             elif name == "camera":
                 frame.cameras.append(payload)
                 alive |= SENSOR_CAMERA
-        if self.tracking_frame:
-            try:
-                frame.T_world_base = self.tf_buffer.lookup(self.tracking_frame, self.base_frame, bundle.stamp_ns)
-            except (LookupError, ValueError):
-                self.count("no_tracking_frame")
         if self.body is not None:
             frame.body_spheres = self._body_spheres(bundle.stamp_ns)
             if frame.body_spheres is None:

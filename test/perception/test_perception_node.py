@@ -222,3 +222,86 @@ def test_a_frame_the_robot_cannot_be_placed_in_is_not_published():
             proc.kill()
             out = proc.communicate()[0]
     assert "Traceback" not in out, out
+
+
+def test_a_frame_waits_for_its_tracking_pose_and_is_dropped_without_one():
+    """tf that arrives after the sensor data (a busy node, a late broadcaster): the frame waits for the odom pose at
+    its stamp instead of being tracked in base_link, where the robot's own motion became obstacle velocity (ROS
+    runs: 4 % of frames; a worker's velocity estimate off by up to 2 m/s). A pose that never comes: dropped, counted.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args", "-p", "max_rate_hz:=40.0",
+         "-p", "image_topic:=''", "-p", "tracking_frame:=odom", "-p", "tf_wait_s:=0.2",
+         "-p", "diagnostics_period_s:=0.2"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = Node("perception_tf_wait_driver")
+    try:
+        tf = TfPublisher(node)
+        T = np.eye(4)
+        T[2, 3] = 1.0
+        tf.publish_static([("base_link", "lidar_link", 0, T)])
+        cloud_pub = node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)
+        received: list[ObstacleArray] = []
+        node.create_subscription(ObstacleArray, "/perception/obstacles", received.append, STATE_QOS)
+        counts: dict[str, int] = {}
+
+        def on_diag(msg: DiagnosticArray) -> None:
+            for status in msg.status:
+                if status.hardware_id == "perception_fusion":
+                    counts.update({kv.key: int(kv.value) for kv in status.values if kv.key.startswith("count.")})
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, STATE_QOS)
+        pts = _scene(np.random.default_rng(2))
+        t0 = node.get_clock().now().nanoseconds
+
+        def spin(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.01)
+
+        def pose(stamp: int) -> np.ndarray:  # the robot drives along x at 1 m/s in odom
+            P = np.eye(4)
+            P[0, 3] = (stamp - t0) * 1e-9
+            return P
+
+        def cycle(send_tf: bool) -> int:
+            stamp = node.get_clock().now().nanoseconds
+            # The person stands still in odom: in base_link it comes closer as the robot drives.
+            shifted = pts.copy()
+            shifted[-800:, 0] -= pose(stamp)[0, 3]
+            cloud_pub.publish(numpy_to_pointcloud2({"x": shifted[:, 0], "y": shifted[:, 1], "z": shifted[:, 2]},
+                                                   "lidar_link", stamp))
+            spin(0.03)  # the pose at the cloud's stamp comes after the cloud
+            if send_tf:
+                tf.publish([("odom", "base_link", stamp, pose(stamp))])
+            spin(0.07)
+            return stamp
+
+        deadline = time.monotonic() + 30
+        while len(received) < 3 and time.monotonic() < deadline:  # discovery and node start-up
+            cycle(send_tf=True)
+        assert len(received) >= 3, "no obstacles from perception_fusion"
+        received.clear()
+        sent = [cycle(send_tf=True) for _ in range(15)]
+        spin(0.3)
+        got = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m for m in received}
+        assert len(set(sent) & set(got)) >= 14, "frames lost while waiting for their pose"
+        person = [o for o in got[max(got)].obstacles if abs(o.pose.position.y - 1.0) < 0.5]
+        assert person and np.hypot(person[0].velocity.x, person[0].velocity.y) < 0.3, \
+            "the robot's own motion shows up as the standing person's velocity"
+        received.clear()
+        for _ in range(5):
+            cycle(send_tf=False)
+        spin(1.0)
+        assert not received, "a frame without its tracking pose was published"
+        assert counts.get("count.tracking_pose_missing", 0) >= 4, counts
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out = proc.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+    assert "Traceback" not in out, out
