@@ -1,4 +1,4 @@
-"""Multi-object tracking: constant-velocity Kalman filters with gated Hungarian association.
+"""Multi-object tracking: constant-velocity Kalman filters with gated (Mahalanobis) Hungarian association.
 
 Tracks live in a fixed frame (odom when the robot's pose is known) so that ego motion does not show up as
 obstacle velocity; callers pass the robot pose and get states back in the robot frame.
@@ -19,6 +19,8 @@ class TrackerConfig:
     """Tracker parameters."""
 
     gate_m: float = 2.0                 # largest centre distance for an association [m]
+    gate_chi2: float = 9.21             # Mahalanobis gate on the innovation (chi-square, 2 dof, 99 %)
+    init_speed_std: float = 2.0         # velocity std of a new track per axis: covers the fastest object [m/s]
     max_missed: int = 3                 # frames a track may go unobserved before it is deleted
     process_accel: float = 2.0          # white-acceleration noise [m/s^2]
     measurement_std: float = 0.15       # centre measurement noise [m]
@@ -95,10 +97,10 @@ class Tracker:
         unmatched_t = set(range(len(self.tracks))) - set(matched_tracks)
         for ti in unmatched_t:
             self.tracks[ti].missed += 1
-        r2 = self.cfg.measurement_std ** 2
+        r2, v2 = self.cfg.measurement_std ** 2, self.cfg.init_speed_std ** 2
         for mi in sorted(set(range(len(meas))) - set(matched_meas)):
             t = Track(id=self._next_id, x=np.array([meas[mi, 0], meas[mi, 1], 0.0, 0.0]),
-                      P=np.diag([r2, r2, 4.0, 4.0]), cluster=clusters[mi], stamp_ns=stamp_ns)
+                      P=np.diag([r2, r2, v2, v2]), cluster=clusters[mi], stamp_ns=stamp_ns)
             self._next_id += 1
             self.tracks.append(t)
             updated.append(t)
@@ -137,12 +139,30 @@ class Tracker:
         t.P = (np.eye(4) - K @ H) @ t.P
 
     def _associate(self, meas: np.ndarray) -> tuple[list[int], list[int]]:
-        if not self.tracks or len(meas) == 0:
+        """Global nearest neighbour on Mahalanobis distances, with "no match" as an option for every track and cluster.
+
+        A pair is possible when the cluster lies within `gate_m` of the track's prediction and inside its
+        `gate_chi2` ellipse (the innovation covariance: tight for a settled track, wide for a new or coasting one).
+        Leaving a track or a cluster unmatched costs gate_chi2 / 2, so the solver is never forced into a pair: with
+        a plain rectangular assignment every track had to take some cluster within 2 m, and a worker's track whose
+        cluster another track claimed was handed a shelf post 1.8 m away, and its velocity estimate with it (ROS
+        trace, seed 100014).
+        """
+        n_t, n_m = len(self.tracks), len(meas)
+        if not n_t or not n_m:
             return [], []
         pred = np.array([t.x[:2] for t in self.tracks])
-        cost = np.linalg.norm(pred[:, None, :] - meas[None, :, :], axis=2)
-        big = 1e6
-        cost_gated = np.where(cost <= self.cfg.gate_m, cost, big)
-        rows, cols = linear_sum_assignment(cost_gated)
-        ok = cost_gated[rows, cols] < big
+        nu = meas[None, :, :] - pred[:, None, :]                                    # (T, M, 2) innovations
+        S_inv = np.linalg.inv(np.array([t.P[:2, :2] for t in self.tracks]) + np.eye(2) * self.cfg.measurement_std ** 2)
+        d2 = np.einsum("tmi,tij,tmj->tm", nu, S_inv, nu)
+        possible = (d2 <= self.cfg.gate_chi2) & (np.hypot(nu[..., 0], nu[..., 1]) <= self.cfg.gate_m)
+        big = 1e6 * self.cfg.gate_chi2
+        full = np.full((n_t + n_m, n_m + n_t), big)
+        full[:n_t, :n_m] = np.where(possible, d2, big)
+        full[np.arange(n_t), n_m + np.arange(n_t)] = self.cfg.gate_chi2 / 2      # track i unmatched
+        full[n_t + np.arange(n_m), np.arange(n_m)] = self.cfg.gate_chi2 / 2      # cluster j unmatched
+        full[n_t:, n_m:] = 0.0
+        rows, cols = linear_sum_assignment(full)
+        ok = (rows < n_t) & (cols < n_m)
+        ok[ok] = possible[rows[ok], cols[ok]]
         return rows[ok].tolist(), cols[ok].tolist()

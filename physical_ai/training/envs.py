@@ -235,7 +235,8 @@ def perception_pipeline_config(params: dict[str, Any]) -> PipelineConfig:
                              ground_threshold=g("ground_threshold_m", 0.2), max_height=g("max_height_m", 2.5),
                              default_ground_z=g("ground_z_m", 0.0), min_cluster_points=g("min_cluster_points", 5),
                              vehicle_length_prior=g("vehicle_length_prior_m", 4.2))
-    trk = TrackerConfig(gate_m=g("track_gate_m", 2.0), max_missed=g("track_max_missed", 3),
+    trk = TrackerConfig(gate_m=g("track_gate_m", 2.0), init_speed_std=g("track_init_speed_std_mps", 2.0),
+                        max_missed=g("track_max_missed", 3),
                         moving_speed=g("moving_speed_mps", 0.3), prediction_steps=g("prediction_steps", 5),
                         prediction_dt=g("prediction_dt_s", 0.2))
     return PipelineConfig(segmentation=seg, tracker=trk, hog_enabled=False, occupancy_enabled=False)
