@@ -326,7 +326,7 @@ class AmrCorrector:
 
     def _stop_or_give_way(self, nominal: tuple[float, float], reason: str, now_s: float
                           ) -> tuple[tuple[float, float], int, list[str]]:
-        """Stop (for `reason`), unless something moving would still reach the stopped base.
+        """Stop (for `reason`), unless something moving would still walk into the stopped base.
 
         A worker walking into the side of a base stopped in its way: drive on along the nominal heading or back
         off, whichever motion keeps the clearance (in that order of preference); when none does, the one that keeps
@@ -335,7 +335,10 @@ class AmrCorrector:
         flips from cycle to cycle, and alternating between backing off and braking escapes nothing.
         """
         stop = (0.0, 0.0), Flag.OBSTACLE_STOP
-        standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1))
+        # Standing still is judged on contact, not on the clearance: a worker passing the stopped base within the
+        # clearance is no reason to move, and on a jittery track "within the clearance" came and went; the base
+        # then drove on into the worker's lane instead of stopping short of it (ROS traces, seeds 100002 and 100013).
+        standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1), -self.config.clearance_m)
         if standing_safe[0] and now_s >= self._giving_way_until:
             return *stop, [reason]
         c = self.config

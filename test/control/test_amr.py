@@ -216,6 +216,25 @@ def test_giving_way_does_not_dither_on_noisy_tracks():
     assert min(gaps) > 0.0
 
 
+def test_a_worker_passing_ahead_within_the_clearance_is_stopped_for_not_driven_towards():
+    """A worker crosses just beyond where the base stops; then the track's velocity leans towards the base.
+
+    Stopping short is right: the worker passes by. Judged on the clearance, the stopped base looked "reached" by
+    the drifting prediction and the base moved to give way, which on a ROS run took it into the worker's lane
+    (seed 100002: walked into from the side).
+    """
+    amr = AmrCorrector(CFG)
+
+    def worker(t: float):  # walks across the aisle 1.3 m ahead of the start; later the estimate leans at the base
+        return np.array([[1.3, 3.0 - 1.4 * t]]), np.array([0.22]), np.array([[-0.2 if t > 1.0 else 0.0, -1.4]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 4.0, lambda p: (0.5, 0.0), worker)
+    assert not any("giving way" in r for c in cmds for r in c.reasons)
+    assert max(c.linear for c in cmds) <= 0.5 + 1e-9, "drove towards the worker's lane"
+    gaps = [footprint_distance(p, worker(k * CFG.period_s)[0])[0] - 0.22 for k, p in enumerate(poses)]
+    assert min(gaps) > 0.15, f"came within {min(gaps):.2f} m of the worker"
+
+
 def test_restart_clock_forgets_commands_of_the_old_clock():
     amr = AmrCorrector(CFG)
     amr.set_pose(0.0, 0.0, 0.0)
