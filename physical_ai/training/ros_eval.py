@@ -53,6 +53,10 @@ def private_domain_id() -> int:
     raise RuntimeError("no free DDS domain id on this machine")
 
 
+def _stamp_s(msg: Any) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
                  realtime: bool = False) -> tuple[list[Any], dict[str, Any]]:
@@ -162,6 +166,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
             if supervisor.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ROS stack did not come up (no /sim/ground_truth); node logs in {log_dir}")
             time.sleep(0.2)
+        end_s = float("inf")
         for i in range(episodes):
             episode_seed = seed + i
             if i > 0:
@@ -171,22 +176,26 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
             with lock:
                 latest["gt"], limits0, violations0 = None, latest["limits"], latest["violations"]
             wall_deadline = time.monotonic() + 3.0 * limit / max(real_time_factor, 0.1) + 20.0
-            gt = None
+            gt, started = None, i == 0
             while time.monotonic() < wall_deadline:
                 with lock:
                     gt = latest["gt"]
-                if gt is not None and (gt.episode_done or gt.header.stamp.sec >= limit):
+                # Ground truth of the previous episode still in flight after the reset (its clock did not jump back
+                # yet) must not be scored as this episode's end.
+                started = started or (gt is not None and _stamp_s(gt) < end_s)
+                if gt is not None and started and (gt.episode_done or gt.header.stamp.sec >= limit):
                     break
                 if supervisor.poll() is not None:
                     raise RuntimeError(f"a required node died during episode {i}; logs in {log_dir}")
                 time.sleep(0.05)
-            if gt is None:
-                raise RuntimeError(f"episode {i}: no ground truth from the simulator; logs in {log_dir}")
+            if gt is None or not started:
+                raise RuntimeError(f"episode {i}: no ground truth after the simulator reset; logs: {log_dir}")
             rows.append(EpisodeResult(seed=episode_seed, success=bool(gt.task_success), collisions=int(gt.collisions),
                                       limit_violations=latest["violations"] - violations0, failure=False,
                                       clamped_requests=latest["limits"] - limits0,
-                                      time_s=round(gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9, 2),
+                                      time_s=round(_stamp_s(gt), 2),
                                       progress=round(float(gt.progress), 3)))
+            end_s = _stamp_s(gt)
             r = rows[-1]
             print(f"episode {i} seed {r.seed}: {'success' if r.success else 'FAIL'} time {r.time_s} s "
                   f"progress {r.progress} collisions {r.collisions} limit_violations {r.limit_violations}",
