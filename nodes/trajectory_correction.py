@@ -213,6 +213,9 @@ class TrajectoryCorrection(PhysaiNode):
             yield_timeout_s=self.param("yield_timeout_s", 6.0, "A moving blocker still in the path after this "
                                        "long is steered around or re-planned past like a standing one [s]",
                                        (0.5, 120.0)),
+            moving_headway_s=self.param("moving_headway_s", 1.0, "The base crosses a moving obstacle's path only "
+                                        "if it is out of it this long before the obstacle gets there [s]",
+                                        (0.0, 5.0)),
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
         self.amr = AmrCorrector(config)
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),

@@ -52,6 +52,10 @@ class AmrConfig:
     # yield_speed_mps (a person standing in the aisle, a shelf end) would otherwise hold the base for good.
     yield_timeout_s: float = 6.0
     give_way_hold_s: float = 0.5  # once moving out of a worker's way, keep at it this long [s]
+    # The base crosses a moving obstacle's path only if it is out of it this long before the obstacle gets there:
+    # each one is swept as the corridor it walks over this time, not as a disc. Without it a worker crossing the
+    # aisle came into the 2 s sweep only when the base could no longer stop short of the worker's lane [s].
+    moving_headway_s: float = 1.0
     max_age_s: float = 0.5
     max_future_s: float = 0.5
     period_s: float = 0.01
@@ -74,6 +78,7 @@ def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrC
         horizon_s=float(g("horizon_s", d.horizon_s)), reaction_s=float(g("reaction_s", d.reaction_s)),
         yield_speed_mps=float(g("yield_speed_mps", d.yield_speed_mps)),
         yield_timeout_s=float(g("yield_timeout_s", d.yield_timeout_s)),
+        moving_headway_s=float(g("moving_headway_s", d.moving_headway_s)),
         period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
 
 
@@ -144,6 +149,7 @@ class AmrCorrector:
         self._cells = np.zeros((0, 2))
         self._cell_pad = 0.0
         self._obstacles = (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)))
+        self._swept = self._obstacles  # with the corridors of moving obstacles (moving_headway_s)
         self._pose: np.ndarray | None = None
         self._grid: Grid | None = None
         self._goal: np.ndarray | None = None
@@ -197,6 +203,27 @@ class AmrCorrector:
         velocities = np.asarray(velocities, float).reshape(-1, 2)
         ok = np.all(np.isfinite(centres), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
         self._obstacles = (centres[ok], np.maximum(radii[ok], 0.0), velocities[ok])
+        self._swept = self._corridors(*self._obstacles)
+
+    def _corridors(self, centres: np.ndarray, radii: np.ndarray, velocities: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Obstacles plus copies of each moving one up to `moving_headway_s` ahead along its motion.
+
+        The copies overlap (spaced 1.5 radii), so the corridor has no gap the footprint could be swept through.
+        """
+        c = self.config
+        speed = np.hypot(velocities[:, 0], velocities[:, 1])
+        moving = np.flatnonzero(speed > c.yield_speed_mps)
+        if c.moving_headway_s <= 0 or moving.size == 0:
+            return centres, radii, velocities
+        extra = [centres], [radii], [velocities]
+        for i in moving:
+            n = int(np.ceil(speed[i] * c.moving_headway_s / max(1.5 * radii[i], 0.05)))
+            dt = c.moving_headway_s * np.arange(1, n + 1) / n
+            extra[0].append(centres[i] + velocities[i] * dt[:, None])
+            extra[1].append(np.full(n, radii[i]))
+            extra[2].append(np.tile(velocities[i], (n, 1)))
+        return tuple(np.concatenate(parts) for parts in extra)
 
     def set_pose(self, x: float, y: float, yaw: float) -> None:
         """Robot pose in the odom frame (from odometry)."""
@@ -285,13 +312,18 @@ class AmrCorrector:
                 reasons += r
         return self._limit(target, flags, reasons, scale, clearance, ttc, c.period_s if dt_s is None else dt_s)
 
-    def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0
+    def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0, corridors: bool = True
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(safe mask, t_hit, distance now) per candidate command, keeping clearance + extra."""
+        """(safe mask, t_hit, distance now) per candidate command, keeping clearance + extra.
+
+        With `corridors`, moving obstacles are swept as the corridor ahead of them (moving_headway_s): for motions
+        that go on with the task. Motions out of a worker's way are judged against where the worker will be.
+        """
         c = self.config
         ramp = (float(self._out[0]), float(self._out[1]), c.max_linear_acc, c.max_angular_acc)
-        t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad, self._obstacles,
-                            c.clearance_m + self._sample_margin + extra, ramp)
+        t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad,
+                            self._swept if corridors else self._obstacles, c.clearance_m + self._sample_margin + extra,
+                            ramp)
         # Each candidate is swept as the motion the base would really make (ramp to it, hold, brake to rest by the
         # end of the horizon), so "no hit" also means a safe stop remains possible afterwards.
         safe = ~np.isfinite(t_hit)
@@ -315,13 +347,17 @@ class AmrCorrector:
         return True, 0.0, clearance, ttc
 
     def _moving_blocker(self, nominal: tuple[float, float]) -> bool:
-        """Whether something moving (faster than yield_speed_mps) is within reach ahead along the nominal command."""
+        """Whether something moving (faster than yield_speed_mps) ahead comes within reach over the look-ahead."""
         centres, radii, vel = self._obstacles
         if centres.shape[0] == 0:
             return False
-        moving = np.hypot(vel[:, 0], vel[:, 1]) > self.config.yield_speed_mps
-        ahead = centres[:, 0] * np.sign(nominal[0] or 1.0) > -self.config.footprint.length / 2
-        near = np.hypot(centres[:, 0], centres[:, 1]) - radii < self._reach
+        c = self.config
+        moving = np.hypot(vel[:, 0], vel[:, 1]) > c.yield_speed_mps
+        ahead = centres[:, 0] * np.sign(nominal[0] or 1.0) > -c.footprint.length / 2
+        # Closest approach to the base over the horizon and headway: a crossing worker blocks the path from afar.
+        t = np.linspace(0.0, c.horizon_s + c.moving_headway_s, 16)
+        path = centres[:, None, :] + vel[:, None, :] * t[None, :, None]
+        near = np.hypot(path[..., 0], path[..., 1]).min(axis=1) - radii < self._reach
         return bool(np.any(moving & ahead & near))
 
     def _stop_or_give_way(self, nominal: tuple[float, float], reason: str, now_s: float
@@ -338,14 +374,15 @@ class AmrCorrector:
         # Standing still is judged on contact, not on the clearance: a worker passing the stopped base within the
         # clearance is no reason to move, and on a jittery track "within the clearance" came and went; the base
         # then drove on into the worker's lane instead of stopping short of it (ROS traces, seeds 100002 and 100013).
-        standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1), -self.config.clearance_m)
+        standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1), -self.config.clearance_m,
+                                                          corridors=False)
         if standing_safe[0] and now_s >= self._giving_way_until:
             return *stop, [reason]
         c = self.config
         ahead = np.sign(nominal[0]) if nominal[0] != 0 else 1.0
         vv = np.array([1.0, 0.6, -0.3, -0.3, -0.3, -0.6, -1.0]) * ahead * c.max_linear
         ww = np.array([nominal[1], nominal[1], 0.0, 0.5, -0.5, 0.0, 0.0])
-        safe, t_hit, _ = self._candidates(vv, ww)
+        safe, t_hit, _ = self._candidates(vv, ww, corridors=False)
         k = int(np.argmax(safe)) if safe.any() else int(np.argmax(t_hit))
         if safe[k] or t_hit[k] > standing_hit[0] or now_s < self._giving_way_until:
             if now_s >= self._giving_way_until:

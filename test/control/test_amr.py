@@ -164,6 +164,25 @@ def test_a_path_blocked_by_a_crossing_worker_is_waited_out_not_steered_around():
     assert min(gaps) > 0.0
 
 
+def test_a_worker_crossing_from_afar_is_waited_for_before_the_lane_not_steered_around():
+    """A worker walks towards the aisle from 6 m to the side: the base stops short of the worker's lane and waits.
+
+    The worker was still out of reach when the path first looked blocked, so the base re-planned and steered (ROS
+    seed 100006: then stopped with its nose in the worker's lane and was walked into). With the worker swept as the
+    corridor it walks, and "moving blocker" judged on its closest approach, the base slows and waits instead.
+    """
+    amr = AmrCorrector(CFG)
+
+    def worker(t: float):
+        return np.array([[2.0, -6.0 + 1.4 * t]]), np.array([0.22]), np.array([[0.0, 1.4]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 8.0, lambda p: (0.8, 0.0), worker)
+    assert not any(c.flags & (Flag.STEERING_CORRECTED | Flag.REPLANNED) for c in cmds)
+    gaps = [footprint_distance(p, worker(k * CFG.period_s)[0])[0] - 0.22 for k, p in enumerate(poses)]
+    assert min(gaps) >= CFG.clearance_m
+    assert poses[-1][0] > 3.0, "did not go on after the worker passed"
+
+
 def test_a_moving_blocker_that_never_clears_is_waited_for_only_until_the_yield_timeout():
     """A track that calls itself moving (velocity jitter) but stands in the aisle: wait, then act on it."""
     cfg = dataclasses.replace(CFG, yield_timeout_s=1.5)
