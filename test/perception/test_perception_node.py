@@ -5,11 +5,14 @@ Also checks the dead-camera case (LiDAR output continues, flagged degraded) and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from physical_ai_stack.msg import ObstacleArray
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import PointCloud2
 
 from physical_ai.convert import make_camera_info, numpy_to_image, numpy_to_pointcloud2
@@ -159,6 +163,59 @@ def test_cloud_to_obstacles_and_dead_camera(node_proc):
         rclpy.try_shutdown()
 
 
+@dataclass
+class Driver:
+    """A perception_fusion process under test and the rclpy node that feeds and watches it."""
+
+    node: Node
+    tf: TfPublisher
+    cloud_pub: Publisher
+    received: list[ObstacleArray]
+    counts: dict[str, int]  # the node's latest /diagnostics counters ("count.<key>")
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=0.01)
+
+
+@contextlib.contextmanager
+def driven_node(name: str, *params: str) -> Iterator[Driver]:
+    """Start perception_fusion with `params` ("key:=value"; lidar_link 1 m above base_link on /tf_static), yield its
+    driver; stop it with SIGINT afterwards and fail on any traceback in its output."""
+    args = [a for kv in ("max_rate_hz:=40.0", "diagnostics_period_s:=0.2", *params) for a in ("-p", kv)]
+    proc = subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args", *args],
+                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    rclpy.init()
+    node = Node(name)
+    try:
+        tf = TfPublisher(node)
+        T = np.eye(4)
+        T[2, 3] = 1.0
+        tf.publish_static([("base_link", "lidar_link", 0, T)])
+        driver = Driver(node, tf, node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS), [], {})
+        node.create_subscription(ObstacleArray, "/perception/obstacles", driver.received.append, STATE_QOS)
+
+        def on_diag(msg: DiagnosticArray) -> None:
+            for status in msg.status:
+                if status.hardware_id == "perception_fusion":
+                    driver.counts.update({kv.key: int(kv.value) for kv in status.values
+                                          if kv.key.startswith("count.")})
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, STATE_QOS)
+        yield driver
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out = proc.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+    assert "Traceback" not in out, out
+
+
 def test_a_frame_the_robot_cannot_be_placed_in_is_not_published():
     """With the self-filter on, a frame without a joint state near its stamp (the first frames after a simulator
     reset) must not report the arm as an obstacle to itself: it is dropped and counted; with joint states, it goes."""
@@ -166,62 +223,30 @@ def test_a_frame_the_robot_cannot_be_placed_in_is_not_published():
 
     from physical_ai.convert import ns_to_stamp
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args", "-p", "max_rate_hz:=40.0",
-         "-p", "self_filter_model:=models/arm_cell/arm_cell.xml",
-         "-p", "self_filter_frame:=base_link", "-p", "diagnostics_period_s:=0.2"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    rclpy.init()
-    node = Node("perception_self_filter_driver")
-    try:
-        tf = TfPublisher(node)
-        T = np.eye(4)
-        T[2, 3] = 1.0
-        tf.publish_static([("base_link", "lidar_link", 0, T)])
-        cloud_pub = node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)
-        joint_pub = node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
-        received: list[ObstacleArray] = []
-        node.create_subscription(ObstacleArray, "/perception/obstacles", received.append, STATE_QOS)
-        counts: dict[str, int] = {}
-
-        def on_diag(msg: DiagnosticArray) -> None:
-            for status in msg.status:
-                if status.hardware_id == "perception_fusion":
-                    counts.update({kv.key: int(kv.value) for kv in status.values if kv.key.startswith("count.")})
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, STATE_QOS)
+    with driven_node("perception_self_filter_driver", "self_filter_model:=models/arm_cell/arm_cell.xml",
+                     "self_filter_frame:=base_link") as d:
+        joint_pub = d.node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
         pts = _scene(np.random.default_rng(1))
 
         def cycle(with_joints: bool) -> None:
-            stamp = node.get_clock().now().nanoseconds
+            stamp = d.node.get_clock().now().nanoseconds
             if with_joints:
                 js = JointState(name=[f"joint{i}" for i in range(1, 8)], position=[0.0] * 7)
                 js.header.stamp = ns_to_stamp(stamp)
                 joint_pub.publish(js)
-            cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]}, "lidar_link",
-                                                   stamp))
-            end = time.monotonic() + 0.1
-            while time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.01)
+            d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]},
+                                                     "lidar_link", stamp))
+            d.spin(0.1)
 
         deadline = time.monotonic() + 30
-        while counts.get("count.self_filter_unplaced_frame", 0) < 5 and time.monotonic() < deadline:
+        while d.counts.get("count.self_filter_unplaced_frame", 0) < 5 and time.monotonic() < deadline:
             cycle(with_joints=False)
-        assert counts.get("count.self_filter_unplaced_frame", 0) >= 5, counts
-        assert not received, "a frame without the robot's pose was published"
+        assert d.counts.get("count.self_filter_unplaced_frame", 0) >= 5, d.counts
+        assert not d.received, "a frame without the robot's pose was published"
         deadline = time.monotonic() + 20
-        while not received and time.monotonic() < deadline:
+        while not d.received and time.monotonic() < deadline:
             cycle(with_joints=True)
-        assert received and any(abs(o.pose.position.x - 4.0) < 0.5 for o in received[-1].obstacles)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        proc.send_signal(signal.SIGINT)
-        try:
-            out = proc.communicate(timeout=10)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out = proc.communicate()[0]
-    assert "Traceback" not in out, out
+        assert d.received and any(abs(o.pose.position.x - 4.0) < 0.5 for o in d.received[-1].obstacles)
 
 
 def test_a_frame_waits_for_its_tracking_pose_and_is_dropped_without_one():
@@ -229,35 +254,10 @@ def test_a_frame_waits_for_its_tracking_pose_and_is_dropped_without_one():
     its stamp instead of being tracked in base_link, where the robot's own motion became obstacle velocity (ROS
     runs: 4 % of frames; a worker's velocity estimate off by up to 2 m/s). A pose that never comes: dropped, counted.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "physical_ai_nodes.perception_fusion", "--ros-args", "-p", "max_rate_hz:=40.0",
-         "-p", "image_topic:=''", "-p", "tracking_frame:=odom", "-p", "tf_wait_s:=0.2",
-         "-p", "diagnostics_period_s:=0.2"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    rclpy.init()
-    node = Node("perception_tf_wait_driver")
-    try:
-        tf = TfPublisher(node)
-        T = np.eye(4)
-        T[2, 3] = 1.0
-        tf.publish_static([("base_link", "lidar_link", 0, T)])
-        cloud_pub = node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)
-        received: list[ObstacleArray] = []
-        node.create_subscription(ObstacleArray, "/perception/obstacles", received.append, STATE_QOS)
-        counts: dict[str, int] = {}
-
-        def on_diag(msg: DiagnosticArray) -> None:
-            for status in msg.status:
-                if status.hardware_id == "perception_fusion":
-                    counts.update({kv.key: int(kv.value) for kv in status.values if kv.key.startswith("count.")})
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, STATE_QOS)
+    with driven_node("perception_tf_wait_driver", "image_topic:=''", "tracking_frame:=odom",
+                     "tf_wait_s:=0.2") as d:
         pts = _scene(np.random.default_rng(2))
-        t0 = node.get_clock().now().nanoseconds
-
-        def spin(seconds: float) -> None:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.01)
+        t0 = d.node.get_clock().now().nanoseconds
 
         def pose(stamp: int) -> np.ndarray:  # the robot drives along x at 1 m/s in odom
             P = np.eye(4)
@@ -265,43 +265,33 @@ def test_a_frame_waits_for_its_tracking_pose_and_is_dropped_without_one():
             return P
 
         def cycle(send_tf: bool) -> int:
-            stamp = node.get_clock().now().nanoseconds
+            stamp = d.node.get_clock().now().nanoseconds
             # The person stands still in odom: in base_link it comes closer as the robot drives.
             shifted = pts.copy()
             shifted[-800:, 0] -= pose(stamp)[0, 3]
-            cloud_pub.publish(numpy_to_pointcloud2({"x": shifted[:, 0], "y": shifted[:, 1], "z": shifted[:, 2]},
-                                                   "lidar_link", stamp))
-            spin(0.03)  # the pose at the cloud's stamp comes after the cloud
+            d.cloud_pub.publish(numpy_to_pointcloud2({"x": shifted[:, 0], "y": shifted[:, 1], "z": shifted[:, 2]},
+                                                     "lidar_link", stamp))
+            d.spin(0.03)  # the pose at the cloud's stamp comes after the cloud
             if send_tf:
-                tf.publish([("odom", "base_link", stamp, pose(stamp))])
-            spin(0.07)
+                d.tf.publish([("odom", "base_link", stamp, pose(stamp))])
+            d.spin(0.07)
             return stamp
 
         deadline = time.monotonic() + 30
-        while len(received) < 3 and time.monotonic() < deadline:  # discovery and node start-up
+        while len(d.received) < 3 and time.monotonic() < deadline:  # discovery and node start-up
             cycle(send_tf=True)
-        assert len(received) >= 3, "no obstacles from perception_fusion"
-        received.clear()
+        assert len(d.received) >= 3, "no obstacles from perception_fusion"
+        d.received.clear()
         sent = [cycle(send_tf=True) for _ in range(15)]
-        spin(0.3)
-        got = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m for m in received}
+        d.spin(0.3)
+        got = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m for m in d.received}
         assert len(set(sent) & set(got)) >= 14, "frames lost while waiting for their pose"
         person = [o for o in got[max(got)].obstacles if abs(o.pose.position.y - 1.0) < 0.5]
         assert person and np.hypot(person[0].velocity.x, person[0].velocity.y) < 0.3, \
             "the robot's own motion shows up as the standing person's velocity"
-        received.clear()
+        d.received.clear()
         for _ in range(5):
             cycle(send_tf=False)
-        spin(1.0)
-        assert not received, "a frame without its tracking pose was published"
-        assert counts.get("count.tracking_pose_missing", 0) >= 4, counts
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        proc.send_signal(signal.SIGINT)
-        try:
-            out = proc.communicate(timeout=10)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out = proc.communicate()[0]
-    assert "Traceback" not in out, out
+        d.spin(1.0)
+        assert not d.received, "a frame without its tracking pose was published"
+        assert d.counts.get("count.tracking_pose_missing", 0) >= 4, d.counts
