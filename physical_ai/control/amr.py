@@ -213,7 +213,7 @@ class AmrCorrector:
         """
         c = self.config
         speed = np.hypot(velocities[:, 0], velocities[:, 1])
-        moving = np.flatnonzero(speed > c.yield_speed_mps)
+        moving = np.flatnonzero(self._moving(velocities))
         if c.moving_headway_s <= 0 or moving.size == 0:
             return centres, radii, velocities
         extra = [centres], [radii], [velocities]
@@ -346,13 +346,17 @@ class AmrCorrector:
             return False, float(scales[np.argmax(free)]), clearance, ttc
         return True, 0.0, clearance, ttc
 
+    def _moving(self, velocities: np.ndarray) -> np.ndarray:
+        """Which obstacles move (faster than yield_speed_mps): waited for, and swept as corridors."""
+        return np.hypot(velocities[:, 0], velocities[:, 1]) > self.config.yield_speed_mps
+
     def _moving_blocker(self, nominal: tuple[float, float]) -> bool:
         """Whether something moving (faster than yield_speed_mps) ahead comes within reach over the look-ahead."""
         centres, radii, vel = self._obstacles
         if centres.shape[0] == 0:
             return False
         c = self.config
-        moving = np.hypot(vel[:, 0], vel[:, 1]) > c.yield_speed_mps
+        moving = self._moving(vel)
         ahead = centres[:, 0] * np.sign(nominal[0] or 1.0) > -c.footprint.length / 2
         # Closest approach to the base over the horizon and headway: a crossing worker blocks the path from afar.
         t = np.linspace(0.0, c.horizon_s + c.moving_headway_s, 16)

@@ -53,10 +53,6 @@ def private_domain_id() -> int:
     raise RuntimeError("no free DDS domain id on this machine")
 
 
-def _stamp_s(msg: Any) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
                  realtime: bool = False) -> tuple[list[Any], dict[str, Any]]:
@@ -182,7 +178,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                     gt = latest["gt"]
                 # Ground truth of the previous episode still in flight after the reset (its clock did not jump back
                 # yet) must not be scored as this episode's end.
-                started = started or (gt is not None and _stamp_s(gt) < end_s)
+                started = started or (gt is not None and convert.stamp_to_ns(gt.header.stamp) * 1e-9 < end_s)
                 if gt is not None and started and (gt.episode_done or gt.header.stamp.sec >= limit):
                     break
                 if supervisor.poll() is not None:
@@ -190,12 +186,12 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                 time.sleep(0.05)
             if gt is None or not started:
                 raise RuntimeError(f"episode {i}: no ground truth after the simulator reset; logs: {log_dir}")
+            end_s = convert.stamp_to_ns(gt.header.stamp) * 1e-9
             rows.append(EpisodeResult(seed=episode_seed, success=bool(gt.task_success), collisions=int(gt.collisions),
                                       limit_violations=latest["violations"] - violations0, failure=False,
                                       clamped_requests=latest["limits"] - limits0,
-                                      time_s=round(_stamp_s(gt), 2),
+                                      time_s=round(end_s, 2),
                                       progress=round(float(gt.progress), 3)))
-            end_s = _stamp_s(gt)
             r = rows[-1]
             print(f"episode {i} seed {r.seed}: {'success' if r.success else 'FAIL'} time {r.time_s} s "
                   f"progress {r.progress} collisions {r.collisions} limit_violations {r.limit_violations}",
