@@ -12,6 +12,7 @@ Every node in this package subclasses `PhysaiNode` and starts through `run_node`
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -209,7 +210,12 @@ def use_shipped_fastdds_profile() -> None:
 
 
 def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, threads: int = 1) -> None:
-    """Initialise rclpy (with the shipped Fast DDS profile), spin the node until SIGINT or shutdown, and clean up."""
+    """Initialise rclpy (with the shipped Fast DDS profile), spin the node until SIGINT or shutdown, and clean up.
+
+    Ctrl-C in a terminal running `ros2 launch` reaches a node twice: the terminal's SIGINT, then launch's forwarded
+    one. Once stopping, further SIGINTs are ignored, so the second cannot interrupt the clean-up (the safe command,
+    closing a recording) with a KeyboardInterrupt; SIGTERM still ends a node whose clean-up hangs.
+    """
     use_shipped_fastdds_profile()
     keep_large_buffers()  # reuse heap pages for image/cloud-sized messages instead of fresh mmaps
     rclpy.init(args=args)
@@ -222,9 +228,16 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _ignore_sigint()
         if node is not None:
             on_shutdown = getattr(node, "on_shutdown", None)
             if on_shutdown is not None:
                 on_shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_sigint()  # rclpy's shutdown put back the handler it found at init
+
+
+def _ignore_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

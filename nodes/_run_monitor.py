@@ -61,7 +61,8 @@ _HEADER_STAMP = struct.Struct("<iI")  # CDR little-endian: 4-byte encapsulation,
 class RunMonitor(Node):
     """Collects what the report needs; thread-safe snapshot via `snapshot()`."""
 
-    def __init__(self, scenario: str, corrector: AmrConfig | None = None, person_radius_m: float = 0.22) -> None:
+    def __init__(self, scenario: str, corrector: AmrConfig | None = None, person_radius_m: float = 0.22,
+                 namespace: str = "", clock_topic: str = "/clock") -> None:
         """Subscribe to the run's topics.
 
         Args:
@@ -70,8 +71,11 @@ class RunMonitor(Node):
                 which defines the swept path; defaults when None.
             person_radius_m: a person's radius around their ground-truth position [m] (the simulated worker's body
                 capsule).
+            namespace: the robot's namespace ('' = root): its topics are watched there.
+            clock_topic: the simulator's clock (global /clock; a namespaced stack with its own simulator has its own,
+                `physical_ai.bringup.stack.clock_topic`).
         """
-        super().__init__("physai_run_monitor")
+        super().__init__("physai_run_monitor", namespace=f"/{namespace.strip('/')}")
         self.log = RunLog(scenario)
         self._lock = threading.Lock()
         self._t0_wall = self._wall_now()
@@ -94,16 +98,16 @@ class RunMonitor(Node):
         self._corrector = corrector or AmrConfig()
         self._person_radius = person_radius_m
         self._actual_speed = 0.0
-        self.create_subscription(Clock, "/clock", self._on_clock, qos_profile_sensor_data)
-        self.create_subscription(SimGroundTruth, "/sim/ground_truth", self._on_gt, STATE_QOS)
+        self.create_subscription(Clock, clock_topic, self._on_clock, qos_profile_sensor_data)
+        self.create_subscription(SimGroundTruth, "sim/ground_truth", self._on_gt, STATE_QOS)
         # Every command, not the latest only (a depth-1 queue drops some under load and fakes jumps between the rest).
         every_command = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Twist, "/cmd_vel", self._on_cmd, every_command)
-        self.create_subscription(Odometry, "/odom", self._on_odom, qos_profile_sensor_data)
-        self.create_subscription(PointCloud2, "/lidar/points", self._on_lidar, qos_profile_sensor_data, raw=True)
-        self.create_subscription(ObstacleArray, "/perception/obstacles", self._on_obstacles, STATE_QOS)
-        self.create_subscription(ActionChunk, "/policy/action_chunk", self._on_chunk, STATE_QOS)
-        self.create_subscription(CorrectionStatus, "/correction/status", self._on_status, STATE_QOS)
+        self.create_subscription(Twist, "cmd_vel", self._on_cmd, every_command)
+        self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
+        self.create_subscription(PointCloud2, "lidar/points", self._on_lidar, qos_profile_sensor_data, raw=True)
+        self.create_subscription(ObstacleArray, "perception/obstacles", self._on_obstacles, STATE_QOS)
+        self.create_subscription(ActionChunk, "policy/action_chunk", self._on_chunk, STATE_QOS)
+        self.create_subscription(CorrectionStatus, "correction/status", self._on_status, STATE_QOS)
 
     def new_episode(self) -> None:
         """Forget the previous episode's samples (after `/sim/reset`; the report log is kept)."""

@@ -1,7 +1,12 @@
-"""/tf and /tf_static over rclpy: a listener that fills a `TransformBuffer`, and a publisher for both topics.
+"""tf and tf_static over rclpy: a listener that fills a `TransformBuffer`, and a publisher for both topics.
 
-tf2_ros is not available from the PyPI wheels; these follow its wire conventions (tf2_msgs/TFMessage, /tf reliable
-depth 100, /tf_static reliable transient-local carrying the whole static set) so they interoperate with it.
+tf2_ros is not available from the PyPI wheels; these follow its wire conventions (tf2_msgs/TFMessage, tf reliable
+depth 100, tf_static reliable transient-local carrying the whole static set) so they interoperate with it.
+
+The topic names are relative: in the root namespace they are /tf and /tf_static as tf2_ros uses them; in a robot's
+namespace (/robot1/tf, /robot1/tf_static) each robot has a transform tree of its own with the usual frame names
+(map, odom, base_link), as Nav2's multi-robot bring-up remaps them. Tools outside the namespace remap too
+(`rviz2 --ros-args -r /tf:=/robot1/tf -r /tf_static:=/robot1/tf_static`).
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ class TfListener:
     has the PhysaiNode `count` method.
     """
 
-    def __init__(self, node: Node, buffer: TransformBuffer, tf_topic: str = "/tf",
-                 tf_static_topic: str = "/tf_static") -> None:
+    def __init__(self, node: Node, buffer: TransformBuffer, tf_topic: str = "tf",
+                 tf_static_topic: str = "tf_static") -> None:
         self.node = node
         self.buffer = buffer
         on_time_reset = getattr(node, "on_time_reset", None)
@@ -89,7 +94,7 @@ class TfPublisher:
     transient-local topic of depth 1 only replays the last message to late joiners.
     """
 
-    def __init__(self, node: Node, tf_topic: str = "/tf", tf_static_topic: str = "/tf_static") -> None:
+    def __init__(self, node: Node, tf_topic: str = "tf", tf_static_topic: str = "tf_static") -> None:
         self.node = node
         self._tf_pub = node.create_publisher(TFMessage, tf_topic, TF_QOS)
         self._static_pub = node.create_publisher(TFMessage, tf_static_topic, TF_STATIC_PUB_QOS)

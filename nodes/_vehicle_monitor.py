@@ -29,8 +29,9 @@ ALL_COMMANDS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=500, reliab
 class VehicleRunMonitor(RunMonitor):
     """`RunMonitor` for the Ackermann car (see module docstring)."""
 
-    def __init__(self, ackermann_topic: str = "/ackermann_cmd") -> None:
-        super().__init__("vehicle")
+    def __init__(self, ackermann_topic: str = "ackermann_cmd", namespace: str = "",
+                 clock_topic: str = "/clock") -> None:
+        super().__init__("vehicle", namespace=namespace, clock_topic=clock_topic)
         self._stamps: list[int] = []  # header stamp of each command in self._cmds [ns]
         self.lead_gap_m = float("nan")
         self.create_subscription(AckermannDriveStamped, ackermann_topic, self._on_ackermann, ALL_COMMANDS_QOS)

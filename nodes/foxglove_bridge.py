@@ -29,9 +29,9 @@ from physical_ai_nodes._base import PhysaiNode, run_node
 from physical_ai_nodes._topics import matching_qos, message_class
 
 DEFAULT_TOPICS = [
-    "/tf", "/tf_static", "/odom", "/joint_states", "/scan", "/lidar/points", "/camera/color/image_raw",
-    "/perception/obstacles", "/perception/markers", "/perception/occupancy", "/policy/action_chunk",
-    "/policy/world_model", "/correction/status", "/cmd_vel", "/sim/ground_truth", "/diagnostics",
+    "tf", "tf_static", "odom", "joint_states", "scan", "lidar/points", "camera/color/image_raw",
+    "perception/obstacles", "perception/markers", "perception/occupancy", "policy/action_chunk",
+    "policy/world_model", "correction/status", "cmd_vel", "sim/ground_truth", "/diagnostics",
 ]
 
 
@@ -63,15 +63,16 @@ class FoxgloveBridge(PhysaiNode):
 
     def __init__(self) -> None:
         super().__init__("foxglove_bridge")
-        self._wanted = set(self.param("topics", DEFAULT_TOPICS, "Topics offered to Foxglove (absolute names); "
-                                      "those not published yet are offered once they appear"))
+        self._wanted = {self.resolve_topic_name(t) for t in self.param(
+            "topics", DEFAULT_TOPICS, "Topics offered to Foxglove (relative names are in the node's namespace, the "
+            "robot's); those not published yet are offered once they appear")}
         host = self.param("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface)")
         port = self.param("port", 8765, "WebSocket port (0: any free port, logged)", (0, 65535))
         max_rate_hz = self.param("max_rate_hz", 10.0, "Most messages forwarded per topic per second [Hz]",
                                  (0.1, 1000.0))
-        self._unlimited = set(self.param("unlimited_topics", ["/tf", "/tf_static", "/diagnostics"],
-                                         "Topics exempt from max_rate_hz: several publishers share them, and "
-                                         "dropping one message drops another node's frames or status"))
+        self._unlimited = {self.resolve_topic_name(t) for t in self.param(
+            "unlimited_topics", ["tf", "tf_static", "/diagnostics"], "Topics exempt from max_rate_hz: several "
+            "publishers share them, and dropping one message drops another node's frames or status")}
         period = self.param("discovery_period_s", 2.0, "How often to look for new topics [s]", (0.1, 60.0))
         self._min_interval_ns = int(1e9 / max_rate_hz)
         self._channels: dict[str, Channel] = {}

@@ -80,12 +80,12 @@ class PerceptionFusion(PhysaiNode):
         self.tf_wait_ns = int(p("tf_wait_s", 0.1, "A frame waits at most this long for the tracking-frame pose at "
                                 "its stamp (tf arriving after the sensor data) before it is dropped [s]",
                                 (0.0, 1.0)) * 1e9)
-        lidar_topics = _topics(p("lidar_topics", "/lidar/points", "PointCloud2 topics, comma-separated"))
+        lidar_topics = _topics(p("lidar_topics", "lidar/points", "PointCloud2 topics, comma-separated"))
         scan_topics = _topics(p("scan_topics", "", "LaserScan topics, comma-separated"))
-        image_topic = p("image_topic", "/camera/color/image_raw", "RGB image topic ('' disables)")
-        info_topic = p("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the RGB image")
+        image_topic = p("image_topic", "camera/color/image_raw", "RGB image topic ('' disables)")
+        info_topic = p("camera_info_topic", "camera/color/camera_info", "CameraInfo of the RGB image")
         depth_topic = p("depth_topic", "", "Depth image topic, 32FC1 [m] or 16UC1 [mm] ('' disables)")
-        depth_info_topic = p("depth_info_topic", "/camera/depth/camera_info", "CameraInfo of the depth image")
+        depth_info_topic = p("depth_info_topic", "camera/depth/camera_info", "CameraInfo of the depth image")
         tactile_topic = p("tactile_topic", "", "TactileState topic ('' disables)")
         range_age = p("lidar_max_age_s", 0.5, "LiDAR/scan data older than this is stale [s]", (0.01, 10.0))
         camera_age = p("camera_max_age_s", 0.5, "Camera/depth data older than this is stale [s]", (0.01, 10.0))
@@ -197,11 +197,11 @@ class PerceptionFusion(PhysaiNode):
         self._pose_wait: collections.deque = collections.deque()  # frames waiting for their tracking-frame pose
         self.on_time_reset(self._restart)
 
-        self.obstacle_pub = self.checked_publisher(ObstacleArray, "/perception/obstacles")
-        self.grid_pub = self.checked_publisher(OccupancyGrid, "/perception/occupancy")
-        self.parts_pub = self.checked_publisher(DetectedPartArray, "/perception/parts")
-        self.contact_pub = self.checked_publisher(TactileState, "/perception/contact")
-        self.marker_pub = self.checked_publisher(MarkerArray, "/perception/markers")
+        self.obstacle_pub = self.checked_publisher(ObstacleArray, "perception/obstacles")
+        self.grid_pub = self.checked_publisher(OccupancyGrid, "perception/occupancy")
+        self.parts_pub = self.checked_publisher(DetectedPartArray, "perception/parts")
+        self.contact_pub = self.checked_publisher(TactileState, "perception/contact")
+        self.marker_pub = self.checked_publisher(MarkerArray, "perception/markers")
         self.create_timer(0.005, self._poll)
         self.set_status(DiagnosticStatus.OK, "waiting for sensors")
 
@@ -237,7 +237,7 @@ class PerceptionFusion(PhysaiNode):
         self.joint_gap_ns = int(p("self_filter_max_joint_gap_s", 0.1, "A frame uses the joint state nearest its "
                                   "stamp if it is this close; else the frame is dropped (counted) [s]",
                                   (0.001, 1.0)) * 1e9)
-        self.sensor_subscription(JointState, p("joint_states_topic", "/joint_states", "Robot joint states"),
+        self.sensor_subscription(JointState, p("joint_states_topic", "joint_states", "Robot joint states"),
                                  self._on_joint_states)
 
     def _on_joint_states(self, msg: JointState) -> None:

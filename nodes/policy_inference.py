@@ -123,19 +123,19 @@ class PolicyInferenceNode(PhysaiNode):
                                    "are dropped (sent before a clock jump back, e.g. a simulator reset) [s]",
                                    (0.0, 60.0)) * NS)
         topics = {
-            "image": p("image_topic", "/camera/color/image_raw", "Colour image input (sensor_msgs/Image)"),
-            "joints": p("joint_states_topic", "/joint_states", "Joint state input (sensor_msgs/JointState)"),
-            "odom": p("odom_topic", "/odom", "Odometry input (nav_msgs/Odometry)"),
-            "obstacles": p("obstacles_topic", "/perception/obstacles", "Fused obstacles (ObstacleArray)"),
-            "parts": p("parts_topic", "/perception/parts", "Part poses (DetectedPartArray)"),
-            "tactile": p("tactile_topic", "/tactile/state", "Tactile input (TactileState)"),
+            "image": p("image_topic", "camera/color/image_raw", "Colour image input (sensor_msgs/Image)"),
+            "joints": p("joint_states_topic", "joint_states", "Joint state input (sensor_msgs/JointState)"),
+            "odom": p("odom_topic", "odom", "Odometry input (nav_msgs/Odometry)"),
+            "obstacles": p("obstacles_topic", "perception/obstacles", "Fused obstacles (ObstacleArray)"),
+            "parts": p("parts_topic", "perception/parts", "Part poses (DetectedPartArray)"),
+            "tactile": p("tactile_topic", "tactile/state", "Tactile input (TactileState)"),
         }
         self.pose_frame = p("pose_frame", "", "Frame the odometry pose is given to the model in, via /tf (e.g. map "
                             "for a localised AMR policy); '' = as received")
-        instruction_topic = p("instruction_topic", "/policy/instruction", "Task instruction input (std_msgs/String)")
+        instruction_topic = p("instruction_topic", "policy/instruction", "Task instruction input (std_msgs/String)")
         self.instruction = p("instruction", "", "Task instruction until one arrives on instruction_topic [text]")
-        chunk_topic = p("action_chunk_topic", "/policy/action_chunk", "Output action chunks (ActionChunk)")
-        trajectory_topic = p("joint_trajectory_topic", "/policy/joint_trajectory",
+        chunk_topic = p("action_chunk_topic", "policy/action_chunk", "Output action chunks (ActionChunk)")
+        trajectory_topic = p("joint_trajectory_topic", "policy/joint_trajectory",
                              "Output for arms (trajectory_msgs/JointTrajectory); '' disables")
         self.gripper_names = tuple(p("gripper_actions", ["gripper"], "Action names left out of the trajectory"))
         self.paused = p("paused", False, "Pause inference (no new chunks) while true")
@@ -172,7 +172,7 @@ class PolicyInferenceNode(PhysaiNode):
                 self.get_logger().fatal(f"cannot load world model: {exc}")
                 raise SystemExit(f"policy_inference: world_model: {exc}") from None
             self.wm_pub = self.checked_publisher(WorldModelPrediction, p(
-                "world_model_topic", "/policy/world_model", "World-model predictions (WorldModelPrediction)"))
+                "world_model_topic", "policy/world_model", "World-model predictions (WorldModelPrediction)"))
         spec = self.config.observation
 
         # Latest input per source: (decoded value, stamp [ns]).

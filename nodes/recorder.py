@@ -20,9 +20,11 @@ class Recorder(PhysaiNode):
     def __init__(self) -> None:
         super().__init__("recorder")
         output = self.param("output", "recording.mcap", "MCAP file to write")
-        self._topics = set(self.param("topics", [""], "Topics to record; [''] records every topic"))
-        self._topics.discard("")
-        self._exclude = set(self.param("exclude", ["/rosout", "/parameter_events"], "Topics never recorded"))
+        self._topics = {self.resolve_topic_name(t) for t in self.param(
+            "topics", [""], "Topics to record (relative names are in the node's namespace); [''] records every "
+            "topic") if t}
+        self._exclude = {self.resolve_topic_name(t) for t in self.param(
+            "exclude", ["/rosout", "/parameter_events"], "Topics never recorded") if t}
         period = self.param("discovery_period_s", 0.5, "How often to look for new topics [s]", (0.05, 10.0))
         self._recorder = McapRecorder(output)
         self._recorded: dict[str, Any] = {}

@@ -2,7 +2,8 @@
 
 The smallest real node following the package conventions (`nodes/_base.py`): validated parameters from
 `config/sensor_monitor.yaml`, sensor-data QoS inputs, counted drops, node-clock time (so `use_sim_time` works) and
-a clean SIGINT shutdown. Each entry of `topics` is "topic:pkg/msg/Type", e.g. "/scan:sensor_msgs/msg/LaserScan".
+a clean SIGINT shutdown. Each entry of `topics` is "topic:pkg/msg/Type", e.g. "scan:sensor_msgs/msg/LaserScan"
+(a relative name is in the node's namespace).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from physical_ai_nodes._base import PhysaiNode, run_node
 
 
 def parse_topic_spec(spec: str) -> tuple[str, type]:
-    """Split "topic:pkg/msg/Type" and import the message class.
+    """Split "topic:pkg/msg/Type" (a relative topic is in the node's namespace) and import the message class.
 
     Raises:
         ValueError: a malformed entry or a type that cannot be imported.
     """
     topic, sep, type_name = spec.rpartition(":")
     parts = type_name.split("/")
-    if not sep or not topic.startswith("/") or len(parts) != 3 or parts[1] != "msg":
-        raise ValueError(f"topic entry {spec!r} must look like '/topic:pkg/msg/Type'")
+    if not sep or not topic.strip("/") or len(parts) != 3 or parts[1] != "msg":
+        raise ValueError(f"topic entry {spec!r} must look like 'topic:pkg/msg/Type'")
     try:
         return topic, getattr(importlib.import_module(f"{parts[0]}.msg"), parts[2])
     except (ImportError, AttributeError) as exc:
@@ -37,7 +38,7 @@ class SensorMonitor(PhysaiNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sensor_monitor", **kwargs)
-        specs = self.param("topics", ["/scan:sensor_msgs/msg/LaserScan"],
+        specs = self.param("topics", ["scan:sensor_msgs/msg/LaserScan"],
                            "Sensor topics to watch, each 'topic:pkg/msg/Type'")
         self.stale_after_s = self.param("stale_after_s", 0.5, "A topic is stale after this long without data [s]",
                                         (0.01, 60.0))

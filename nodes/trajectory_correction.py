@@ -100,8 +100,8 @@ class TrajectoryCorrection(PhysaiNode):
                                         (0.0, 10.0))
         self.max_chunk_future = self.param("max_chunk_future_s", 0.5, "Reject chunks starting further ahead [s]",
                                            (0.0, 10.0))
-        chunk_topic = self.param("chunk_topic", "/policy/action_chunk", "ActionChunk input topic")
-        obstacle_topic = self.param("obstacle_topic", "/perception/obstacles", "ObstacleArray input topic")
+        chunk_topic = self.param("chunk_topic", "policy/action_chunk", "ActionChunk input topic")
+        obstacle_topic = self.param("obstacle_topic", "perception/obstacles", "ObstacleArray input topic")
         required = self.param("required_obstacle_sensors", [""],
                               "Sensors that must be alive in the obstacle data for it to count as fresh "
                               "(lidar, camera, depth, tactile; [''] = any)")
@@ -124,7 +124,7 @@ class TrajectoryCorrection(PhysaiNode):
         # Sensor stamps [ns] of the obstacle inputs in the core (raw points/scan, fused obstacles) and the newest of
         # them that the last cycle used (reported in the status: a reaction is only caused by inputs it had).
         self._points_stamp_ns = self._fused_stamp_ns = self._used_stamp_ns = 0
-        self.status_pub = self.checked_publisher(CorrectionStatus, "/correction/status", STATE_QOS)
+        self.status_pub = self.checked_publisher(CorrectionStatus, "correction/status", STATE_QOS)
         self.create_subscription(ActionChunk, chunk_topic, self._on_chunk, COMMAND_QOS)
         self.sensor_subscription(ObstacleArray, obstacle_topic, self._on_obstacles, STATE_QOS)
         getattr(self, f"_setup_{self.mode}")()
@@ -184,17 +184,17 @@ class TrajectoryCorrection(PhysaiNode):
             raise ValueError(f"arm_output must be one of {ARM_OUTPUTS}")
         if self.arm_output == "trajectory":
             self.cmd_pub = self.checked_publisher(JointTrajectory, self.param(
-                "trajectory_topic", "/arm_controller/joint_trajectory", "JointTrajectory output"), COMMAND_QOS)
+                "trajectory_topic", "arm_controller/joint_trajectory", "JointTrajectory output"), COMMAND_QOS)
         else:
             self.cmd_pub = self.checked_publisher(Float64MultiArray, self.param(
-                "commands_topic", "/arm_controller/commands", "Float64MultiArray output"), COMMAND_QOS)
+                "commands_topic", "arm_controller/commands", "Float64MultiArray output"), COMMAND_QOS)
         self.gripper_pub = self.checked_publisher(Float64MultiArray, self.param(
-            "gripper_topic", "/gripper_controller/commands", "Gripper opening output"), COMMAND_QOS)
+            "gripper_topic", "gripper_controller/commands", "Gripper opening output"), COMMAND_QOS)
         trajectory_in = self.param("trajectory_in_topic", "", "JointTrajectory input from another planner (e.g. "
                                    "MoveIt); '' = off")
         if trajectory_in:
             self.create_subscription(JointTrajectory, trajectory_in, self._on_trajectory, COMMAND_QOS)
-        self.sensor_subscription(JointState, "/joint_states", self._on_joint_states)
+        self.sensor_subscription(JointState, "joint_states", self._on_joint_states)
         self._step = self._step_arm
 
     def _setup_amr(self) -> None:
@@ -224,20 +224,20 @@ class TrajectoryCorrection(PhysaiNode):
         self.wake_on_points = self.param("wake_on_points", True, "Run a cycle at once when a LiDAR frame (points or "
                                          "scan) arrives, not at the next period (the periodic phase stays)")
         self.stamped = self.param("cmd_vel_stamped", False, "Publish TwistStamped instead of Twist")
-        out = self.param("cmd_vel_topic", "/cmd_vel", "Velocity command output")
+        out = self.param("cmd_vel_topic", "cmd_vel", "Velocity command output")
         self.cmd_pub = self.checked_publisher(TwistStamped if self.stamped else Twist, out, COMMAND_QOS)
-        self.create_subscription(Twist, self.param("cmd_vel_in_topic", "/cmd_vel_in", "Planner command input"),
+        self.create_subscription(Twist, self.param("cmd_vel_in_topic", "cmd_vel_in", "Planner command input"),
                                  self._on_cmd_vel, COMMAND_QOS)
-        for topic, kind, cb in ((self.param("points_topic", "/lidar/points", "PointCloud2 input ('' = off)"),
+        for topic, kind, cb in ((self.param("points_topic", "lidar/points", "PointCloud2 input ('' = off)"),
                                  PointCloud2, self._on_points),
-                                (self.param("scan_topic", "/scan", "LaserScan input ('' = off)"), LaserScan,
+                                (self.param("scan_topic", "scan", "LaserScan input ('' = off)"), LaserScan,
                                  self._on_scan)):
             if topic:
                 self.sensor_subscription(kind, topic, cb)
-        self.sensor_subscription(Odometry, "/odom", self._on_odom)
-        self.sensor_subscription(OccupancyGrid, self.param("occupancy_topic", "/perception/occupancy",
+        self.sensor_subscription(Odometry, "odom", self._on_odom)
+        self.sensor_subscription(OccupancyGrid, self.param("occupancy_topic", "perception/occupancy",
                                                            "OccupancyGrid input ('' = off)"), self._on_grid)
-        self.create_subscription(PoseStamped, self.param("goal_topic", "/goal_pose", "Route goal input"),
+        self.create_subscription(PoseStamped, self.param("goal_topic", "goal_pose", "Route goal input"),
                                  self._on_goal, COMMAND_QOS)
         self._step = self._step_amr
 
@@ -262,9 +262,9 @@ class TrajectoryCorrection(PhysaiNode):
 
         self._ackermann = AckermannDriveStamped
         self.cmd_pub = self.checked_publisher(AckermannDriveStamped, self.param(
-            "ackermann_topic", "/ackermann_cmd", "Ackermann output"), COMMAND_QOS)
-        self.sensor_subscription(Odometry, "/odom", self._on_odom)
-        self.create_subscription(PathMsg, self.param("path_topic", "/plan", "Path/lane centre input (odom frame)"),
+            "ackermann_topic", "ackermann_cmd", "Ackermann output"), COMMAND_QOS)
+        self.sensor_subscription(Odometry, "odom", self._on_odom)
+        self.create_subscription(PathMsg, self.param("path_topic", "plan", "Path/lane centre input (odom frame)"),
                                  self._on_path, STATE_QOS)
         self._step = self._step_vehicle
 

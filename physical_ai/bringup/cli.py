@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from physical_ai.bringup.processes import Supervisor
+from physical_ai.bringup.processes import Supervisor, stop_on_sigterm
 from physical_ai.bringup.stack import (
     FOXGLOVE,
     RECORDER,
@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mujoco: start our simulator node; gazebo/none: drivers come from elsewhere")
     parser.add_argument("--use-sim-time", choices=("auto", "true", "false"), default="auto",
                         help="follow /clock (auto: true with a simulator)")
-    parser.add_argument("--namespace", default="", help="ROS namespace for every node")
+    parser.add_argument("--namespace", default="",
+                        help="ROS namespace of this robot: its topics, parameters and tf move under /<namespace> "
+                             "(several robots on one network); /diagnostics stays global")
     parser.add_argument("--params-file", default=None, help="parameter YAML (default: config/<robot>.yaml)")
     parser.add_argument("--policy", default=None, help="policy checkpoint directory (overrides the config)")
     parser.add_argument("--record", default=None, metavar="MCAP", help="record every topic to this MCAP file")
@@ -42,18 +44,25 @@ def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]
     overrides = {"policy_inference": {"checkpoint": str(Path(args.policy).resolve())}} if args.policy else {}
     commands = stack_commands(args.sim, params, namespace=args.namespace, use_sim_time=use_sim_time,
                               overrides=overrides)
+    own_clock = args.sim == "mujoco"
     if args.record:
         commands.append((RECORDER, node_command(RECORDER, params, namespace=args.namespace, use_sim_time=use_sim_time,
+                                                private_clock=own_clock,
                                                 overrides={"output": str(Path(args.record).resolve())})))
     if args.foxglove:
         commands.append((FOXGLOVE, node_command(FOXGLOVE, params, namespace=args.namespace,
-                                                use_sim_time=use_sim_time)))
+                                                use_sim_time=use_sim_time, private_clock=own_clock)))
     return commands
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the stack and supervise it until Ctrl-C or a required node dies."""
+    """Start the stack and supervise it until Ctrl-C, SIGTERM or a required node dies."""
     supervisor = Supervisor(build_commands(args), env=dict(os.environ),
                             log_dir=Path(args.log_dir) if args.log_dir else None)
-    supervisor.start()
-    return supervisor.spin()
+    with stop_on_sigterm():
+        try:
+            supervisor.start()
+        except KeyboardInterrupt:  # stopped while starting: stop what already runs
+            supervisor.stop()
+            return 0
+        return supervisor.spin()

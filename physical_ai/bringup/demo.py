@@ -22,6 +22,7 @@ from physical_ai.bringup.report import latency_summary, write_report
 from physical_ai.bringup.stack import (
     FOXGLOVE,
     RECORDER,
+    clock_topic,
     node_command,
     node_params,
     params_file,
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "deployed (README, 'Real-time priority'; needs root or CAP_SYS_NICE)")
     parser.add_argument("--foxglove", action="store_true",
                         help="also serve a Foxglove WebSocket live view (port from the config, default 8765)")
+    parser.add_argument("--namespace", default="",
+                        help="run the robot's stack (and its simulator, on its own clock) under this ROS namespace")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or Path("reports") / f"demo-{robot}-{stamp}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    corr = node_params(params, "trajectory_correction")
+    corr = node_params(params, "trajectory_correction", args.namespace)
 
     # the corrector reports every cycle, so that the reaction latency sees the first corrected command
     overrides = {"mujoco_sim": {"seed": str(args.seed)},
@@ -75,16 +78,18 @@ def run(args: argparse.Namespace) -> int:
         overrides["mujoco_sim"]["worker_trigger_m"] = str(args.worker_trigger_m)
     if args.policy:
         overrides["policy_inference"] = {"checkpoint": str(Path(args.policy).resolve())}
-    commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
+    ns = args.namespace
+    commands = stack_commands("mujoco", params, namespace=ns, use_sim_time=True, overrides=overrides)
     if args.realtime:
         try:
             commands = with_realtime(commands)
         except PermissionError as exc:
             raise SystemExit(f"--realtime: {exc}") from exc
-    commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True,
+    commands.append((RECORDER, node_command(RECORDER, params, namespace=ns, use_sim_time=True, private_clock=True,
                                             overrides={"output": str(out / "recording.mcap")})))
     if args.foxglove:
-        commands.append((FOXGLOVE, node_command(FOXGLOVE, params, use_sim_time=True)))
+        commands.append((FOXGLOVE, node_command(FOXGLOVE, params, namespace=ns, use_sim_time=True,
+                                                private_clock=True)))
         live = node_params(params, FOXGLOVE.name)
         print(f"[demo] live view: open ws://{live.get('host', '127.0.0.1')}:{live.get('port', 8765)} in Foxglove "
               "(Open connection > Foxglove WebSocket)", flush=True)
@@ -97,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
     if robot == "vehicle":  # Ackermann commands on /ackermann_cmd, not /cmd_vel
         from physical_ai_nodes._vehicle_monitor import VehicleRunMonitor
 
-        monitor = VehicleRunMonitor(str(corr.get("ackermann_topic", "/ackermann_cmd")))
+        monitor = VehicleRunMonitor(str(corr.get("ackermann_topic", "ackermann_cmd")), namespace=ns,
+                                    clock_topic=clock_topic(ns))
     else:
-        monitor = RunMonitor(robot, amr_config(corr) if robot == "amr" else None)
+        monitor = RunMonitor(robot, amr_config(corr) if robot == "amr" else None, namespace=ns,
+                             clock_topic=clock_topic(ns))
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)

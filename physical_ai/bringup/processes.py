@@ -3,11 +3,14 @@
 This is what `physai run` uses where `ros2 launch` is not installed. It follows the launch files' semantics:
 nodes marked respawn are restarted (with a delay, and at most `max_respawns` times), a required node that dies
 ends the bring-up with a non-zero exit code, and Ctrl-C sends SIGINT to every node (the shutdown ROS 2 nodes
-expect), escalating to SIGKILL only after a timeout.
+expect), escalating to SIGKILL only after a timeout. Nodes run in sessions of their own, so a signal to the
+supervisor reaches only the supervisor: SIGTERM and SIGHUP (a service manager, `kill`, a closed terminal) are
+turned into the same ordered stop as Ctrl-C by `stop_on_sigterm`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -15,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -112,7 +115,14 @@ class Supervisor:
         return 0 if self.exit_code is None else self.exit_code
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGINT every running node (last started first), wait, then SIGKILL what is left."""
+        """SIGINT every running node (last started first), wait, then SIGKILL what is left.
+
+        A second Ctrl-C or SIGTERM meanwhile does not cut this short (it would leave nodes behind).
+        """
+        with _signals_deferred():
+            self._stop(timeout_s)
+
+    def _stop(self, timeout_s: float) -> None:
         running = [c for c in reversed(self._children) if c.process is not None and c.process.poll() is None]
         for child in running:
             assert child.process is not None
@@ -137,7 +147,9 @@ class Supervisor:
         child.died_at = None
         if self._log_dir is not None:
             if child.log is None:
-                child.log = open(self._log_dir / f"{child.spec.name}.log", "ab")  # closed in stop()
+                path = self._log_dir / f"{child.spec.name}.log"  # robot1/perception_fusion.log in a fleet
+                path.parent.mkdir(parents=True, exist_ok=True)
+                child.log = open(path, "ab")  # closed in stop()
             out: int | IO[bytes] = child.log
         else:
             out = subprocess.PIPE
@@ -147,6 +159,45 @@ class Supervisor:
         if out is subprocess.PIPE:
             threading.Thread(target=_prefix_lines, args=(child.process, child.spec.name), daemon=True).start()
         self._on_event(f"started {child.spec.name} (pid {child.process.pid})")
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within this block SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does.
+
+    `Supervisor.spin` then stops every node in order. Outside the main thread (where Python cannot install signal
+    handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ignore stop signals (main thread only) while the nodes are being stopped; restore the handlers after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _prefix_lines(process: subprocess.Popen[bytes], name: str) -> None:

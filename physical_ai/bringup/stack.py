@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,35 +88,105 @@ def params_file(robot: str, override: str | os.PathLike[str] | None = None) -> P
     return path
 
 
-def node_params(params: Path, node: str) -> dict[str, Any]:
-    """One node's `ros__parameters` from a ROS 2 parameter file ({} when the file has none for it)."""
+ParamFiles = Path | Sequence[Path]
+
+
+def param_files(params: ParamFiles) -> list[Path]:
+    """One parameter file or several (applied in order, later values overriding earlier ones) as a list."""
+    return [Path(params)] if isinstance(params, (str, os.PathLike)) else [Path(p) for p in params]
+
+
+def node_params(params: ParamFiles, node: str, namespace: str = "") -> dict[str, Any]:
+    """One node's `ros__parameters` from ROS 2 parameter files, as the node /<namespace>/<node> gets them.
+
+    Sections are matched as rclpy matches them against the node's fully qualified name: `node` (root namespace
+    only), `/ns/node`, and patterns where `/*` stands for one namespace token and `/**` for any number of them (the
+    shipped files use `/**/node`, so one file serves a robot in any namespace). Matching sections apply in file
+    order, a later one overriding an earlier one. {} when no section matches.
+    """
     import yaml
 
-    doc = yaml.safe_load(Path(params).read_text()) or {}
-    return dict((doc.get(node) or {}).get("ros__parameters") or {})
+    fqn = node_fqn(node, namespace)
+    merged: dict[str, Any] = {}
+    for path in param_files(params):
+        for key, section in (yaml.safe_load(path.read_text()) or {}).items():
+            if isinstance(section, dict) and section_matches(str(key), fqn):
+                merged.update(section.get("ros__parameters") or {})
+    return merged
 
 
-def node_command(spec: NodeSpec, params: Path, *, namespace: str = "", use_sim_time: bool = False,
-                 overrides: Mapping[str, str] | None = None, python: str | None = None) -> list[str]:
-    """The argv that runs one node in its own process, as `ros2 launch` would with the same arguments."""
+def node_fqn(node: str, namespace: str = "") -> str:
+    """Fully qualified node name: /<namespace>/<node> (namespace without leading or trailing slashes)."""
+    ns = namespace.strip("/")
+    return f"/{ns}/{node}" if ns else f"/{node}"
+
+
+def section_matches(key: str, fqn: str) -> bool:
+    """Whether a parameter-file section key (`node`, `/ns/node`, `/**/node`, `/**`, `/*/node`) names node `fqn`."""
+    pattern = key if key.startswith("/") else f"/{key}"
+    regex = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("/**", i):
+            regex += "(/[^/]+)*"
+            i += 3
+        elif pattern.startswith("/*", i):
+            regex += "/[^/]+"
+            i += 2
+        else:
+            regex += re.escape(pattern[i])
+            i += 1
+    return re.fullmatch(regex, fqn) is not None
+
+
+def node_command(spec: NodeSpec, params: ParamFiles, *, namespace: str = "", use_sim_time: bool = False,
+                 private_clock: bool = False, overrides: Mapping[str, str] | None = None,
+                 python: str | None = None) -> list[str]:
+    """The argv that runs one node in its own process, as `ros2 launch` would with the same arguments.
+
+    Args:
+        spec: the node.
+        params: the parameter file, or files applied in order (`/**/<node>` sections apply in any namespace).
+        namespace: the robot's namespace ('' = root); every relative topic, service and tf name moves under it.
+        use_sim_time: follow the clock topic.
+        private_clock: this stack has a simulator of its own: its clock is <namespace>/clock, not the global /clock
+            that a shared simulator (the fleet) publishes for every robot.
+        overrides: parameter values that replace the file's.
+        python: interpreter (default: this one).
+    """
     import sys
 
     argv = [python or sys.executable, "-m", f"physical_ai_nodes.{spec.name}", "--ros-args",
-            "-r", f"__node:={spec.name}", "--params-file", str(params),
-            "-p", f"use_sim_time:={'true' if use_sim_time else 'false'}"]
-    if namespace:
+            "-r", f"__node:={spec.name}"]
+    for path in param_files(params):
+        argv += ["--params-file", str(path)]
+    argv += ["-p", f"use_sim_time:={'true' if use_sim_time else 'false'}"]
+    if namespace.strip("/"):
         argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
+        if private_clock:
+            argv += ["-r", f"/clock:={clock_topic(namespace)}"]
     for key, value in (overrides or {}).items():
         argv += ["-p", f"{key}:={value}"]
     return argv
 
 
-def stack_commands(sim: str, params: Path, *, namespace: str = "", use_sim_time: bool = False,
+def clock_topic(namespace: str) -> str:
+    """The clock a namespaced stack with its own simulator runs on (/clock in the root namespace)."""
+    ns = namespace.strip("/")
+    return f"/{ns}/clock" if ns else "/clock"
+
+
+def stack_commands(sim: str, params: ParamFiles, *, namespace: str = "", use_sim_time: bool = False,
                    overrides: Mapping[str, Mapping[str, str]] | None = None) -> list[tuple[NodeSpec, list[str]]]:
-    """(spec, argv) of every node of a bring-up, each with its own parameter overrides (by node name)."""
+    """(spec, argv) of every node of a bring-up, each with its own parameter overrides (by node name).
+
+    A namespaced bring-up that starts its own simulator (`sim="mujoco"`) keeps that simulator's clock in its
+    namespace, so two such stacks in one ROS domain do not hear each other's time.
+    """
     overrides = overrides or {}
     return [(spec, node_command(spec, params, namespace=namespace, use_sim_time=use_sim_time,
-                                overrides=overrides.get(spec.name))) for spec in nodes_for(sim)]
+                                private_clock=sim == "mujoco", overrides=overrides.get(spec.name)))
+            for spec in nodes_for(sim)]
 
 
 # Real-time priorities as deployed (README, "Real-time priority"): the corrector's process and the drivers' (here the

@@ -20,14 +20,13 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 from bringup_testlib import AMR_NODES, ROOT, Probe, RunningStack, amr_commands, nonzero_cmd
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import ActionChunk, CorrectionStatus, Obstacle, ObstacleArray
 from sensor_msgs.msg import Image, LaserScan, PointCloud2, PointField
 
-from physical_ai.bringup.stack import params_file
+from physical_ai.bringup.stack import node_params, params_file
 from physical_ai.convert import ns_to_stamp
 
 STALE_OBSTACLES = CorrectionStatus.STALE_OBSTACLES
@@ -36,7 +35,7 @@ STARTUP_S = 90  # first messages of a freshly started stack on a loaded 2-core m
 
 
 def _corrector_params() -> dict:
-    return yaml.safe_load(params_file("amr").read_text())["trajectory_correction"]["ros__parameters"]
+    return node_params(params_file("amr"), "trajectory_correction")
 
 
 def _is_zero(msg: Twist) -> bool:

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import rclpy
 import websockets
-import yaml
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import Obstacle, ObstacleArray
@@ -30,7 +29,7 @@ from rclpy.serialization import deserialize_message
 from tf2_msgs.msg import TFMessage
 
 from physical_ai.bringup import cli, demo
-from physical_ai.bringup.stack import FOXGLOVE, ROBOTS, params_file
+from physical_ai.bringup.stack import FOXGLOVE, ROBOTS, node_params, params_file
 from physical_ai_nodes._base import LATCHED_QOS, STATE_QOS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,7 +231,8 @@ def test_robot_params_hold_a_valid_bridge_section(robot):
     tree = ast.parse((ROOT / "nodes" / "foxglove_bridge.py").read_text())
     declared = {call.args[0].value for call in ast.walk(tree) if isinstance(call, ast.Call)
                 and getattr(call.func, "attr", None) == "param" and isinstance(call.args[0], ast.Constant)}
-    section = yaml.safe_load(params_file(robot).read_text())["foxglove_bridge"]["ros__parameters"]
+    section = node_params(params_file(robot), "foxglove_bridge")
     assert set(section) <= declared, f"unknown keys {set(section) - declared}"
-    assert section["topics"] and all(t.startswith("/") for t in section["topics"])
+    # the robot's topics are relative (in its namespace); only the shared /diagnostics is absolute
+    assert section["topics"] and all(not t.startswith("/") for t in section["topics"] if t != "/diagnostics")
     assert 0 < section["port"] <= 65535

@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 from bringup_testlib import ROOT, Probe, nonzero_cmd
+from physical_ai_stack.msg import CorrectionStatus
 
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.stack import NodeSpec
@@ -124,12 +125,44 @@ def test_stop_kills_children_that_ignore_sigint(tmp_path):
     assert proc.returncode == -signal.SIGKILL
 
 
+def test_sigterm_to_the_supervisor_stops_its_nodes_in_order(tmp_path):
+    # The nodes run in sessions of their own (a terminal's Ctrl-C reaches only the supervisor), so a SIGTERM to
+    # the supervisor (a service manager, `kill`) must be passed on as the same ordered SIGINT stop, not orphan them.
+    handler = ("import signal, sys, time\n"
+               f"out = {str(tmp_path)!r} + '/' + sys.argv[1]\n"
+               "def on(sig, frame):\n"
+               "    open(out, 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
+               "signal.signal(signal.SIGINT, on); signal.signal(signal.SIGTERM, on)\n"
+               "open(out + '.ready', 'w').close()\n"
+               "time.sleep(60)\n")
+    supervisor = ("import sys\n"
+                  "from physical_ai.bringup.processes import Supervisor, stop_on_sigterm\n"
+                  "from physical_ai.bringup.stack import NodeSpec\n"
+                  f"handler = {handler!r}\n"
+                  "sup = Supervisor([(NodeSpec(f'n{i}'), [sys.executable, '-c', handler, f'n{i}']) for i in range(3)],"
+                  f" log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
+                  "with stop_on_sigterm():\n"
+                  "    sup.start()\n"
+                  "    sys.exit(sup.spin(period_s=0.05))\n")
+    proc = subprocess.Popen(_py(supervisor), stdout=open(tmp_path / "sup.out", "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"n{i}.ready").exists() for i in range(3)):
+        assert time.monotonic() < deadline, (tmp_path / "sup.out").read_text()
+        time.sleep(0.02)
+    children = psutil.Process(proc.pid).children()
+    assert len(children) == 3
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, (tmp_path / "sup.out").read_text()
+    assert [(tmp_path / f"n{i}").read_text() for i in range(3)] == ["SIGINT"] * 3
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
 # ---- `physai run amr --sim mujoco` as a user runs it ------------------------------------------------------------
 
-def _start_physai(tmp_path) -> subprocess.Popen[bytes]:
+def _start_physai(tmp_path, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "physical_ai.cli", "run", "amr", "--sim", "mujoco",
-                             "--log-dir", str(tmp_path / "logs")], cwd=ROOT, env=env,
+                             "--log-dir", str(tmp_path / "logs"), *args], cwd=ROOT, env=env,
                             stdout=open(tmp_path / "physai.out", "wb"), stderr=subprocess.STDOUT)
 
 
@@ -202,5 +235,25 @@ def test_physai_run_exits_nonzero_when_the_corrector_dies(tmp_path, probe):
         for name, child in children.items():
             assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"{name} left running"
         assert "required node trajectory_correction is gone" in (tmp_path / "physai.out").read_text()
+    finally:
+        _cleanup(proc, children)
+
+
+def test_physai_run_in_a_namespace_and_sigterm_stops_its_nodes(tmp_path, probe):
+    # issue 20: SIGTERM to `physai run` stopped only the supervisor and left its nodes running.
+    proc = _start_physai(tmp_path, "--namespace", "robot1")
+    children: dict[str, psutil.Process] = {}
+    try:
+        children = _node_children(proc, 4)
+        status = probe.node.create_subscription(CorrectionStatus, "/robot1/correction/status",
+                                                probe._recorder("/robot1/correction/status"), 10)
+        probe.wait(lambda: probe.count("/robot1/correction/status") > 5, 90, "/robot1/correction/status flowing")
+        assert probe.count("/correction/status") == 0      # nothing of the robot at the root
+        probe.node.destroy_subscription(status)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        for name, child in children.items():
+            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"{name} left running"
+        assert "ignored SIGINT" not in (tmp_path / "physai.out").read_text()
     finally:
         _cleanup(proc, children)
