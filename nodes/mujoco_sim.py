@@ -1,10 +1,14 @@
 """mujoco_sim: a MuJoCo scenario that plays the robot's drivers over ROS 2.
 
-Publishes what real drivers (or Gazebo's ros_gz_bridge) publish: joint_states, odom, /tf, /tf_static, camera
+Publishes what real drivers (or Gazebo's ros_gz_bridge) publish: joint_states, odom, tf, tf_static, camera
 colour + depth + camera_info, lidar/points, scan, tactile/state, plus /clock (sim time) and the privileged
 sim/ground_truth. Accepts the drivers' commands: arm_controller/joint_trajectory, arm_controller/commands,
 gripper_controller/commands, cmd_vel (Twist or TwistStamped), ackermann_cmd. Bad commands are rejected with a
 logged reason and counted (`rejected.<topic>.<reason>` in /diagnostics); the robot holds its last safe target.
+All names are relative (the node's namespace) except /clock. The fleet scenario (`scenario: fleet`) plays several
+robots in one world: each robot's topics and tf tree are under `<robot>/` (robot1/odom, robot1/tf, robot1/cmd_vel,
+...), the fleet's own ground truth on sim/ground_truth, and each robot's contacts by kind and clearances are values
+of this node's /diagnostics status (`robot1.contacts.person`, `robot1.min_robot_clearance_m`, ...).
 
 Physics runs in its own thread, paced at `real_time_factor` (0 = as fast as possible); ROS callbacks only
 validate and hand over commands under a lock. Stamps are simulation time (run the stack with use_sim_time).
@@ -44,6 +48,7 @@ from physical_ai.convert import (
     stamp_to_ns,
 )
 from physical_ai.sim.commands import CommandRejected, check_stamp
+from physical_ai.sim.fleet import FleetRobot
 from physical_ai.sim.runner import STREAMS, SensorGeometry, SimRunner, StreamConfig, default_streams
 from physical_ai.sim.scenarios import (
     ArmCell,
@@ -89,6 +94,8 @@ class MujocoSim(PhysaiNode):
                                (0.01, 10.0)),
             "hand_time_s": p("hand_time_s", -1.0, "Arm cell: hand obstacle enters at this sim time; <0 never [s]",
                              (-1.0, 1e6)),
+            "time_limit_s": p("time_limit_s", 0.0, "Episode length (ground truth says done after it); 0 = the "
+                              "scenario's own (arm 30 s, AMR 60 s, vehicle 45 s, fleet 90 s) [s]", (0.0, 3600.0)),
             "worker_trigger_m": p("worker_trigger_m", 0.0, "AMR: a worker starts walking when the AMR comes this "
                                   "close before its aisle (a triggered target); 0 = seeded start times [m]",
                                   (0.0, 20.0)),
@@ -143,43 +150,52 @@ class MujocoSim(PhysaiNode):
 
     # ---- endpoints -----------------------------------------------------------------------------------------
     def _make_publishers(self) -> None:
-        pub = self.checked_publisher
-        s = self.runner.streams
-        self.tf = TfPublisher(self)
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS) if self.publish_clock else None
-        self.pubs: dict[str, Any] = {"joint_states": pub(JointState, "joint_states", STATE_QOS),
-                                     "ground_truth": pub(SimGroundTruth, "sim/ground_truth", STATE_QOS)}
-        if "odom" in s:
-            self.pubs["odom"] = pub(Odometry, "odom", STATE_QOS)
-        if "rgbd" in s:
-            self.pubs["color"] = pub(Image, "camera/color/image_raw", SENSOR_QOS)
-            self.pubs["color_info"] = pub(CameraInfo, "camera/color/camera_info", SENSOR_QOS)
-            self.pubs["depth"] = pub(Image, "camera/depth/image_raw", SENSOR_QOS)
-            self.pubs["depth_info"] = pub(CameraInfo, "camera/depth/camera_info", SENSOR_QOS)
-        if "lidar" in s:
-            self.pubs["lidar"] = pub(PointCloud2, "lidar/points", SENSOR_QOS)
-        if "scan" in s:
-            self.pubs["scan"] = pub(LaserScan, "scan", SENSOR_QOS)
-        if "tactile" in s:
-            self.pubs["tactile"] = pub(TactileState, "tactile/state", SENSOR_QOS)
+        self.tf: dict[str, TfPublisher] = {}
+        self.pubs: dict[tuple[str, str], Any] = {}
+        for robot, _view, streams in self.runner.robots():
+            def pub(kind: type, topic: str, qos: QoSProfile, key: str, robot: str = robot) -> None:
+                self.pubs[(robot, key)] = self.checked_publisher(kind, _in(robot, topic), qos)
+            if "ground_truth" in streams:
+                pub(SimGroundTruth, "sim/ground_truth", STATE_QOS, "ground_truth")
+            if set(streams) - {"ground_truth"}:  # a robot (not the fleet's own score): its tf tree
+                self.tf[robot] = TfPublisher(self, _in(robot, "tf"), _in(robot, "tf_static"))
+            if "joint_states" in streams:
+                pub(JointState, "joint_states", STATE_QOS, "joint_states")
+            if "odom" in streams:
+                pub(Odometry, "odom", STATE_QOS, "odom")
+            if "rgbd" in streams:
+                pub(Image, "camera/color/image_raw", SENSOR_QOS, "color")
+                pub(CameraInfo, "camera/color/camera_info", SENSOR_QOS, "color_info")
+                pub(Image, "camera/depth/image_raw", SENSOR_QOS, "depth")
+                pub(CameraInfo, "camera/depth/camera_info", SENSOR_QOS, "depth_info")
+            if "lidar" in streams:
+                pub(PointCloud2, "lidar/points", SENSOR_QOS, "lidar")
+            if "scan" in streams:
+                pub(LaserScan, "scan", SENSOR_QOS, "scan")
+            if "tactile" in streams:
+                pub(TactileState, "tactile/state", SENSOR_QOS, "tactile")
 
     def _make_subscriptions(self) -> None:
         sub = self.create_subscription
-        sc = self.scenario
-        if isinstance(sc, ArmCell):
-            sub(JointTrajectory, "arm_controller/joint_trajectory",
-                self._guard("arm_controller/joint_trajectory", self._on_trajectory), COMMAND_QOS)
-            sub(Float64MultiArray, "arm_controller/commands",
-                self._guard("arm_controller/commands", lambda m: sc.command_stream(list(m.data))), COMMAND_QOS)
-            sub(Float64MultiArray, "gripper_controller/commands",
-                self._guard("gripper_controller/commands", lambda m: sc.command_gripper(list(m.data))), COMMAND_QOS)
-        elif isinstance(sc, FactoryFloor):
-            if self.cmd_vel_stamped:
-                sub(TwistStamped, "cmd_vel", self._guard("cmd_vel", self._on_twist_stamped), COMMAND_QOS)
-            else:
-                sub(Twist, "cmd_vel", self._guard("cmd_vel", self._on_twist), COMMAND_QOS)
-        elif isinstance(sc, VehicleLane):
-            sub(AckermannDriveStamped, "ackermann_cmd", self._guard("ackermann_cmd", self._on_ackermann), COMMAND_QOS)
+        for robot, view, _streams in self.runner.robots():
+            if isinstance(view, ArmCell):
+                for topic, handler in (("arm_controller/joint_trajectory", self._on_trajectory),
+                                       ("arm_controller/commands", lambda m, v=view: v.command_stream(list(m.data))),
+                                       ("gripper_controller/commands",
+                                        lambda m, v=view: v.command_gripper(list(m.data)))):
+                    kind = JointTrajectory if topic.endswith("joint_trajectory") else Float64MultiArray
+                    sub(kind, _in(robot, topic), self._guard(_in(robot, topic), handler), COMMAND_QOS)
+            elif isinstance(view, (FactoryFloor, FleetRobot)):
+                topic = _in(robot, "cmd_vel")
+                if self.cmd_vel_stamped:
+                    sub(TwistStamped, topic, self._guard(topic, lambda m, v=view: self._on_twist_stamped(v, m)),
+                        COMMAND_QOS)
+                else:
+                    sub(Twist, topic, self._guard(topic, lambda m, v=view: self._twist(v, m)), COMMAND_QOS)
+            elif isinstance(view, VehicleLane):
+                sub(AckermannDriveStamped, _in(robot, "ackermann_cmd"),
+                    self._guard(_in(robot, "ackermann_cmd"), self._on_ackermann), COMMAND_QOS)
         sub(Int64, "sim/reset", self._on_reset, COMMAND_QOS)
 
     def _guard(self, topic: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -208,18 +224,15 @@ class MujocoSim(PhysaiNode):
             [list(pt.positions) for pt in pts],
             [list(pt.velocities) for pt in pts] if all(len(pt.velocities) for pt in pts) else None, start)
 
-    def _twist(self, t: Twist) -> None:
+    def _twist(self, base: FactoryFloor | FleetRobot, t: Twist) -> None:
         others = np.array([t.linear.y, t.linear.z, t.angular.x, t.angular.y])
         if not np.all(np.isfinite(others)) or np.any(np.abs(others) > 1e-6):
             raise CommandRejected("unsupported_axis", "a differential drive takes only linear.x and angular.z")
-        self.scenario.command_twist(t.linear.x, t.angular.z)
+        base.command_twist(t.linear.x, t.angular.z)
 
-    def _on_twist(self, msg: Twist) -> None:
-        self._twist(msg)
-
-    def _on_twist_stamped(self, msg: TwistStamped) -> None:
+    def _on_twist_stamped(self, base: FactoryFloor | FleetRobot, msg: TwistStamped) -> None:
         self._check_stamp(msg.header.stamp)
-        self._twist(msg.twist)
+        self._twist(base, msg.twist)
 
     def _on_ackermann(self, msg: AckermannDriveStamped) -> None:
         self._check_stamp(msg.header.stamp)
@@ -276,8 +289,8 @@ class MujocoSim(PhysaiNode):
             if clock and self.clock_pub is not None:
                 self.clock_pub.publish(Clock(clock=ns_to_stamp(now_ns)))
             for out in outputs:
-                getattr(self, f"_publish_{out.stream}")(out.stamp_ns, out.data)
-                self.tick(out.stream)
+                getattr(self, f"_publish_{out.stream}")(out.robot, out.stamp_ns, out.data)
+                self.tick(_in(out.robot, out.stream))
         except Exception as exc:  # a publish failure must not stop the physics loop
             if not self.context.ok():
                 return False  # shutting down
@@ -292,39 +305,41 @@ class MujocoSim(PhysaiNode):
 
     # ---- publishing ------------------------------------------------------------------------------------------
     def _publish_static(self) -> None:
-        static, _ = self.scenario.frames()
         stamp = self.scenario.time_ns
-        self.tf.publish_static([(f.parent, f.child, stamp, f.T) for f in static])
+        for robot, view, _streams in self.runner.robots():
+            if robot in self.tf:
+                static, _ = view.frames()
+                self.tf[robot].publish_static([(f.parent, f.child, stamp, f.T) for f in static])
 
-    def _publish_tf(self, stamp: int, frames: list) -> None:
-        self.tf.publish([(f.parent, f.child, stamp, f.T) for f in frames])
+    def _publish_tf(self, robot: str, stamp: int, frames: list) -> None:
+        self.tf[robot].publish([(f.parent, f.child, stamp, f.T) for f in frames])
 
-    def _publish_joint_states(self, stamp: int, data: tuple) -> None:
+    def _publish_joint_states(self, robot: str, stamp: int, data: tuple) -> None:
         names, pos, vel, eff = data
-        self.pubs["joint_states"].publish(make_joint_state(names, pos, vel, eff, stamp_ns=stamp))
+        self.pubs[(robot, "joint_states")].publish(make_joint_state(names, pos, vel, eff, stamp_ns=stamp))
 
-    def _publish_odom(self, stamp: int, data: tuple) -> None:
+    def _publish_odom(self, robot: str, stamp: int, data: tuple) -> None:
         T, twist = data
-        self.pubs["odom"].publish(make_odometry(T, twist, "odom", "base_link", stamp_ns=stamp))
+        self.pubs[(robot, "odom")].publish(make_odometry(T, twist, "odom", "base_link", stamp_ns=stamp))
 
-    def _publish_rgbd(self, stamp: int, data: tuple) -> None:
+    def _publish_rgbd(self, robot: str, stamp: int, data: tuple) -> None:
         rgb, depth, K = data
         h, w = depth.shape
-        self.pubs["color"].publish(numpy_to_image(rgb, "rgb8", "camera_color_optical_frame", stamp))
-        self.pubs["color_info"].publish(make_camera_info(w, h, K, "camera_color_optical_frame", stamp))
-        self.pubs["depth"].publish(numpy_to_image(depth, "32FC1", "camera_depth_optical_frame", stamp))
-        self.pubs["depth_info"].publish(make_camera_info(w, h, K, "camera_depth_optical_frame", stamp))
+        self.pubs[(robot, "color")].publish(numpy_to_image(rgb, "rgb8", "camera_color_optical_frame", stamp))
+        self.pubs[(robot, "color_info")].publish(make_camera_info(w, h, K, "camera_color_optical_frame", stamp))
+        self.pubs[(robot, "depth")].publish(numpy_to_image(depth, "32FC1", "camera_depth_optical_frame", stamp))
+        self.pubs[(robot, "depth_info")].publish(make_camera_info(w, h, K, "camera_depth_optical_frame", stamp))
 
-    def _publish_lidar(self, stamp: int, fields: dict[str, np.ndarray]) -> None:
-        self.pubs["lidar"].publish(numpy_to_pointcloud2(fields, "lidar_link", stamp))
+    def _publish_lidar(self, robot: str, stamp: int, fields: dict[str, np.ndarray]) -> None:
+        self.pubs[(robot, "lidar")].publish(numpy_to_pointcloud2(fields, "lidar_link", stamp))
 
-    def _publish_scan(self, stamp: int, ranges: np.ndarray) -> None:
+    def _publish_scan(self, robot: str, stamp: int, ranges: np.ndarray) -> None:
         g = self.geometry
         n = len(ranges)
-        self.pubs["scan"].publish(numpy_to_laserscan(ranges, -np.pi, 2 * np.pi / n, 0.1, g.scan_range_max,
-                                                     "lidar_link", stamp, scan_time=0.1))
+        self.pubs[(robot, "scan")].publish(numpy_to_laserscan(ranges, -np.pi, 2 * np.pi / n, 0.1, g.scan_range_max,
+                                                              "lidar_link", stamp, scan_time=0.1))
 
-    def _publish_tactile(self, stamp: int, pads: list[PadReading]) -> None:
+    def _publish_tactile(self, robot: str, stamp: int, pads: list[PadReading]) -> None:
         msg = TactileState(header=make_header("", stamp))
         for pad in pads:
             loc = pad.contact_location
@@ -333,9 +348,9 @@ class MujocoSim(PhysaiNode):
                                        in_contact=bool(pad.in_contact), slip=bool(pad.slip),
                                        normal_force=float(pad.normal_force),
                                        contact_location=Point(x=float(loc[0]), y=float(loc[1]), z=float(loc[2]))))
-        self.pubs["tactile"].publish(msg)
+        self.pubs[(robot, "tactile")].publish(msg)
 
-    def _publish_ground_truth(self, stamp: int, gt: GroundTruth) -> None:
+    def _publish_ground_truth(self, robot: str, stamp: int, gt: GroundTruth) -> None:
         msg = SimGroundTruth(header=make_header("world" if gt.scenario == "arm" else "map", stamp),
                              scenario=gt.scenario, body_names=list(gt.body_names), collisions=int(gt.collisions),
                              min_person_clearance_m=float(min(gt.min_person_clearance_m, 1e9)),
@@ -346,7 +361,18 @@ class MujocoSim(PhysaiNode):
                                        orientation=Quaternion(w=pose[3], x=pose[4], y=pose[5], z=pose[6])))
             msg.body_twists.append(Twist(linear=Vector3(x=tw[0], y=tw[1], z=tw[2]),
                                          angular=Vector3(x=tw[3], y=tw[4], z=tw[5])))
-        self.pubs["ground_truth"].publish(msg)
+        self.pubs[(robot, "ground_truth")].publish(msg)
+        if robot and "contacts" in gt.extra:  # a fleet robot: what it touched and how close it came to the others
+            self.set_status(DiagnosticStatus.OK, "running", **{
+                f"{robot}.{k}": v for k, v in {**{f"contacts.{c}": n for c, n in gt.extra["contacts"].items()},
+                                                  "min_robot_clearance_m": f"{gt.extra['min_robot_clearance_m']:.3f}",
+                                                  "min_person_clearance_m": f"{gt.min_person_clearance_m:.3f}"
+                                                  }.items()})
+
+
+def _in(robot: str, topic: str) -> str:
+    """A topic of one robot: in its namespace below the node's in a fleet, the node's own otherwise."""
+    return f"{robot}/{topic}" if robot else topic
 
 
 def main(args: list[str] | None = None) -> None:

@@ -121,6 +121,8 @@ class TrajectoryCorrection(PhysaiNode):
         self._last_logged: tuple[str, ...] = ()
         self._rejected = 0
         self._status = (1.0, float("inf"), float("inf"))
+        self._clock_mark: tuple[float, float] | None = None  # (wall, node clock) at the start of a rate window
+        self._clock_rate = 1.0  # node clock seconds per wall second (below 1: a simulator slower than real time)
         # Sensor stamps [ns] of the obstacle inputs in the core (raw points/scan, fused obstacles) and the newest of
         # them that the last cycle used (reported in the status: a reaction is only caused by inputs it had).
         self._points_stamp_ns = self._fused_stamp_ns = self._used_stamp_ns = 0
@@ -569,8 +571,26 @@ class TrajectoryCorrection(PhysaiNode):
             self.gripper_pub.publish(Float64MultiArray(data=[cmd.gripper]))
         return cmd.flags, cmd.reasons, cmd.speed_scale, cmd.min_clearance_m, cmd.time_to_collision_s
 
+    def _robot_dt(self, now: float) -> float:
+        """The time this cycle stands for on the robot's clock [s]: wall time scaled by the node clock's rate.
+
+        The loop's elapsed wall time, times how fast the node's clock runs (below 1 with use_sim_time and a
+        simulator slower than real time, e.g. a fleet at half speed). The limits are accelerations over the robot's
+        time: over wall time a simulator at half speed would have been commanded twice the acceleration it can
+        make, and the corrector would have believed its base slower than it is when braking. The rate is measured
+        over the last ~0.5 s of wall time (1 in real time).
+        """
+        wall = time.monotonic()
+        if self._clock_mark is None or now < self._clock_mark[1]:  # first cycle, or ROS time jumped back
+            self._clock_mark = (wall, now)
+        elif wall - self._clock_mark[0] >= 0.5:
+            rate = (now - self._clock_mark[1]) / (wall - self._clock_mark[0])
+            self._clock_rate = float(np.clip(rate, 0.0, 1.0))
+            self._clock_mark = (wall, now)
+        return self.loop.dt_s * self._clock_rate
+
     def _step_amr(self, now: float, wflags: int, wreasons: list[str]) -> tuple:
-        cmd = self.amr.step(now, wreasons, dt_s=self.loop.dt_s)
+        cmd = self.amr.step(now, wreasons, dt_s=self._robot_dt(now))
         if self.loop.cycles % self.publish_every == 0:
             twist = Twist()
             twist.linear.x, twist.angular.z = cmd.linear, cmd.angular

@@ -1,7 +1,8 @@
 """Steps a scenario and samples its sensors at their rates, with noise, dropouts and latency (no ROS).
 
 `SimRunner.advance(seconds)` returns the sensor outputs delivered in that interval, each stamped with its
-measurement time; the simulator node turns them into messages, and the benchmarks time them directly.
+measurement time; the simulator node turns them into messages, and the benchmarks time them directly. A scenario
+with several robots (the fleet) has one sensor rig per robot (`Scenario.rigs`): each output names its robot.
 """
 
 from __future__ import annotations
@@ -47,18 +48,32 @@ def default_streams(scenario: str) -> dict[str, StreamConfig]:
         s["tactile"] = StreamConfig(100.0)
     else:
         s.update(odom=StreamConfig(50.0), lidar=StreamConfig(10.0))
-        if scenario == "amr":
+        if scenario in ("amr", "fleet"):
             s["scan"] = StreamConfig(10.0)
     return s
 
 
 @dataclass
 class SimOutput:
-    """One delivered measurement."""
+    """One delivered measurement (`robot`: the rig's namespace, '' for a one-robot scenario)."""
 
     stream: str
     stamp_ns: int
     data: Any
+    robot: str = ""
+
+
+@dataclass
+class _Rig:
+    """The sensors of one robot: `view` answers joint_state/odometry/frames/ground_truth for it."""
+
+    prefix: str
+    view: Any
+    streams: dict[str, StreamConfig]
+    camera: RgbdCamera | None = None
+    lidar: Lidar | None = None
+    scanner: Lidar | None = None
+    tactile: TactilePads | None = None
 
 
 @dataclass
@@ -111,35 +126,53 @@ class SimRunner:
         unknown = set(self.streams) - set(STREAMS)
         if unknown:
             raise ValueError(f"unknown streams {sorted(unknown)}; known: {STREAMS}")
-        self.geometry = g = geometry or SensorGeometry()
+        self.geometry = geometry or SensorGeometry()
         self.rng = np.random.default_rng(seed + 7919)
-        m = scenario.model
-        self.camera = (RgbdCamera(m, scenario.camera, g.width, g.height, g.max_depth)
-                       if "rgbd" in self.streams else None)
-        has_lidar = bool(scenario.lidar_body)
-        self.lidar = (Lidar(m, scenario.lidar_body, g.lidar_rings, g.lidar_horizontal, g.lidar_min_elev_deg,
-                            g.lidar_max_elev_deg, range_max=g.lidar_range_max)
-                      if has_lidar and "lidar" in self.streams else None)
-        self.scanner = (Lidar(m, scenario.lidar_body, 1, g.scan_beams, range_max=g.scan_range_max)
-                        if has_lidar and "scan" in self.streams else None)
-        self.tactile = (TactilePads(m, ["pad_left", "pad_right"]) if "tactile" in self.streams else None)
-        for name in ("lidar", "scan"):
-            if name in self.streams and not has_lidar:
-                del self.streams[name]
-        if "odom" in self.streams and scenario.odometry() is None:
-            del self.streams["odom"]
-        self.dropped: dict[str, int] = dict.fromkeys(self.streams, 0)
+        self._rigs = [self._make_rig(prefix, view, only) for prefix, view, only in scenario.rigs()]
+        self._rig = {rig.prefix: rig for rig in self._rigs}
+        # one schedule entry per (robot, stream): "odom" for a one-robot scenario, "robot1/odom" in a fleet
+        self._keys = {_key(rig.prefix, name): (rig, name) for rig in self._rigs for name in rig.streams}
+        self.dropped: dict[str, int] = dict.fromkeys(self._keys, 0)
+        cameras = [rig.camera for rig in self._rigs if rig.camera is not None]
         self._renderer = (ThreadPoolExecutor(1, thread_name_prefix="sim_render", initializer=_below_caller,
                                              initargs=(os.sched_getscheduler(0), os.sched_getparam(0)))
-                          if render_thread and self.camera is not None else None)
+                          if render_thread and cameras else None)
         self._delay = DelayLine()
         self.reset_schedule()
+
+    def _make_rig(self, prefix: str, view: Any, only: tuple[str, ...] | None) -> _Rig:
+        """The sensors of one robot for the configured streams it has (`only`: the streams it may have)."""
+        g, m = self.geometry, self.sc.model
+        streams = {k: v for k, v in self.streams.items() if only is None or k in only}
+        rig = _Rig(prefix, view, streams)
+        if "rgbd" in streams:
+            rig.camera = RgbdCamera(m, view.camera, g.width, g.height, g.max_depth)
+        if view.lidar_body:
+            exclude = view.lidar_exclude_body
+            if "lidar" in streams:
+                rig.lidar = Lidar(m, view.lidar_body, g.lidar_rings, g.lidar_horizontal, g.lidar_min_elev_deg,
+                                  g.lidar_max_elev_deg, range_max=g.lidar_range_max, exclude_body=exclude)
+            if "scan" in streams:
+                rig.scanner = Lidar(m, view.lidar_body, 1, g.scan_beams, range_max=g.scan_range_max,
+                                    exclude_body=exclude)
+        else:
+            streams.pop("lidar", None)
+            streams.pop("scan", None)
+        if "tactile" in streams:
+            rig.tactile = TactilePads(m, ["pad_left", "pad_right"])
+        if "odom" in streams and view.odometry() is None:
+            del streams["odom"]
+        return rig
+
+    def robots(self) -> list[tuple[str, Any, tuple[str, ...]]]:
+        """(namespace, robot view, streams it delivers) per sensor rig; one robot: [("", scenario, ...)]."""
+        return [(rig.prefix, rig.view, tuple(rig.streams)) for rig in self._rigs]
 
     def reset_schedule(self) -> None:
         """Restart sampling from the scenario's current time (after a reset)."""
         now = self.sc.time_ns
-        self._next = {k: now for k in self.streams}
-        self._period = {k: round(NS / c.rate_hz) for k, c in self.streams.items()}
+        self._next = dict.fromkeys(self._keys, now)
+        self._period = {k: round(NS / rig.streams[name].rate_hz) for k, (rig, name) in self._keys.items()}
         self._delay.clear()
 
     def advance(self, duration_s: float, sample_end: bool = True) -> list[SimOutput]:
@@ -180,66 +213,75 @@ class SimRunner:
         out = self._delay.pop_ready(now)
         for o in out:
             if isinstance(o.data, Future):
-                o.data = getattr(self, f"_finish_{o.stream}")(o.data.result(), self.streams[o.stream].noise)
+                rig = self._rig[o.robot]
+                o.data = getattr(self, f"_finish_{o.stream}")(rig, o.data.result(), rig.streams[o.stream].noise)
         return out
 
-    def _sample(self, name: str, now: int) -> None:
-        cfg = self.streams[name]
-        noise = cfg.noise
+    def _sample(self, key: str, now: int) -> None:
+        rig, name = self._keys[key]
+        noise = rig.streams[name].noise
         if noise.dropout > 0 and self.rng.random() < noise.dropout:
-            self.dropped[name] += 1
+            self.dropped[key] += 1
             return
-        data = getattr(self, f"_measure_{name}")(noise)
-        self._delay.push(now + round(noise.latency_s * NS), SimOutput(name, now, data))
+        data = getattr(self, f"_measure_{name}")(rig, noise)
+        self._delay.push(now + round(noise.latency_s * NS), SimOutput(name, now, data, rig.prefix))
 
     # ---- measurements ---------------------------------------------------------------------------------------
-    def _measure_joint_states(self, noise: SensorNoise) -> tuple:
-        names, pos, vel, eff = self.sc.joint_state()
+    def _measure_joint_states(self, rig: _Rig, noise: SensorNoise) -> tuple:
+        names, pos, vel, eff = rig.view.joint_state()
         if noise.sigma > 0:
             pos = pos + noise.sigma * self.rng.standard_normal(pos.shape)
         return names, pos, vel, eff
 
-    def _measure_odom(self, noise: SensorNoise) -> tuple:
-        T, twist = self.sc.odometry()
+    def _measure_odom(self, rig: _Rig, noise: SensorNoise) -> tuple:
+        T, twist = rig.view.odometry()
         if noise.sigma > 0:
             twist = twist + noise.sigma * self.rng.standard_normal(6) * np.array([1, 1, 0, 0, 0, 1])
         return T, twist
 
-    def _measure_tf(self, noise: SensorNoise) -> list:
-        return self.sc.frames()[1]
+    def _measure_tf(self, rig: _Rig, noise: SensorNoise) -> list:
+        return rig.view.frames()[1]
 
-    def _measure_rgbd(self, noise: SensorNoise) -> tuple | Future:
+    def _measure_rgbd(self, rig: _Rig, noise: SensorNoise) -> tuple | Future:
         if self._renderer is not None:  # noise is added when delivered (_pop_ready), in simulation order
-            return self._renderer.submit(self.camera.render, copy.copy(self.sc.data))
-        return self._finish_rgbd(self.camera.render(self.sc.data), noise)
+            return self._renderer.submit(rig.camera.render, copy.copy(self.sc.data))
+        return self._finish_rgbd(rig, rig.camera.render(self.sc.data), noise)
 
-    def _finish_rgbd(self, rendered: tuple[np.ndarray, np.ndarray], noise: SensorNoise) -> tuple:
+    def _finish_rgbd(self, rig: _Rig, rendered: tuple[np.ndarray, np.ndarray], noise: SensorNoise) -> tuple:
         rgb, depth = rendered
         # colour noise in intensity levels, depth noise sigma * z^2 [m]
         return add_rgb_noise(rgb, SensorNoise(sigma=noise.sigma * 100.0), self.rng), \
-            add_depth_noise(depth, noise, self.rng), self.camera.K
+            add_depth_noise(depth, noise, self.rng), rig.camera.K
 
-    def _measure_lidar(self, noise: SensorNoise) -> dict[str, np.ndarray]:
-        return self.lidar.scan(self.sc.data, noise, self.rng)
+    def _measure_lidar(self, rig: _Rig, noise: SensorNoise) -> dict[str, np.ndarray]:
+        return rig.lidar.scan(self.sc.data, noise, self.rng)
 
-    def _measure_scan(self, noise: SensorNoise) -> np.ndarray:
-        return noisy_ranges(self.scanner.cast(self.sc.data), noise, self.rng).astype(np.float32)
+    def _measure_scan(self, rig: _Rig, noise: SensorNoise) -> np.ndarray:
+        return noisy_ranges(rig.scanner.cast(self.sc.data), noise, self.rng).astype(np.float32)
 
-    def _measure_tactile(self, noise: SensorNoise) -> list:
-        pads = self.tactile.read(self.sc.data)
+    def _measure_tactile(self, rig: _Rig, noise: SensorNoise) -> list:
+        pads = rig.tactile.read(self.sc.data)
         if noise.sigma > 0:
             for p in pads:
                 p.pressure = np.maximum(p.pressure + noise.sigma * self.rng.standard_normal(p.pressure.shape),
                                         0.0).astype(np.float32)
         return pads
 
-    def _measure_ground_truth(self, noise: SensorNoise) -> Any:
-        return self.sc.ground_truth()
+    def _measure_ground_truth(self, rig: _Rig, noise: SensorNoise) -> Any:
+        return rig.view.ground_truth()
 
     def close(self) -> None:
-        """Release the renderer (from the thread that rendered)."""
+        """Release the renderers (from the thread that rendered)."""
+        for rig in self._rigs:
+            if rig.camera is None:
+                continue
+            if self._renderer is not None:
+                self._renderer.submit(rig.camera.close).result()
+            else:
+                rig.camera.close()
         if self._renderer is not None:
-            self._renderer.submit(self.camera.close).result()
             self._renderer.shutdown()
-        elif self.camera is not None:
-            self.camera.close()
+
+
+def _key(prefix: str, stream: str) -> str:
+    return f"{prefix}/{stream}" if prefix else stream

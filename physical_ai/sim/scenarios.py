@@ -67,6 +67,50 @@ def _yaw_quat(yaw: float) -> np.ndarray:
     return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
 
 
+def planar_pose(x: float, y: float, yaw: float) -> np.ndarray:
+    """4x4 transform of a pose in the plane."""
+    T = np.eye(4)
+    T[:3, :3] = _quat_to_mat(_yaw_quat(yaw))
+    T[:2, 3] = [x, y]
+    return T
+
+
+def planar_odometry(pose: np.ndarray, origin: np.ndarray, vx_world: float, vy_world: float,
+                    yaw_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact wheel odometry of a planar base: (odom -> base_link 4x4, body-frame twist), odom at `origin`.
+
+    Args:
+        pose: world (x, y, yaw) of the base now.
+        origin: world (x, y, yaw) where odometry started (the odom frame).
+        vx_world: world-frame velocity along x [m/s].
+        vy_world: world-frame velocity along y [m/s].
+        yaw_rate: [rad/s].
+    """
+    x, y, yaw = pose
+    ox, oy, oyaw = origin
+    c, s = np.cos(oyaw), np.sin(oyaw)
+    dx, dy = x - ox, y - oy
+    T = np.eye(4)
+    T[:3, :3] = _quat_to_mat(_yaw_quat(yaw - oyaw))
+    T[:2, 3] = [c * dx + s * dy, -s * dx + c * dy]
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    twist = np.array([cy * vx_world + sy * vy_world, -sy * vx_world + cy * vy_world, 0.0, 0.0, 0.0, yaw_rate])
+    return T, twist
+
+
+def footprint_clearance(pose: np.ndarray, centres: np.ndarray, half_length: float, half_width: float,
+                        radius: float) -> float:
+    """Distance from a rectangular footprint at world (x, y, yaw) to the nearest of some discs [m] (inf: none)."""
+    if len(centres) == 0:
+        return float("inf")
+    x, y, yaw = pose
+    d = np.asarray(centres, float) - [x, y]
+    c, s = np.cos(yaw), np.sin(yaw)
+    local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], 1)
+    outside = np.maximum(np.abs(local) - [half_length, half_width], 0.0)
+    return float(np.min(np.linalg.norm(outside, axis=1)) - radius)
+
+
 def _descendant_bodies(model: mujoco.MjModel, root: int) -> set[int]:
     out = {root}
     for b in range(model.nbody):
@@ -87,14 +131,18 @@ class Scenario:
     camera = ""  # MuJoCo camera used as the RGB-D camera
     camera_frame = "camera_link"
     lidar_body = ""  # body of the LiDAR ("" = none)
+    lidar_exclude_body = -1  # body id the LiDAR does not see (-1: none; the robot's own hull is in a hidden group)
+    robot_body = "base_link"  # root body of the robot
     time_limit_s = 60.0
     person_bodies: tuple[str, ...] = ()
 
     def __init__(self, seed: int = 0, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
-        self.model = mujoco.MjModel.from_xml_path(str(MODELS / self.model_file))
+        if float(self.options.get("time_limit_s") or 0.0) > 0:  # an episode length other than the scenario's
+            self.time_limit_s = float(self.options["time_limit_s"])
+        self.model = self._load_model()
         self.data = mujoco.MjData(self.model)
-        self.robot_root = self.model.body("base_link").id
+        self.robot_root = self.model.body(self.robot_body).id
         robot_bodies = _descendant_bodies(self.model, self.robot_root)
         self.robot_geoms = np.isin(self.model.geom_bodyid, list(robot_bodies))
         self.rng = np.random.default_rng(seed)
@@ -143,7 +191,17 @@ class Scenario:
             self._count_collisions()
         self._update_task()
 
+    def rigs(self) -> list[tuple[str, Any, tuple[str, ...] | None]]:
+        """(namespace, robot view, streams it may have or None for all) per robot whose sensors are simulated.
+
+        One robot: the scenario itself, in the node's own namespace. A fleet: one entry per robot.
+        """
+        return [("", self, None)]
+
     # ---- subclass hooks ---------------------------------------------------------------------------------------
+    def _load_model(self) -> mujoco.MjModel:
+        return mujoco.MjModel.from_xml_path(str(MODELS / self.model_file))
+
     def _setup(self) -> None: ...
 
     def _randomise(self) -> None: ...
@@ -217,12 +275,17 @@ class Scenario:
 
     def optical_frames(self) -> list[Frame]:
         """camera_link -> optical frames (REP-103 optical: z forward, x right, y down); colour and depth coincide."""
-        cam = self.model.camera(self.camera)
-        body_to_cam = _pose_matrix(self.model.cam_pos[cam.id], _quat_to_mat(self.model.cam_quat[cam.id]))
-        T = body_to_cam.copy()
-        T[:3, :3] = body_to_cam[:3, :3] @ np.diag([1.0, -1.0, -1.0])
-        return [Frame(self.camera_frame, "camera_color_optical_frame", T),
-                Frame(self.camera_frame, "camera_depth_optical_frame", T.copy())]
+        return optical_frames(self.model, self.camera, self.camera_frame)
+
+
+def optical_frames(model: mujoco.MjModel, camera: str, camera_frame: str) -> list[Frame]:
+    """`camera_frame` -> colour and depth optical frames of MuJoCo camera `camera` (they coincide)."""
+    cam = model.camera(camera)
+    body_to_cam = _pose_matrix(model.cam_pos[cam.id], _quat_to_mat(model.cam_quat[cam.id]))
+    T = body_to_cam.copy()
+    T[:3, :3] = body_to_cam[:3, :3] @ np.diag([1.0, -1.0, -1.0])
+    return [Frame(camera_frame, "camera_color_optical_frame", T),
+            Frame(camera_frame, "camera_depth_optical_frame", T.copy())]
 
 
 def _quat_to_mat(q: np.ndarray) -> np.ndarray:
@@ -495,28 +558,13 @@ class FactoryFloor(Scenario):
 
     def odometry(self) -> tuple[np.ndarray, np.ndarray]:
         """Exact wheel odometry: odom is the start pose."""
-        x, y, yaw = self.base_pose()
-        ox, oy, oyaw = self.odom_origin
-        c, s = np.cos(oyaw), np.sin(oyaw)
-        dx, dy = x - ox, y - oy
-        T = np.eye(4)
-        rel_yaw = yaw - oyaw
-        T[:3, :3] = _quat_to_mat(_yaw_quat(rel_yaw))
-        T[:2, 3] = [c * dx + s * dy, -s * dx + c * dy]
         qv = self.data.qvel
-        vx_w, vy_w = qv[self.jx], qv[self.jy]
-        cy, sy = np.cos(yaw), np.sin(yaw)
-        twist = np.array([cy * vx_w + sy * vy_w, -sy * vx_w + cy * vy_w, 0.0, 0.0, 0.0, qv[self.jyaw]])
-        return T, twist
+        return planar_odometry(self.base_pose(), self.odom_origin, qv[self.jx], qv[self.jy], qv[self.jyaw])
 
     def frames(self) -> tuple[list[Frame], list[Frame]]:
         """Static: map -> odom (start pose), base_link -> sensors; dynamic: odom -> base_link."""
         m = self.model
-        ox, oy, oyaw = self.odom_origin
-        T_map_odom = np.eye(4)
-        T_map_odom[:3, :3] = _quat_to_mat(_yaw_quat(oyaw))
-        T_map_odom[:2, 3] = [ox, oy]
-        static = [Frame("map", "odom", T_map_odom)]
+        static = [Frame("map", "odom", planar_pose(*self.odom_origin))]
         for child in ("lidar_link", "camera_link"):
             b = m.body(child).id
             static.append(Frame("base_link", child, _pose_matrix(m.body_pos[b], _quat_to_mat(m.body_quat[b]))))
@@ -529,13 +577,8 @@ class FactoryFloor(Scenario):
 
     def person_clearance(self) -> float:
         """Distance from the AMR's footprint rectangle to the nearest worker's body circle [m]."""
-        x, y, yaw = self.base_pose()
         pos, _ = self.worker_state(self.data.time)
-        d = pos - [x, y]
-        c, s = np.cos(yaw), np.sin(yaw)
-        local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], 1)
-        outside = np.maximum(np.abs(local) - [self.HALF_LENGTH, self.HALF_WIDTH], 0.0)
-        return float(np.min(np.linalg.norm(outside, axis=1)) - self.WORKER_RADIUS)
+        return footprint_clearance(self.base_pose(), pos, self.HALF_LENGTH, self.HALF_WIDTH, self.WORKER_RADIUS)
 
     def _update_task(self) -> None:
         self.min_person_clearance = min(self.min_person_clearance, self.person_clearance())
@@ -665,14 +708,20 @@ SCENARIOS: dict[str, type[Scenario]] = {"arm": ArmCell, "amr": FactoryFloor, "ve
 ALIASES = {"arm_cell": "arm", "factory_floor": "amr", "factory": "amr", "vehicle_lane": "vehicle"}
 
 
+def _registry() -> dict[str, type[Scenario]]:
+    from physical_ai.sim.fleet import FactoryFleet  # built on the classes above
+
+    return {**SCENARIOS, FactoryFleet.name: FactoryFleet}
+
+
 def canonical_name(name: str) -> str:
-    """Scenario key ("arm", "amr", "vehicle") for a key or alias such as the model directory name."""
+    """Scenario key ("arm", "amr", "vehicle", "fleet") for a key or alias such as the model directory name."""
     key = ALIASES.get(name, name)
-    if key not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; choose from {sorted(SCENARIOS)}")
+    if key not in _registry():
+        raise ValueError(f"unknown scenario {name!r}; choose from {sorted(_registry())}")
     return key
 
 
 def make_scenario(name: str, seed: int = 0, options: dict[str, Any] | None = None) -> Scenario:
-    """Build a scenario by name ("arm", "amr", "vehicle" or the model directory name)."""
-    return SCENARIOS[canonical_name(name)](seed, options)
+    """Build a scenario by name ("arm", "amr", "vehicle", "fleet" or the model directory name)."""
+    return _registry()[canonical_name(name)](seed, options)

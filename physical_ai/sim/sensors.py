@@ -166,16 +166,18 @@ class Lidar:
 
     Rings are evenly spaced in elevation over [min_elev, max_elev] (one ring at 0 for a 2D scanner); azimuth
     covers 360 degrees in `horizontal` steps. Robot geoms (group 1) and flat floor markings (group 2) are not
-    cast against: the robot cannot see itself, and paint a few mm above the floor does not change a range.
+    cast against: the robot cannot see itself, and paint a few mm above the floor does not change a range. In a
+    fleet the robots' hulls are visible to each other, and each LiDAR skips its own (`exclude_body`).
     """
 
     def __init__(self, model: mujoco.MjModel, body: str, rings: int, horizontal: int,
                  min_elev_deg: float = -15.0, max_elev_deg: float = 15.0, range_min: float = 0.1,
-                 range_max: float = 30.0, hidden_groups: tuple[int, ...] = (1, 2)) -> None:
+                 range_max: float = 30.0, hidden_groups: tuple[int, ...] = (1, 2), exclude_body: int = -1) -> None:
         self.model = model
         self.body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
         if self.body_id < 0:
             raise ValueError(f"lidar body {body!r} not in model")
+        self.exclude_body = exclude_body
         self.rings, self.horizontal = rings, horizontal
         self.range_min, self.range_max = range_min, range_max
         elev = np.radians(np.linspace(min_elev_deg, max_elev_deg, rings)) if rings > 1 else np.zeros(1)
@@ -200,7 +202,7 @@ class Lidar:
         R = data.xmat[self.body_id].reshape(3, 3)
         self._world_dirs = self.dirs @ R.T
         vec = self._world_dirs.ravel()
-        mujoco.mj_multiRay(self.model, data, data.xpos[self.body_id].copy(), vec, self.geomgroup, 1, -1,
+        mujoco.mj_multiRay(self.model, data, data.xpos[self.body_id].copy(), vec, self.geomgroup, 1, self.exclude_body,
                            self._geomid, self._dist, self._normal, len(self.dirs), self.range_max)
         dist = self._dist.copy()
         dist[(self._geomid < 0) | (dist < self.range_min) | (dist > self.range_max)] = np.inf
