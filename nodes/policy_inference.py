@@ -147,8 +147,10 @@ class PolicyInferenceNode(PhysaiNode):
         elif backend == "torch":
             options = {"num_threads": threads}
         elif backend == "openpi":
+            # the robot's namespace names its session on a policy server shared by a fleet
             options = {"uri": uri, "timeout_s": timeout, "connect_timeout_s": connect_timeout,
-                       "backoff_initial_s": backoff0, "backoff_max_s": backoff1}
+                       "backoff_initial_s": backoff0, "backoff_max_s": backoff1,
+                       "robot_id": self.get_namespace().strip("/") or self.get_name()}
         elif backend == "lerobot":
             options = {"lerobot_dir": str(resolve_path(lerobot_dir))}
         try:

@@ -32,7 +32,8 @@ class OpenpiClient:
     """Synchronous, thread-safe openpi protocol client with timeouts and reconnect backoff."""
 
     def __init__(self, uri: str, timeout_s: float = 1.0, connect_timeout_s: float = 2.0,
-                 backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "") -> None:
+                 backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "",
+                 robot_id: str = "") -> None:
         """Configure the object.
 
         Args:
@@ -42,6 +43,7 @@ class OpenpiClient:
             backoff_initial_s: wait after the first failure before reconnecting [s]; doubles per failure.
             backoff_max_s: cap of the reconnect wait [s].
             api_key: sent as "Authorization: Api-Key <key>" when not empty.
+            robot_id: sent as "X-Robot-Id" when not empty: names this robot's session on a server shared by a fleet.
         """
         if not uri.startswith(("ws://", "wss://")):
             raise ValueError(f"server uri must start with ws:// or wss://, got {uri!r}")
@@ -50,7 +52,10 @@ class OpenpiClient:
         self.connect_timeout_s = connect_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
+        headers = {"Authorization": f"Api-Key {api_key}"} if api_key else {}
+        if robot_id:
+            headers["X-Robot-Id"] = robot_id
+        self._headers = headers or None
         self._lock = threading.Lock()
         self._ws: ClientConnection | None = None
         self._metadata: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +97,19 @@ class TorchPolicy(Policy):
         self._torch = torch
 
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
-        inputs = model_inputs(self.config, obs)
-        with self._torch.inference_mode():
-            out = self.model(*(self._torch.from_numpy(inputs[n]) for n in self.model.input_names))
-        return out[0].numpy()
+        return self.forward_batch([self.prepare(obs)])[0]
+
+    def prepare(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Batch-1 model inputs of one observation (raises `ObservationError` for a bad one)."""
+        return model_inputs(self.config, obs)
+
+    def forward_batch(self, inputs: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+        """(H, D) actions for each prepared observation, from one forward pass over them stacked (batching)."""
+        torch = self._torch
+        stacked = [torch.from_numpy(np.concatenate([x[n] for x in inputs])) for n in self.model.input_names]
+        with torch.inference_mode():
+            out = self.model(*stacked)
+        return list(out.numpy())
 
 
 class OnnxPolicy(Policy):
@@ -139,10 +148,12 @@ class OpenpiPolicy(Policy):
     backend = "openpi"
 
     def __init__(self, checkpoint_dir: str | Path, uri: str, timeout_s: float = 1.0, connect_timeout_s: float = 2.0,
-                 backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "") -> None:
+                 backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "",
+                 robot_id: str = "") -> None:
         super().__init__(load_config(checkpoint_dir))
         self.client = OpenpiClient(uri, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
-                                   backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, api_key=api_key)
+                                   backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, api_key=api_key,
+                                   robot_id=robot_id)
 
     def request(self, obs: Mapping[str, Any]) -> dict[str, Any]:
         """The observation as sent on the wire: images as uint8 at the spec size, vectors as float32."""
@@ -248,7 +259,7 @@ def make_policy(backend: str, checkpoint_dir: str | Path, **options: Any) -> Pol
     """Build the policy backend named `backend` for the checkpoint (or spec-only config) at `checkpoint_dir`.
 
     Options per backend: torch: num_threads; onnx: onnx_path, num_threads; openpi: uri, timeout_s,
-    connect_timeout_s, backoff_initial_s, backoff_max_s, api_key; lerobot: lerobot_dir, camera.
+    connect_timeout_s, backoff_initial_s, backoff_max_s, api_key, robot_id; lerobot: lerobot_dir, camera.
     """
     classes = {"torch": TorchPolicy, "onnx": OnnxPolicy, "openpi": OpenpiPolicy, "lerobot": LerobotPolicy}
     if backend not in classes:

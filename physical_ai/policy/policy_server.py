@@ -1,9 +1,11 @@
 """A local policy server speaking the openpi websocket protocol, for tests and for serving our own checkpoints.
 
-    python -m physical_ai.policy.policy_server models/arm_pick --port 8000 [--backend onnx]
+    python -m physical_ai.policy.policy_server models/arm_pick --port 8000 [--backend onnx] [--max-batch 8]
 
 Protocol as in openpi_client.py: metadata frame on connect, then one msgpack reply per msgpack request; a failing
-request gets a text frame (the error) and the connection is closed with code 1011.
+request gets a text frame (the error) and the connection is closed with code 1011. One server serves many robots:
+each connection is a session (named by the client's `X-Robot-Id` header), and requests of different robots that
+arrive together are batched into one forward pass (physical_ai/policy/batching.py).
 """
 
 from __future__ import annotations
@@ -20,19 +22,32 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from physical_ai.policy import msgpack_numpy
+from physical_ai.policy.batching import ROBOT_ID_HEADER, BatchedPolicy, SessionTable, current_session
 from physical_ai.policy.policy import Policy, make_policy
 
 InferFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def policy_handler(policy: Policy) -> InferFn:
-    """Adapt one of our policies to the wire format: "observation/<group>" and "prompt" in, "actions" out."""
+def policy_handler(policy: Policy, batcher: BatchedPolicy | None = None) -> InferFn:
+    """Adapt one of our policies to the wire format: "observation/<group>" and "prompt" in, "actions" out.
+
+    With `batcher` (see `batched`), robots' requests that arrive together run as one forward pass.
+    """
     def infer(request: dict[str, Any]) -> dict[str, Any]:
         obs: dict[str, Any] = {k.split("/", 1)[1]: v for k, v in request.items() if k.startswith("observation/")}
         if "prompt" in request:
             obs["instruction"] = request["prompt"]
-        return {"actions": policy.infer(obs).values.astype(np.float32)}
+        actions = batcher.infer(obs) if batcher is not None else policy.infer(obs).values
+        return {"actions": np.asarray(actions, dtype=np.float32)}
     return infer
+
+
+def batched(policy: Policy, max_batch: int, wait_s: float) -> BatchedPolicy | None:
+    """A batcher for a policy that can run stacked observations (the torch backend), else None."""
+    prepare, forward = getattr(policy, "prepare", None), getattr(policy, "forward_batch", None)
+    if max_batch <= 1 or prepare is None or forward is None:
+        return None
+    return BatchedPolicy(prepare, forward, max_batch=max_batch, wait_s=wait_s)
 
 
 class PolicyServer:
@@ -52,7 +67,9 @@ class PolicyServer:
         self.infer_fn = infer_fn
         self.metadata = metadata or {}
         self.delay_s = delay_s
+        self.log_sessions = False
         self.requests = 0
+        self.sessions = SessionTable()
         self._connections: set[ServerConnection] = set()
         self._lock = threading.Lock()
         self._server: Server = serve(self._handle, host, port, compression=None, max_size=None)
@@ -81,6 +98,8 @@ class PolicyServer:
         self.stop()
 
     def _handle(self, ws: ServerConnection) -> None:
+        session = self.sessions.open(ws.request.headers.get(ROBOT_ID_HEADER, "") if ws.request else "",
+                                     str(ws.remote_address))
         with self._lock:
             self._connections.add(ws)
         try:
@@ -88,22 +107,32 @@ class PolicyServer:
             while True:
                 request = msgpack_numpy.unpackb(ws.recv())
                 start = time.monotonic()
+                token = current_session.set(session)
                 try:
                     reply = self.infer_fn(request)
                 except Exception:  # report to the client as the protocol does, then close
+                    session.errors += 1
                     ws.send(traceback.format_exc())
                     ws.close(code=1011, reason="Internal server error. Traceback included in previous frame.")
                     return
-                reply["server_timing"] = {"infer_ms": (time.monotonic() - start) * 1e3}
+                finally:
+                    current_session.reset(token)
+                infer_ms = (time.monotonic() - start) * 1e3
+                reply["server_timing"] = {"infer_ms": infer_ms}
                 if self.delay_s:
                     time.sleep(self.delay_s)
                 self.requests += 1
+                session.requests += 1
+                session.latency_ms.add(infer_ms)
                 ws.send(msgpack_numpy.packb(reply))
         except ConnectionClosed:
             pass
         finally:
             with self._lock:
                 self._connections.discard(ws)
+            self.sessions.close(session)
+            if self.log_sessions:
+                print(f"session closed: {session.summary()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,18 +142,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="most robots' requests run as one forward pass (1: no batching; torch backend)")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0,
+                        help="longest a request waits for other robots' to join its batch [ms]")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="model threads (more only pays on a machine with cores to spare: on a busy CPU, "
+                             "threads that spin-wait slow everything down)")
     args = parser.parse_args(argv)
-    policy = make_policy(args.backend, args.checkpoint)
-    server = PolicyServer(policy_handler(policy), args.host, args.port,
+    policy = make_policy(args.backend, args.checkpoint, num_threads=args.threads)
+    batcher = batched(policy, args.max_batch, args.batch_wait_ms * 1e-3)
+    server = PolicyServer(policy_handler(policy, batcher), args.host, args.port,
                           metadata={"name": policy.config.name, "embodiment": policy.config.embodiment,
                                     "action_names": list(policy.config.action.names), "dt": policy.config.dt})
-    print(f"serving {args.checkpoint} ({args.backend}) on {server.uri}", flush=True)
+    server.log_sessions = True
+    print(f"serving {args.checkpoint} ({args.backend}) on {server.uri}, "
+          f"{f'batches of up to {args.max_batch}' if batcher else 'no batching'}", flush=True)
     server.start()
     try:
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
         server.stop()
+        if batcher is not None:
+            batcher.stop()
     return 0
 
 
