@@ -1,4 +1,4 @@
-"""One policy interface, several backends: `torch`, `onnx`, `openpi` (remote server), `lerobot` (optional).
+"""One policy interface, several backends: `torch`, `onnx`, `openpi` (remote server), `lerobot` (own environment).
 
     policy = make_policy("onnx", "models/arm_pick")
     result = policy.infer({"image": rgb, "state": q, "parts": poses, "obstacles": boxes, "instruction": "pick"})
@@ -11,8 +11,12 @@ remote server is unavailable; they return non-finite values as they are (the cal
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
+import urllib.request
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from physical_ai.policy.keymap import KeyMapError, make_keymap
 from physical_ai.policy.observation import ObservationError, model_input_names, model_inputs, preprocess_image
 from physical_ai.policy.openpi_client import OpenpiClient, PolicyServerError
 from physical_ai.policy.spec import ONNX_FILE, ConfigError, PolicyConfig, load_config
@@ -78,6 +83,14 @@ class Policy(ABC):
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release resources (connections, sessions)."""
+
+    history_period_s = 0.0  # [s] > 0: the node calls `observe` this often (policies that take a history)
+
+    def observe(self, obs: Mapping[str, Any]) -> None:  # noqa: B027 - only history-taking backends record
+        """Record one control step's observation; called every `history_period_s` by the node."""
+
+    def reset(self) -> None:  # noqa: B027 - only history-taking backends keep episode state
+        """Forget episode state (observation history): a new episode, or ROS time jumped back."""
 
 
 class TorchPolicy(Policy):
@@ -142,21 +155,46 @@ class OnnxPolicy(Policy):
         return self.session.run(None, {n: inputs[n] for n in self.input_names})[0][0]
 
 
+def wire_image(image: Any, height: int, width: int, name: str) -> np.ndarray:
+    """(H, W, 3) RGB -> (height, width, 3) uint8, the form images travel in (openpi and LeRobot clients alike)."""
+    try:
+        scaled = preprocess_image(np.asarray(image), height, width)
+    except ObservationError as exc:
+        raise ObservationError(f"{name}: {exc}") from None
+    return np.ascontiguousarray((scaled * 255.0).round().astype(np.uint8).transpose(1, 2, 0))
+
+
 class OpenpiPolicy(Policy):
-    """A remote policy server (openpi protocol). Observation keys sent: "observation/<group>" and "prompt"."""
+    """A remote policy server (openpi protocol); request and reply keys follow a key map (keymap.py).
+
+    The default preset `physai` sends "observation/<group>" and "prompt", as our own server (`physai serve`)
+    reads them; `libero` and `droid` speak openpi's example conventions for stock pi0 / pi0.5 servers.
+    """
 
     backend = "openpi"
 
     def __init__(self, checkpoint_dir: str | Path, uri: str, timeout_s: float = 1.0, connect_timeout_s: float = 2.0,
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "",
-                 robot_id: str = "") -> None:
+                 robot_id: str = "", key_preset: str = "physai", key_map: tuple[str, ...] | list[str] = (),
+                 actions_key: str = "actions") -> None:
         super().__init__(load_config(checkpoint_dir))
+        spec = self.config.observation
+        try:
+            self.keys = make_keymap(spec.groups(), key_preset, key_map, actions_key,
+                                    len(spec.state.names) if spec.state is not None else None)
+        except KeyMapError as exc:
+            raise ConfigError(f"{self.backend} keys: {exc}") from None
         self.client = OpenpiClient(uri, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
                                    backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, api_key=api_key,
                                    robot_id=robot_id)
 
-    def request(self, obs: Mapping[str, Any]) -> dict[str, Any]:
-        """The observation as sent on the wire: images as uint8 at the spec size, vectors as float32."""
+    def image_size(self, group: str) -> tuple[int, int]:
+        """(height, width) a camera group travels at: the spec's size."""
+        _, h, w = getattr(self.config.observation, group).shape
+        return h, w
+
+    def wire_observation(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        """Observation groups as they travel: images uint8 (H, W, 3) at `image_size`, vectors float32."""
         spec = self.config.observation
         out: dict[str, Any] = {}
         for group in spec.groups():
@@ -164,23 +202,26 @@ class OpenpiPolicy(Policy):
                 raise ObservationError(f"{group}: missing (the policy needs it)")
             value = obs[group]
             if group == "instruction":
-                out["prompt"] = str(value)
-            elif group == "image":
-                _, h, w = spec.image.shape
-                img = (preprocess_image(np.asarray(value), h, w) * 255.0).round().astype(np.uint8)
-                out["observation/image"] = np.ascontiguousarray(img.transpose(1, 2, 0))
+                out[group] = str(value)
+            elif group in ("image", "wrist_image"):
+                out[group] = wire_image(value, *self.image_size(group), group)
             else:
                 arr = np.asarray(value, dtype=np.float32)
                 if not np.isfinite(arr).all():
                     raise ObservationError(f"{group}: non-finite values")
-                out[f"observation/{group}"] = arr
+                out[group] = arr
         return out
+
+    def request(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        """The observation as sent on the wire, under the key map's request keys."""
+        return self.keys.encode(self.wire_observation(obs))
 
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
         reply = self.client.infer(self.request(obs))
-        if "actions" not in reply:
-            raise PolicyServerError(f"server reply has no 'actions' (keys {sorted(reply)})")
-        return np.asarray(reply["actions"])
+        key = self.keys.actions_key
+        if key not in reply:
+            raise PolicyServerError(f"server reply has no {key!r} (keys {sorted(reply)}); set actions_key")
+        return np.asarray(reply[key])
 
     def health(self) -> str:
         """"ok" while connected, else the last error and when the next reconnect happens."""
@@ -198,68 +239,162 @@ class OpenpiPolicy(Policy):
         self.client.close()
 
 
-class LerobotPolicy(Policy):
-    """A LeRobot pretrained-policy directory mapped onto our spec (needs the optional `lerobot` package).
+class LerobotPolicy(OpenpiPolicy):
+    """A LeRobot pretrained policy, run by LeRobot itself in its own environment (`physai lerobot serve`).
 
-    Our observation groups map to LeRobot keys: image -> "observation.images.<camera>", state ->
-    "observation.state", instruction -> "task"; its actions must have our action dimension.
+    With `lerobot_dir` set, the server is started here as a child process (in `$PHYSAI_LEROBOT_ENV`, see
+    lerobot_env.py) on a free port and stopped by `close()`; otherwise `uri` names a running one. Keys follow the
+    `lerobot` preset (image -> "observation.images.top", state -> "observation.state", instruction -> "task");
+    map other camera names with `key_map`. On connect the server's metadata is checked against the key map:
+    every input feature must be sent, every key sent must be a feature, the action size must match ours.
+    Policies with `n_obs_steps` > 1 get a history: the node calls `observe` once per control step (`config.dt`)
+    and each request carries the last n_obs_steps - 1 observed steps and the current observation.
     """
 
     backend = "lerobot"
 
-    def __init__(self, checkpoint_dir: str | Path, lerobot_dir: str | Path, camera: str = "top") -> None:
-        super().__init__(load_config(checkpoint_dir))
+    def __init__(self, checkpoint_dir: str | Path, lerobot_dir: str | Path = "", uri: str = "",
+                 timeout_s: float = 5.0, connect_timeout_s: float = 5.0, backoff_initial_s: float = 0.2,
+                 backoff_max_s: float = 5.0, robot_id: str = "", key_preset: str = "lerobot",
+                 key_map: tuple[str, ...] | list[str] = (), device: str = "cpu", seed: int | None = None,
+                 start_timeout_s: float = 120.0) -> None:
+        self._server: subprocess.Popen[bytes] | None = None
+        if lerobot_dir:
+            uri = self._start_server(Path(lerobot_dir), device, seed, start_timeout_s)
+        elif not uri:
+            raise ConfigError("backend lerobot: set lerobot_dir (a LeRobot policy folder, served here) or the uri "
+                              "of a running `physai lerobot serve`")
+        super().__init__(checkpoint_dir, uri, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                         backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, robot_id=robot_id,
+                         key_preset=key_preset, key_map=key_map)
+        self._checked_metadata: dict[str, Any] | None = None
+        self._history: deque[dict[str, Any]] = deque(maxlen=1)
+
+    @property
+    def history_period_s(self) -> float:
+        """Observations are recorded every control step while the server's policy takes a history."""
+        return self.config.dt if self._history.maxlen and self._history.maxlen > 1 else 0.0
+
+    def _start_server(self, lerobot_dir: Path, device: str, seed: int | None, timeout_s: float) -> str:
+        from physical_ai.policy.lerobot_env import LerobotEnvError, server_command
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
         try:
-            import torch
-            from lerobot.policies.factory import get_policy_class  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ConfigError("backend 'lerobot' needs the optional `lerobot` package (pip install lerobot); "
-                              "it is not installed in this environment") from exc
-        meta = load_config_json(Path(lerobot_dir) / "config.json")
-        policy_type = meta.get("type")
-        if not isinstance(policy_type, str):
-            raise ConfigError(f"{lerobot_dir}/config.json: type: missing (not a LeRobot policy directory)")
-        self._policy = get_policy_class(policy_type).from_pretrained(str(lerobot_dir)).eval()
-        self._torch = torch
-        self._camera = camera
+            argv, env = server_command(lerobot_dir, port=port, device=device, seed=seed)
+        except LerobotEnvError as exc:
+            raise ConfigError(f"backend lerobot: {exc}") from None
+        # Its own session: a terminal's Ctrl-C reaches the node, which stops the server in close(); and a
+        # parent-death signal, so a node killed with SIGKILL does not leave the server running.
+        self._server = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_terminate_with_parent)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._server.poll() is not None:
+                raise ConfigError(f"backend lerobot: the LeRobot server for {lerobot_dir} exited with code "
+                                  f"{self._server.returncode} (its error is printed above)")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1.0) as reply:
+                    if reply.status == 200:
+                        return f"ws://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.2)
+        self._stop_server()
+        raise ConfigError(f"backend lerobot: the LeRobot server for {lerobot_dir} did not answer within {timeout_s} s")
+
+    def _check_metadata(self) -> None:
+        """Compare the server's policy with our spec and key map, once per connection."""
+        metadata = self.client.connect()
+        if metadata is self._checked_metadata:
+            return
+        features = metadata.get("input_features")
+        if metadata.get("server") != "lerobot" or not isinstance(features, dict):
+            raise PolicyServerError(f"{self.client.uri} is not a LeRobot policy server (metadata {sorted(metadata)})")
+        sent = {key for key, source in self.keys.request if source.group != "ignore"}
+        text_keys = {key for key, source in self.keys.request if source.group == "instruction"}
+        problems = []
+        if sorted(set(features) - sent):
+            problems.append(f"policy inputs {sorted(set(features) - sent)} are not sent")
+        if sorted(sent - set(features) - text_keys):
+            problems.append(f"keys {sorted(sent - set(features) - text_keys)} are not inputs of the policy")
+        if metadata.get("action_dim") != self.config.action_dim:
+            problems.append(f"the policy has {metadata.get('action_dim')} actions, our spec "
+                            f"{self.config.action_dim} {list(self.config.action.names)}")
+        if problems:
+            raise PolicyServerError(f"LeRobot policy {metadata.get('policy_type')} does not fit: "
+                                    + "; ".join(problems) + "; set key_map")
+        self._history = deque(self._history, maxlen=max(1, int(metadata.get("n_obs_steps", 1))))
+        self._checked_metadata = metadata
+
+    def image_size(self, group: str) -> tuple[int, int]:
+        """The size the LeRobot policy's feature for this camera declares (once connected), else the spec's."""
+        features = (self._checked_metadata or {}).get("input_features", {})
+        for key, source in self.keys.request:
+            shape = features.get(key, {}).get("shape")
+            if source.group == group and shape and len(shape) == 3:
+                return int(shape[1]), int(shape[2])
+        return super().image_size(group)
+
+    def observe(self, obs: Mapping[str, Any]) -> None:
+        """Record one control step's observation (for policies that take n_obs_steps > 1)."""
+        if self._history.maxlen and self._history.maxlen > 1:
+            self._history.append(self.keys.encode(self.wire_observation(obs)))
+
+    def request(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        """Request keys; with a history, each feature stacked (n_obs_steps, ...) oldest first."""
+        current = self.keys.encode(self.wire_observation(obs))
+        steps = self._history.maxlen or 1
+        if steps == 1:
+            return current
+        past = list(self._history)[-(steps - 1):]
+        past = [past[0]] * (steps - 1 - len(past)) + past if past else [current] * (steps - 1)
+        out: dict[str, Any] = {}
+        for key, value in current.items():
+            out[key] = value if isinstance(value, str) else np.stack([p[key] for p in past] + [value])
+        return out
+
+    def reset(self) -> None:
+        """Forget the observation history."""
+        self._history.clear()
 
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
-        torch = self._torch
-        spec = self.config.observation
-        batch: dict[str, Any] = {}
-        if spec.image is not None:
-            _, h, w = spec.image.shape
-            batch[f"observation.images.{self._camera}"] = torch.from_numpy(
-                preprocess_image(np.asarray(obs["image"]), h, w))[None]
-        if spec.state is not None:
-            batch["observation.state"] = torch.as_tensor(np.asarray(obs["state"], np.float32))[None]
-        if spec.instruction is not None:
-            batch["task"] = [str(obs["instruction"])]
-        with torch.inference_mode():
-            chunk = self._policy.predict_action_chunk(batch)
-        return chunk[0].cpu().numpy()
+        self._check_metadata()
+        return super()._infer(obs)
+
+    def close(self) -> None:
+        """Close the connection and stop the server this backend started."""
+        super().close()
+        self._stop_server()
+
+    def _stop_server(self) -> None:
+        if self._server is not None and self._server.poll() is None:
+            self._server.terminate()
+            try:
+                self._server.wait(10.0)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+                self._server.wait()
+        self._server = None
 
 
-def load_config_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object from `path` with a clear error."""
-    import json
+def _terminate_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM when the parent process dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
 
-    if not path.is_file():
-        raise ConfigError(f"{path}: not found")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux: the server then outlives a SIGKILLed parent
+        pass
 
 
 def make_policy(backend: str, checkpoint_dir: str | Path, **options: Any) -> Policy:
     """Build the policy backend named `backend` for the checkpoint (or spec-only config) at `checkpoint_dir`.
 
     Options per backend: torch: num_threads; onnx: onnx_path, num_threads; openpi: uri, timeout_s,
-    connect_timeout_s, backoff_initial_s, backoff_max_s, api_key, robot_id; lerobot: lerobot_dir, camera.
+    connect_timeout_s, backoff_initial_s, backoff_max_s, api_key, robot_id, key_preset, key_map, actions_key;
+    lerobot: lerobot_dir or uri, timeout_s, connect_timeout_s, backoff_*, robot_id, key_preset, key_map, device,
+    seed.
     """
     classes = {"torch": TorchPolicy, "onnx": OnnxPolicy, "openpi": OpenpiPolicy, "lerobot": LerobotPolicy}
     if backend not in classes:

@@ -1,44 +1,60 @@
-"""A local policy server speaking the openpi websocket protocol, for tests and for serving our own checkpoints.
+"""`physai serve`: our checkpoints behind the openpi websocket protocol (openpi-client and our backends connect).
 
-    python -m physical_ai.policy.policy_server models/arm_pick --port 8000 [--backend onnx] [--max-batch 8]
+    physai serve models/arm_pick --port 8000 [--backend onnx] [--max-batch 8] [--keys libero]
 
 Protocol as in openpi_client.py: metadata frame on connect, then one msgpack reply per msgpack request; a failing
-request gets a text frame (the error) and the connection is closed with code 1011. One server serves many robots:
-each connection is a session (named by the client's `X-Robot-Id` header), and requests of different robots that
-arrive together are batched into one forward pass (physical_ai/policy/batching.py).
+request gets a text frame (the error) and the connection is closed with code 1011. `GET /healthz` answers 200.
+One server serves many robots: each connection is a session (named by the client's `X-Robot-Id` header), and
+requests of different robots that arrive together are batched into one forward pass
+(physical_ai/policy/batching.py). Request keys follow a key map (physical_ai/policy/keymap.py; default `physai`:
+"observation/<group>", "prompt"): keys of the preset whose group the checkpoint does not read (a LIBERO client's
+wrist image for a one-camera model) are accepted and discarded, listed in the metadata (`ignored_keys`) and at
+start-up; any other unknown key is an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import http
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 from physical_ai.policy import msgpack_numpy
 from physical_ai.policy.batching import ROBOT_ID_HEADER, BatchedPolicy, SessionTable, current_session
-from physical_ai.policy.policy import Policy, make_policy
+
+if TYPE_CHECKING:  # the LeRobot environment imports this module without the stack's policy backends
+    from physical_ai.policy.keymap import KeyMap
+    from physical_ai.policy.policy import Policy
 
 InferFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def policy_handler(policy: Policy, batcher: BatchedPolicy | None = None) -> InferFn:
-    """Adapt one of our policies to the wire format: "observation/<group>" and "prompt" in, "actions" out.
+def policy_handler(policy: Policy, batcher: BatchedPolicy | None = None, keys: KeyMap | None = None) -> InferFn:
+    """Adapt one of our policies to the wire format: request keys per `keys` in, its actions key out.
 
-    With `batcher` (see `batched`), robots' requests that arrive together run as one forward pass.
+    Args:
+        policy: any backend.
+        batcher: with one (see `batched`), robots' requests that arrive together run as one forward pass.
+        keys: the key map (default: the `physai` preset for the policy's spec, unknown preset keys ignored).
     """
+    from physical_ai.policy.keymap import server_keymap
+
+    keys = keys or server_keymap(policy.config)
+
     def infer(request: dict[str, Any]) -> dict[str, Any]:
-        obs: dict[str, Any] = {k.split("/", 1)[1]: v for k, v in request.items() if k.startswith("observation/")}
-        if "prompt" in request:
-            obs["instruction"] = request["prompt"]
+        obs = keys.decode(request)
+        if "instruction" in obs:
+            obs["instruction"] = str(obs["instruction"])
         actions = batcher.infer(obs) if batcher is not None else policy.infer(obs).values
-        return {"actions": np.asarray(actions, dtype=np.float32)}
+        return {keys.actions_key: np.asarray(actions, dtype=np.float32)}
     return infer
 
 
@@ -72,7 +88,8 @@ class PolicyServer:
         self.sessions = SessionTable()
         self._connections: set[ServerConnection] = set()
         self._lock = threading.Lock()
-        self._server: Server = serve(self._handle, host, port, compression=None, max_size=None)
+        self._server: Server = serve(self._handle, host, port, compression=None, max_size=None,
+                                     process_request=_health_check)
         self.port = int(self._server.socket.getsockname()[1])
         self.uri = f"ws://{host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="policy-server", daemon=True)
@@ -135,12 +152,18 @@ class PolicyServer:
                 print(f"session closed: {session.summary()}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve a checkpoint until Ctrl-C."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _health_check(connection: ServerConnection, request: Request) -> Response | None:
+    """`GET /healthz` answers 200 "OK" without a WebSocket upgrade, as openpi's server does (load balancers)."""
+    if request.path == "/healthz":
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`physai serve` options."""
     parser.add_argument("checkpoint", help="checkpoint directory (config.json + model.safetensors / model.onnx)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch", type=int, default=8,
                         help="most robots' requests run as one forward pass (1: no batching; torch backend)")
@@ -149,24 +172,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="model threads (more only pays on a machine with cores to spare: on a busy CPU, "
                              "threads that spin-wait slow everything down)")
-    args = parser.parse_args(argv)
-    policy = make_policy(args.backend, args.checkpoint, num_threads=args.threads)
+    parser.add_argument("--keys", default="physai", help="request key preset: physai, libero, droid, lerobot")
+    parser.add_argument("--key-map", action="append", default=[], metavar="KEY=GROUP",
+                        help="request key added to or replacing the preset's (repeatable); KEY= removes one")
+    parser.add_argument("--actions-key", default="actions", help="reply key of the actions")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve a checkpoint until Ctrl-C or SIGTERM."""
+    import signal
+
+    from physical_ai.policy.keymap import KeyMapError, server_keymap
+    from physical_ai.policy.policy import make_policy
+    from physical_ai.policy.spec import ConfigError
+
+    try:
+        policy = make_policy(args.backend, args.checkpoint, num_threads=args.threads)
+        keys = server_keymap(policy.config, args.keys, args.key_map, args.actions_key)
+    except (ConfigError, KeyMapError) as exc:
+        print(f"physai serve: {exc}", flush=True)
+        return 2
     batcher = batched(policy, args.max_batch, args.batch_wait_ms * 1e-3)
-    server = PolicyServer(policy_handler(policy, batcher), args.host, args.port,
-                          metadata={"name": policy.config.name, "embodiment": policy.config.embodiment,
-                                    "action_names": list(policy.config.action.names), "dt": policy.config.dt})
+    metadata = {"name": policy.config.name, "embodiment": policy.config.embodiment,
+                "action_names": list(policy.config.action.names), "dt": policy.config.dt,
+                "keys": {key: source.group if source.lo is None else f"state[{source.lo}:{source.hi}]"
+                         for key, source in keys.request},
+                "ignored_keys": keys.ignored_keys(), "actions_key": keys.actions_key}
+    server = PolicyServer(policy_handler(policy, batcher, keys), args.host, args.port, metadata=metadata)
     server.log_sessions = True
     print(f"serving {args.checkpoint} ({args.backend}) on {server.uri}, "
-          f"{f'batches of up to {args.max_batch}' if batcher else 'no batching'}", flush=True)
+          f"{f'batches of up to {args.max_batch}' if batcher else 'no batching'} (health: "
+          f"http://{args.host}:{server.port}/healthz); request keys {sorted(metadata['keys'])}"
+          + (f", ignored {keys.ignored_keys()}" if keys.ignored_keys() else ""), flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
     try:
-        while True:
-            time.sleep(1.0)
+        stop.wait()
     except KeyboardInterrupt:
-        server.stop()
-        if batcher is not None:
-            batcher.stop()
+        pass
+    server.stop()
+    if batcher is not None:
+        batcher.stop()
+    policy.close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m physical_ai.policy.policy_server`: the same as `physai serve`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ observations from topics and a trainer can write a checkpoint that the node load
       "architecture": {"type": "chunk_transformer", "d_model": 128, ...},
       "observation": {
         "image": {"shape": [3, 96, 96], "mean": [3 floats], "std": [3 floats]},
+        "wrist_image": {"shape": [3, 224, 224]},      (remote policies only: a second camera, e.g. pi0 LIBERO)
         "state": {"names": ["joint1.position", ...], "units": ["rad", ...], "mean": [...], "std": [...]},
         "obstacles": {"max_count": 8, "features": [...], "units": [...], "mean": [...], "std": [...]},
         "parts": {"max_count": 4, "features": [...], "units": [...], "mean": [...], "std": [...]},
@@ -88,6 +89,7 @@ class ObservationSpec:
     """What the model sees. Absent groups are None."""
 
     image: ImageSpec | None = None
+    wrist_image: ImageSpec | None = None
     state: FeatureGroup | None = None
     obstacles: TokenGroup | None = None
     parts: TokenGroup | None = None
@@ -95,7 +97,8 @@ class ObservationSpec:
 
     def groups(self) -> list[str]:
         """Names of the present groups, in the model's input order."""
-        return [g for g in ("image", "state", "obstacles", "parts", "instruction") if getattr(self, g) is not None]
+        return [g for g in ("image", "wrist_image", "state", "obstacles", "parts", "instruction")
+                if getattr(self, g) is not None]
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,10 @@ class PolicyConfig:
         """The config as a JSON-ready dict (the inverse of `parse_config`)."""
         obs: dict[str, Any] = {}
         o = self.observation
-        if o.image is not None:
-            obs["image"] = {"shape": list(o.image.shape), "mean": list(o.image.mean), "std": list(o.image.std)}
+        for key in ("image", "wrist_image"):
+            camera: ImageSpec | None = getattr(o, key)
+            if camera is not None:
+                obs[key] = {"shape": list(camera.shape), "mean": list(camera.mean), "std": list(camera.std)}
         if o.state is not None:
             obs["state"] = _group_json(o.state, "names")
         for key in ("obstacles", "parts"):
@@ -230,19 +235,15 @@ def parse_config(raw: dict[str, Any]) -> PolicyConfig:
     obs_raw = _req(raw, "observation", "")
     if not isinstance(obs_raw, dict):
         raise ConfigError("observation: expected an object")
-    unknown = set(obs_raw) - {"image", "state", "obstacles", "parts", "instruction"}
+    unknown = set(obs_raw) - {"image", "wrist_image", "state", "obstacles", "parts", "instruction"}
     if unknown:
         raise ConfigError(f"observation: unknown groups {sorted(unknown)}")
-    image = state = obstacles = parts = instruction = None
-    if "image" in obs_raw:
-        d = obs_raw["image"]
-        shape = _req(d, "shape", "observation.image")
-        if (not isinstance(shape, list) or len(shape) != 3 or shape[0] != 3
-                or not all(isinstance(s, int) and 8 <= s <= 1024 for s in shape[1:])):
-            raise ConfigError(f"observation.image.shape: expected [3, height, width] with sizes 8..1024, got {shape!r}")
-        image = ImageSpec(shape=tuple(shape),
-                          mean=_numbers(d.get("mean", [0.5] * 3), "observation.image.mean", 3),
-                          std=_numbers(d.get("std", [0.25] * 3), "observation.image.std", 3, positive=True))
+    if "wrist_image" in obs_raw and arch["type"] != "remote":
+        raise ConfigError("observation.wrist_image: only remote policies (architecture.type 'remote') take a "
+                          "second camera; our models read one image")
+    state = obstacles = parts = instruction = None
+    image, wrist_image = (_image_spec(obs_raw[k], f"observation.{k}") if k in obs_raw else None
+                          for k in ("image", "wrist_image"))
     if "state" in obs_raw:
         state = _feature_group(obs_raw["state"], "observation.state", "names")
         bad = [n for n in state.names if not _state_name_ok(n)]
@@ -265,7 +266,8 @@ def parse_config(raw: dict[str, Any]) -> PolicyConfig:
         instruction = InstructionSpec(
             max_tokens=int(_number(d.get("max_tokens", 16), "observation.instruction.max_tokens", 1, 256, True)),
             vocab_size=int(_number(d.get("vocab_size", 512), "observation.instruction.vocab_size", 2, 65536, True)))
-    observation = ObservationSpec(image=image, state=state, obstacles=obstacles, parts=parts, instruction=instruction)
+    observation = ObservationSpec(image=image, wrist_image=wrist_image, state=state, obstacles=obstacles,
+                                  parts=parts, instruction=instruction)
     if not observation.groups():
         raise ConfigError("observation: at least one of image, state, obstacles, parts, instruction is required")
     action = _feature_group(_req(raw, "action", ""), "action", "names")
@@ -273,6 +275,15 @@ def parse_config(raw: dict[str, Any]) -> PolicyConfig:
     extra = {k: v for k, v in raw.items() if k not in known}
     return PolicyConfig(name=name, embodiment=embodiment, dt=dt, chunk_length=chunk_length, architecture=dict(arch),
                         observation=observation, action=action, format_version=int(version), extra=extra)
+
+
+def _image_spec(d: Any, where: str) -> ImageSpec:
+    shape = _req(d, "shape", where)
+    if (not isinstance(shape, list) or len(shape) != 3 or shape[0] != 3
+            or not all(isinstance(s, int) and 8 <= s <= 1024 for s in shape[1:])):
+        raise ConfigError(f"{where}.shape: expected [3, height, width] with sizes 8..1024, got {shape!r}")
+    return ImageSpec(shape=tuple(shape), mean=_numbers(d.get("mean", [0.5] * 3), f"{where}.mean", 3),
+                     std=_numbers(d.get("std", [0.25] * 3), f"{where}.std", 3, positive=True))
 
 
 def _validate_transformer(arch: dict[str, Any]) -> None:

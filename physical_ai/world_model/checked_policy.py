@@ -75,6 +75,19 @@ class WorldModelCheckedPolicy(Policy):
         """The wrapped backend's health."""
         return self.policy.health()
 
+    @property
+    def history_period_s(self) -> float:
+        """The wrapped backend's observation-history period (0: none)."""
+        return self.policy.history_period_s
+
+    def observe(self, obs: Mapping[str, Any]) -> None:
+        """Pass the control step's observation to the wrapped backend's history."""
+        self.policy.observe(obs)
+
+    def reset(self) -> None:
+        """Reset the wrapped backend."""
+        self.policy.reset()
+
     def close(self) -> None:
         """Close the wrapped backend."""
         self.policy.close()

@@ -176,15 +176,13 @@ def test_instruction_tokens_are_stable():
     assert (a[:3] > 0).all() and (a[3:] == 0).all()
 
 
-def test_lerobot_backend_without_lerobot(arm_ckpt, tmp_path):
-    pytest.importorskip("torch")
-    try:
-        import lerobot  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="needs the optional `lerobot` package"):
-            make_policy("lerobot", arm_ckpt, lerobot_dir=tmp_path)
-    else:
-        pytest.skip("lerobot installed: the missing-package error cannot be exercised")
+def test_lerobot_backend_without_lerobot(arm_ckpt, tmp_path, monkeypatch):
+    # LeRobot runs in its own environment; without one the backend says how to create it.
+    monkeypatch.setenv("PHYSAI_LEROBOT_ENV", str(tmp_path / "no-env"))
+    with pytest.raises(ConfigError, match=r"no LeRobot environment at .*no-env: create it with `physai lerobot setup`"):
+        make_policy("lerobot", arm_ckpt, lerobot_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"set lerobot_dir .* or the uri"):
+        make_policy("lerobot", arm_ckpt)
 
 
 def test_unknown_backend(arm_ckpt):

@@ -60,6 +60,44 @@ def test_openpi_backend_matches_local_policy(amr_ckpt):
         remote.close()
 
 
+def test_healthz_answers_200_as_openpi_does(amr_ckpt):
+    import urllib.error
+    import urllib.request
+
+    with PolicyServer(policy_handler(make_policy("torch", amr_ckpt))) as server:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as reply:
+            assert reply.status == 200 and reply.read() == b"OK\n"
+        with pytest.raises(urllib.error.HTTPError) as refused:  # any other plain GET still wants a WebSocket
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5)
+        assert refused.value.code == 426
+
+
+def test_key_presets_between_our_client_and_server(amr_ckpt, tmp_path):
+    """A DROID-convention client and server: the state split into joint and gripper keys and joined back."""
+    from physical_ai.policy.keymap import server_keymap
+
+    spec_dir = tmp_path / "arm"
+    make_checkpoint(spec_dir, "arm")
+    local = make_policy("torch", spec_dir)
+    seen: list[dict] = []
+    extra = ["observation/parts=parts", "observation/obstacles=obstacles", "observation/joint_velocity=state[8:15]"]
+    handler = policy_handler(local, keys=server_keymap(local.config, "droid", extra))
+
+    def record(request):
+        seen.append(request)
+        return handler(request)
+
+    with PolicyServer(record) as server:
+        remote = make_policy("openpi", spec_dir, uri=server.uri, key_preset="droid", key_map=extra, timeout_s=5.0)
+        obs = raw_observation(local.config)
+        np.testing.assert_allclose(remote.infer(obs).values, local.infer(obs).values, atol=1e-5)
+        remote.close()
+    assert sorted(seen[0]) == ["observation/exterior_image_1_left", "observation/gripper_position",
+                               "observation/joint_position", "observation/joint_velocity", "observation/obstacles",
+                               "observation/parts", "prompt"]
+    assert seen[0]["observation/joint_position"].shape == (7,)
+
+
 def test_openpi_reconnects_after_server_restart(amr_ckpt):
     local = make_policy("torch", amr_ckpt)
     obs = raw_observation(local.config)
