@@ -1,7 +1,2 @@
 """MuJoCo simulation that plays the robot drivers: scenarios, sensors, command interfaces, experts."""
-
-import os
-
-# Headless rendering: EGL works without a display (set before any module imports mujoco). A user's own choice
-# (osmesa, glfw) is kept.
-os.environ.setdefault("MUJOCO_GL", "egl")
+# MUJOCO_GL (headless EGL) is set in physical_ai/__init__.py, before anything imports mujoco.
