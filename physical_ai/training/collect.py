@@ -1,6 +1,11 @@
-"""`physai collect <scenario>`: record scripted-expert demonstrations to a dataset (see dataset.py for the layout).
+"""`physai collect <scenario>`: record scripted-expert demonstrations to a LeRobot dataset.
 
     physai collect amr --episodes 120 --output /tmp/amr_data
+
+The output is a LeRobot v3.0 dataset (`physical_ai.data.lerobot_format`: parquet frames, one MP4 per camera and
+episode, LeRobot's meta files), which `lerobot.datasets.LeRobotDataset` loads and `physai train` trains from. Every
+scenario's camera (the arm cell's overhead camera, the AMR's and the car's front camera) is recorded as
+`observation.images.<camera>` at `--camera` resolution, besides the policy's own inputs.
 
 The simulator core runs in-process, faster than real time (no DDS). Observations are what the robot senses:
 perception-core outputs (LiDAR obstacle tracks for the AMR, depth-fitted part poses for the arm), joint/odometry
@@ -26,20 +31,31 @@ from typing import Any
 
 import numpy as np
 
+from physical_ai.data.lerobot_format import DatasetWriter, Feature
+from physical_ai.data.provenance import Manifest
 from physical_ai.policy.observation import pad_tokens
 from physical_ai.policy.spec import PolicyConfig
-from physical_ai.training.dataset import DatasetWriter, Feature
 from physical_ai.training.envs import Env, make_env
 from physical_ai.world_model.api import sample_candidates
 
 
-def features_for(spec: PolicyConfig) -> dict[str, Feature]:
-    """Dataset features matching a policy spec (LeRobot names)."""
+def features_for(spec: PolicyConfig, camera: str = "", camera_size: tuple[int, int] | None = None
+                 ) -> dict[str, Feature]:
+    """Dataset features matching a policy spec (LeRobot names), plus `observation.images.<camera>` when given.
+
+    Args:
+        spec: the policy spec whose inputs and action are recorded.
+        camera: name of the scenario's camera ('' = none).
+        camera_size: (width, height) of the recorded camera images.
+    """
     obs = spec.observation
     out: dict[str, Feature] = {}
     if obs.image is not None:
         _, h, w = obs.image.shape
-        out["observation.image"] = Feature("uint8", (h, w, 3), ("height", "width", "channel"))
+        out["observation.image"] = Feature("video", (h, w, 3), ("height", "width", "channels"))
+    if camera and camera_size is not None:
+        width, height = camera_size
+        out[f"observation.images.{camera}"] = Feature("video", (height, width, 3), ("height", "width", "channels"))
     if obs.state is not None:
         out["observation.state"] = Feature("float32", (len(obs.state.names),), obs.state.names)
     for key in ("obstacles", "parts"):
@@ -73,15 +89,20 @@ def wm_candidates(env: Env, action: np.ndarray, k: int, rng: np.random.Generator
 
 
 def record_episode(env: Env, seed: int, dart_std: float, wm_every: int, wm_k: int, max_steps: int,
-                   hold_after_success: int = 10) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
-    """Play one expert episode; return (frames, episode meta, world-model arrays)."""
+                   hold_after_success: int = 10, camera_size: tuple[int, int] | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """Play one expert episode; return (frames, episode meta, world-model arrays).
+
+    `camera_size` (width, height) also records the scenario's camera image each frame.
+    """
     env.reset(seed)
     spec = env.spec
     obs_spec = spec.observation
     rng = np.random.default_rng(seed + 777)
     noisy = dart_std > 0 and rng.random() < 0.5
     scale = action_noise_scale(env) * dart_std
-    frames: dict[str, list[np.ndarray]] = {k: [] for k in features_for(spec)}
+    camera_key = f"observation.images.{env.sc.camera}" if camera_size and env.sc.camera else ""
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in features_for(spec, env.sc.camera, camera_size)}
     wm: dict[str, list[np.ndarray]] = {"frame": [], "candidates": [], "collision": [], "failure": [],
                                        "progress": []}
     noise = np.zeros(spec.action_dim)
@@ -91,6 +112,8 @@ def record_episode(env: Env, seed: int, dart_std: float, wm_every: int, wm_k: in
         action = env.expert_action()
         if obs_spec.image is not None:
             frames["observation.image"].append(obs["image"])
+        if camera_key:
+            frames[camera_key].append(env.camera_image(*camera_size))
         if obs_spec.state is not None:
             frames["observation.state"].append(obs["state"])
         for key in ("obstacles", "parts"):
@@ -130,14 +153,21 @@ def record_episode(env: Env, seed: int, dart_std: float, wm_every: int, wm_k: in
 
 def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dart_std: float = 1.0,
             wm_every: int = 5, wm_k: int = 4, max_steps: int | None = None, only_success: bool = True,
-            progress_bar: bool = True, perception: str = "node") -> dict[str, Any]:
-    """Collect `episodes` expert demonstrations; return a summary (episodes kept, frames, expert success)."""
+            progress_bar: bool = True, perception: str = "node", camera_size: tuple[int, int] | None = (160, 120)
+            ) -> dict[str, Any]:
+    """Collect `episodes` expert demonstrations; return a summary (episodes kept, frames, expert success).
+
+    `camera_size` (width, height) records the scenario's camera too (None: policy inputs only).
+    """
     from tqdm import tqdm
 
     env = make_env(scenario, perception=perception)
     spec = env.spec
     limit = max_steps or int(np.ceil(60.0 / spec.dt))
-    writer = DatasetWriter(output, robot_type=env.embodiment, fps=1.0 / spec.dt, features=features_for(spec),
+    env.reset(seed)  # the scenario names its camera
+    camera = env.sc.camera if camera_size else ""
+    writer = DatasetWriter(output, robot_type=env.embodiment, fps=1.0 / spec.dt,
+                           features=features_for(spec, camera, camera_size),
                            extra={"scenario": scenario, "embodiment": env.embodiment, "spec": spec.to_json(),
                                   "state_frame": "map" if env.embodiment in ("amr", "vehicle") else "joint",
                                   "perception": perception, "dart_std": dart_std, "wm_every": wm_every,
@@ -149,7 +179,8 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
     interrupted = False
     try:
         while kept < episodes and tried < episodes * 3:
-            frames, meta, wm = record_episode(env, seed + tried, dart_std, wm_every, wm_k, limit)
+            frames, meta, wm = record_episode(env, seed + tried, dart_std, wm_every, wm_k, limit,
+                                              camera_size=camera_size)
             tried += 1
             if only_success and not meta["success"] and max_steps is None:
                 continue
@@ -169,7 +200,15 @@ def collect(scenario: str, output: str | Path, episodes: int, seed: int = 0, dar
     if kept == 0:
         raise RuntimeError(f"collect {scenario}: no episode recorded ({tried} tried)")
     writer.finish()
-    return {"episodes": kept, "tried": tried, "frames": writer._frames, "expert_success": kept / max(tried, 1),
+    manifest = Manifest.start("physai collect", {"scenario": scenario, "episodes": episodes, "seed": seed,
+                                                 "dart_std": dart_std, "wm_every": wm_every, "wm_k": wm_k,
+                                                 "max_steps": max_steps, "only_success": only_success,
+                                                 "perception": perception, "camera_size": camera_size},
+                              licence="Apache-2.0 (simulated by physical_ai_stack)")
+    manifest.add_step("simulate", {"expert": "scripted", "episodes_tried": tried, "first_seed": seed})
+    manifest.add_drops({"expert_failed": tried - kept} if only_success and max_steps is None else {})
+    manifest.write(output, episodes=kept, frames=writer.frames)
+    return {"episodes": kept, "tried": tried, "frames": writer.frames, "expert_success": kept / max(tried, 1),
             "interrupted": interrupted}
 
 
@@ -218,7 +257,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node: sensors and perception settings of the ROS nodes (config/<robot>.yaml); "
                              "fast: sparse LiDAR, default perception settings (quick experiments)")
     parser.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
+    parser.add_argument("--camera", default="160x120",
+                        help="WIDTHxHEIGHT of the scenario camera's images recorded with each frame ('off': none)")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """'WIDTHxHEIGHT' -> (width, height); 'off' -> None."""
+    if text == "off":
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise ValueError(f"--camera {text!r}: expected WIDTHxHEIGHT (e.g. 160x120) or 'off'") from exc
+    if not (16 <= width <= 4096 and 16 <= height <= 4096):
+        raise ValueError(f"--camera {text!r}: width and height must be 16-4096 pixels")
+    return width, height
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = collect(args.scenario, args.output, args.episodes, args.seed, args.dart_std, args.wm_every,
                           args.wm_k, args.max_steps, not args.keep_failures, not args.no_progress,
-                          args.perception)
+                          args.perception, parse_size(args.camera))
     except (ValueError, RuntimeError) as exc:
         print(f"physai collect: {exc}", file=sys.stderr)
         return 2

@@ -100,6 +100,7 @@ class Env:
 
     def reset(self, seed: int) -> None:
         """Start a seeded episode (scenario pose randomisation plus this env's domain randomisation)."""
+        self.close_camera()  # bound to the previous episode's model
         self.rng = np.random.default_rng(10_000 + seed)
         options = self.scenario_options(self.rng) if self.randomise else {}
         self.sc = make_scenario(self.scenario_name, seed, options)
@@ -184,8 +185,26 @@ class Env:
         finally:
             self.restore(snap)
 
+    def camera_image(self, width: int, height: int) -> np.ndarray:
+        """RGB image (height, width, 3) uint8 of the scenario's camera now (the camera the ROS simulator streams)."""
+        key = (width, height)
+        if getattr(self, "_camera_key", None) != key:
+            self.close_camera()
+            self._camera_renderer = mujoco.Renderer(self.sc.model, height, width)
+            self._camera_key = key
+        self._camera_renderer.update_scene(self.sc.data, camera=self.sc.camera)
+        return self._camera_renderer.render().copy()
+
+    def close_camera(self) -> None:
+        """Release the camera renderer (a new one is made for the next episode's model)."""
+        renderer = getattr(self, "_camera_renderer", None)
+        if renderer is not None:
+            renderer.close()
+        self._camera_renderer, self._camera_key = None, None
+
     def close(self) -> None:
         """Release renderers."""
+        self.close_camera()
 
 
 # ============================================================================================================ AMR
@@ -338,6 +357,7 @@ class AmrEnv(Env):
                                                   T_world_base=_yaw_matrix(x, y, yaw)))
         if self.corrector is not None:
             self._feed_corrector(np.concatenate(clouds), result.obstacles)
+        self.last_estimates = result.obstacles  # what perception_fusion would publish (simulated recordings)
         return obstacle_rows(result.obstacles, self.feature_names)
 
     def observe(self) -> dict[str, Any]:
@@ -474,7 +494,8 @@ class ArmEnv(Env):
         self.part_memory = PartMemory(arm_part_memory_config(fusion))
 
     def close(self) -> None:
-        """Free the renderer."""
+        """Free the renderers."""
+        super().close()
         if hasattr(self, "depth_renderer"):
             self.depth_renderer.close()
 

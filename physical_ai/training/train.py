@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from physical_ai.data.provenance import cite, update_model_card
 from physical_ai.policy.spec import FeatureGroup, PolicyConfig, TokenGroup, parse_config
-from physical_ai.training.dataset import Dataset, DatasetError
+from physical_ai.training.dataset import DatasetError, DatasetReader, open_dataset
 
 STATE_DIR = "train_state"
 STD_FLOOR = 1e-3
@@ -43,7 +44,7 @@ class TrainData:
     episode_of_frame: np.ndarray    # (N,)
 
 
-def load_training_data(dataset: Dataset, config: PolicyConfig) -> TrainData:
+def load_training_data(dataset: DatasetReader, config: PolicyConfig) -> TrainData:
     """Load every episode (validated, errors name the episode) into model-input arrays."""
     from physical_ai.policy.observation import model_input_names, tokenize_instruction
 
@@ -82,9 +83,9 @@ def load_training_data(dataset: Dataset, config: PolicyConfig) -> TrainData:
     return TrainData(inputs, np.concatenate(actions), np.concatenate(pads), np.concatenate(episodes))
 
 
-def load_datasets(dataset_dirs: list[str | Path], config: PolicyConfig) -> tuple[TrainData, list[Dataset]]:
+def load_datasets(dataset_dirs: list[str | Path], config: PolicyConfig) -> tuple[TrainData, list[DatasetReader]]:
     """Frames of one or more datasets with the same recorded spec (e.g. collected in parallel), concatenated."""
-    datasets = [Dataset(d) for d in dataset_dirs]
+    datasets = [open_dataset(d) for d in dataset_dirs]
     first = datasets[0].physai.get("spec")
     for d in datasets[1:]:
         if d.physai.get("spec") != first:
@@ -190,7 +191,7 @@ def plot_losses(history: list[tuple[int, float]], path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def base_config(dataset: Dataset, name: str, architecture: dict[str, Any],
+def base_config(dataset: DatasetReader, name: str, architecture: dict[str, Any],
                 state_features: list[str] | None = None) -> PolicyConfig:
     """The observation/action spec recorded with the dataset, with a new name and architecture.
 
@@ -249,7 +250,7 @@ def train(dataset_dir: str | Path | list[str | Path], output: str | Path, name: 
     dirs = [dataset_dir] if isinstance(dataset_dir, (str, Path)) else list(dataset_dir)
     if not dirs:
         raise DatasetError("no dataset directory given")
-    dataset = Dataset(dirs[0])
+    dataset = open_dataset(dirs[0])
     config = base_config(dataset, name, architecture, state_features)
     data, datasets = load_datasets(dirs, config)
     if resume:
@@ -262,8 +263,8 @@ def train(dataset_dir: str | Path | list[str | Path], output: str | Path, name: 
         sensing = {k: dataset.physai[k] for k in ("scenario", "perception", "state_frame") if k in dataset.physai}
         config = replace(config, extra={**config.extra, **sensing,
                                         "training": {"dataset": " ".join(str(d) for d in dirs), "steps": steps,
-                                                                       "batch_size": batch_size, "lr": lr,
-                                                                       "seed": seed}})
+                                                     "batch_size": batch_size, "lr": lr, "seed": seed,
+                                                     "datasets": [cite(d) for d in dirs]}})
         torch.manual_seed(seed)
         model = ChunkTransformer(config).train()
     names = model_input_names(config)
@@ -347,6 +348,7 @@ def train(dataset_dir: str | Path | list[str | Path], output: str | Path, name: 
     model.eval()
     save_checkpoint(model, config, out)
     plot_losses(history, out / "loss.png", f"{name}: {count_parameters(model)} parameters")
+    update_model_card(out, config.extra["training"].get("datasets") or [cite(d) for d in dirs])
     (out / "training_log.json").write_text(json.dumps({"history": history, "wall_s": progress["wall_s"],
                                                        "steps": step, "frames": n}) + "\n")
     shutil.rmtree(state_dir, ignore_errors=True)

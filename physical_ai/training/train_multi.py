@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from physical_ai.policy.spec import PolicyConfig
-from physical_ai.training.dataset import Dataset, DatasetError
+from physical_ai.training.dataset import DatasetError, open_dataset
 from physical_ai.training.train import TrainData, _batch, base_config, fit_normalisation, load_datasets
 
 
 def dataset_embodiment(directory: str | Path) -> str:
     """The embodiment a dataset was recorded for (meta/info.json physai.spec.embodiment)."""
-    dataset = Dataset(directory)
+    dataset = open_dataset(directory)
     embodiment = dataset.physai.get("spec", {}).get("embodiment") or dataset.physai.get("embodiment")
     if not isinstance(embodiment, str) or not embodiment:
         raise DatasetError(f"{directory}/meta/info.json: physai.spec.embodiment missing (not collected by physai "
@@ -107,7 +107,7 @@ def train_multi(groups: dict[str, list[str | Path]], output: str | Path, name: s
     data: dict[str, TrainData] = {}
     episodes: dict[str, int] = {}
     for embodiment, dirs in groups.items():
-        config = base_config(Dataset(dirs[0]), name, architecture, features.get(embodiment))
+        config = base_config(open_dataset(dirs[0]), name, architecture, features.get(embodiment))
         data[embodiment], datasets = load_datasets(dirs, config)
         episodes[embodiment] = sum(len(d) for d in datasets)
         config = fit_normalisation(config, data[embodiment])

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from physical_ai.training.dataset import Dataset, DatasetError
+from physical_ai.training.dataset import DatasetError, open_dataset
 from physical_ai.training.world_model_glue import fit_learned, labelled_frames
 from physical_ai.world_model.api import WorldModel, WorldState
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--physics", action="store_true", help="also score the physics-rollout model (AMR)")
     args = parser.parse_args(argv)
     try:
-        ds = Dataset(args.dataset)
+        ds = open_dataset(args.dataset)
     except DatasetError as exc:
         print(f"train_world_model: {exc}", file=sys.stderr)
         return 2

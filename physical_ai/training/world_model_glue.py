@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from physical_ai.training.dataset import Dataset
+from physical_ai.training.dataset import DatasetReader
 from physical_ai.training.envs import Env
 from physical_ai.world_model import make_world_model
 from physical_ai.world_model.api import WorldModel, WorldState, sample_candidates
@@ -46,7 +46,7 @@ def load_world_model(kind: str, env: Env, policy_dir: str | Path) -> WorldModel:
     return make_world_model(kind, policy_dir, env.embodiment)
 
 
-def labelled_frames(dataset: Dataset, episodes: list[int]) -> dict[str, Any]:
+def labelled_frames(dataset: DatasetReader, episodes: list[int]) -> dict[str, Any]:
     """World-model training rows: features per candidate, labels, and the belief states they came from."""
     spec = dataset.physai["spec"]
     objects = "obstacles" if "obstacles" in spec["observation"] else "parts"
@@ -74,7 +74,7 @@ def labelled_frames(dataset: Dataset, episodes: list[int]) -> dict[str, Any]:
             "dt": float(spec["dt"])}
 
 
-def fit_learned(dataset: Dataset, train_episodes: list[int], steps: int = 3000) -> LearnedWorldModel:
+def fit_learned(dataset: DatasetReader, train_episodes: list[int], steps: int = 3000) -> LearnedWorldModel:
     """Train the learned world model on the labelled frames of `train_episodes`."""
     rows = labelled_frames(dataset, train_episodes)
     c0 = rows["candidates"][0]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from physical_ai.data.lerobot_format import DatasetError, DatasetWriter
 from physical_ai.policy.defaults import default_config
 from physical_ai.policy.model import count_parameters, load_checkpoint
 from physical_ai.policy.multi_embodiment import MultiEmbodimentModel
@@ -19,7 +20,6 @@ from physical_ai.policy.policy import TorchPolicy
 from physical_ai.policy.spec import ConfigError, PolicyConfig, check_compatible, load_config
 from physical_ai.training import train as train_cli
 from physical_ai.training.collect import features_for
-from physical_ai.training.dataset import DatasetError, DatasetWriter
 from physical_ai.training.train_multi import group_by_embodiment, train_multi
 
 ARCH = ["--d-model", "32", "--heads", "2", "--layers", "1", "--ff-dim", "64", "--image-channels", "8,16"]

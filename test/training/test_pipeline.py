@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from physical_ai.data.lerobot_format import data_path, video_path
 from physical_ai.policy.spec import ConfigError, load_config
 from physical_ai.training.collect import collect
-from physical_ai.training.dataset import Dataset, DatasetError, episode_path
+from physical_ai.training.dataset import DatasetError, open_dataset
 from physical_ai.training.envs import make_env
 from physical_ai.training.evaluate import check_policy_fits, evaluate, wilson_interval
 from physical_ai.training.train import STATE_DIR, train
@@ -29,15 +30,21 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_dataset_layout_is_lerobot_like(dataset: Path) -> None:
+def test_dataset_layout_is_lerobot(dataset: Path) -> None:
     info = json.loads((dataset / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 10
     assert info["total_episodes"] == 2 and info["total_frames"] == 60
     for key in ("observation.state", "observation.obstacles", "action", "timestamp", "episode_index", "next.done"):
         assert key in info["features"]
-    ds = Dataset(dataset)
+    camera = info["features"]["observation.images.front"]  # the AMR's front camera, as MP4
+    assert camera["dtype"] == "video" and camera["shape"] == [120, 160, 3]
+    assert (dataset / "meta" / "tasks.parquet").is_file()
+    assert video_path(dataset, "observation.images.front", 1).is_file()
+    ds = open_dataset(dataset)
     ep = ds.load_episode(1)
     assert ep["action"].shape == (30, 2)
     assert np.all(ep["episode_index"] == 1) and ep["next.done"][-1]
+    assert ep["observation.images.front"].shape == (30, 120, 160, 3) and ep["observation.images.front"].std() > 5
     # observations are perception outputs: some obstacle tokens present, in the base frame
     assert ep["observation.obstacles_mask"].sum() > 0
     assert ep["extra.wm_candidates"].shape == (3, 3, 10, 2)
@@ -67,13 +74,17 @@ def test_corrupt_episode_is_named(dataset: Path, tmp_path: Path) -> None:
 
     copy = tmp_path / "corrupt"
     shutil.copytree(dataset, copy)
-    shard = episode_path(copy, 1)
+    shard = data_path(copy, 1)
     shard.write_bytes(shard.read_bytes()[:200])  # truncated mid-file
     with pytest.raises(DatasetError, match=r"episode 1 .*corrupt or truncated"):
         train(copy, tmp_path / "m", "x", ARCH, steps=2, progress_bar=False)
     shard.unlink()
-    with pytest.raises(DatasetError, match=r"episode 1 .*shard missing"):
-        Dataset(copy).load_episode(1)
+    with pytest.raises(DatasetError, match=r"episode 1 .*data file missing"):
+        open_dataset(copy).load_episode(1)
+    video = video_path(copy, "observation.images.front", 0)
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with pytest.raises(DatasetError, match=r"episode 0: .*file-000\.mp4"):
+        open_dataset(copy).load_episode(0)
 
 
 def test_partial_dataset_is_rejected(dataset: Path, tmp_path: Path) -> None:
@@ -83,7 +94,7 @@ def test_partial_dataset_is_rejected(dataset: Path, tmp_path: Path) -> None:
     shutil.copytree(dataset, copy)
     (copy / "meta" / "info.json").unlink()  # collection interrupted before it finished
     with pytest.raises(DatasetError, match=r"info\.json missing"):
-        Dataset(copy)
+        open_dataset(copy)
 
 
 def test_resume_after_interruption(dataset: Path, tmp_path: Path) -> None:
@@ -134,7 +145,7 @@ def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path) -> None:
                              "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while len(list(out.glob("data/chunk-000/episode_*.npz"))) < 2 and time.monotonic() < deadline:
+        while len(list(out.glob("data/chunk-000/file-*.parquet"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
@@ -144,7 +155,7 @@ def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, stderr
     assert "interrupted" in stderr
-    ds = Dataset(out)
+    ds = open_dataset(out)
     assert 2 <= len(ds) < 50
     for index, arrays in ds.iter_episodes():
         assert len(arrays["action"]) == 15, index

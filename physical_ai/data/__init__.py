@@ -1,0 +1,1 @@
+"""The data pipeline: robot recordings to anonymised, cleansed LeRobot datasets (`physai dataset ...`)."""
