@@ -29,6 +29,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from physical_ai import convert
+from physical_ai.convert import obstacle_features
 from physical_ai.policy.chunking import NS, AsyncChunkRunner, TimedChunk
 from physical_ai.policy.observation import ObservationError, assemble_state, ground_parts, part_rows
 from physical_ai.policy.policy import BACKENDS, make_policy
@@ -48,19 +49,6 @@ def resolve_path(path: str) -> Path:
     if p.is_absolute() or p.exists():
         return p
     return SOURCE_ROOT / p
-
-
-def obstacle_features(msg: ObstacleArray, names: tuple[str, ...]) -> np.ndarray:
-    """ObstacleArray -> (n, len(names)) features (spec.OBSTACLE_FEATURES), in the message's frame."""
-    rows = []
-    for o in msg.obstacles:
-        values = {"x": o.pose.position.x, "y": o.pose.position.y, "z": o.pose.position.z,
-                  "length": o.size.x, "width": o.size.y, "height": o.size.z,
-                  "yaw": convert.quaternion_to_yaw(o.pose.orientation),
-                  "vx": o.velocity.x, "vy": o.velocity.y, "class": float(o.classification),
-                  "confidence": o.confidence}
-        rows.append([values[n] for n in names])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
 
 
 def part_features(msg: DetectedPartArray, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:

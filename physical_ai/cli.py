@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("physical_ai.bringup.cli", "bring up a robot's nodes from config/ (like ros2 launch)"),
     "demo": ("physical_ai.bringup.demo", "run the main job on the simulator and write a report"),
     "collect": ("physical_ai.training.collect", "record scripted-expert demonstrations to a dataset"),
+    "dataset": ("physical_ai.data.cli", "recordings to cleansed, anonymised LeRobot datasets; convert, info"),
     "train": ("physical_ai.training.train", "train an action-chunking policy on a dataset"),
     "eval": ("physical_ai.training.evaluate", "closed-loop evaluation of a policy through the ROS 2 nodes"),
     "export": ("physical_ai.policy.export", "export a checkpoint to ONNX for edge devices"),

@@ -16,6 +16,7 @@ import array
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import transforms3d.quaternions as tq
@@ -24,6 +25,9 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Transform, TransformStamp
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan, PointCloud2, PointField
 from std_msgs.msg import Header
+
+if TYPE_CHECKING:
+    from physical_ai_stack.msg import ObstacleArray
 
 NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 NS_PER_S = 1_000_000_000
@@ -602,3 +606,25 @@ def make_odometry(T: np.ndarray, twist: np.ndarray, frame_id: str = "odom", chil
     msg.twist.twist.linear = Vector3(x=vx, y=vy, z=vz)
     msg.twist.twist.angular = Vector3(x=wx, y=wy, z=wz)
     return msg
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ObstacleArray
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def obstacle_features(msg: ObstacleArray, names: tuple[str, ...]) -> np.ndarray:
+    """ObstacleArray -> (n, len(names)) features (spec.OBSTACLE_FEATURES), in the message's frame.
+
+    Used by policy_inference on live messages and by `physai dataset build` on recorded ones (any object with the
+    message's fields), so a policy trained on recordings sees the features it will see running.
+    """
+    rows = []
+    for o in msg.obstacles:
+        values = {"x": o.pose.position.x, "y": o.pose.position.y, "z": o.pose.position.z,
+                  "length": o.size.x, "width": o.size.y, "height": o.size.z,
+                  "yaw": quaternion_to_yaw(o.pose.orientation),
+                  "vx": o.velocity.x, "vy": o.velocity.y, "class": float(o.classification),
+                  "confidence": o.confidence}
+        rows.append([values[n] for n in names])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))

@@ -238,6 +238,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wm-k", type=int, default=8, help="candidates per world-model check")
     parser.add_argument("--wm-select", choices=("check", "best"), default="check",
                         help="check: keep the policy's chunk unless vetoed; best: highest predicted score")
+    parser.add_argument("--record", default=None, metavar="MCAP",
+                        help="ros: record every topic of the episodes to this MCAP file (`physai dataset build` input)")
     parser.add_argument("--realtime", action="store_true",
                         help="ros: corrector and simulator under SCHED_FIFO, as deployed (needs root/CAP_SYS_NICE)")
     parser.add_argument("--correction", choices=("none", "core"), default="none",
@@ -255,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
             from physical_ai.training.ros_eval import evaluate_ros
 
             rows, summary = evaluate_ros(args.scenario, args.policy, args.episodes, args.seed,
-                                         realtime=args.realtime)
+                                         realtime=args.realtime, record=args.record)
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
                                      args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress,

@@ -30,6 +30,7 @@ import numpy as np
 from physical_ai.policy.spec import load_config
 from physical_ai.training.envs import make_env
 
+RECORD_EXCLUDE = "['/rosout', '/parameter_events', '/camera/depth/image_raw', '/lidar/points']"
 LIMIT_FLAGS = 1 | 2  # CorrectionStatus.LIMIT_POSITION | LIMIT_VELOCITY
 
 
@@ -55,7 +56,7 @@ def private_domain_id() -> int:
 
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
-                 realtime: bool = False) -> tuple[list[Any], dict[str, Any]]:
+                 realtime: bool = False, record: str | Path | None = None) -> tuple[list[Any], dict[str, Any]]:
     """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode.
 
     With `realtime`, the corrector and the simulator (the robot's drivers) run under SCHED_FIFO as deployed (README,
@@ -70,7 +71,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
 
     from physical_ai import convert
     from physical_ai.bringup.processes import Supervisor
-    from physical_ai.bringup.stack import params_file, stack_commands, with_realtime
+    from physical_ai.bringup.stack import RECORDER, node_command, params_file, stack_commands, with_realtime
     from physical_ai.training.evaluate import EpisodeResult, check_policy_fits, env_time_limit, summarise
 
     env = make_env(scenario)
@@ -94,6 +95,9 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     commands = stack_commands("mujoco", params, use_sim_time=True, overrides=overrides)
     if realtime:
         commands = with_realtime(commands)
+    if record:  # the episodes' topics for `physai dataset build`; the raw depth image and cloud only add size
+        commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True, overrides={
+            "output": str(Path(record).resolve()), "exclude": RECORD_EXCLUDE})))
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     # A private, local-only DDS domain: two evaluations (or an evaluation beside a running stack) on one machine
     # would otherwise reset each other's simulators and mix their topics.

@@ -1,0 +1,272 @@
+"""`physai dataset build`: recordings to cleansed, anonymised LeRobot datasets, damaged files, drops, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physical_ai.data.anonymise import Scrubber
+from physical_ai.data.build import build
+from physical_ai.data.lerobot_format import DatasetError
+from physical_ai.data.mcap_read import RecordingError, read_recording
+from physical_ai.data.provenance import MANIFEST_PATH, sha256_file
+from physical_ai.data.sim_recording import record_simulated
+from physical_ai.recording import ros2msg_schema
+from physical_ai.training.dataset import open_dataset
+
+NS = 1_000_000_000
+TASK = "drive to dock 3 of plant-berlin.example.com with robot SN AMR-0042X"
+MAPPING = """
+images: {observation.images.front: {topic: /camera/color/image_raw, width: 32, height: 24}}
+min_episode_frames: 5
+anonymise: {identifiers: [Berlin]}
+"""
+
+
+def _stamp(ns: int) -> dict[str, int]:
+    return {"sec": ns // NS, "nanosec": ns % NS}
+
+
+def _tf(parent: str, child: str, ns: int, x: float = 0.0, z: float = 0.0) -> dict:
+    return {"header": {"stamp": _stamp(ns), "frame_id": parent}, "child_frame_id": child,
+            "transform": {"translation": {"x": x, "y": 0.0, "z": z},
+                          "rotation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}}
+
+
+def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odom: tuple[float, float] | None = None,
+                    obstacle_gap: tuple[float, float] | None = None) -> None:
+    """A small AMR recording with exactly known defects: odometry 20 Hz, obstacles/images 10 Hz, commands 20 Hz."""
+    from mcap_ros2.writer import Writer
+
+    types = {"/odom": "nav_msgs/msg/Odometry", "/tf": "tf2_msgs/msg/TFMessage",
+             "/tf_static": "tf2_msgs/msg/TFMessage", "/cmd_vel": "geometry_msgs/msg/Twist",
+             "/perception/obstacles": "physical_ai_stack/msg/ObstacleArray",
+             "/camera/color/image_raw": "sensor_msgs/msg/Image",
+             "/camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
+             "/policy/instruction": "std_msgs/msg/String", "/sim/reset": "std_msgs/msg/Int64"}
+    rng = np.random.default_rng(0)
+    with open(path, "wb") as f:
+        w = Writer(f, chunk_size=32 * 1024)  # several chunks: a truncated copy keeps the complete ones
+        schemas = {t: w.register_msgdef(ty, ros2msg_schema(ty)) for t, ty in types.items()}
+        for e in range(episodes):
+            w.write_message("/sim/reset", schemas["/sim/reset"], {"data": e}, 0, 0)
+            w.write_message("/policy/instruction", schemas["/policy/instruction"], {"data": TASK}, 0, 0)
+            w.write_message("/tf_static", schemas["/tf_static"], {"transforms": [
+                _tf("map", "odom", 0, x=1.0), _tf("base_link", "camera_color_optical_frame", 0, z=0.5)]}, 0, 0)
+            for k in range(int(seconds * 20) + 1):
+                ns = k * NS // 20
+                t = ns / NS
+                header = {"stamp": _stamp(ns), "frame_id": "odom"}
+                vx = float("nan") if nan_odom and e == 1 and nan_odom[0] <= t <= nan_odom[1] else 0.5
+                pose = {"position": {"x": 0.5 * t, "y": 0.0, "z": 0.0},
+                        "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}
+                twist = {"linear": {"x": vx, "y": 0.0, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.1}}
+                w.write_message("/odom", schemas["/odom"], {
+                    "header": header, "child_frame_id": "base_link", "pose": {"pose": pose, "covariance": [0.0] * 36},
+                    "twist": {"twist": twist, "covariance": [0.0] * 36}}, ns, ns)
+                w.write_message("/tf", schemas["/tf"], {"transforms": [_tf("odom", "base_link", ns, x=0.5 * t)]},
+                                ns, ns)
+                w.write_message("/cmd_vel", schemas["/cmd_vel"], {"linear": {"x": 0.5, "y": 0.0, "z": 0.0},
+                                                                  "angular": {"x": 0.0, "y": 0.0, "z": 0.1}}, ns, ns)
+                if k % 2:
+                    continue
+                gap = obstacle_gap and e == 1 and obstacle_gap[0] < t < obstacle_gap[1]
+                if not gap:
+                    w.write_message("/perception/obstacles", schemas["/perception/obstacles"], {
+                        "header": {"stamp": _stamp(ns), "frame_id": "base_link"}, "sensors_alive": 1,
+                        "degraded": False,
+                        "obstacles": [{"id": 1, "classification": 1, "confidence": 0.9,
+                                       "pose": {"position": {"x": 3.0, "y": 0.0, "z": 0.9},
+                                                "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}},
+                                       "size": {"x": 0.4, "y": 0.4, "z": 1.8},
+                                       "velocity": {"x": 0.0, "y": 0.0, "z": 0.0},
+                                       "sensors": 1, "track_age": 5, "prediction_dt": 0.0,
+                                       "predicted_positions": []}]}, ns, ns)
+                image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+                cam = {"stamp": _stamp(ns), "frame_id": "camera_color_optical_frame"}
+                w.write_message("/camera/color/camera_info", schemas["/camera/color/camera_info"], {
+                    "header": cam, "height": 48, "width": 64, "distortion_model": "plumb_bob", "d": [0.0] * 5,
+                    "k": [40.0, 0.0, 31.5, 0.0, 40.0, 23.5, 0.0, 0.0, 1.0], "r": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                    "p": [40.0, 0.0, 31.5, 0.0, 0.0, 40.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0], "binning_x": 0,
+                    "binning_y": 0, "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0,
+                                            "do_rectify": False}}, ns, ns)
+                w.write_message("/camera/color/image_raw", schemas["/camera/color/image_raw"], {
+                    "header": cam, "height": 48, "width": 64, "encoding": "rgb8", "is_bigendian": 0, "step": 192,
+                    "data": image.tobytes()}, ns, ns)
+        w.finish()
+
+
+def unindexed_copy(source: Path, target: Path) -> None:
+    """The same messages in an MCAP without summary or index (as some writers produce)."""
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+    from mcap.writer import IndexType, Writer
+
+    with open(source, "rb") as f, open(target, "wb") as out:
+        w = Writer(out, index_types=IndexType.NONE, repeat_channels=False, repeat_schemas=False,
+                   use_statistics=False, use_summary_offsets=False)
+        w.start(profile="ros2", library="test")
+        for r in StreamReader(f).records:
+            if isinstance(r, Schema):
+                w.register_schema(r.name, r.encoding, r.data)
+            elif isinstance(r, Channel):
+                w.register_channel(r.topic, r.message_encoding, r.schema_id, r.metadata)
+            elif isinstance(r, Message):
+                w.add_message(r.channel_id, r.log_time, r.data, r.publish_time, r.sequence)
+        w.finish()
+
+
+def mapping_file(tmp_path: Path) -> str:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(MAPPING)
+    return str(path)
+
+
+def test_build_cleanses_with_every_drop_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHYSAI_ANON_KEY", "test-key")
+    rec = tmp_path / "site" / "robot-sn1234" / "run.mcap"
+    rec.parent.mkdir(parents=True)
+    write_synthetic(rec, nan_odom=(2.0, 2.3), obstacle_gap=(4.0, 4.6))
+    summary = build([str(rec)], tmp_path / "ds", "amr", mapping_file(tmp_path), workers=1)
+    report = json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())
+    # episode 0: 61 clean frames; episode 1: 4 NaN-odometry frames (2.0-2.3 s) and 2 stale-obstacle frames
+    # (4.4, 4.5 s: the newest obstacles are > 0.3 s old) split it into three pieces of 20, 20 and 15 frames
+    assert report["drops"] == {"non_finite:observation.state": 4, "stale:/perception/obstacles": 2}
+    assert summary["episodes"] == 4 and summary["frames"] == 61 + 20 + 20 + 15
+    assert (tmp_path / "ds" / "meta" / "cleanse_report.png").stat().st_size > 5000
+    ds = open_dataset(tmp_path / "ds")
+    assert [int(e["length"]) for e in ds.episodes] == [61, 20, 20, 15]
+    first = ds.load_episode(0)
+    np.testing.assert_allclose(first["observation.state"][:, 0], 1.0 + 0.05 * np.arange(61), atol=1e-5)  # map frame
+    np.testing.assert_allclose(first["action"], np.tile([0.5, 0.1], (61, 1)), atol=1e-6)
+    assert first["observation.images.front"].shape == (61, 24, 32, 3)
+    assert first["observation.obstacles_mask"].sum(1).tolist() == [1.0] * 61
+    # identifiers in the task replaced by keyed hashes; the same identifier, the same token
+    scrub = Scrubber(b"test-key", ("Berlin",))
+    task = ds.task(0)
+    assert "berlin" not in task.lower() and "AMR-0042X" not in task and task.startswith("drive to dock 3 of ")
+    assert task == scrub.scrub(TASK)[0] and scrub.token("SN AMR-0042X") in task
+    # provenance: the source by content hash, its path only as a keyed hash
+    manifest = json.loads((tmp_path / "ds" / MANIFEST_PATH).read_text())
+    (source,) = manifest["sources"]
+    assert source["sha256"] == sha256_file(rec) and "robot-sn1234" not in json.dumps(manifest)
+    assert [s["name"] for s in manifest["steps"]] == ["ingest", "split", "resample", "cleanse", "anonymise",
+                                                      "standardise"]
+    assert manifest["drops"]["by_reason"] == report["drops"] and manifest["tool"]["version"]
+    assert ds.episodes[0]["source"] == source["path"]
+
+
+def test_damaged_recordings_are_named_and_nothing_else_is_lost(tmp_path: Path) -> None:
+    good = tmp_path / "good.mcap"
+    write_synthetic(good, episodes=1)
+    corrupted, truncated = tmp_path / "corrupted.mcap", tmp_path / "truncated.mcap"
+    unindexed = tmp_path / "unindexed.mcap"
+    data = bytearray(good.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0x5A
+    corrupted.write_bytes(bytes(data))
+    truncated.write_bytes(good.read_bytes()[: len(data) * 6 // 10])
+    unindexed_copy(good, unindexed)
+    with pytest.raises(RecordingError, match=r"corrupted\.mcap: .*corrupted"):
+        read_recording(corrupted)
+    with pytest.raises(RecordingError, match=r"truncated\.mcap: truncated.*after \d+ messages"):
+        read_recording(truncated)
+    salvaged = read_recording(truncated, salvage=True)
+    assert 0 < salvaged.read_messages < read_recording(good).read_messages and "salvaged" in salvaged.notes[0]
+    full = read_recording(unindexed)
+    assert full.read_messages == read_recording(good).read_messages and not full.indexed
+    with pytest.raises(RecordingError, match=r"nothing\.mcap: recording missing"):
+        read_recording(tmp_path / "nothing.mcap")
+    (tmp_path / "text.mcap").write_text("not an mcap file at all")
+    with pytest.raises(RecordingError, match=r"text\.mcap: not an MCAP file"):
+        read_recording(tmp_path / "text.mcap")
+    # through the CLI: the damaged files named, the good and unindexed ones built, exit 3
+    out = subprocess.run([sys.executable, "-m", "physical_ai.cli", "dataset", "build", str(good), str(corrupted),
+                          str(truncated), str(unindexed), "--robot", "amr", "--output", str(tmp_path / "ds"),
+                          "--mapping", mapping_file(tmp_path), "--workers", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr
+    assert "skipped" in out.stderr and "corrupted.mcap" in out.stderr and "truncated.mcap" in out.stderr
+    assert "BUILD episodes=2 frames=122 recordings=4 failed=2" in out.stdout
+    report = json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())
+    assert report["drops"] == {"recording_unreadable": 2}
+    ds = open_dataset(tmp_path / "ds")
+    np.testing.assert_array_equal(ds.load_episode(0)["action"], ds.load_episode(1)["action"])
+
+
+def test_simulated_run_people_are_masked(tmp_path: Path) -> None:
+    """The stack's person tracks, projected, cover the workers' ground-truth pixels (the benchmark, small)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from dataset_bench import coverage
+
+    rec = tmp_path / "sim.mcap"
+    record_simulated(rec, episodes=1, seed=500003, max_steps=60, size=(320, 240), truth=tmp_path / "truth.npz")
+    figures = coverage(rec, tmp_path / "truth.npz")
+    assert figures["images_with_people"] >= 20 and figures["person_pixels"] > 10_000
+    assert figures["coverage_combined"] >= 0.99
+    assert figures["other_combined"] < 0.5  # masks are people-sized, not whole images
+    out = build([str(rec)], tmp_path / "ds", "amr", workers=1)
+    assert out["people_masks"]["lidar"] >= 20
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.load_episode(0)["observation.images.front"].shape[1:] == (120, 160, 3)
+
+
+def test_build_refuses_bad_mappings(tmp_path: Path) -> None:
+    rec = tmp_path / "r.mcap"
+    write_synthetic(rec, episodes=1, seconds=1.0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fsp: 10\n")
+    with pytest.raises(DatasetError, match=r"unknown keys \['fsp'\]"):
+        build([str(rec)], tmp_path / "a", "amr", str(bad))
+    bad.write_text("anonymise: {people: pixelate}\n")
+    with pytest.raises(DatasetError, match=r"anonymise\.people 'pixelate'"):
+        build([str(rec)], tmp_path / "b", "amr", str(bad))
+    with pytest.raises(DatasetError, match="no episode survived"):  # 1 s is shorter than 20 frames
+        build([str(rec)], tmp_path / "c", "amr")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_build_on_a_local_ray_cluster(tmp_path: Path) -> None:
+    """One Ray task per recording on a cluster this test starts (loopback only), the same dataset as locally."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.is_file():
+        pytest.skip("ray not installed (pip install -e .[ray])")
+    recordings = []
+    for i in range(3):
+        recordings.append(tmp_path / f"r{i}.mcap")
+        write_synthetic(recordings[-1], episodes=1, seconds=3.0)
+    port = _free_port()
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    start = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                           capture_output=True, text=True, timeout=180, env=env)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        t0 = time.monotonic()
+        summary = build([str(r) for r in recordings], tmp_path / "ray_ds", "amr", mapping_file(tmp_path),
+                        ray_address=f"127.0.0.1:{port}")
+        assert time.monotonic() - t0 < 240
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, env=env)
+    local = build([str(r) for r in recordings], tmp_path / "local_ds", "amr", mapping_file(tmp_path), workers=1)
+    assert summary["episodes"] == local["episodes"] == 3 and summary["frames"] == local["frames"]
+    a, b = open_dataset(tmp_path / "ray_ds"), open_dataset(tmp_path / "local_ds")
+    for e in range(3):
+        np.testing.assert_array_equal(a.load_episode(e)["observation.state"], b.load_episode(e)["observation.state"])
+    manifest = json.loads((tmp_path / "ray_ds" / MANIFEST_PATH).read_text())
+    assert manifest["parameters"]["ray"] == f"127.0.0.1:{port}"
+    shutil.rmtree(tmp_path / "ray_ds")
