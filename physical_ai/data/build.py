@@ -65,6 +65,10 @@ def spec_for(mapping: DatasetMapping, spec_dir: str | None) -> Any:
 def dataset_features(spec: Any, mapping: DatasetMapping) -> dict[str, Feature]:
     """LeRobot features: the spec's state, obstacle tokens and action, plus one video feature per camera."""
     obs = spec.observation
+    unsupported = [name for name in ("parts", "image") if getattr(obs, name) is not None]
+    if unsupported:
+        raise DatasetError(f"policy spec {spec.name!r} takes {unsupported}: not extracted from recordings yet (state, "
+                           "obstacle tokens, action and camera videos are); give --spec a checkpoint without them")
     out: dict[str, Feature] = {}
     if obs.state is not None:
         out["observation.state"] = Feature("float32", (len(obs.state.names),), obs.state.names)

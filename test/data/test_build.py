@@ -270,3 +270,23 @@ def test_build_on_a_local_ray_cluster(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "ray_ds" / MANIFEST_PATH).read_text())
     assert manifest["parameters"]["ray"] == f"127.0.0.1:{port}"
     shutil.rmtree(tmp_path / "ray_ds")
+
+
+def test_policy_trained_on_built_dataset_cites_its_manifest(tmp_path: Path) -> None:
+    """physai train reads a built dataset; the checkpoint's config and model card cite the provenance manifest."""
+    from physical_ai.policy.spec import load_config
+    from physical_ai.training.train import train
+
+    rec = tmp_path / "r.mcap"
+    write_synthetic(rec, episodes=2, seconds=3.0)
+    build([str(rec)], tmp_path / "ds", "amr", mapping_file(tmp_path), workers=1, licence="CC-BY-4.0")
+    arch = {"type": "chunk_transformer", "d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32,
+            "image_channels": [8], "image_grid": 2}
+    summary = train(tmp_path / "ds", tmp_path / "model", "from_recordings", arch, steps=3, batch_size=8,
+                    progress_bar=False)
+    assert summary["frames"] == 2 * 31 and np.isfinite(summary["final_loss"])
+    manifest_sha = sha256_file(tmp_path / "ds" / MANIFEST_PATH)
+    (citation,) = load_config(tmp_path / "model").extra["training"]["datasets"]
+    assert citation["manifest_sha256"] == manifest_sha and citation["licence"] == "CC-BY-4.0"
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert manifest_sha in card and "CC-BY-4.0" in card and "meta/provenance.json" in card
