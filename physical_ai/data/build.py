@@ -31,7 +31,7 @@ import numpy as np
 
 from physical_ai.data.lerobot_format import DatasetError, DatasetWriter, Feature
 from physical_ai.data.mapping import DatasetMapping, load_mapping
-from physical_ai.data.mcap_read import RecordingError, read_recording
+from physical_ai.data.mcap_read import RecordingError, read_recording, read_selected
 
 NS = 1_000_000_000
 
@@ -96,7 +96,8 @@ def process_recording(path: str, mapping: DatasetMapping, spec_dir: str | None, 
     start = time.monotonic()
     out = RecordingOutput(path=path, ok=False)
     try:
-        rec = read_recording(path, mapping.topics(), salvage=salvage)
+        rec = read_recording(path, mapping.topics(), salvage=salvage,
+                             lazy={image.topic for image in mapping.images.values()})
     except RecordingError as exc:
         out.error = str(exc)
         out.wall_s = time.monotonic() - start
@@ -107,22 +108,35 @@ def process_recording(path: str, mapping: DatasetMapping, spec_dir: str | None, 
         out.error = f"{path}: topics {obs_missing} not recorded (recorded: {sorted(rec.topics)})"
         return out
     cleansed = cleanse_recording(rec.messages, mapping, spec)
+    del rec
     scrubber = Scrubber(key, mapping.anonymise.identifiers)
-    people: Counter = Counter()
+    # images: a second pass decodes only those the frames use, each anonymised at full size, then shrunk
+    users: dict[int, list[tuple[int, str]]] = {}
     for e, episode in enumerate(cleansed.episodes):
-        masker = PeopleMasker(mapping, episode.messages)  # detections on this episode's clock only
+        for cam, messages in episode.images.items():
+            for m in messages:
+                users.setdefault(m.index, []).append((e, cam))
+    maskers = {e: PeopleMasker(mapping, ep.messages) for e, ep in enumerate(cleansed.episodes)}  # per episode clock
+    shrunk: dict[tuple[int, str, int], np.ndarray] = {}
+    people: Counter = Counter()
+    try:
+        for message in read_selected(path, users):
+            for e, cam in users[message.index]:
+                image, used = maskers[e].anonymise(message, cleansed.episodes[e].tf)
+                people.update(used)
+                source = mapping.images[cam]
+                shrunk[(e, cam, message.index)] = cv2.resize(image, (source.width, source.height),
+                                                             interpolation=cv2.INTER_AREA)
+    except (RecordingError, ValueError) as exc:
+        out.error = f"{path}: images: {exc}"
+        return out
+    for e, episode in enumerate(cleansed.episodes):
         task, n = scrubber.apply(episode.task, mapping.anonymise.text.get(mapping.task_topic, "keep"))
         out.identifiers_replaced += n
         videos = {}
         for cam, messages in episode.images.items():
-            source = mapping.images[cam]
-            frames = np.empty((len(messages), source.height, source.width, 3), np.uint8)
-            for i, m in enumerate(messages):
-                image, used = masker.anonymise(m, episode.tf)
-                people.update(used)
-                frames[i] = cv2.resize(image, (source.width, source.height), interpolation=cv2.INTER_AREA)
             target = Path(work_dir) / f"{e:04d}_{cam}.mp4"
-            encode_video(frames, target, mapping.fps)
+            encode_video(np.stack([shrunk[(e, cam, m.index)] for m in messages]), target, mapping.fps)
             videos[cam] = str(target)
         out.episodes.append({"frames": episode.frames, "videos": videos, "task": task, "meta": episode.meta})
     out.drops, out.frames_in = dict(cleansed.drops), cleansed.frames_in

@@ -16,7 +16,7 @@ What can go wrong, and what happens (`RecordingError` always names the file and 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,18 @@ class RecordingError(ValueError):
 
 @dataclass
 class Message:
-    """One decoded message: topic, schema name, log time [ns], header stamp [ns] (None without a header)."""
+    """One decoded message: topic, schema name, log time [ns], header stamp [ns] (None without a header).
+
+    `index` is the message's position in the file; a message of a `lazy` topic holds only its header (its
+    payload, e.g. an image, is decoded again by `read_selected` when needed).
+    """
 
     topic: str
     schema: str
     log_time_ns: int
     stamp_ns: int | None
     msg: Any
+    index: int = -1
 
 
 @dataclass
@@ -63,7 +68,7 @@ def header_stamp_ns(msg: Any) -> int | None:
 
 
 def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvage: bool = False,
-                   decode: Callable[[str], bool] | None = None) -> ReadResult:
+                   decode: Callable[[str], bool] | None = None, lazy: Iterable[str] = ()) -> ReadResult:
     """Read (and decode) the messages of `topics` (None: all) from an MCAP file.
 
     Args:
@@ -71,6 +76,7 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
         topics: topics to decode; others are only counted.
         salvage: on truncation keep the complete messages before it instead of raising.
         decode: optional predicate over topic names, overriding `topics`.
+        lazy: topics whose messages keep only their header in memory (images: a long recording's would not fit).
 
     Raises:
         RecordingError: naming the file and the damage (see the module docstring).
@@ -86,6 +92,7 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
         raise RecordingError(f"{path}: recording missing")
     wanted = set(topics) if topics is not None else None
     keep = decode or (lambda t: wanted is None or t in wanted)
+    lazy = set(lazy)
     result = ReadResult(path=path)
     schemas: dict[int, Any] = {}
     channels: dict[int, Any] = {}
@@ -132,8 +139,10 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
                     except Exception as exc:  # a damaged message payload: the decoder's own error type varies
                         raise RecordingError(f"{path}: topic {channel.topic}: message {result.read_messages} does "
                                              f"not decode ({type(exc).__name__}: {exc}): corrupted") from exc
+                    if channel.topic in lazy:
+                        msg = _Header(getattr(msg, "header", None))
                     result.messages.append(Message(channel.topic, result.topics[channel.topic], record.log_time,
-                                                   header_stamp_ns(msg), msg))
+                                                   header_stamp_ns(msg), msg, result.read_messages - 1))
                 elif isinstance(record, Statistics):
                     result.claimed_messages = int(record.message_count)
                 elif isinstance(record, SummaryOffset):
@@ -164,3 +173,53 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
         result.notes.append("unindexed (no summary section): read front to back")
     result.duration_s = recorded_ns / 1e9
     return result
+
+
+@dataclass
+class _Header:
+    """What a lazy message keeps: its header."""
+
+    header: Any
+
+
+def read_selected(path: str | Path, indices: Iterable[int]) -> Iterator[Message]:
+    """Decode again the messages at these file positions (`Message.index`), in file order.
+
+    Raises:
+        RecordingError: the file changed or is damaged before the last wanted message.
+    """
+    from mcap.records import Channel, Schema
+    from mcap.records import Message as McapMessage
+    from mcap.stream_reader import StreamReader
+    from mcap_ros2.decoder import DecoderFactory
+
+    wanted = set(indices)
+    last = max(wanted, default=-1)
+    schemas: dict[int, Any] = {}
+    channels: dict[int, Any] = {}
+    decoders: dict[int, Any] = {}
+    factory = DecoderFactory()
+    position = -1
+    with open(path, "rb") as f:
+        try:
+            for record in StreamReader(f, record_size_limit=1 << 30).records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, McapMessage):
+                    position += 1
+                    if position in wanted:
+                        channel = channels[record.channel_id]
+                        if record.channel_id not in decoders:
+                            decoders[record.channel_id] = factory.decoder_for(channel.message_encoding,
+                                                                              schemas.get(channel.schema_id))
+                        msg = decoders[record.channel_id](record.data)
+                        yield Message(channel.topic, schemas[channel.schema_id].name, record.log_time,
+                                      header_stamp_ns(msg), msg, position)
+                    if position >= last:
+                        return
+        except Exception as exc:  # the first pass read this file; anything now is a change or damage
+            raise RecordingError(f"{path}: re-reading message {position}: {type(exc).__name__}: {exc}") from exc
+    if position < last:
+        raise RecordingError(f"{path}: ended at message {position}, before message {last} (changed since read?)")
