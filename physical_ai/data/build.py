@@ -187,8 +187,11 @@ def run_tasks(files: list[Path], mapping: DatasetMapping, spec_dir: str | None, 
 
 def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str | None = None,
           spec_dir: str | None = None, workers: int | None = None, ray_address: str | None = None,
-          licence: str = "", salvage: bool = False) -> dict[str, Any]:
-    """Build a dataset from recordings; return the summary (also in the report)."""
+          licence: str = "", salvage: bool = False, only_success: bool = False) -> dict[str, Any]:
+    """Build a dataset from recordings; return the summary (also in the report).
+
+    `only_success` keeps only episodes a success label (`success_topic`) marks successful (others: `task_failed`).
+    """
     import physical_ai.data.cleanse
     import physical_ai.data.people  # noqa: F401
     from physical_ai.data.anonymise import Scrubber
@@ -218,7 +221,8 @@ def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str |
                                       "source": "recordings"})
         manifest = Manifest.start("physai dataset build", {"robot": robot, "mapping": mapping.to_json(),
                                                            "spec": spec_dir or "default", "workers": workers,
-                                                           "ray": ray_address, "salvage": salvage}, licence)
+                                                           "ray": ray_address, "salvage": salvage,
+                                                           "only_success": only_success}, licence)
         for result in results:
             name = (result.path if mapping.anonymise.source_paths == "keep"
                     else scrubber.token(str(Path(result.path).resolve())) + ".mcap")
@@ -229,6 +233,10 @@ def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str |
             manifest.add_source(result.path, messages=result.messages, duration_s=round(result.duration_s, 3),
                                 notes=[_redact(n, result.path, name) for n in result.notes])
             manifest.sources[-1]["path"] = name
+            if only_success:
+                failed = [ep for ep in result.episodes if not ep["meta"].get("success", False)]
+                result.drops = {**result.drops, **({"task_failed": len(failed)} if failed else {})}
+                result.episodes = [ep for ep in result.episodes if ep["meta"].get("success", False)]
             manifest.add_drops(result.drops)
             for ep in result.episodes:
                 writer.add_episode(ep["frames"], ep["task"], {**ep["meta"], "source": name},
@@ -290,6 +298,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                         help="run one task per recording on a Ray cluster (auto: the one this machine is part of)")
     parser.add_argument("--licence", default="", help="licence of the recordings, recorded in the manifest")
+    parser.add_argument("--only-success", action="store_true",
+                        help="keep only episodes the success label (mapping success_topic) marks successful")
     parser.add_argument("--salvage", action="store_true",
                         help="keep the complete messages of truncated recordings instead of skipping them")
 
@@ -297,7 +307,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 def run_build(args: argparse.Namespace) -> int:
     """Entry point of `physai dataset build`: 0 if every recording was used, 3 if some were skipped."""
     summary = build(args.recordings, args.output, args.robot, args.mapping, args.spec, args.workers, args.ray,
-                    args.licence, args.salvage)
+                    args.licence, args.salvage, args.only_success)
     for error in summary["failed"]:
         print(f"physai dataset build: skipped {error}", file=sys.stderr)
     print(f"BUILD episodes={summary['episodes']} frames={summary['frames']} recordings={summary['recordings']} "

@@ -43,7 +43,7 @@ def _tf(parent: str, child: str, ns: int, x: float = 0.0, z: float = 0.0) -> dic
 
 
 def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odom: tuple[float, float] | None = None,
-                    obstacle_gap: tuple[float, float] | None = None) -> None:
+                    obstacle_gap: tuple[float, float] | None = None, success: list[bool] | None = None) -> None:
     """A small AMR recording with exactly known defects: odometry 20 Hz, obstacles/images 10 Hz, commands 20 Hz."""
     from mcap_ros2.writer import Writer
 
@@ -52,7 +52,8 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odo
              "/perception/obstacles": "physical_ai_stack/msg/ObstacleArray",
              "/camera/color/image_raw": "sensor_msgs/msg/Image",
              "/camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
-             "/policy/instruction": "std_msgs/msg/String", "/sim/reset": "std_msgs/msg/Int64"}
+             "/policy/instruction": "std_msgs/msg/String", "/sim/reset": "std_msgs/msg/Int64",
+             "/sim/ground_truth": "physical_ai_stack/msg/SimGroundTruth"}
     rng = np.random.default_rng(0)
     with open(path, "wb") as f:
         w = Writer(f, chunk_size=32 * 1024)  # several chunks: a truncated copy keeps the complete ones
@@ -102,6 +103,11 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odo
                 w.write_message("/camera/color/image_raw", schemas["/camera/color/image_raw"], {
                     "header": cam, "height": 48, "width": 64, "encoding": "rgb8", "is_bigendian": 0, "step": 192,
                     "data": image.tobytes()}, ns, ns)
+            if success is not None:  # the simulator's verdict at the episode's end
+                w.write_message("/sim/ground_truth", schemas["/sim/ground_truth"], {
+                    "header": {"stamp": _stamp(ns), "frame_id": "world"}, "scenario": "amr", "body_names": [],
+                    "body_poses": [], "body_twists": [], "collisions": 0, "min_person_clearance_m": 5.0,
+                    "progress": 1.0, "task_success": success[e], "episode_done": True}, ns, ns)
         w.finish()
 
 
@@ -218,6 +224,17 @@ def test_simulated_run_people_are_masked(tmp_path: Path) -> None:
     assert out["people_masks"]["lidar"] >= 20
     ds = open_dataset(tmp_path / "ds")
     assert ds.load_episode(0)["observation.images.front"].shape[1:] == (120, 160, 3)
+
+
+def test_only_successful_episodes_are_kept(tmp_path: Path) -> None:
+    rec = tmp_path / "r.mcap"
+    write_synthetic(rec, episodes=3, seconds=2.0, success=[True, False, True])
+    summary = build([str(rec)], tmp_path / "ds", "amr", mapping_file(tmp_path), workers=1, only_success=True)
+    assert summary["episodes"] == 2
+    ds = open_dataset(tmp_path / "ds")
+    assert [e["success"] for e in ds.episodes] == [True, True]
+    assert [e["recording_episode"] for e in ds.episodes] == [0, 2]
+    assert json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())["drops"] == {"task_failed": 1}
 
 
 def test_build_refuses_bad_mappings(tmp_path: Path) -> None:
