@@ -52,6 +52,11 @@ class Scrubber:
         # longest first, so "Berlin plant 2" is replaced before "Berlin"
         self._names = sorted((n for n in identifiers if n), key=len, reverse=True)
 
+    @property
+    def key(self) -> bytes:
+        """The hash key (random unless given): workers hashing for the same dataset need the same one."""
+        return self._key
+
     def token(self, value: str) -> str:
         """The keyed hash of an identifier: `anon-` and 12 hex digits of HMAC-SHA256."""
         return "anon-" + hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:12]

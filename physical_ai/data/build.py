@@ -159,8 +159,11 @@ def recording_files(inputs: list[str]) -> list[Path]:
 
 
 def run_tasks(files: list[Path], mapping: DatasetMapping, spec_dir: str | None, work: Path, key: bytes | None,
-              salvage: bool, workers: int, ray_address: str | None) -> list[RecordingOutput]:
-    """Process every recording: in `workers` processes, or one Ray task each on the cluster at `ray_address`."""
+              salvage: bool, workers: int, ray_address: str | None) -> tuple[list[RecordingOutput], int]:
+    """Process every recording: in `workers` processes, or one Ray task each on the cluster at `ray_address`.
+
+    Returns the results in recording order and the number of cores they ran on.
+    """
     args = [(str(f), mapping, spec_dir, str(work / f"rec{i:05d}"), key, salvage) for i, f in enumerate(files)]
     for a in args:
         Path(a[3]).mkdir(parents=True, exist_ok=True)
@@ -169,12 +172,13 @@ def run_tasks(files: list[Path], mapping: DatasetMapping, spec_dir: str | None, 
 
         ray.init(address=ray_address, log_to_driver=False)
         try:
+            cores = min(len(files), int(ray.cluster_resources().get("CPU", 1)))
             task = ray.remote(num_cpus=1)(process_recording)
-            return ray.get([task.remote(*a) for a in args])
+            return ray.get([task.remote(*a) for a in args]), cores
         finally:
             ray.shutdown()
     if workers <= 1 or len(files) == 1:
-        return [process_recording(*a) for a in args]
+        return [process_recording(*a) for a in args], 1
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -182,7 +186,7 @@ def run_tasks(files: list[Path], mapping: DatasetMapping, spec_dir: str | None, 
     # parent holds no GL context, DDS participant or thread pool at this point
     with ProcessPoolExecutor(max_workers=min(workers, len(files)),
                              mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(process_recording, *zip(*args, strict=True)))
+        return list(pool.map(process_recording, *zip(*args, strict=True))), min(workers, len(files))
 
 
 def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str | None = None,
@@ -212,8 +216,7 @@ def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str |
     output.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=output))
     try:
-        results = run_tasks(files, mapping, spec_dir, work, scrubber._key if key is None else key, salvage,
-                            workers, ray_address)
+        results, cores = run_tasks(files, mapping, spec_dir, work, scrubber.key, salvage, workers, ray_address)
         state_frame = "map" if mapping.pose_frame == "map" else ("joint" if robot == "arm" else mapping.pose_frame)
         writer = DatasetWriter(output, robot_type=robot, fps=mapping.fps, features=dataset_features(spec, mapping),
                                extra={"scenario": robot, "embodiment": robot, "spec": spec.to_json(),
@@ -258,8 +261,7 @@ def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str |
                              ("standardise", {"format": "LeRobot v3.0", "video": "H.264 MP4"})):
             manifest.add_step(step, params)
         writer.finish()
-        summary = _summary(results, writer, started, min(workers, len(files)) if ray_address is None else
-                           len(files))
+        summary = _summary(results, writer, started, cores)
         write_report(output, summary, results, manifest.drops)
         manifest.write(output, episodes=len(writer.episodes), frames=writer.frames)
     finally:
