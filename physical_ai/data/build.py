@@ -45,6 +45,7 @@ class RecordingOutput:
     error: str = ""
     episodes: list[dict[str, Any]] = field(default_factory=list)   # frames, videos, task, meta
     drops: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)         # episode cuts by reason
     frames_in: int = 0
     messages: int = 0
     duration_s: float = 0.0
@@ -139,7 +140,7 @@ def process_recording(path: str, mapping: DatasetMapping, spec_dir: str | None, 
             encode_video(np.stack([shrunk[(e, cam, m.index)] for m in messages]), target, mapping.fps)
             videos[cam] = str(target)
         out.episodes.append({"frames": episode.frames, "videos": videos, "task": task, "meta": episode.meta})
-    out.drops, out.frames_in = dict(cleansed.drops), cleansed.frames_in
+    out.drops, out.splits, out.frames_in = dict(cleansed.drops), dict(cleansed.splits), cleansed.frames_in
     out.people = dict(people)
     out.ok = True
     out.wall_s = time.monotonic() - start
@@ -226,15 +227,19 @@ def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str |
                                                            "spec": spec_dir or "default", "workers": workers,
                                                            "ray": ray_address, "salvage": salvage,
                                                            "only_success": only_success}, licence)
+        failed_files = [r.error for r in results if not r.ok]  # for the operator, naming the files
         for result in results:
-            name = (result.path if mapping.anonymise.source_paths == "keep"
-                    else scrubber.token(str(Path(result.path).resolve())) + ".mcap")
+            path = result.path
+            name = (path if mapping.anonymise.source_paths == "keep"
+                    else scrubber.token(str(Path(path).resolve())) + ".mcap")
+            # what the dataset keeps names the recording by its keyed hash only
+            result.path, result.error = name, _redact(result.error, path, name)
+            result.notes = [_redact(n, path, name) for n in result.notes]
             if not result.ok:
-                manifest.add_drops({"recording_unreadable": 1}, [{"recording": name, "error": _redact(
-                    result.error, result.path, name)}])
+                manifest.add_drops({"recording_unreadable": 1}, [{"recording": name, "error": result.error}])
                 continue
-            manifest.add_source(result.path, messages=result.messages, duration_s=round(result.duration_s, 3),
-                                notes=[_redact(n, result.path, name) for n in result.notes])
+            manifest.add_source(path, messages=result.messages, duration_s=round(result.duration_s, 3),
+                                notes=result.notes)
             manifest.sources[-1]["path"] = name
             if only_success:
                 failed = [ep for ep in result.episodes if not ep["meta"].get("success", False)]
@@ -266,7 +271,7 @@ def build(inputs: list[str], output: str | Path, robot: str, mapping_path: str |
         manifest.write(output, episodes=len(writer.episodes), frames=writer.frames)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return summary
+    return {**summary, "failed": failed_files}
 
 
 def _redact(text: str, path: str, name: str) -> str:
@@ -277,14 +282,17 @@ def _summary(results: list[RecordingOutput], writer: DatasetWriter, started: flo
     wall = time.monotonic() - started
     recorded = sum(r.duration_s for r in results if r.ok)
     people: Counter = Counter()
+    splits: Counter = Counter()
     for r in results:
         people.update(r.people)
+        splits.update(r.splits)
     return {"recordings": len(results), "failed": [r.error for r in results if not r.ok],
             "episodes": len(writer.episodes), "frames": writer.frames,
             "frames_considered": sum(r.frames_in for r in results), "recorded_s": round(recorded, 2),
             "wall_s": round(wall, 2), "workers": workers,
             "throughput_per_core": round(recorded / wall / workers, 3) if wall > 0 else 0.0,
             "task_wall_s": [round(r.wall_s, 2) for r in results], "people_masks": dict(people),
+            "episode_splits": dict(splits),
             "identifiers_replaced": sum(r.identifiers_replaced for r in results)}
 
 

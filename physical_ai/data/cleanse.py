@@ -60,6 +60,7 @@ class CleanseResult:
 
     episodes: list[Episode] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)
+    splits: Counter = field(default_factory=Counter)
     frames_in: int = 0
 
 
@@ -90,8 +91,12 @@ def action_vector(m: Message, names: tuple[str, ...]) -> np.ndarray:
     return np.array([_attr(m.msg, fields[n]) for n in names])
 
 
-def split_episodes(messages: list[Message], mapping: DatasetMapping) -> list[list[Message]]:
-    """Cut a recording's messages (file order) into episodes (see the module docstring); /tf_static goes to all."""
+def split_episodes(messages: list[Message], mapping: DatasetMapping, splits: Counter | None = None
+                   ) -> list[list[Message]]:
+    """Cut a recording's messages (file order) into episodes (see the module docstring); /tf_static goes to all.
+
+    `splits`, if given, counts the cuts by reason: reset, clock_jump_back, idle_gap, task_change.
+    """
     episodes: list[list[Message]] = [[]]
     statics: list[Message] = []
     last_state = None
@@ -102,21 +107,24 @@ def split_episodes(messages: list[Message], mapping: DatasetMapping) -> list[lis
             statics.append(m)
             episodes[-1].append(m)
             continue
-        cut = False
+        reason = ""
         if m.topic == mapping.reset_topic:
-            cut = True
+            reason = "reset"
         elif m.topic == mapping.task_topic:
             text = str(getattr(m.msg, "data", ""))
-            cut = task is not None and text != task
+            reason = "task_change" if task is not None and text != task else ""
             task = text
         elif m.topic == mapping.state_topic:
             t = stamp_of(m)
-            cut = last_state is not None and (t < last_state or t - last_state > idle)
+            if last_state is not None and t < last_state:
+                reason = "clock_jump_back"
+            elif last_state is not None and t - last_state > idle:
+                reason = "idle_gap"
             last_state = t
-        if cut and any(x.topic == mapping.state_topic for x in episodes[-1]):
+        if reason and any(x.topic == mapping.state_topic for x in episodes[-1]):
+            if splits is not None:
+                splits[reason] += 1
             episodes.append(list(statics))
-            if m.topic == mapping.state_topic:
-                last_state = stamp_of(m)
         episodes[-1].append(m)
     return [e for e in episodes if any(x.topic == mapping.state_topic for x in e)]
 
@@ -149,7 +157,7 @@ class _Series:
 def cleanse_recording(messages: list[Message], mapping: DatasetMapping, spec: PolicyConfig) -> CleanseResult:
     """Split, resample and cleanse a recording's decoded messages (see the module docstring)."""
     result = CleanseResult()
-    for index, episode in enumerate(split_episodes(messages, mapping)):
+    for index, episode in enumerate(split_episodes(messages, mapping, result.splits)):
         _cleanse_episode(episode, index, mapping, spec, result)
     return result
 

@@ -19,7 +19,8 @@ def write_report(root: Path, summary: dict[str, Any], results: list[Any], drops:
     per_recording = []
     for r in results:
         kept = sum(len(e["frames"]["action"]) for e in r.episodes)
-        per_recording.append({"recording": Path(r.path).name, "ok": r.ok, "error": r.error, "drops": r.drops,
+        per_recording.append({"recording": r.path, "ok": r.ok, "error": r.error, "drops": r.drops,
+                              "episode_splits": r.splits,
                               "frames_considered": r.frames_in, "frames_kept": kept, "episodes": len(r.episodes),
                               "notes": r.notes, "people_masks": r.people})
     report = {"summary": summary, "drops": dict(sorted(drops.items())), "recordings": per_recording}
@@ -42,7 +43,7 @@ def _plot(path: Path, report: dict[str, Any]) -> None:
     ax0.set_xlabel("count (frames; episodes for message_loss/too_short; files for recording_unreadable)")
     for y, r in enumerate(reasons):
         ax0.text(drops.get(r, 0), y, f" {drops.get(r, 0)}", va="center", fontsize=8)
-    names = [r["recording"][-28:] for r in recordings]
+    names = [Path(r["recording"]).name[-28:] for r in recordings]
     kept = [r["frames_kept"] for r in recordings]
     lost = [max(r["frames_considered"] - r["frames_kept"], 0) for r in recordings]
     ax1.barh(names, kept, color="tab:green", label="frames kept")

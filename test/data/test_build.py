@@ -169,6 +169,8 @@ def test_build_cleanses_with_every_drop_counted(tmp_path: Path, monkeypatch: pyt
                                                       "standardise"]
     assert manifest["drops"]["by_reason"] == report["drops"] and manifest["tool"]["version"]
     assert ds.episodes[0]["source"] == source["path"]
+    assert "robot-sn1234" not in (tmp_path / "ds" / "meta" / "cleanse_report.json").read_text()
+    assert report["summary"]["episode_splits"] == {"reset": 1}
 
 
 def test_damaged_recordings_are_named_and_nothing_else_is_lost(tmp_path: Path) -> None:
@@ -205,6 +207,7 @@ def test_damaged_recordings_are_named_and_nothing_else_is_lost(tmp_path: Path) -
     assert "BUILD episodes=2 frames=122 recordings=4 failed=2" in out.stdout
     report = json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())
     assert report["drops"] == {"recording_unreadable": 2}
+    assert "corrupted.mcap" not in json.dumps(report)  # the dataset names recordings by their keyed hash
     ds = open_dataset(tmp_path / "ds")
     np.testing.assert_array_equal(ds.load_episode(0)["action"], ds.load_episode(1)["action"])
 
