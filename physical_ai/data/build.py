@@ -306,7 +306,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "robot's default policy spec)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     parser.add_argument("--ray", default=None, metavar="auto|ADDRESS",
-                        help="run one task per recording on a Ray cluster (auto: the one this machine is part of)")
+                        help="run one task per recording on a Ray cluster (auto: the one this machine is part of; "
+                             "the recordings and --output must be on storage every node sees)")
     parser.add_argument("--licence", default="", help="licence of the recordings, recorded in the manifest")
     parser.add_argument("--only-success", action="store_true",
                         help="keep only episodes the success label (mapping success_topic) marks successful")
