@@ -200,7 +200,8 @@ def base_config(dataset: DatasetReader, name: str, architecture: dict[str, Any],
     """
     raw = dataset.physai.get("spec")
     if not isinstance(raw, dict):
-        raise DatasetError(f"{dataset.root}/meta/info.json: physai.spec missing (not collected by physai collect?)")
+        raise DatasetError(f"{dataset.root}: no policy spec (meta/physai.json 'spec'; meta/info.json 'physai.spec' in "
+                           ".npz datasets): not written by physai collect or physai dataset build")
     raw = dict(raw)
     raw["name"] = name
     raw["architecture"] = architecture
