@@ -40,7 +40,7 @@ def _plot(path: Path, report: dict[str, Any]) -> None:
     reasons = sorted(drops, key=drops.get) or ["(none)"]
     ax0.barh(reasons, [drops.get(r, 0) for r in reasons], color="tab:red")
     ax0.set_title("dropped, by reason")
-    ax0.set_xlabel("count (frames; episodes for message_loss/too_short; files for recording_unreadable)")
+    ax0.set_xlabel("count: frames; episodes for message_loss, too_short, task_failed; files for recording_unreadable")
     for y, r in enumerate(reasons):
         ax0.text(drops.get(r, 0), y, f" {drops.get(r, 0)}", va="center", fontsize=8)
     names = [Path(r["recording"]).name[-28:] for r in recordings]
