@@ -97,7 +97,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         commands = with_realtime(commands)
     if record:  # the episodes' topics for `physai dataset build`; the raw depth image and cloud only add size
         commands.append((RECORDER, node_command(RECORDER, params, use_sim_time=True, overrides={
-            "output": str(Path(record).resolve()), "exclude": RECORD_EXCLUDE})))
+            "output": str(Path(record).resolve()), "exclude": RECORD_EXCLUDE, "record_images": "true"})))
     log_dir = Path(tempfile.mkdtemp(prefix="physai_eval_"))
     # A private, local-only DDS domain: two evaluations (or an evaluation beside a running stack) on one machine
     # would otherwise reset each other's simulators and mix their topics.
