@@ -21,7 +21,14 @@ FIXED_FRAMES = ("odom", "map", "world")
 
 
 def rgb_from_message(msg: object) -> np.ndarray:
-    """Image message -> (H, W, 3) uint8 RGB (rgb8, bgr8, mono8)."""
+    """Image (rgb8, bgr8, mono8) or CompressedImage (jpeg, png) message -> (H, W, 3) uint8 RGB."""
+    if hasattr(msg, "format"):  # sensor_msgs/CompressedImage, as camera drivers' image_transport records it
+        import cv2
+
+        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise ValueError(f"compressed image ({msg.format!r}) does not decode")
+        return np.ascontiguousarray(decoded[:, :, ::-1])
     array = convert.image_to_numpy(msg)
     encoding = msg.encoding
     if encoding == "rgb8":

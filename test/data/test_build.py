@@ -310,3 +310,22 @@ def test_policy_trained_on_built_dataset_cites_its_manifest(tmp_path: Path) -> N
     assert citation["manifest_sha256"] == manifest_sha and citation["licence"] == "CC-BY-4.0"
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
     assert manifest_sha in card and "CC-BY-4.0" in card and "meta/provenance.json" in card
+
+
+def test_compressed_and_raw_images_decode_alike() -> None:
+    """Camera drivers often record sensor_msgs/CompressedImage: PNG and raw rgb8/bgr8 give the same pixels."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from physical_ai.data.people import rgb_from_message
+
+    rgb = np.random.default_rng(1).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    raw = SimpleNamespace(encoding="rgb8", height=12, width=16, step=48, is_bigendian=0, data=rgb.tobytes())
+    bgr = SimpleNamespace(encoding="bgr8", height=12, width=16, step=48, is_bigendian=0,
+                          data=rgb[:, :, ::-1].tobytes())
+    png = SimpleNamespace(format="png", data=cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes())
+    for msg in (raw, bgr, png):
+        np.testing.assert_array_equal(rgb_from_message(msg), rgb)
+    with pytest.raises(ValueError, match="does not decode"):
+        rgb_from_message(SimpleNamespace(format="jpeg", data=b"not a jpeg"))
