@@ -5,12 +5,15 @@ Defaults come from the robot's parameter file (`config/<robot>.yaml`: the topics
 
     robot: amr
     fps: 10                            # frames per second of the dataset
-    max_age_s: 0.3                     # a frame whose latest sample of a feature is older is dropped (stale)
+    max_age_s: 0.5                     # a frame whose latest sample of a feature is older is dropped (stale);
+                                       # default: policy_inference's max_observation_age_s (what a policy accepts)
     image_max_age_s: 0.2               # the same for camera images
     action_offset_s: 0.05              # the action of frame t is the command in force at t + offset
     min_episode_frames: 20             # shorter episodes (or pieces of one) are dropped
     idle_gap_s: 2.0                    # no state message for this long splits an episode
-    max_message_loss: 0.2              # an episode missing more of a topic's messages than this is dropped
+    max_message_loss: 0.5              # an episode missing more of a topic's messages than this is dropped
+                                       # (perception on a loaded 2-core robot computer loses ~25 % of its frames;
+                                       # frames whose newest sample is too old are dropped by max_age_s anyway)
     state_topic: /odom                 # nav_msgs/Odometry (or sensor_msgs/JointState for arms)
     pose_frame: map                    # odometry pose re-expressed in this frame via /tf ('' = as recorded)
     obstacles_topic: /perception/obstacles
@@ -87,12 +90,12 @@ class DatasetMapping:
 
     robot: str
     fps: int = 10
-    max_age_s: float = 0.3
+    max_age_s: float = 0.5
     image_max_age_s: float = 0.2
     action_offset_s: float = 0.05
     min_episode_frames: int = 20
     idle_gap_s: float = 2.0
-    max_message_loss: float = 0.2
+    max_message_loss: float = 0.5
     state_topic: str = "/odom"
     pose_frame: str = "map"
     obstacles_topic: str = "/perception/obstacles"
@@ -149,6 +152,7 @@ def default_mapping(robot: str) -> DatasetMapping:
     image_topic = policy.get("image_topic", "/camera/color/image_raw")
     camera = {"amr": "front", "vehicle": "front", "arm": "overhead"}.get(robot, "camera")
     common: dict[str, Any] = {"robot": robot, "images": {f"observation.images.{camera}": ImageSource(image_topic)},
+                              "max_age_s": float(policy.get("max_observation_age_s", 0.5)),
                               "task_topic": policy.get("instruction_topic", "/policy/instruction"),
                               "task": policy.get("instruction", ""),
                               "obstacles_topic": policy.get("obstacles_topic", "/perception/obstacles")}

@@ -27,6 +27,7 @@ NS = 1_000_000_000
 TASK = "drive to dock 3 of plant-berlin.example.com with robot SN AMR-0042X"
 MAPPING = """
 images: {observation.images.front: {topic: /camera/color/image_raw, width: 32, height: 24}}
+max_age_s: 0.3
 min_episode_frames: 5
 anonymise: {identifiers: [Berlin]}
 """
