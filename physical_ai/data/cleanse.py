@@ -1,8 +1,8 @@
 """One recording -> cleansed episodes at a fixed frame rate, every dropped item counted with its reason.
 
-Splitting. A recording is cut into episodes at: a simulator reset (`reset_topic`), the clock jumping back (a state
-message stamped before the previous one), a task change (a new instruction), and an idle gap (no state message for
-`idle_gap_s`).
+Splitting. A recording is cut into episodes at: a simulator reset (`reset_topic`; at the new episode's first state
+message), the clock jumping back (a state message stamped before the previous one), a task change (a new
+instruction), and an idle gap (no state message for `idle_gap_s`).
 
 Resampling. Frames are at t0 + k / fps over an episode; each feature is the newest message stamped at or before the
 frame (as a running policy sees it), the action the command in force at `action_offset_s` after it. A sample older
@@ -95,11 +95,15 @@ def split_episodes(messages: list[Message], mapping: DatasetMapping, splits: Cou
                    ) -> list[list[Message]]:
     """Cut a recording's messages (file order) into episodes (see the module docstring); /tf_static goes to all.
 
+    A reset takes effect at the first state message of the new episode (stamped before the last one: the clock
+    jumped back; or after the reset: it did not), not at the reset message itself: messages of the ending episode
+    still in flight when the reset was recorded (its last ground truth, with the success) stay with it.
     `splits`, if given, counts the cuts by reason: reset, clock_jump_back, idle_gap, task_change.
     """
     episodes: list[list[Message]] = [[]]
     statics: list[Message] = []
     last_state = None
+    reset_at: int | None = None
     task = None
     idle = int(mapping.idle_gap_s * NS)
     for m in messages:
@@ -109,14 +113,16 @@ def split_episodes(messages: list[Message], mapping: DatasetMapping, splits: Cou
             continue
         reason = ""
         if m.topic == mapping.reset_topic:
-            reason = "reset"
+            reset_at = m.log_time_ns
         elif m.topic == mapping.task_topic:
             text = str(getattr(m.msg, "data", ""))
             reason = "task_change" if task is not None and text != task else ""
             task = text
         elif m.topic == mapping.state_topic:
             t = stamp_of(m)
-            if last_state is not None and t < last_state:
+            if reset_at is not None and (last_state is None or t < last_state or t > reset_at):
+                reason, reset_at = "reset", None
+            elif last_state is not None and t < last_state:
                 reason = "clock_jump_back"
             elif last_state is not None and t - last_state > idle:
                 reason = "idle_gap"
@@ -208,8 +214,8 @@ def _cleanse_episode(messages: list[Message], index: int, mapping: DatasetMappin
         rows.append(row)
     success = None
     gt = by_topic.get(mapping.success_topic, [])
-    if gt:
-        success = bool(getattr(gt[-1].msg, "task_success", False))
+    if gt:  # the verdict on this episode's own clock (a new episode's first message may have arrived before)
+        success = bool(getattr(max(gt, key=stamp_of).msg, "task_success", False))
     # runs of consecutive valid frames become episodes
     run: list[dict[str, Any]] = []
     for row in [*rows, None]:

@@ -330,3 +330,32 @@ def test_compressed_and_raw_images_decode_alike() -> None:
         np.testing.assert_array_equal(rgb_from_message(msg), rgb)
     with pytest.raises(ValueError, match="does not decode"):
         rgb_from_message(SimpleNamespace(format="jpeg", data=b"not a jpeg"))
+
+
+def test_reset_recorded_before_the_episodes_last_messages() -> None:
+    """The harness resets on the done/success ground truth, but the recorder may get the reset first: the ending
+    episode's in-flight messages (its success verdict among them) stay with it, and the new one starts clean."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from physical_ai.data.cleanse import split_episodes
+    from physical_ai.data.mapping import load_mapping
+    from physical_ai.data.mcap_read import Message
+
+    mapping = load_mapping("amr")
+
+    def msg(topic: str, t: float, **fields: object) -> Message:
+        return Message(topic, "", int(t * NS), int(t * NS), SimpleNamespace(**fields))
+
+    stream = [msg("/odom", 9.9), msg("/sim/ground_truth", 9.9, task_success=False),
+              msg("/sim/reset", 10.0, data=1),                               # recorded before ...
+              msg("/odom", 10.0), msg("/sim/ground_truth", 10.0, task_success=True),  # ... the old episode's end
+              msg("/sim/ground_truth", 0.0, task_success=False),              # the new episode's first verdict
+              msg("/odom", 0.0), msg("/odom", 0.02)]
+    splits: Counter = Counter()
+    first, second = split_episodes(stream, mapping, splits)
+    assert splits == {"reset": 1}
+    assert [m.stamp_ns for m in first if m.topic == "/odom"] == [int(9.9 * NS), int(10.0 * NS)]
+    assert [m.stamp_ns for m in second if m.topic == "/odom"] == [0, int(0.02 * NS)]
+    verdicts = [m for m in first if m.topic == "/sim/ground_truth"]
+    assert max(verdicts, key=lambda m: m.stamp_ns).msg.task_success  # the latest on the ending episode's clock
