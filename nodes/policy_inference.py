@@ -98,7 +98,18 @@ class PolicyInferenceNode(PhysaiNode):
         backoff0 = p("reconnect_backoff_initial_s", 0.2, "First reconnect wait, doubled per failure [s]",
                      (0.01, 60.0))
         backoff1 = p("reconnect_backoff_max_s", 5.0, "Largest reconnect wait [s]", (0.01, 600.0))
-        lerobot_dir = p("lerobot_dir", "", "LeRobot pretrained-policy directory for backend lerobot [path]")
+        key_preset = p("key_preset", "", "Request key convention of a remote policy: physai | libero | droid | lerobot "
+                       "('' = physai for openpi, lerobot for lerobot; physical_ai/policy/keymap.py)", read_only=True)
+        key_map = p("key_map", [""], "Request keys added to or replacing the preset's: 'remote_key=group' "
+                    "(group: image, wrist_image, state, state[i:j], obstacles, parts, instruction; "
+                    "'remote_key=' removes one)", read_only=True)
+        actions_key = p("actions_key", "actions", "Reply key holding the (H, D) actions (openpi)", read_only=True)
+        lerobot_dir = p("lerobot_dir", "", "LeRobot policy folder (save_pretrained) for backend lerobot, served from "
+                        "the LeRobot environment by this node; '' = connect to server_uri [path]", read_only=True)
+        lerobot_device = p("lerobot_device", "cpu", "Torch device of the LeRobot server (cpu, cuda, mps)",
+                           read_only=True)
+        lerobot_seed = p("lerobot_seed", -1, "Seed of the LeRobot server's torch RNG, for reproducible sampling "
+                         "(diffusion); -1 = unseeded", (-1, 2**31 - 1), read_only=True)
         self.request_threshold_s = p("request_threshold_s", 0.5,
                                      "Request the next chunk when the current one has less than this left [s]",
                                      (0.0, 60.0))
@@ -112,6 +123,8 @@ class PolicyInferenceNode(PhysaiNode):
                                    (0.0, 60.0)) * NS)
         topics = {
             "image": p("image_topic", "camera/color/image_raw", "Colour image input (sensor_msgs/Image)"),
+            "wrist_image": p("wrist_image_topic", "wrist_camera/color/image_raw",
+                             "Second camera for remote policies whose spec has wrist_image (sensor_msgs/Image)"),
             "joints": p("joint_states_topic", "joint_states", "Joint state input (sensor_msgs/JointState)"),
             "odom": p("odom_topic", "odom", "Odometry input (nav_msgs/Odometry)"),
             "obstacles": p("obstacles_topic", "perception/obstacles", "Fused obstacles (ObstacleArray)"),
@@ -134,13 +147,19 @@ class PolicyInferenceNode(PhysaiNode):
             options = {"onnx_path": str(resolve_path(onnx_path)) if onnx_path else None, "num_threads": threads}
         elif backend == "torch":
             options = {"num_threads": threads}
-        elif backend == "openpi":
+        elif backend in ("openpi", "lerobot"):
             # the robot's namespace names its session on a policy server shared by a fleet
             options = {"uri": uri, "timeout_s": timeout, "connect_timeout_s": connect_timeout,
                        "backoff_initial_s": backoff0, "backoff_max_s": backoff1,
-                       "robot_id": self.get_namespace().strip("/") or self.get_name()}
-        elif backend == "lerobot":
-            options = {"lerobot_dir": str(resolve_path(lerobot_dir))}
+                       "robot_id": self.get_namespace().strip("/") or self.get_name(),
+                       "key_map": [k for k in key_map if k]}
+            if key_preset:
+                options["key_preset"] = key_preset
+            if backend == "openpi":
+                options["actions_key"] = actions_key
+            else:
+                options.update(lerobot_dir=str(resolve_path(lerobot_dir)) if lerobot_dir else "",
+                               device=lerobot_device, seed=lerobot_seed if lerobot_seed >= 0 else None)
         try:
             self.policy = make_policy(backend, resolve_path(checkpoint), **options)
             check_compatible(self.policy.config, embodiment or None)
@@ -168,8 +187,9 @@ class PolicyInferenceNode(PhysaiNode):
         # Latest input per source: (decoded value, stamp [ns]).
         self._latest: dict[str, tuple[Any, int]] = {}
         needs = set()
-        if spec.image is not None:
-            needs.add("image")
+        for camera in ("image", "wrist_image"):
+            if getattr(spec, camera) is not None:
+                needs.add(camera)
         if spec.obstacles is not None:
             needs.add("obstacles")
         if spec.parts is not None:
@@ -178,7 +198,8 @@ class PolicyInferenceNode(PhysaiNode):
             head = name.split(".")[0]
             needs.add(head if head in ("odom", "tactile") else "joints")
         self._needs = sorted(needs)
-        handlers = {"image": (Image, self._on_image), "joints": (JointState, self._on_joints),
+        handlers = {"image": (Image, self._on_image), "wrist_image": (Image, self._on_wrist_image),
+                    "joints": (JointState, self._on_joints),
                     "odom": (Odometry, self._on_odom), "obstacles": (ObstacleArray, self._on_obstacles),
                     "parts": (DetectedPartArray, self._on_parts), "tactile": (TactileState, self._on_tactile)}
         for source in self._needs:
@@ -200,6 +221,7 @@ class PolicyInferenceNode(PhysaiNode):
         self._arm_columns = [self.config.action.names.index(n) for n in arm_joints]
         self._arm_joints = arm_joints
         self._sequence = 0
+        self._last_observed_ns = 0
         self._last_problem = ""
         self.runner = AsyncChunkRunner(self.policy, self._now_ns, self._publish, self._on_drop,
                                        self.request_threshold_s, min_period, nice)
@@ -215,6 +237,8 @@ class PolicyInferenceNode(PhysaiNode):
         """ROS time jumped back (simulator reset): inputs and the current chunk belong to the old clock."""
         self._latest.clear()
         self.runner.reset()
+        self.policy.reset()
+        self._last_observed_ns = 0
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -239,6 +263,12 @@ class PolicyInferenceNode(PhysaiNode):
             self._store("image", rgb_image(msg), self._stamp(msg.header))
         except ValueError as exc:
             self._reject("image", exc)
+
+    def _on_wrist_image(self, msg: Image) -> None:
+        try:
+            self._store("wrist_image", rgb_image(msg), self._stamp(msg.header))
+        except ValueError as exc:
+            self._reject("wrist_image", exc)
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -298,8 +328,9 @@ class PolicyInferenceNode(PhysaiNode):
         spec = self.config.observation
         latest = {k: v for k, (v, _) in self._latest.items()}
         obs: dict[str, Any] = {}
-        if spec.image is not None:
-            obs["image"] = latest["image"]
+        for camera in ("image", "wrist_image"):
+            if getattr(spec, camera) is not None:
+                obs[camera] = latest[camera]
         if spec.state is not None:
             obs["state"] = assemble_state(spec.state.names, latest.get("joints"), latest.get("odom"),
                                           latest.get("tactile"))
@@ -322,10 +353,23 @@ class PolicyInferenceNode(PhysaiNode):
     def _check(self) -> None:
         if self.paused:
             return
-        if not self.policy.ready():
-            return
-        if self.runner.maybe_request(self.observation):
+        if self.policy.ready() and self.runner.maybe_request(self.observation):
             self.tick("requests")
+        self._observe_history()  # after the request: its history holds earlier steps, the request the current one
+
+    def _observe_history(self) -> None:
+        """Give history-taking policies (LeRobot n_obs_steps > 1) one observation per control step."""
+        period_ns = int(self.policy.history_period_s * NS)
+        now = self._now_ns()
+        if period_ns <= 0 or now - self._last_observed_ns < period_ns:
+            return
+        try:
+            obs, _ = self.observation()
+        except ObservationError:
+            return  # counted when an inference needs it
+        self.policy.observe(obs)
+        # keep the step grid: a late check does not shift every later sample
+        self._last_observed_ns = max(self._last_observed_ns + period_ns, now - period_ns)
 
     def _on_drop(self, reason: str, detail: str) -> None:
         key = "observation_skipped" if reason == "observation" else f"drop.{reason}"

@@ -4,7 +4,7 @@ ACT and Diffusion Policy (random weights, small, built at test time with LeRobot
 environment; nothing committed, nothing downloaded) are saved with their pre/post-processors. Reference actions
 come from LeRobot's `predict_action` (`select_action` inside), one call per control step
 (test/policy/lerobot_reference.py). Our side: the `lerobot` backend, which starts `physai lerobot serve` in the
-LeRobot environment. Needs the LeRobot environment: without it these
+LeRobot environment, and the policy_inference node over DDS. Needs the LeRobot environment: without it these
 tests skip, saying how to create it (`physai lerobot setup`, or PHYSAI_LEROBOT_ENV=<existing env>).
 """
 
@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +162,69 @@ def test_mismatched_features_are_refused_with_names(lerobot_policy, tmp_path):
                                               "mean": [0, 0], "std": [1, 1]}
         (spec / "config.json").write_text(json.dumps(config))
         make_policy("lerobot", spec, uri="ws://127.0.0.1:9")
+
+
+def test_policy_inference_node_publishes_lerobot_chunk(lerobot_policy, tmp_path):
+    """Through the ROS node over DDS: a robot standing still, the first chunk equals LeRobot's (elapsed steps cut)."""
+    import rclpy
+    from physical_ai_stack.msg import ActionChunk
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image, JointState
+
+    from physical_ai import convert
+    from physical_ai_nodes._base import COMMAND_QOS
+
+    _, folder = lerobot_policy
+    ref = np.load(folder / "reference_constant.npz")
+    spec = _spec(tmp_path / "spec", 10)
+    rclpy.init()
+    node = rclpy.create_node("lerobot_test_feeder")
+    chunks: list[ActionChunk] = []
+    node.create_subscription(ActionChunk, "/policy/action_chunk", chunks.append, COMMAND_QOS)
+    image_pub = node.create_publisher(Image, "/camera/color/image_raw", qos_profile_sensor_data)
+    joint_pub = node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
+
+    def publish() -> None:
+        now = node.get_clock().now().nanoseconds
+        image_pub.publish(convert.numpy_to_image(ref["images"][0], "rgb8", "camera", now))
+        msg = JointState(name=JOINTS, position=[float(v) for v in ref["states"][0]], velocity=[0.0] * 8,
+                         effort=[0.0] * 8)
+        msg.header.stamp = convert.ns_to_stamp(now)
+        joint_pub.publish(msg)
+
+    node.create_timer(0.02, publish)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "physical_ai_nodes.policy_inference", "--ros-args", "-p", "backend:=lerobot",
+         "-p", f"checkpoint:={spec}", "-p", f"lerobot_dir:={folder}", "-p", "lerobot_seed:=0",
+         "-p", "request_threshold_s:=0.3", "-p", "server_timeout_s:=10.0", "-p", "joint_trajectory_topic:=''"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not chunks and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert chunks, "no chunk from the node"
+        first = chunks[0]
+        assert first.sequence == 0 and first.model_id.endswith(":lerobot") and list(first.action_names) == JOINTS
+        values = np.asarray(first.values).reshape(first.horizon, len(JOINTS))
+        skipped = round((convert.stamp_to_ns(first.start_time) - convert.stamp_to_ns(first.header.stamp)) / (DT * 1e9))
+        expected = ref["actions"][skipped:skipped + first.horizon]
+        assert values.shape == expected.shape and skipped < len(ref["actions"])
+        assert np.abs(values - expected).max() <= TOLERANCE, np.abs(values - expected).max()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    running = subprocess.run(["pgrep", "-af", "lerobot_server"], capture_output=True, text=True).stdout
+    assert str(folder) not in running, f"the node left its LeRobot server running: {running}"
