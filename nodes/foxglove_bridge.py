@@ -7,6 +7,11 @@ over DDS only while at least one client subscribes to its channel, so an idle br
 per-topic rate cap keeps point clouds and images from swamping a browser. Topics that appear later (a node
 started after the bridge) are offered when the next graph scan finds them.
 
+Both names of the protocol are accepted: the SDK's server (which only completes `foxglove.sdk.v1` handshakes)
+listens on loopback behind a small proxy on the public port that also accepts `foxglove.websocket.v1`, the name
+the official `@foxglove/ws-protocol` client library and older Foxglove/Lichtblick releases use
+(physical_ai/ws_subprotocol_proxy.py).
+
 Known limitation (foxglove-sdk 0.30.3): a client that subscribes within a millisecond of a *new* channel's
 advertisement can get "Unknown channel ID" back; the subscription then has to be made again (in the Foxglove app:
 re-select the topic). Channels that exist when the client connects are not affected.
@@ -25,6 +30,7 @@ from foxglove.websocket import ChannelView, Client
 from rclpy.qos import DurabilityPolicy
 
 from physical_ai.recording import ros2msg_schema
+from physical_ai.ws_subprotocol_proxy import SubprotocolProxy
 from physical_ai_nodes._base import PhysaiNode, run_node
 from physical_ai_nodes._topics import matching_qos, message_class
 
@@ -83,15 +89,17 @@ class FoxgloveBridge(PhysaiNode):
         self._fg_context = foxglove.Context()  # our own channels and server, not the SDK's global ones
         self._listener = _SubscriptionListener(self.create_guard_condition(self._sync_subscriptions))
         try:
-            self._server = foxglove.start_server(name="physical_ai_stack", host=host, port=port,
+            # The SDK's server on loopback; clients reach it through the proxy, which accepts both subprotocols.
+            self._server = foxglove.start_server(name="physical_ai_stack", host="127.0.0.1", port=0,
                                                  context=self._fg_context, server_listener=self._listener)
+            self._proxy = SubprotocolProxy(host, port, self._server.port).start()
         except (RuntimeError, ValueError, OSError) as exc:
             raise RuntimeError(f"cannot serve Foxglove WebSocket on {host}:{port}: {exc}") from exc
         self.create_timer(period, self._discover)
         self._discover()
-        self.get_logger().info(f"Foxglove live view on ws://{host}:{self._server.port} "
+        self.get_logger().info(f"Foxglove live view on ws://{host}:{self._proxy.port} "
                                f"(open it in Foxglove: Open connection > Foxglove WebSocket)")
-        self.set_status(DiagnosticStatus.OK, "serving", url=f"ws://{host}:{self._server.port}")
+        self.set_status(DiagnosticStatus.OK, "serving", url=f"ws://{host}:{self._proxy.port}")
 
     def _discover(self) -> None:
         """Advertise a channel for each wanted topic that now has a publisher."""
@@ -146,6 +154,7 @@ class FoxgloveBridge(PhysaiNode):
 
     def on_shutdown(self) -> None:
         """Stop the server so clients see the connection close and the port is released."""
+        self._proxy.stop()
         self._server.stop()
 
 

@@ -34,7 +34,7 @@ from physical_ai_nodes._base import LATCHED_QOS, STATE_QOS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SUBPROTOCOL = "foxglove.sdk.v1"  # foxglove-sdk 0.30 refuses the older "foxglove.websocket.v1" with HTTP 400
+SUBPROTOCOL = "foxglove.sdk.v1"  # the current name; the older "foxglove.websocket.v1" below, with the official client
 MESSAGE_DATA = 0x01
 UNKNOWN_CHANNEL = "Unknown channel ID: "
 MAX_RATE_HZ = 5.0
@@ -203,6 +203,74 @@ def test_bridge_serves_topics_as_cdr_with_ros2msg_schemas(tmp_path):
     arrivals = result["odom_arrivals"]
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert rate <= MAX_RATE_HZ * 1.5, f"/odom forwarded at {rate:.1f} Hz with max_rate_hz={MAX_RATE_HZ}"
+
+
+WS_PROTOCOL_CLIENT = r"""
+const { FoxgloveClient } = require("@foxglove/ws-protocol");
+const { WebSocket } = require("ws");
+const url = process.argv[process.argv.length - 1];
+const ws = new WebSocket(url, [FoxgloveClient.SUPPORTED_SUBPROTOCOL]);
+const client = new FoxgloveClient({ ws });
+const payloads = [];
+let serverName = null;
+client.on("serverInfo", (info) => { serverName = info.name; });
+client.on("advertise", (channels) => {
+  for (const channel of channels) {
+    if (channel.topic === "/odom") client.subscribe(channel.id);
+  }
+});
+client.on("message", ({ data }) => {
+  payloads.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"));
+  if (payloads.length >= 5) {
+    console.log(JSON.stringify({ protocol: ws.protocol, serverName, payloads }));
+    process.exit(0);
+  }
+});
+client.on("error", (err) => {
+  console.log(JSON.stringify({ error: String(err && err.message || err) }));
+  process.exit(2);
+});
+setTimeout(() => { console.log(JSON.stringify({ error: "timeout", got: payloads.length })); process.exit(3); }, 20000);
+"""
+
+
+def test_official_ws_protocol_client_with_the_older_subprotocol(tmp_path):
+    """@foxglove/ws-protocol's FoxgloveClient offers only foxglove.websocket.v1; it connects, subscribes, decodes."""
+    import base64
+
+    from npm_testlib import node_modules, run_node_script
+
+    node_modules()  # skips when node/npm are unavailable
+    port = _free_port()
+    rclpy.init()
+    node = rclpy.create_node("foxglove_v1_test_publisher")
+    publisher = _Publisher(node)
+    publisher.thread.start()
+    proc = subprocess.Popen([sys.executable, "-m", "physical_ai_nodes.foxglove_bridge", "--ros-args",
+                             "-p", f"port:={port}", "-p", "topics:=['/odom']", "-p", "discovery_period_s:=0.2"],
+                            env=dict(os.environ), stdout=open(tmp_path / "bridge.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 40
+        result: dict = {}
+        while time.monotonic() < deadline:
+            done = run_node_script(WS_PROTOCOL_CLIENT, f"ws://127.0.0.1:{port}", timeout_s=30)
+            result = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+            if "payloads" in result:
+                break
+            time.sleep(0.5)  # the bridge is still starting
+    finally:
+        publisher.stop.set()
+        publisher.thread.join(timeout=5)
+        proc.send_signal(2)
+        code = proc.wait(timeout=15)
+        node.destroy_node()
+        rclpy.shutdown()
+    log = (tmp_path / "bridge.log").read_text()
+    assert "payloads" in result, f"{result}\n{log}"
+    assert result["protocol"] == "foxglove.websocket.v1" and result["serverName"] == "physical_ai_stack"
+    messages = [deserialize_message(base64.b64decode(p), Odometry) for p in result["payloads"]]
+    assert all(m == publisher.sent[int(m.pose.pose.position.z)] for m in messages)
+    assert code == 0, log
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
