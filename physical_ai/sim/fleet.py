@@ -32,7 +32,6 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from physical_ai.sim.commands import RateLimitedCommand
 from physical_ai.sim.scenarios import (
     MODELS,
     FactoryFloor,
@@ -42,6 +41,7 @@ from physical_ai.sim.scenarios import (
     _descendant_bodies,
     _pose_matrix,
     _quat_to_mat,
+    diff_drive_command,
     footprint_clearance,
     optical_frames,
     planar_odometry,
@@ -120,14 +120,7 @@ class FleetRobot:
 
     def reset(self, rng: np.random.Generator) -> None:
         """Place the robot at its route's start (randomised as in the single-AMR scenario) and clear its score."""
-        o = self.fleet.options
-        self.base = RateLimitedCommand(
-            ["linear_x", "angular_z"],
-            lower=[-float(o.get("max_linear", 1.0)), -float(o.get("max_angular", 1.5))],
-            upper=[float(o.get("max_linear", 1.0)), float(o.get("max_angular", 1.5))],
-            max_rate_up=[float(o.get("max_accel", 1.0)), float(o.get("max_alpha", 2.0))],
-            max_rate_down=[float(o.get("max_accel", 1.0)), float(o.get("max_alpha", 2.0))],
-            timeout_s=float(o.get("cmd_timeout_s", 0.5)), safe=[0.0, 0.0])
+        self.base = diff_drive_command(self.fleet.options)
         start = FactoryFloor.START + rng.uniform(-0.2, 0.2, 2)
         self.odom_origin = self.route.to_map(start[0], start[1], rng.uniform(-0.2, 0.2))
         self.fleet.data.qpos[self.qadr] = self.odom_origin

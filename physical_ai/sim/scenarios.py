@@ -111,6 +111,21 @@ def footprint_clearance(pose: np.ndarray, centres: np.ndarray, half_length: floa
     return float(np.min(np.linalg.norm(outside, axis=1)) - radius)
 
 
+def diff_drive_command(options: dict[str, Any]) -> RateLimitedCommand:
+    """A differential drive's (linear_x, angular_z) command with the base limits in a scenario's options.
+
+    Options: max_linear [m/s], max_angular [rad/s], max_accel [m/s^2], max_alpha [rad/s^2], cmd_timeout_s.
+    """
+    o = options
+    return RateLimitedCommand(
+        ["linear_x", "angular_z"],
+        lower=[-float(o.get("max_linear", 1.0)), -float(o.get("max_angular", 1.5))],
+        upper=[float(o.get("max_linear", 1.0)), float(o.get("max_angular", 1.5))],
+        max_rate_up=[float(o.get("max_accel", 1.0)), float(o.get("max_alpha", 2.0))],
+        max_rate_down=[float(o.get("max_accel", 1.0)), float(o.get("max_alpha", 2.0))],
+        timeout_s=float(o.get("cmd_timeout_s", 0.5)), safe=[0.0, 0.0])
+
+
 def _descendant_bodies(model: mujoco.MjModel, root: int) -> set[int]:
     out = {root}
     for b in range(model.nbody):
@@ -493,13 +508,7 @@ class FactoryFloor(Scenario):
 
     def _randomise(self) -> None:
         o = self.options
-        self.base = RateLimitedCommand(
-            ["linear_x", "angular_z"],
-            lower=[-float(o.get("max_linear", 1.0)), -float(o.get("max_angular", 1.5))],
-            upper=[float(o.get("max_linear", 1.0)), float(o.get("max_angular", 1.5))],
-            max_rate_up=[float(o.get("max_accel", 1.0)), float(o.get("max_alpha", 2.0))],
-            max_rate_down=[float(o.get("max_accel", 1.0)), float(o.get("max_alpha", 2.0))],
-            timeout_s=float(o.get("cmd_timeout_s", 0.5)), safe=[0.0, 0.0])
+        self.base = diff_drive_command(o)
         m = self.model
         self.jx, self.jy, self.jyaw = (m.jnt_qposadr[m.joint(n).id] for n in ("base_x", "base_y", "base_yaw"))
         start = self.START + self.rng.uniform(-0.2, 0.2, 2)

@@ -24,6 +24,17 @@ def _py(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def _signal_recorder(tmp_path) -> str:
+    """A child (argv[1]: its name) that writes which signal reached it to tmp_path/<name> and exits 0 on it."""
+    return ("import signal, sys, time\n"
+            f"out = {str(tmp_path)!r} + '/' + sys.argv[1]\n"
+            "def on(sig, frame):\n"
+            "    open(out, 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
+            "signal.signal(signal.SIGINT, on); signal.signal(signal.SIGTERM, on)\n"
+            "open(out + '.ready', 'w').close()\n"
+            "time.sleep(60)\n")
+
+
 def _spin_until(sup: Supervisor, predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -89,13 +100,7 @@ def test_required_node_exiting_zero_still_fails_the_bringup(tmp_path):
 
 def test_stop_sends_sigint_first_and_children_exit_zero(tmp_path):
     # The child records which signal reached it; SIGINT is translated to exit code 0 as ROS nodes do.
-    handler = ("import signal, sys, time\n"
-               f"out = {str(tmp_path)!r} + '/' + sys.argv[1]\n"
-               "def on(sig, frame):\n"
-               "    open(out, 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
-               "signal.signal(signal.SIGINT, on); signal.signal(signal.SIGTERM, on)\n"
-               "open(out + '.ready', 'w').close()\n"
-               "time.sleep(60)\n")
+    handler = _signal_recorder(tmp_path)
     sup = Supervisor([(NodeSpec(f"n{i}"), [sys.executable, "-c", handler, f"n{i}"]) for i in range(3)],
                      log_dir=tmp_path, on_event=lambda e: None)
     sup.start()
@@ -128,13 +133,7 @@ def test_stop_kills_children_that_ignore_sigint(tmp_path):
 def test_sigterm_to_the_supervisor_stops_its_nodes_in_order(tmp_path):
     # The nodes run in sessions of their own (a terminal's Ctrl-C reaches only the supervisor), so a SIGTERM to
     # the supervisor (a service manager, `kill`) must be passed on as the same ordered SIGINT stop, not orphan them.
-    handler = ("import signal, sys, time\n"
-               f"out = {str(tmp_path)!r} + '/' + sys.argv[1]\n"
-               "def on(sig, frame):\n"
-               "    open(out, 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
-               "signal.signal(signal.SIGINT, on); signal.signal(signal.SIGTERM, on)\n"
-               "open(out + '.ready', 'w').close()\n"
-               "time.sleep(60)\n")
+    handler = _signal_recorder(tmp_path)
     supervisor = ("import sys\n"
                   "from physical_ai.bringup.processes import Supervisor, stop_on_sigterm\n"
                   "from physical_ai.bringup.stack import NodeSpec\n"
