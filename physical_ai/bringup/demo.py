@@ -170,12 +170,27 @@ def run(args: argparse.Namespace) -> int:
         log.add_latency("reaction_e2e_ms", r)
     if robot == "amr":
         log.goal = (6.5, 0.0)
+    log.summary["recording"] = recording_summary(out / "recording.mcap")
     monitor.destroy_node()
     rclpy.try_shutdown()
     metrics = write_report(log, out, share_dir() / "models" / SCENARIO_MODEL[robot] / f"{SCENARIO_MODEL[robot]}.xml")
     _print_summary(metrics, out)
     ok = bool(metrics["task_success"]) and not metrics["collisions"] and not violations
     return 0 if ok else 1
+
+
+def recording_summary(path: Path) -> dict:
+    """Size, MB per recorded (sim) second and the reference readers' verdict of the demo's recording."""
+    from physical_ai.recording_tools import check_recording, recording_info
+
+    try:
+        info = recording_info(path)
+    except (OSError, ValueError) as exc:
+        return {"path": str(path), "error": str(exc)}
+    return {"path": str(path), "size_mb": round(info.size_bytes / 1e6, 2), "duration_s": round(info.duration_s, 2),
+            "mb_per_s": round(info.mb_per_s, 3), "messages": info.messages, "chunks": info.chunks,
+            "compression": info.compression, "problems": check_recording(path),
+            "largest_topics_mb": {t.topic: round(t.bytes / 1e6, 2) for t in info.topics[:5]}}
 
 
 def _progress_line(gt, status, speed: float, monitor) -> None:
@@ -219,5 +234,12 @@ def _print_summary(metrics: dict, out: Path) -> None:
     print(f"policy latency        : p50 {p('policy_inference_ms', 'p50')}, p99 {p('policy_inference_ms', 'p99')}")
     print(f"perception e2e        : p50 {p('perception_e2e_ms', 'p50')}, p99 {p('perception_e2e_ms', 'p99')}")
     print(f"correction cycle      : p50 {p('correction_cycle_ms', 'p50')}, p99 {p('correction_cycle_ms', 'p99')}")
+    rec = metrics.get("recording", {})
+    if "mb_per_s" in rec:
+        check = "valid" if not rec["problems"] else "; ".join(rec["problems"])
+        print(f"recording             : {rec['size_mb']:.1f} MB over {rec['duration_s']:.1f} s recorded = "
+              f"{rec['mb_per_s']:.2f} MB/s ({rec['compression']} chunks, {rec['messages']} messages; {check})")
+    else:
+        print(f"recording             : {rec.get('error', 'none')}")
     print(f"report                : {out}/ (map.png, timeline.png, latency.png, metrics.json, recording.mcap)")
     print(json.dumps({k: metrics.get(k) for k in ("task_success", "collisions", "limit_violations")}))
