@@ -62,6 +62,7 @@ class CleanseResult:
     drops: Counter = field(default_factory=Counter)
     splits: Counter = field(default_factory=Counter)
     frames_in: int = 0
+    positions: dict[int, int] = field(default_factory=dict)  # id(message) -> its position in the recording
 
 
 def stamp_of(m: Message) -> int:
@@ -162,10 +163,47 @@ class _Series:
 
 def cleanse_recording(messages: list[Message], mapping: DatasetMapping, spec: PolicyConfig) -> CleanseResult:
     """Split, resample and cleanse a recording's decoded messages (see the module docstring)."""
-    result = CleanseResult()
+    result = CleanseResult(positions={id(m): i for i, m in enumerate(messages)})
+    verdicts = success_verdicts(messages, mapping)
     for index, episode in enumerate(split_episodes(messages, mapping, result.splits)):
-        _cleanse_episode(episode, index, mapping, spec, result)
+        _cleanse_episode(episode, index, mapping, spec, result, verdicts)
     return result
+
+
+def success_verdicts(messages: list[Message], mapping: DatasetMapping) -> list[tuple[int, int, bool]]:
+    """(first, last) file positions and final verdict of each run of success-label messages of one episode.
+
+    A run ends where the labels' clock jumps back, or at a reset once a label is stamped clearly after it (labels of
+    the ending episode still in flight when the reset was recorded stay in its run); a run's verdict is its latest
+    message's `task_success`. Episodes are matched to runs by file position (`verdict_for`), which does not depend
+    on how a reset interleaved with the last messages of the episode before it.
+    """
+    runs: list[list[Any]] = []
+    last = reset_at = None
+    for position, m in enumerate(messages):
+        if m.topic == mapping.reset_topic:
+            reset_at = m.log_time_ns
+        if m.topic != mapping.success_topic:
+            continue
+        t = stamp_of(m)
+        if last is None or t < last - NS // 2 or (reset_at is not None and t > reset_at + NS):
+            reset_at = None
+            runs.append([position, position, m])
+        runs[-1][1] = position
+        if t >= stamp_of(runs[-1][2]):
+            runs[-1][2] = m
+        last = t
+    return [(a, b, bool(getattr(m.msg, "task_success", False))) for a, b, m in runs]
+
+
+def verdict_for(episode: list[Message], positions: dict[int, int], verdicts: list[tuple[int, int, bool]]
+                ) -> bool | None:
+    """The verdict of the run of success-label messages around the middle of an episode (None: no labels)."""
+    if not verdicts:
+        return None
+    middle = positions[id(episode[len(episode) // 2])]
+    return min(verdicts, key=lambda v: 0 if v[0] <= middle <= v[1] else min(abs(v[0] - middle),
+                                                                             abs(v[1] - middle)))[2]
 
 
 def _tf_buffer(messages: list[Message]) -> TransformBuffer:
@@ -181,7 +219,7 @@ def _tf_buffer(messages: list[Message]) -> TransformBuffer:
 
 
 def _cleanse_episode(messages: list[Message], index: int, mapping: DatasetMapping, spec: PolicyConfig,
-                     result: CleanseResult) -> None:
+                     result: CleanseResult, verdicts: list[tuple[int, int, bool]]) -> None:
     by_topic: dict[str, list[Message]] = {}
     for m in messages:
         by_topic.setdefault(m.topic, []).append(m)
@@ -212,10 +250,7 @@ def _cleanse_episode(messages: list[Message], index: int, mapping: DatasetMappin
         if row is None:
             result.drops[reason] += 1
         rows.append(row)
-    success = None
-    gt = by_topic.get(mapping.success_topic, [])
-    if gt:  # the verdict on this episode's own clock (a new episode's first message may have arrived before)
-        success = bool(getattr(max(gt, key=stamp_of).msg, "task_success", False))
+    success = verdict_for(messages, result.positions, verdicts)
     # runs of consecutive valid frames become episodes
     run: list[dict[str, Any]] = []
     for row in [*rows, None]:

@@ -338,7 +338,7 @@ def test_reset_recorded_before_the_episodes_last_messages() -> None:
     from collections import Counter
     from types import SimpleNamespace
 
-    from physical_ai.data.cleanse import split_episodes
+    from physical_ai.data.cleanse import split_episodes, success_verdicts, verdict_for
     from physical_ai.data.mapping import load_mapping
     from physical_ai.data.mcap_read import Message
 
@@ -357,5 +357,7 @@ def test_reset_recorded_before_the_episodes_last_messages() -> None:
     assert splits == {"reset": 1}
     assert [m.stamp_ns for m in first if m.topic == "/odom"] == [int(9.9 * NS), int(10.0 * NS)]
     assert [m.stamp_ns for m in second if m.topic == "/odom"] == [0, int(0.02 * NS)]
-    verdicts = [m for m in first if m.topic == "/sim/ground_truth"]
-    assert max(verdicts, key=lambda m: m.stamp_ns).msg.task_success  # the latest on the ending episode's clock
+    # the success label: the ending episode's run of verdicts ends with its success, the new one's has none yet
+    verdicts = success_verdicts(stream, mapping)
+    positions = {id(m): i for i, m in enumerate(stream)}
+    assert verdict_for(first, positions, verdicts) is True and verdict_for(second, positions, verdicts) is False
