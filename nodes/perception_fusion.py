@@ -34,23 +34,12 @@ from physical_ai.convert import (
     stamp_to_ns,
 )
 from physical_ai.perception.camera import CameraModel, depth_to_points
-from physical_ai.perception.lidar import (
-    CLASS_PERSON,
-    CLASS_UNKNOWN,
-    CLASS_VEHICLE,
-    SENSOR_CAMERA,
-    SENSOR_DEPTH,
-    SENSOR_LIDAR,
-    SegmentationConfig,
-)
-from physical_ai.perception.occupancy import OccupancyConfig
-from physical_ai.perception.part_memory import PartMemoryConfig
-from physical_ai.perception.parts import PartsConfig
-from physical_ai.perception.pipeline import CameraFrame, FrameInput, FusionPipeline, PipelineConfig
+from physical_ai.perception.lidar import CLASS_PERSON, CLASS_VEHICLE, SENSOR_CAMERA, SENSOR_DEPTH, SENSOR_LIDAR
+from physical_ai.perception.params import PARAMS, pipeline_config
+from physical_ai.perception.pipeline import CameraFrame, FrameInput, FusionPipeline
 from physical_ai.perception.self_filter import BodySpheres
 from physical_ai.perception.sync import SensorSpec, SensorSync
 from physical_ai.perception.tactile import TactileConfig, TactileProcessor
-from physical_ai.perception.tracking import TrackerConfig
 from physical_ai.tf import TransformBuffer
 from physical_ai_nodes._base import PhysaiNode, resolve_share_path, run_node
 from physical_ai_nodes._tf import TfListener
@@ -101,61 +90,9 @@ class PerceptionFusion(PhysaiNode):
         self.depth_stride = p("depth_stride", 4, "Depth pixel subsampling step", (1, 32))
         self.depth_max_range = p("depth_max_range_m", 6.0, "Depth returns farther than this are ignored [m]",
                                  (0.1, 100.0))
-        seg = SegmentationConfig(
-            x_range=(p("x_min_m", -20.0, "Grid extent behind the robot [m]", (-200.0, 0.0)),
-                     p("x_max_m", 20.0, "Grid extent ahead of the robot [m]", (0.0, 200.0))),
-            y_range=(p("y_min_m", -20.0, "Grid extent to the right [m]", (-200.0, 0.0)),
-                     p("y_max_m", 20.0, "Grid extent to the left [m]", (0.0, 200.0))),
-            cell_size=p("cell_size_m", 0.2, "Clustering grid resolution [m]", (0.01, 2.0)),
-            ground_threshold=p("ground_threshold_m", 0.2, "Height above ground of obstacle points [m]",
-                               (0.0, 2.0)),
-            max_height=p("max_height_m", 2.5, "Points higher than this above ground are ignored [m]", (0.1, 20.0)),
-            default_ground_z=p("ground_z_m", 0.0, "Ground height in base_frame when no plane fits [m]",
-                               (-10.0, 10.0)),
-            min_cluster_points=p("min_cluster_points", 5, "Smallest cluster kept [points]", (1, 10000)),
-            vehicle_length_prior=p("vehicle_length_prior_m", 4.2, "Vehicle length for box completion [m]",
-                                   (0.0, 20.0)),
-        )
-        trk = TrackerConfig(
-            gate_m=p("track_gate_m", 2.0, "Largest association distance [m]", (0.1, 20.0)),
-            init_speed_std=p("track_init_speed_std_mps", 2.0, "Velocity std of a new track (its association gate "
-                             "on the next frame): about half the fastest object's speed [m/s]", (0.1, 50.0)),
-            max_missed=p("track_max_missed", 3, "Frames a track coasts before deletion", (0, 100)),
-            moving_speed=p("moving_speed_mps", 0.3, "Speed above which an obstacle is moving [m/s]", (0.0, 10.0)),
-            prediction_steps=p("prediction_steps", 5, "Predicted positions per obstacle", (0, 50)),
-            prediction_dt=p("prediction_dt_s", 0.2, "Spacing of predicted positions [s]", (0.01, 5.0)),
-        )
-        occ = OccupancyConfig(
-            size_m=p("occupancy_size_m", 20.0, "Side of the robot-centred grid [m]", (1.0, 200.0)),
-            resolution=p("occupancy_resolution_m", 0.1, "Occupancy cell size [m]", (0.01, 2.0)),
-            inflation_m={CLASS_PERSON: p("inflation_person_m", 0.8, "Inflation around people [m]", (0.0, 10.0)),
-                         CLASS_VEHICLE: p("inflation_vehicle_m", 0.5, "Inflation around vehicles [m]", (0.0, 10.0)),
-                         CLASS_UNKNOWN: p("inflation_default_m", 0.3, "Inflation around others [m]", (0.0, 10.0))},
-            default_inflation_m=p("inflation_default_m_static", 0.3, "Inflation around static obstacles [m]",
-                                  (0.0, 10.0)),
-        )
-        parts = None
-        if p("parts_enabled", False, "Estimate part poses from depth (arm cell)"):
-            parts = PartsConfig(table_z=p("table_z_m", 0.0, "Table top height in base_frame [m]", (-5.0, 5.0)),
-                                workspace_x=(p("workspace_x_min_m", -1.0, "Workspace x min [m]", (-10.0, 10.0)),
-                                             p("workspace_x_max_m", 1.0, "Workspace x max [m]", (-10.0, 10.0))),
-                                workspace_y=(p("workspace_y_min_m", -1.0, "Workspace y min [m]", (-10.0, 10.0)),
-                                             p("workspace_y_max_m", 1.0, "Workspace y max [m]", (-10.0, 10.0))))
-        self.pipeline = FusionPipeline(PipelineConfig(
-            segmentation=seg, tracker=trk, occupancy=occ, parts=parts,
-            hog_enabled=p("hog_enabled", True, "Run the HOG people detector on the RGB image"),
-            hog_frame_scale=p("hog_frame_scale", 0.5, "Image scale for the people detector", (0.1, 2.0)),
-            hog_every_n=p("hog_every_n", 1, "Run the people detector every n-th cycle", (1, 100)),
-            occupancy_enabled=p("occupancy_enabled", True, "Publish /perception/occupancy"),
-            part_memory=PartMemoryConfig(
-                hold_s=p("part_memory_hold_s", 0.0, "A part the robot hides from the depth camera (or touches) is "
-                         "reported at its last clear fit for up to this long; needs the self-filter; 0 = off [s]",
-                         (0.0, 60.0)),
-                margin_m=p("part_memory_margin_m", 0.02, "Clearance between the robot's projected self-filter "
-                           "spheres and a part's footprint [m]", (0.0, 0.5))) if parts is not None else None,
-            part_catalogue=self._part_catalogue(p("part_catalogue_m", [0.0], "Sizes of the cell's parts as triples "
-                                                  "(shorter side, longer side, height) [m]; only clusters of these "
-                                                  "sizes on the table are classified parts; [0.0] = any size"))))
+        # The pipeline's parameters come from the one table the ROS-free core reads too (perception/params.py).
+        self.pipeline = FusionPipeline(pipeline_config(
+            {q.name: p(q.name, q.default, q.description, q.value_range) for q in PARAMS}))
         self.tactile = TactileProcessor(TactileConfig(
             taxel_pitch=p("taxel_pitch_m", 0.004, "Taxel spacing [m]", (1e-4, 0.1)),
             contact_on_n=p("contact_on_n", 0.5, "Force that starts a contact [N]", (0.0, 1000.0)),
@@ -204,15 +141,6 @@ class PerceptionFusion(PhysaiNode):
         self.marker_pub = self.checked_publisher(MarkerArray, "perception/markers")
         self.create_timer(0.005, self._poll)
         self.set_status(DiagnosticStatus.OK, "waiting for sensors")
-
-    @staticmethod
-    def _part_catalogue(values: list[float]) -> np.ndarray | None:
-        if values == [0.0]:
-            return None
-        if len(values) % 3 or min(values) <= 0:
-            raise ValueError(f"part_catalogue_m: positive (short, long, height) triples expected, got {values}")
-        sizes = np.array(values, float).reshape(-1, 3)
-        return np.column_stack([np.sort(sizes[:, :2], axis=1), sizes[:, 2]])
 
     def _setup_self_filter(self) -> None:
         """Robot self-filter (arm under an overhead camera): its own points are not obstacles."""
@@ -396,13 +324,12 @@ class PerceptionFusion(PhysaiNode):
         if checked is None:
             return
         image, info = checked
-        if msg.encoding == "bgr8":
-            image = image[:, :, ::-1]
         T = self._to_base(msg.header.frame_id, stamp, "camera")
         if T is None:
             return
         model = CameraModel(camera_info_to_matrix(info), int(msg.width), int(msg.height), np.linalg.inv(T))
-        self.sync.add("camera", stamp, CameraFrame(np.ascontiguousarray(image), model), self._now_ns())
+        # A view on the message's data, in the driver's channel order (bgr8 too): no copy of a 1600x900 image.
+        self.sync.add("camera", stamp, CameraFrame(image, model, bgr=msg.encoding == "bgr8"), self._now_ns())
         self._poll()
 
     def _on_depth(self, msg: Image) -> None:
@@ -525,11 +452,14 @@ class PerceptionFusion(PhysaiNode):
         if now - self._last_markers_ns >= self.marker_period_ns:
             self._last_markers_ns = now
             self._publish_markers(out)
+        ground = result.segmentation.ground_status
+        if ground != "fit":
+            self.count(f"ground_from_mount:{ground}")    # the fit failed: the mount's plane was used
         if bundle.degraded:
             self.set_status(DiagnosticStatus.WARN, f"degraded: stale {', '.join(bundle.stale)}",
-                            degraded=True, stale=",".join(bundle.stale))
+                            degraded=True, stale=",".join(bundle.stale), ground=ground)
         else:
-            self.set_status(DiagnosticStatus.OK, "ok", degraded=False, stale="")
+            self.set_status(DiagnosticStatus.OK, "ok", degraded=False, stale="", ground=ground)
 
     def _publish_grid(self, grid: np.ndarray, header) -> None:
         cfg = self.pipeline.cfg.occupancy
@@ -566,8 +496,9 @@ class PerceptionFusion(PhysaiNode):
         self.marker_pub.publish(markers)
 
     def on_shutdown(self) -> None:
-        """Stop listening to /tf before the node is destroyed."""
+        """Stop listening to /tf and the people detector's thread before the node is destroyed."""
         self.tf_listener.destroy()
+        self.pipeline.close()
 
 
 def main(args: list[str] | None = None) -> None:

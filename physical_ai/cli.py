@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("physical_ai.training.evaluate", "closed-loop evaluation of a policy through the ROS 2 nodes"),
     "export": ("physical_ai.policy.export", "export a checkpoint to ONNX for edge devices"),
     "serve": ("physical_ai.policy.policy_server", "serve a checkpoint to robots over the openpi websocket protocol"),
+    "perception": ("physical_ai.perception.cli", "score perception on recorded, labelled frames (eval)"),
     "recording": ("physical_ai.recording_tools", "inspect, check and repair MCAP recordings"),
     "lerobot": ("physical_ai.policy.lerobot_env", "create the LeRobot environment, serve LeRobot policies from it"),
 }

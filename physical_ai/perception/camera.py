@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from physical_ai.perception.classify import ClassifyConfig, could_be_person
 from physical_ai.perception.lidar import CLASS_PERSON, SENSOR_CAMERA, Cluster
 
 
@@ -95,21 +96,24 @@ class PersonDetector:
 
 
 def fuse_clusters(clusters: list[Cluster], points: np.ndarray, camera: CameraModel, image: np.ndarray | None,
-                  people: np.ndarray, detector: PersonDetector | None = None, roi_person_check: bool = True) -> None:
+                  people: np.ndarray, evidence: ClassifyConfig, detector: PersonDetector | None = None,
+                  roi_person_check: bool = True, bgr: bool = False) -> None:
     """Colour and (re)classify clusters with one camera, in place.
 
     Each cluster's points are projected into the image: its colour is the mean of the pixels they hit, and a
-    person-sized cluster is a person when its projected box lies inside a HOG person box; person-shaped clusters
-    whose own image window scores as a person (LiDAR-guided HOG) gain confidence.
+    cluster whose shape allows a person (`could_be_person`) is one when its projected box lies inside a HOG person
+    box; person-shaped clusters whose own image window scores as a person (LiDAR-guided HOG) gain confidence.
 
     Args:
         clusters: clusters to update; their `point_index` index into `points`.
         points: (M, 3) robot-frame obstacle points.
         camera: the camera model.
-        image: HxWx3 RGB image, or None when only geometry is fused.
+        image: HxWx3 image (RGB, or BGR with `bgr`), or None when only geometry is fused.
         people: (K, 5) person boxes from `PersonDetector.detect`.
+        evidence: the classification rules (what shape a person may have, whether this robot reports people).
         detector: detector used for the LiDAR-guided window check (None: skip it).
         roi_person_check: run the window check on person-sized clusters.
+        bgr: the image's channels are blue, green, red (colours are reported RGB).
     """
     if not clusters:
         return
@@ -124,12 +128,12 @@ def fuse_clusters(clusters: list[Cluster], points: np.ndarray, camera: CameraMod
         c.sensors |= SENSOR_CAMERA
         pix = uv[sel]
         if image is not None:
-            c.color = image[pix[:, 1], pix[:, 0], :3].mean(axis=0) / 255.0
+            mean = image[pix[:, 1], pix[:, 0], :3].mean(axis=0) / 255.0
+            c.color = mean[::-1] if bgr else mean
         x0, y0 = pix.min(axis=0)
         x1, y1 = pix.max(axis=0)
         box = np.array([x0, y0, x1, y1], float)
-        person_sized = c.size[0] <= 1.5 and c.size[2] <= 2.3
-        if person_sized and len(people) and _best_coverage(box, people[:, :4]) > 0.6:
+        if len(people) and could_be_person(c, evidence) and _best_coverage(box, people[:, :4]) > 0.6:
             c.classification, c.confidence = CLASS_PERSON, max(c.confidence, 0.8)
         elif (roi_person_check and detector is not None and image is not None and c.classification == CLASS_PERSON
               and detector.score_roi(image, box) > 0.0):

@@ -14,6 +14,9 @@ import cv2
 import numpy as np
 
 KITTI_LIDAR_HEIGHT = 1.73   # Velodyne above the road [m] (KITTI setup description)
+# The nuScenes car (Renault Zoe: 4.08 x 1.73 m, wheelbase 2.59 m, front overhang 0.84 m) around its ego frame (rear
+# axle, on the ground), 0.1 m added each way and mirrors in the width; up to the LiDAR's mount (x/y/z min, max) [m].
+NUSCENES_EGO_BOX = np.array([-0.76, 3.53, -1.0, 1.0, -0.5, 2.1])
 
 
 @dataclass
@@ -37,10 +40,15 @@ class RecordedFrame:
     K: dict[str, np.ndarray]            # camera -> (3, 3)
     T_cam_lidar: dict[str, np.ndarray]  # camera -> (4, 4) maps LiDAR points into the optical frame
     boxes: list[LabelledBox]
+    name: str = ""
+    body_box: np.ndarray | None = None  # (6,) the recording vehicle in the robot frame (x/y/z min, max), if seen
 
 
 def load_kitti(root: Path) -> RecordedFrame:
-    """KITTI 000008: one camera, 17k points, labelled cars (DontCare dropped)."""
+    """KITTI 000008: one camera, 17k points, labelled cars (DontCare dropped).
+
+    The scan is cropped to the camera's view ahead of the car, so the car itself is not in it (no body box).
+    """
     root = Path(root)
     info = json.loads((root / "000008_info.json").read_text())["data_list"][0]
     pts = np.fromfile(root / "000008.bin", np.float32).reshape(-1, 4)
@@ -62,7 +70,8 @@ def load_kitti(root: Path) -> RecordedFrame:
         c = T_base_lidar @ T_lidar_rect @ np.array([x, y - h / 2, z, 1.0])   # bottom centre -> centre
         boxes.append(LabelledBox("car", c[:3], np.array([length, w, h]), float(-ry - np.pi / 2),
                                  int(inst["num_lidar_pts"])))
-    return RecordedFrame(pts, T_base_lidar, {"CAM2": image}, {"CAM2": K}, {"CAM2": T_cam_lidar}, boxes)
+    return RecordedFrame(pts, T_base_lidar, {"CAM2": image}, {"CAM2": K}, {"CAM2": T_cam_lidar}, boxes,
+                         name=root.name)
 
 
 def load_nuscenes(root: Path) -> RecordedFrame:
@@ -89,4 +98,19 @@ def load_nuscenes(root: Path) -> RecordedFrame:
         yaw_base = yaw + np.arctan2(T_base_lidar[1, 0], T_base_lidar[0, 0])
         boxes.append(LabelledBox(names.get(inst["bbox_label_3d"], "unknown"), c[:3], np.array([length, w, h]),
                                  float(yaw_base), int(inst["num_lidar_pts"])))
-    return RecordedFrame(pts, T_base_lidar, images, K, T, boxes)
+    return RecordedFrame(pts, T_base_lidar, images, K, T, boxes, name=root.name,
+                         body_box=NUSCENES_EGO_BOX.copy())
+
+
+def load_frame(path: Path) -> RecordedFrame:
+    """Load a recorded frame folder by its layout: nuScenes (`sample_info.json`) or KITTI (`*_info.json`).
+
+    Raises:
+        ValueError: when the folder holds neither.
+    """
+    path = Path(path)
+    if (path / "sample_info.json").is_file():
+        return load_nuscenes(path)
+    if any(path.glob("*_info.json")):
+        return load_kitti(path)
+    raise ValueError(f"{path}: neither a nuScenes (sample_info.json) nor a KITTI (*_info.json) frame")

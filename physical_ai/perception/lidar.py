@@ -40,18 +40,17 @@ class SegmentationConfig:
     cell_size: float = 0.2                # BEV grid resolution [m]
     ground_threshold: float = 0.25        # points higher than this above the ground plane are obstacles [m]
     max_height: float = 2.5               # points higher than this above ground are ignored (canopies, ceilings) [m]
-    default_ground_z: float = 0.0         # ground height when no plane can be fitted [m]
-    ground_search_band: float = 0.6       # candidate ground points lie within this of default_ground_z ... [m]
-    max_ground_tilt_deg: float = 12.0     # plane normals tilted more than this are not ground [deg]
-    ransac_iterations: int = 40
-    ransac_sample: int = 2048             # candidate points used by RANSAC
-    ransac_tolerance: float = 0.12        # inlier distance [m]
+    default_ground_z: float = 0.0         # the mount's ground: z of the ground plane in the robot frame [m]
+    ground_search_band: float = 0.6       # ground candidates lie within this of default_ground_z [m]
+    ground_max_offset: float = 0.15       # the fitted plane's height at the robot stays this close to the mount's [m]
+    max_ground_tilt_deg: float = 4.0      # ... and its tilt from level below this [deg]
+    ground_cell: float = 1.0              # the ground is fitted to the lowest point of each cell this large [m]
+    ground_tolerance: float = 0.1         # final inlier distance of the ground fit [m]
+    ground_sample: int = 8192             # points drawn for the ground fit
+    self_crop_box: np.ndarray | None = None  # (6,) x/y/z min, max of the robot's body: its points are dropped [m]
     min_cluster_points: int = 5
     min_rect_points: int = 40             # clusters this large get a minimum-area rectangle instead of PCA axes
     min_rect_length: float = 1.0          # ... when at least this long (vehicles, walls) [m]
-    max_cluster_extent: float = 25.0      # clusters longer than this are split walls/kerbs: kept, classed static [m]
-    vehicle_length_prior: float = 4.2     # a vehicle seen end-on is completed to this length; 0 disables [m]
-    vehicle_width_prior: float = 1.7      # a vehicle seen side-on is completed to this width [m]
     seed: int = 0
 
 
@@ -67,6 +66,7 @@ class Cluster:
     confidence: float = 0.5
     sensors: int = SENSOR_LIDAR
     color: np.ndarray = field(default_factory=lambda: np.zeros(3))  # mean RGB in [0, 1] when a camera saw it
+    bottom: float = 0.0                   # height of its lowest point above the ground [m]
     point_index: np.ndarray | None = None  # indices into the segmented cloud (for camera fusion)
 
 
@@ -80,10 +80,21 @@ class Segmentation:
     point_labels: np.ndarray              # (M,) cluster index (0..K-1) of each obstacle point, -1 if dropped
     clusters: list[Cluster]
     ground_cells: np.ndarray              # (nx, ny) bool: cells where ground was observed (free space evidence)
+    ground_status: str = "fit"            # "fit", or why the mount's plane was used (see `fit_ground_plane`)
+    self_points: int = 0                  # points dropped inside the robot's own body box
 
 
-def fit_ground_plane(points: np.ndarray, cfg: SegmentationConfig, rng: np.random.Generator) -> np.ndarray:
-    """Fit the ground plane with RANSAC on low points; fall back to z = default_ground_z.
+def fit_ground_plane(points: np.ndarray, cfg: SegmentationConfig,
+                     rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Refine the mount's ground plane (z = default_ground_z in the robot frame) with the points near it.
+
+    The sensors' points reach the robot frame through their mount (tf), so the ground's height and tilt are known up
+    to calibration error and the floor's own slope; the fit only corrects those. It uses the lowest point of each
+    `ground_cell` (the floor is the lowest surface where it is seen, so desk tops, car bodies and walls do not pull
+    it), within `ground_search_band` of the mount's plane, and a least-squares plane through them with twice-halved
+    inlier bands. A plane that leaves the mount's by more than `ground_max_offset` at the robot or tilts more than
+    `max_ground_tilt_deg` is a fit to something else (a desk, a ramp, a wall base of a few beams), and too few
+    cells give none: then the mount's plane is used, and the reason is returned.
 
     Args:
         points: (N, 3) points in the robot frame.
@@ -91,45 +102,48 @@ def fit_ground_plane(points: np.ndarray, cfg: SegmentationConfig, rng: np.random
         rng: random generator (seeded for repeatable results).
 
     Returns:
-        (4,) plane coefficients normalised so that (a, b, c) is a unit normal with c > 0.
+        (4,) plane (a, b, c, d), a unit normal with c > 0, and "fit" or the reason for the mount's plane:
+        "few_ground_points", "tilt" or "offset".
     """
-    fallback = np.array([0.0, 0.0, 1.0, -cfg.default_ground_z])
-    # Draw a random subset first (with replacement: a permutation of 100k points costs more than the fit), then
-    # keep its points near the expected ground height.
-    if len(points) > 4 * cfg.ransac_sample:
-        points = points[rng.integers(0, len(points), 4 * cfg.ransac_sample)]
-    cand = points[np.abs(points[:, 2] - cfg.default_ground_z) < cfg.ground_search_band]
-    if len(cand) < 50:
-        return fallback
-    if len(cand) > cfg.ransac_sample:
-        cand = cand[:cfg.ransac_sample]
-    k = cfg.ransac_iterations
-    tri = cand[rng.integers(0, len(cand), size=(k, 3))]                 # (k, 3 points, xyz)
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    norms = np.linalg.norm(normals, axis=1)
-    ok = norms > 1e-6
-    normals[ok] /= norms[ok, None]
-    normals *= np.where(normals[:, 2:3] < 0, -1.0, 1.0)
-    ok &= normals[:, 2] > np.cos(np.radians(cfg.max_ground_tilt_deg))
-    if not ok.any():
-        return fallback
-    normals, tri = normals[ok], tri[ok]
-    d = -np.einsum("ij,ij->i", normals, tri[:, 0])
-    dist = np.abs(cand @ normals.T + d)                                   # (n_cand, k)
-    inliers = dist < cfg.ransac_tolerance
-    best = int(np.argmax(inliers.sum(axis=0)))
-    pts = cand[inliers[:, best]]
-    if len(pts) < 10:
-        return fallback
-    # Least-squares refinement z = a x + b y + c over the inliers.
-    a_mat = np.column_stack([pts[:, 0], pts[:, 1], np.ones(len(pts))])
-    coef, *_ = np.linalg.lstsq(a_mat, pts[:, 2], rcond=None)
+    prior = np.array([0.0, 0.0, 1.0, -cfg.default_ground_z])
+    if len(points) > cfg.ground_sample:
+        points = points[rng.integers(0, len(points), cfg.ground_sample)]
+    near = np.abs(points[:, 2] - cfg.default_ground_z) < cfg.ground_search_band
+    cand = points[near].astype(np.float64)
+    if len(cand) < 10:
+        return prior, "few_ground_points"
+    # Lowest point per cell: sort by (cell, z) and keep each cell's first.
+    cell = np.floor(cand[:, :2] / cfg.ground_cell).astype(np.int64)
+    key = (cell[:, 0] - cell[:, 0].min()) * (cell[:, 1].max() - cell[:, 1].min() + 1) + cell[:, 1] - cell[:, 1].min()
+    order = np.lexsort((cand[:, 2], key))
+    first = np.ones(len(order), bool)
+    first[1:] = key[order[1:]] != key[order[:-1]]
+    low = cand[order[first]]
+    coef = np.array([0.0, 0.0, cfg.default_ground_z])
+    band = cfg.ground_search_band
+    while True:
+        resid = low[:, 2] - low[:, :2] @ coef[:2] - coef[2]
+        pts = low[np.abs(resid) < band]
+        if len(pts) < 6:
+            return prior, "few_ground_points"
+        a_mat = np.column_stack([pts[:, 0], pts[:, 1], np.ones(len(pts))])
+        coef = np.linalg.lstsq(a_mat, pts[:, 2], rcond=None)[0]
+        if band <= cfg.ground_tolerance:
+            break
+        band = max(band / 2, cfg.ground_tolerance)
     n = np.array([-coef[0], -coef[1], 1.0])
-    scale = np.linalg.norm(n)
-    plane = np.append(n, -coef[2]) / scale
+    plane = np.append(n, -coef[2]) / np.linalg.norm(n)
     if plane[2] < np.cos(np.radians(cfg.max_ground_tilt_deg)):
-        return fallback
-    return plane
+        return prior, "tilt"
+    if abs(coef[2] - cfg.default_ground_z) > cfg.ground_max_offset:
+        return prior, "offset"
+    return plane, "fit"
+
+
+def crop_box_mask(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Mask of the points (N, 3) inside an axis-aligned box (x_min, x_max, y_min, y_max, z_min, z_max)."""
+    return ((points[:, 0] >= box[0]) & (points[:, 0] <= box[1]) & (points[:, 1] >= box[2])
+            & (points[:, 1] <= box[3]) & (points[:, 2] >= box[4]) & (points[:, 2] <= box[5]))
 
 
 def segment(points: np.ndarray, cfg: SegmentationConfig, sensors: np.ndarray | None = None,
@@ -153,13 +167,16 @@ def segment(points: np.ndarray, cfg: SegmentationConfig, sensors: np.ndarray | N
     if len(points) == 0:
         return Segmentation(np.array([0.0, 0.0, 1.0, -cfg.default_ground_z]), np.zeros((0, 3), np.float32),
                             np.zeros(0, np.uint8), np.zeros(0, np.int32), [], np.zeros((nx, ny), bool))
-    ground_pts = points if no_ground is None else points[~no_ground]
-    plane = fit_ground_plane(ground_pts, cfg, rng)
+    body = crop_box_mask(points, cfg.self_crop_box) if cfg.self_crop_box is not None else None
+    ground_free = body if no_ground is None else (no_ground if body is None else no_ground | body)
+    plane, ground_status = fit_ground_plane(points if ground_free is None else points[~ground_free], cfg, rng)
     height = points @ plane[:3].astype(points.dtype) + points.dtype.type(plane[3])
     ix = ((points[:, 0] - cfg.x_range[0]) * (1.0 / cfg.cell_size)).astype(np.int32)
     iy = ((points[:, 1] - cfg.y_range[0]) * (1.0 / cfg.cell_size)).astype(np.int32)
     inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny) & (points[:, 0] >= cfg.x_range[0]) \
         & (points[:, 1] >= cfg.y_range[0])
+    if body is not None:
+        inside &= ~body
     is_ground = np.abs(height) <= cfg.ground_threshold
     if no_ground is not None:
         is_ground &= ~no_ground
@@ -181,7 +198,8 @@ def segment(points: np.ndarray, cfg: SegmentationConfig, sensors: np.ndarray | N
     remap = np.full(n + 1, -1, np.int32)
     remap[keep] = np.arange(len(keep), dtype=np.int32)
     point_labels = remap[point_label]
-    return Segmentation(plane, obs_pts, obs_sensors, point_labels, clusters, ground_cells.reshape(nx, ny))
+    return Segmentation(plane, obs_pts, obs_sensors, point_labels, clusters, ground_cells.reshape(nx, ny),
+                        ground_status, 0 if body is None else int(body.sum()))
 
 
 def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int, cfg: SegmentationConfig,
@@ -205,6 +223,7 @@ def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int
     x, y = xs.astype(np.float64), ys.astype(np.float64)
     # Boxes stand on the ground: their height is the top of the highest point above the plane.
     top = np.maximum.reduceat(height[order], starts)
+    bottom = np.minimum.reduceat(height[order], starts)
     sensor_bits = np.bitwise_or.reduceat(point_sensors[order], starts)
     mx, my = np.add.reduceat(x, starts) / counts, np.add.reduceat(y, starts) / counts
     dx, dy = x - np.repeat(mx, counts), y - np.repeat(my, counts)
@@ -241,64 +260,10 @@ def _fit_clusters(pts: np.ndarray, height: np.ndarray, label: np.ndarray, n: int
     length, width = np.maximum(length, cfg.cell_size), np.maximum(width, cfg.cell_size)
     tops = top[keep]
     ground_z = -(plane[0] * bx + plane[1] * by + plane[3]) / plane[2]
-    classes, confidence = classify_geometry(length, width, tops, cfg)
     clusters = []
     for j, k in enumerate(keep):
-        c = Cluster(center=np.array([bx[j], by[j], ground_z[j] + 0.5 * tops[j]]),
-                    size=np.array([length[j], width[j], tops[j]]), yaw=float(box_yaw[j]), num_points=int(counts[k]),
-                    classification=int(classes[j]), confidence=float(confidence[j]), sensors=int(sensor_bits[k]),
-                    point_index=order[starts[k]:starts[k] + counts[k]])
-        if c.classification == CLASS_VEHICLE:
-            _complete_vehicle(c, cfg)
-        clusters.append(c)
+        clusters.append(Cluster(center=np.array([bx[j], by[j], ground_z[j] + 0.5 * tops[j]]),
+                                size=np.array([length[j], width[j], tops[j]]), yaw=float(box_yaw[j]),
+                                num_points=int(counts[k]), sensors=int(sensor_bits[k]), bottom=float(bottom[k]),
+                                point_index=order[starts[k]:starts[k] + counts[k]]))
     return clusters, keep
-
-
-def classify_geometry(length: np.ndarray, width: np.ndarray, height: np.ndarray,
-                      cfg: SegmentationConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Class and confidence from box shape alone (camera evidence may override it later).
-
-    Args:
-        length: (K,) box lengths [m] (length >= width).
-        width: (K,) box widths [m].
-        height: (K,) box tops above ground [m].
-        cfg: segmentation parameters.
-
-    Returns:
-        (K,) CLASS_* and (K,) confidences.
-    """
-    rules = [(length > cfg.max_cluster_extent, CLASS_STATIC, 0.6),
-             ((height >= 0.9) & (height <= 2.2) & (length <= 1.2) & (width <= 1.0), CLASS_PERSON, 0.4),
-             ((height >= 0.8) & (height <= 3.5) & (length >= 1.2) & (length <= 8.0) & (width <= 3.0),
-              CLASS_VEHICLE, 0.6),
-             (length > 8.0, CLASS_STATIC, 0.5)]
-    conds = [r[0] for r in rules]
-    classes = np.select(conds, [r[1] for r in rules], CLASS_UNKNOWN)
-    confidence = np.select(conds, [r[2] for r in rules], 0.5)
-    return classes, confidence
-
-
-def _complete_vehicle(c: Cluster, cfg: SegmentationConfig) -> None:
-    """Grow a vehicle box away from the sensor (at the origin) along the hidden dimension.
-
-    A LiDAR sees the near faces of a vehicle only. When both faces of a corner are visible (an L, depth >= 1 m) the
-    rectangle is already complete. When one face is seen, the box axis closer to the viewing ray is hidden: behind
-    a short face (a rear or front, <= 2.6 m) lies the vehicle's length, behind a long one (a side) its width.
-    """
-    if cfg.vehicle_length_prior <= 0:       # completion disabled (indoor robots)
-        return
-    axes = np.array([[np.cos(c.yaw), np.sin(c.yaw)], [-np.sin(c.yaw), np.cos(c.yaw)]])
-    ray = c.center[:2] / max(float(np.linalg.norm(c.center[:2])), 1e-6)
-    depth_axis = int(np.argmax(np.abs(axes @ ray)))
-    face = c.size[1 - depth_axis]
-    if c.size[depth_axis] >= 1.0:
-        return
-    target = cfg.vehicle_length_prior if face <= 2.6 else cfg.vehicle_width_prior
-    grow = target - c.size[depth_axis]
-    if grow > 0:
-        direction = axes[depth_axis] * np.sign(axes[depth_axis] @ ray)
-        c.center[:2] += direction * grow / 2
-        c.size[depth_axis] = target
-        if c.size[1] > c.size[0]:
-            c.size[:2] = c.size[1::-1].copy()
-            c.yaw = float((c.yaw + np.pi) % np.pi - np.pi / 2)

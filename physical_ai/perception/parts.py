@@ -82,9 +82,8 @@ def detect_parts(points: np.ndarray, cfg: PartsConfig) -> list[Part]:
     """
     seg_cfg = SegmentationConfig(x_range=cfg.workspace_x, y_range=cfg.workspace_y, cell_size=cfg.cell,
                                  ground_threshold=cfg.min_height, max_height=cfg.max_height,
-                                 default_ground_z=cfg.table_z, ground_search_band=0.05, ransac_tolerance=0.004,
-                                 min_cluster_points=cfg.min_points, max_cluster_extent=1.0, min_rect_length=0.0,
-                                 vehicle_length_prior=0.0, vehicle_width_prior=0.0)
+                                 default_ground_z=cfg.table_z, ground_search_band=0.05, ground_cell=0.02,
+                                 ground_tolerance=0.004, min_cluster_points=cfg.min_points, min_rect_length=0.0)
     seg = segment(np.asarray(points, np.float32), seg_cfg)
     parts = []
     for c in seg.clusters:

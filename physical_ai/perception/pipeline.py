@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from physical_ai.perception.camera import CameraModel, PersonDetector, fuse_clusters
+from physical_ai.perception.classify import ClassifyConfig, classify_clusters, could_be_person, walking
+from physical_ai.perception.detector_thread import DetectorThread
 from physical_ai.perception.lidar import (
     CLASS_PART,
     CLASS_PERSON,
@@ -32,10 +34,12 @@ from physical_ai.perception.tracking import Track, Tracker, TrackerConfig
 
 @dataclass
 class CameraFrame:
-    """One camera image (RGB, HxWx3 uint8) with its model; image may be None for geometry-only fusion."""
+    """One camera image (HxWx3 uint8) with its model; image may be None for geometry-only fusion."""
 
     image: np.ndarray | None
     camera: CameraModel
+    name: str = "camera"                  # which camera (the detector keeps the newest detections per camera)
+    bgr: bool = False                     # channel order: a driver's bgr8 image is used as it is, without a copy
 
 
 @dataclass
@@ -84,12 +88,14 @@ class PipelineConfig:
     """Configuration of every stage."""
 
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
     parts: PartsConfig | None = None      # None: no part detection (mobile robots)
     hog_enabled: bool = True
     hog_frame_scale: float = 0.5
-    hog_every_n: int = 1                  # run the full-frame people detector every n-th cycle
+    hog_rate_hz: float = 0.0              # > 0: the detector runs in its own thread at this rate (detector_thread.py)
+    camera_people_max_age_s: float = 0.5  # ... and its detections are fused while no older than this
     occupancy_enabled: bool = True
     camera_person_size: tuple[float, float, float] = (0.6, 0.6, 1.7)
     part_catalogue: np.ndarray | None = None  # (K, 3) sizes of the cell's parts, see `mark_parts`
@@ -133,8 +139,14 @@ class FusionPipeline:
         self.cfg = cfg
         self.tracker = Tracker(cfg.tracker)
         self.detector = PersonDetector(frame_scale=cfg.hog_frame_scale) if cfg.hog_enabled else None
-        self._cycle = 0
+        self.detector_thread: DetectorThread | None = None     # started with the first image (see `_people`)
         self.part_memory = PartMemory(cfg.part_memory) if cfg.part_memory is not None else None
+
+    def close(self) -> None:
+        """Stop the detector thread, if any."""
+        if self.detector_thread is not None:
+            self.detector_thread.close()
+            self.detector_thread = None
 
     def reset(self) -> None:
         """Forget tracks and remembered parts (a clock that jumped back, a new episode)."""
@@ -152,7 +164,6 @@ class FusionPipeline:
         Returns:
             Tracked obstacles, the segmentation, people boxes, occupancy grid and parts.
         """
-        self._cycle += 1
         parts = []
         if self.cfg.parts is not None and frame.depth:
             # From the whole depth view, as the policy was trained.
@@ -180,14 +191,14 @@ class FusionPipeline:
             points, sensors, flags = np.zeros((0, 3), np.float32), np.zeros(0, np.uint8), np.zeros(0, bool)
         seg = segment(points, self.cfg.segmentation, sensors, flags if flags.any() else None)
         clusters = list(seg.clusters)
+        classify_clusters(clusters, self.cfg.segmentation.max_height, self.cfg.classify)
 
         people_per_cam = []
-        run_hog = self.detector is not None and self.detector.available \
-            and (self._cycle - 1) % self.cfg.hog_every_n == 0
         for cam in frame.cameras:
-            people = self.detector.detect(cam.image) if run_hog and cam.image is not None else np.zeros((0, 5))
+            people = self._people(cam, frame.stamp_ns)
             people_per_cam.append(people)
-            fuse_clusters(clusters, seg.obstacle_points, cam.camera, cam.image, people, self.detector)
+            fuse_clusters(clusters, seg.obstacle_points, cam.camera, cam.image, people, self.cfg.classify,
+                          self.detector, bgr=cam.bgr)
             clusters += self._camera_only_people(clusters, seg, cam.camera, people)
 
         if fitted or hidden:
@@ -198,6 +209,7 @@ class FusionPipeline:
             # the catalogue, and the cluster there became an obstacle the arm backed away from mid-grasp (ROS, 100024).
             mark_parts(clusters, [*seen, *hidden], self.cfg.parts.table_z, self.cfg.part_catalogue)
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)
+        self._motion_evidence(tracks)
         obstacles = [self._estimate(t, frame.T_world_base) for t in tracks]
         result = FrameResult(frame.stamp_ns, obstacles, seg, people_per_cam, None, parts)
         if with_grid:
@@ -210,6 +222,34 @@ class FusionPipeline:
             clusters = [ob.cluster for ob in result.obstacles]
             result.grid = self._grid(result.segmentation, clusters)
         return result.grid
+
+    def _people(self, cam: CameraFrame, stamp_ns: int) -> np.ndarray:
+        """People boxes (K, 5) for this frame's image.
+
+        Detected now, or the camera's newest from the detector thread (this image is handed over for a later one).
+        """
+        none = np.zeros((0, 5))
+        if self.detector is None or not self.detector.available or cam.image is None:
+            return none
+        if self.cfg.hog_rate_hz <= 0:
+            return self.detector.detect(cam.image)
+        if self.detector_thread is None:
+            self.detector_thread = DetectorThread(self.detector.detect, self.cfg.hog_rate_hz)
+        self.detector_thread.submit(cam.name, stamp_ns, cam.image)
+        latest = self.detector_thread.latest(cam.name)
+        if latest is None or abs(stamp_ns - latest[0]) > self.cfg.camera_people_max_age_s * 1e9:
+            return none
+        return latest[1]
+
+    def _motion_evidence(self, tracks: list[Track]) -> None:
+        """A person-shaped track seen walking is a person, and stays one while its shape allows it."""
+        for t in tracks:
+            c = t.cluster
+            if c.sensors == SENSOR_CAMERA or not (t.walked or walking(t.speed, t.age, self.cfg.classify)) \
+                    or not could_be_person(c, self.cfg.classify):
+                continue
+            t.walked = True
+            c.classification, c.confidence = CLASS_PERSON, max(c.confidence, 0.8)
 
     def _estimate(self, t: Track, T: np.ndarray | None) -> ObstacleEstimate:
         return ObstacleEstimate(track_id=t.id, cluster=t.cluster, velocity=self.tracker.velocity_in_base(t, T),

@@ -41,6 +41,7 @@ class Track:
     missed: int = 0
     stamp_ns: int = 0
     history: list = field(default_factory=list)
+    walked: bool = False                # seen walking once: a person while its shape still allows one
 
     @property
     def speed(self) -> float:

@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 
 from physical_ai.control.shapes import boxes_to_discs
+from physical_ai.perception.params import pipeline_config
 from physical_ai.perception.part_memory import PartMemory, PartMemoryConfig
 from physical_ai.perception.parts import PartsConfig, detect_parts
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
@@ -240,27 +241,6 @@ def robot_params(robot: str, node: str) -> dict[str, Any]:
     return node_params(path if path.is_file() else params_file(robot), node)  # else: installed, not a checkout
 
 
-def perception_pipeline_config(params: dict[str, Any]) -> PipelineConfig:
-    """The perception_fusion node's segmentation and tracking settings (same keys and defaults as the node).
-
-    Camera fusion (HOG people) and depth points are left out in-process: they cost ~10x the LiDAR path.
-    """
-    from physical_ai.perception.lidar import SegmentationConfig
-    from physical_ai.perception.tracking import TrackerConfig
-
-    g = params.get
-    seg = SegmentationConfig(x_range=(g("x_min_m", -20.0), g("x_max_m", 20.0)),
-                             y_range=(g("y_min_m", -20.0), g("y_max_m", 20.0)), cell_size=g("cell_size_m", 0.2),
-                             ground_threshold=g("ground_threshold_m", 0.2), max_height=g("max_height_m", 2.5),
-                             default_ground_z=g("ground_z_m", 0.0), min_cluster_points=g("min_cluster_points", 5),
-                             vehicle_length_prior=g("vehicle_length_prior_m", 4.2))
-    trk = TrackerConfig(gate_m=g("track_gate_m", 2.0), init_speed_std=g("track_init_speed_std_mps", 2.0),
-                        max_missed=g("track_max_missed", 3),
-                        moving_speed=g("moving_speed_mps", 0.3), prediction_steps=g("prediction_steps", 5),
-                        prediction_dt=g("prediction_dt_s", 0.2))
-    return PipelineConfig(segmentation=seg, tracker=trk, hog_enabled=False, occupancy_enabled=False)
-
-
 class AmrEnv(Env):
     """Factory-floor AMR: map-frame pose and twist, LiDAR -> perception-core tracked obstacles, (v, w) actions.
 
@@ -296,7 +276,7 @@ class AmrEnv(Env):
         self.T_base_lidar[:3, 3] = body.pos
         sigma = float(self.rng.uniform(0.005, 0.03)) if self.randomise else 0.01
         self.noise = SensorNoise(sigma=sigma, invalid_fraction=0.02 if self.randomise else 0.01)
-        self.pipeline = FusionPipeline(perception_pipeline_config(robot_params("amr", "perception_fusion")) if node
+        self.pipeline = FusionPipeline(pipeline_config(robot_params("amr", "perception_fusion")) if node
                                        else PipelineConfig(hog_enabled=False, occupancy_enabled=False))
         self.feature_names = self.spec.observation.obstacles.features.names
 
@@ -354,7 +334,7 @@ class AmrEnv(Env):
             clouds.append(pts @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3])
         x, y, yaw = self.pose()
         result = self.pipeline.process(FrameInput(stamp_ns=sc.time_ns, clouds=clouds[:1], scans=clouds[1:],
-                                                  T_world_base=_yaw_matrix(x, y, yaw)))
+                                                  T_world_base=_yaw_matrix(x, y, yaw)), with_grid=False)
         if self.corrector is not None:
             self._feed_corrector(np.concatenate(clouds), result.obstacles)
         self.last_estimates = result.obstacles  # what perception_fusion would publish (simulated recordings)
@@ -692,7 +672,7 @@ class VehicleEnv(Env):
         self.noise = SensorNoise(sigma=sigma, invalid_fraction=0.02 if self.randomise else 0.01)
         params = robot_params("vehicle", "perception_fusion") if node else {"x_min_m": -20.0, "x_max_m": 60.0,
                                                                              "y_min_m": -30.0, "y_max_m": 30.0}
-        self.pipeline = FusionPipeline(perception_pipeline_config(params))
+        self.pipeline = FusionPipeline(pipeline_config(params))
         self.feature_names = self.spec.observation.obstacles.features.names
         self.corrector = None
 
@@ -750,7 +730,7 @@ class VehicleEnv(Env):
         pts = pts @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3]
         x, y, yaw = self.pose()
         result = self.pipeline.process(FrameInput(stamp_ns=sc.time_ns, clouds=[pts], scans=[],
-                                                  T_world_base=_yaw_matrix(x, y, yaw)))
+                                                  T_world_base=_yaw_matrix(x, y, yaw)), with_grid=False)
         if self.corrector is not None:
             self._feed_corrector(result.obstacles)
         return obstacle_rows(result.obstacles, self.feature_names)

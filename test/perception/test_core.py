@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from physical_ai.perception.camera import CameraModel, PersonDetector, depth_to_points, fuse_clusters
+from physical_ai.perception.classify import ClassifyConfig, classify_clusters
 from physical_ai.perception.lidar import (
     CLASS_PERSON,
     CLASS_UNKNOWN,
@@ -46,8 +47,10 @@ def test_segment_finds_car_and_person_with_oriented_extent():
     car = box_points((8.0, -3.0, 0.75), (4.4, 1.8, 1.5), 0.5, 3000, rng)
     person = box_points((4.0, 2.0, 0.85), (0.4, 0.5, 1.7), 0.0, 600, rng)
     pts = np.concatenate([ground(rng, tilt=0.02), car, person]).astype(np.float32)
-    seg = segment(pts, SegmentationConfig(x_range=(-15, 15), y_range=(-15, 15)))
-    assert abs(seg.plane[0] + 0.02) < 0.01                       # tilted ground recovered
+    cfg = SegmentationConfig(x_range=(-15, 15), y_range=(-15, 15))
+    seg = segment(pts, cfg)
+    classify_clusters(seg.clusters, cfg.max_height, ClassifyConfig())
+    assert abs(seg.plane[0] + 0.02) < 0.01 and seg.ground_status == "fit"     # tilted ground recovered
     by_dist = {k: min(seg.clusters, key=lambda c, p=p: np.linalg.norm(c.center[:2] - p))
                for k, p in (("car", (8.0, -3.0)), ("person", (4.0, 2.0)))}
     car_c, person_c = by_dist["car"], by_dist["person"]
@@ -288,7 +291,7 @@ def test_camera_projection_colour_and_person_box():
     pts = np.array([[5.0, 0.1 * k, 0.5 + 0.1 * k] for k in range(5)], np.float32)
     c = Cluster(center=np.array([5.0, 0.2, 0.85]), size=np.array([0.5, 0.5, 1.7]), yaw=0, num_points=5,
                 point_index=np.arange(5))
-    fuse_clusters([c], pts, cam, image, np.array([[100.0, 60, 200, 200, 1.0]]))
+    fuse_clusters([c], pts, cam, image, np.array([[100.0, 60, 200, 200, 1.0]]), ClassifyConfig())
     assert np.allclose(c.color, [1, 0, 0]) and c.sensors & SENSOR_CAMERA and c.classification == CLASS_PERSON
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from physical_ai.perception.classify import ClassifyConfig
 from physical_ai.perception.part_memory import PartMemory, PartMemoryConfig, robot_covers
 from physical_ai.perception.parts import Part, PartsConfig
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
@@ -122,7 +123,8 @@ def test_a_cluster_where_a_hidden_part_is_stays_a_part_when_gripper_remnants_spo
         return FusionPipeline(PipelineConfig(
             segmentation=SegmentationConfig(x_range=(0.15, 0.85), y_range=(-0.35, 0.35), cell_size=0.02,
                                             ground_threshold=0.01, max_height=1.2, default_ground_z=0.0,
-                                            min_cluster_points=10, vehicle_length_prior=0.0),
+                                            min_cluster_points=10),
+            classify=ClassifyConfig(vehicle_length_prior=0.0),
             parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), hog_enabled=False,
             occupancy_enabled=False, part_catalogue=np.array([[0.04, 0.04, 0.04]]),
             part_memory=PartMemoryConfig(hold_s=5.0 if memory else 0.0)))

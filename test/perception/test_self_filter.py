@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from physical_ai.perception.camera import depth_to_points
+from physical_ai.perception.classify import ClassifyConfig
 from physical_ai.perception.lidar import CLASS_PART, CLASS_UNKNOWN, Cluster, SegmentationConfig
 from physical_ai.perception.parts import Part, PartsConfig
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig, mark_parts
@@ -91,7 +92,8 @@ def test_pipeline_drops_the_robot_keeps_a_hand_and_labels_the_part():
     cfg = PipelineConfig(
         segmentation=SegmentationConfig(x_range=(-0.2, 1.0), y_range=(-0.6, 0.6), cell_size=0.02,
                                         ground_threshold=0.01, max_height=1.2, default_ground_z=0.0,
-                                        min_cluster_points=10, vehicle_length_prior=0.0),
+                                        min_cluster_points=10),
+            classify=ClassifyConfig(vehicle_length_prior=0.0),
         parts=PartsConfig(table_z=0.0, workspace_x=(0.15, 0.8), workspace_y=(-0.55, 0.55)),
         hog_enabled=False, occupancy_enabled=False, part_catalogue=np.array([[0.04, 0.04, 0.04]]))
     body = (np.array([[0.3, 0.1, 0.1], [0.3, 0.1, 0.3], [0.3, 0.1, 0.5]]), np.full(3, 0.1))
