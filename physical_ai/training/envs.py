@@ -383,17 +383,13 @@ class AmrEnv(Env):
 
 # ============================================================================================================ arm
 def arm_parts_config(params: dict[str, Any]) -> PartsConfig:
-    """The perception_fusion node's part-fitting settings (same keys and defaults as the node), base_link frame."""
-    g = params.get
-    return PartsConfig(table_z=g("table_z_m", 0.0),
-                       workspace_x=(g("workspace_x_min_m", -1.0), g("workspace_x_max_m", 1.0)),
-                       workspace_y=(g("workspace_y_min_m", -1.0), g("workspace_y_max_m", 1.0)))
+    """The perception_fusion node's part-fitting settings (its parameter table), base_link frame."""
+    return pipeline_config({**params, "parts_enabled": True}).parts
 
 
 def arm_part_memory_config(params: dict[str, Any]) -> PartMemoryConfig:
-    """The perception_fusion node's part memory settings (same keys and defaults as the node)."""
-    g = params.get
-    return PartMemoryConfig(hold_s=float(g("part_memory_hold_s", 0.0)), margin_m=float(g("part_memory_margin_m", 0.02)))
+    """The perception_fusion node's part memory settings (its parameter table)."""
+    return pipeline_config({**params, "parts_enabled": True}).part_memory
 
 
 def arm_body_spheres(params: dict[str, Any]) -> BodySpheres | None:
