@@ -455,6 +455,10 @@ class PerceptionFusion(PhysaiNode):
         ground = result.segmentation.ground_status
         if ground != "fit":
             self.count(f"ground_from_mount:{ground}")    # the fit failed: the mount's plane was used
+        worker = self.pipeline.detector_thread
+        if worker is not None:                           # how often the people detector got a core
+            self.set_status(DiagnosticStatus.OK, "ok", people_detector_runs=worker.runs,
+                            people_detector_ms=f"{np.median(worker.run_ms):.0f}" if worker.run_ms else "")
         if bundle.degraded:
             self.set_status(DiagnosticStatus.WARN, f"degraded: stale {', '.join(bundle.stale)}",
                             degraded=True, stale=",".join(bundle.stale), ground=ground)

@@ -3,9 +3,11 @@
 A full-frame detector on a 1600x900 image costs hundreds of milliseconds on one core (HOG: 400-880 ms for the six
 nuScenes cameras), ten times the LiDAR cycle. Run inside the cycle it held every obstacle message back by that much.
 Here it runs in its own thread on the newest image of each camera (older ones are replaced, never queued), at most
-`rate_hz` images a second, at a lower CPU priority than the thread that calls `submit`, so the LiDAR cycle preempts
-it. The cycle fuses the newest finished detections with this frame's clusters. OpenCV releases the GIL while it
-computes, so the thread does not stall the cycle's Python code either.
+`rate_hz` images a second, under Linux's SCHED_IDLE policy (it gets a core only when nothing else wants it; where
+that is refused, at a higher niceness), so the LiDAR cycle preempts it even on one core. On a saturated computer it
+runs late or not at all: `runs` and `run_ms` tell how often it ran. The cycle fuses the newest finished detections
+with this frame's clusters. OpenCV releases the GIL while it computes, so the thread does not stall the cycle's
+Python code either.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import numpy as np
 class DetectorThread:
     """Run `detect(image) -> (K, 5) boxes` on the newest image per camera in a background thread."""
 
-    def __init__(self, detect: Callable[[np.ndarray], np.ndarray], rate_hz: float, nice: int = 10) -> None:
+    def __init__(self, detect: Callable[[np.ndarray], np.ndarray], rate_hz: float, nice: int = 19) -> None:
         """Start the thread.
 
         Args:
             detect: the detector (called from the thread only).
             rate_hz: most images processed per second, over all cameras.
-            nice: added to the thread's CPU niceness (Linux: per thread), so the caller's thread runs first.
+            nice: the thread's niceness where SCHED_IDLE is not available.
 
         Raises:
             ValueError: for a rate <= 0.
@@ -71,11 +73,14 @@ class DetectorThread:
         self._thread.join(timeout=5.0)
 
     def _loop(self) -> None:
+        tid = threading.get_native_id()
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(
-                os.PRIO_PROCESS, threading.get_native_id()) + self._nice))
-        except (AttributeError, OSError):       # not Linux, or not permitted: runs at the caller's priority
-            pass
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, self._nice)
+            except (AttributeError, OSError):   # not Linux, or not permitted: runs at the caller's priority
+                pass
         next_start = 0.0
         while True:
             with self._lock:
