@@ -35,6 +35,8 @@ class ClassifyConfig:
     low_vehicle: tuple[float, float] = (1.3, 0.5)      # a top below [0] (a barrier's height) needs a depth of [1]
     vehicle_bottom: float = 1.0                        # its lowest point: a body over wheels, not a canopy
     static_length: float = 8.0                         # longer than any vehicle: a structure (wall, kerb, hedge)
+    row_width: float = 0.6                             # low unclassified clusters thinner than this are rows ...
+    row_piece: float = 2.0                             # ... reported in pieces at most this long (see split_rows)
     cut_margin: float = 0.05                           # a top this close to the height cut-off was cut [m]
     vehicle_length_prior: float = 4.2                  # a vehicle seen end-on is completed to this length; 0 = off
     vehicle_width_prior: float = 1.7                   # a vehicle seen side-on is completed to this width
@@ -145,3 +147,43 @@ def could_be_person(c: Cluster, cfg: ClassifyConfig) -> bool:
     """
     ev = ShapeEvidence(np.array([c.size[0]]), np.array([c.size[1]]), np.array([c.size[2]]), np.array([c.bottom]))
     return CLASS_PERSON in cfg.classes and bool(person_sized(ev, cfg, cfg.moving_length)[0])
+
+
+def split_rows(clusters: list[Cluster], points: np.ndarray, cfg: ClassifyConfig) -> list[Cluster]:
+    """Cut rows of low, thin things into pieces of at most `row_piece` along their length.
+
+    Barriers, bollards, parked bicycles or a hedge that touch merge into one cluster, and one long box says nothing of
+    where each is (on the nuScenes sample, a 4.9 m cluster held two barriers and a 2.4 m one another two). What is
+    thinner than `row_width`, lower than a car's roof (`low_vehicle[0]`) and not classified is cut evenly along its
+    axis; each piece keeps its own points. Cars seen side-on are as thin but taller, and keep their box.
+
+    Args:
+        clusters: classified clusters; their `point_index` index into `points`.
+        points: (M, 3) the segmentation's obstacle points.
+        cfg: the rules (`row_piece`, `row_width`).
+
+    Returns:
+        The clusters with each such row replaced by its pieces.
+    """
+    out = []
+    for c in clusters:
+        if (c.classification != CLASS_UNKNOWN or c.point_index is None or c.size[0] <= cfg.row_piece
+                or c.size[1] > cfg.row_width or c.size[2] >= cfg.low_vehicle[0]):
+            out.append(c)
+            continue
+        axis = np.array([np.cos(c.yaw), np.sin(c.yaw)])
+        along = (points[c.point_index, :2] - c.center[:2]) @ axis
+        k = int(np.ceil(c.size[0] / cfg.row_piece))
+        edges = np.linspace(along.min(), along.max(), k + 1)
+        piece = np.clip(np.searchsorted(edges, along, side="right") - 1, 0, k - 1)
+        for j in range(k):
+            mine = piece == j
+            if not mine.any():
+                continue
+            u = along[mine]
+            center = c.center.copy()
+            center[:2] += axis * (u.min() + u.max()) / 2
+            out.append(Cluster(center=center, size=np.array([max(u.max() - u.min(), c.size[1]), c.size[1], c.size[2]]),
+                               yaw=c.yaw, num_points=int(mine.sum()), confidence=c.confidence, sensors=c.sensors,
+                               bottom=c.bottom, point_index=c.point_index[mine]))
+    return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from physical_ai.perception.camera import CameraModel, PersonDetector, fuse_clusters
-from physical_ai.perception.classify import ClassifyConfig, classify_clusters, could_be_person, walking
+from physical_ai.perception.classify import ClassifyConfig, classify_clusters, could_be_person, split_rows, walking
 from physical_ai.perception.detector_thread import DetectorThread
 from physical_ai.perception.lidar import (
     CLASS_PART,
@@ -190,8 +190,8 @@ class FusionPipeline:
         else:
             points, sensors, flags = np.zeros((0, 3), np.float32), np.zeros(0, np.uint8), np.zeros(0, bool)
         seg = segment(points, self.cfg.segmentation, sensors, flags if flags.any() else None)
-        clusters = list(seg.clusters)
-        classify_clusters(clusters, self.cfg.segmentation.max_height, self.cfg.classify)
+        classify_clusters(seg.clusters, self.cfg.segmentation.max_height, self.cfg.classify)
+        clusters = split_rows(seg.clusters, seg.obstacle_points, self.cfg.classify)
 
         people_per_cam = []
         for cam in frame.cameras:

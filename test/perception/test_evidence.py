@@ -64,6 +64,21 @@ def test_barriers_and_canopies_are_not_vehicles_a_car_is():
     assert classes[(-7, -7)] == CLASS_UNKNOWN
 
 
+def test_a_row_of_touching_barriers_is_reported_in_pieces_a_car_side_is_not():
+    rng = np.random.default_rng(6)
+    row = _block(rng, (-8.0, 5.0, 0.3), (-2.0, 5.3, 0.95), 800)          # three 2 m barriers that touch
+    car_side = _block(rng, (3.0, -4.0, 0.3), (7.4, -3.8, 1.5), 1500)      # a car seen side-on: as thin, taller
+    cfg = SegmentationConfig(x_range=(-12, 12), y_range=(-12, 12), cell_size=0.2, ground_threshold=0.25,
+                             max_height=3.5)
+    pipe = FusionPipeline(PipelineConfig(segmentation=cfg, hog_enabled=False, occupancy_enabled=False))
+    res = pipe.process(FrameInput(stamp_ns=0, clouds=[np.concatenate([_floor(rng), row, car_side]).astype(
+        np.float32)]))
+    pieces = sorted(float(o.cluster.center[0]) for o in res.obstacles if o.cluster.center[1] > 4)
+    assert np.allclose(pieces, [-7, -5, -3], atol=0.3)
+    car = [o.cluster for o in res.obstacles if o.cluster.center[1] < -2]
+    assert len(car) == 1 and car[0].classification == CLASS_VEHICLE
+
+
 def test_a_walking_person_shaped_track_becomes_a_person_a_standing_one_does_not():
     """Wider than a standing person (swinging legs, carrying something): only its motion makes it a person."""
     rng = np.random.default_rng(2)
@@ -164,15 +179,15 @@ def test_detector_thread_takes_the_newest_image_and_never_blocks_submit():
 def test_nuscenes_with_the_vehicle_configuration():
     """The real frame: the ego car is not reported, few class claims on unannotated structure, objects found.
 
-    The issue's targets: recall@1m >= 0.9 of the 15 objects, <= 3 claims on unannotated structure. Reached here:
-    12/15 (a row of barriers that touch merges into fewer clusters; a truck is seen in pieces) and 4 claims.
+    The issue's targets: recall@1m >= 0.9 of the 15 objects (14/15 here: a pedestrian stands 0.2 m from an
+    unlabelled object, one obstacle for both), <= 3 claims on unannotated structure (4 here).
     """
     rec = load_nuscenes(NUSCENES)
     params = node_params(source_root() / "config" / "vehicle.yaml", "perception_fusion")
     score, _ = evaluate(rec, pipeline_config(params), repeats=1, cameras=False)
     assert score.objects == 15
     assert score.ego_reported == 0 and score.self_points > 8000
-    assert score.recall_1m >= 0.8 and score.recall_2m >= 0.9
+    assert score.recall_1m >= 0.9 and score.recall_2m >= 0.9
     assert score.false_person_vehicle <= 4
     person_right, person_claims = score.claims["person"]
     assert person_claims and person_right / person_claims >= 0.75
