@@ -29,7 +29,7 @@ class ClassifyConfig:
     person_extent: float = 0.4                         # points span at least this vertically (not a floating sliver)
     person_speed: tuple[float, float] = (0.3, 3.0)     # a person-sized track moving this fast is walking [m/s]
     moving_length: float = 1.2                         # a walking person's footprint (swinging legs), at most
-    vehicle_face: tuple[float, float] = (1.2, 8.0)     # longer visible side: a rear (1.2+) up to a bus
+    vehicle_face: tuple[float, float] = (1.2, 5.5)     # longer visible side: a rear (1.2+) up to a large van
     vehicle_width: float = 3.0
     vehicle_top: tuple[float, float] = (0.8, 2.6)      # a car partly hidden up to a van; trees, canopies higher
     low_vehicle: tuple[float, float] = (1.3, 0.5)      # a top below [0] (a barrier's height) needs a depth of [1]
