@@ -115,7 +115,7 @@ class Recorder(PhysaiNode):
                         raw_images_skipped=",".join(sorted(self._skipped_images)))
 
     def _on_message(self, topic: str, data: bytes) -> None:
-        now = self.get_clock().now().nanoseconds
+        now = time.time_ns()  # the node's clock (use_sim_time is off), without building an rclpy Time per message
         interval = self._min_interval_ns.get(topic)
         if interval is not None:
             last = self._last_kept_ns.get(topic)
@@ -133,8 +133,8 @@ class Recorder(PhysaiNode):
         self._recorder.close()
         stats = self._recorder.stats
         wall, cpu = time.monotonic() - self._started[0], time.process_time() - self._started[1]
-        self.get_logger().info(f"recorded {stats.messages} messages ({stats.dropped} dropped) to "
-                               f"{self._recorder.path} ({_size_mb(self._recorder.path):.1f} MB); CPU "
+        self.get_logger().info(f"recorded {stats.messages} of {stats.received} messages ({stats.dropped} dropped: "
+                               f"backlog) to {self._recorder.path} ({_size_mb(self._recorder.path):.1f} MB); CPU "
                                f"{cpu:.1f} s in {wall:.1f} s = {100 * cpu / max(wall, 1e-9):.1f} % of one core")
 
 
@@ -146,8 +146,12 @@ def _size_mb(path: os.PathLike[str]) -> float:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the recorder node."""
-    run_node(Recorder, args)
+    """Run the recorder node.
+
+    In the events executor: at the AMR's ~500 messages/s, SingleThreadedExecutor's per-callback overhead was most of
+    the recorder's CPU (bench/recorder_bench.py).
+    """
+    run_node(Recorder, args, events_executor=True)
 
 
 if __name__ == "__main__":

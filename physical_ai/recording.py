@@ -181,9 +181,10 @@ class _DirectStream:
 class RecorderStats:
     """What a recorder has done so far."""
 
+    received: int = 0           # handed to `write` (queued or dropped)
     messages: int = 0           # written to the file
     bytes_in: int = 0           # CDR bytes written
-    dropped: int = 0            # refused because the write queue was over its byte limit
+    dropped: int = 0            # refused because the write queue was over its byte limit (or after close)
     per_topic: Counter[str] = field(default_factory=Counter)
 
 
@@ -247,6 +248,7 @@ class McapRecorder:
         """Queue one CDR-serialized message of a registered topic; False when dropped (backlog full, closed)."""
         size = len(data)
         with self._backlog_lock:
+            self.stats.received += 1
             if not self._accepting or self._queued_bytes + size > self._max_queue_bytes:
                 self.stats.dropped += 1
                 return False
