@@ -35,7 +35,13 @@ _OBSTACLE_STOP = int(Flag.OBSTACLE_STOP)
 _OBSTACLE_SLOWDOWN = int(Flag.OBSTACLE_SLOWDOWN)
 _LIMIT_POSITION = int(Flag.LIMIT_POSITION)
 _LIMIT_VELOCITY = int(Flag.LIMIT_VELOCITY)
+_LIMIT_ACCELERATION = int(Flag.LIMIT_ACCELERATION)
+_LIMIT_JERK = int(Flag.LIMIT_JERK)
+_TRACKING_ERROR = int(Flag.TRACKING_ERROR)
 MAX_STEP_PERIODS = 50  # one cycle advances the command by at most this many periods of elapsed time
+# A long cycle is integrated in sub-steps of at most this length, each checked against the position limits: the
+# braking check assumes the state it sees is at most one sub-step old (one 10-50 ms step overshot by 12-19 mrad).
+MAX_SUBSTEP_S = 0.005
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,16 @@ class ArmConfig:
         cbf_gamma: barrier decay rate γ in dh/dt >= -γ h [1/s].
         max_age_s / max_future_s: accepted chunk stamp window relative to now [s].
         gripper_range: (min, max) gripper opening [m]; gripper_max_speed [m/s].
+        plausible_margin: a chunk with a joint target further than this outside the position limits is rejected
+            as implausible, not clamped [rad].
+        plausible_speed_scale: a chunk stepping a joint faster than this many times its velocity limit is rejected
+            as implausible.
+        reorder_window_s: chunks starting up to this long before the newest one are merged by stamp [s].
+        recovery_speed_scale: a joint found beyond a position limit returns at most this fraction of its velocity
+            limit (0, 1].
+        tracking_error_rad / tracking_error_time_s: a measured joint further than this from the command [rad] for
+            longer than this [s] is a tracking fault: a controlled stop, then the command restarts from the
+            measured position.
     """
 
     period_s: float = 0.001
@@ -71,6 +87,12 @@ class ArmConfig:
     max_future_s: float = 0.5
     gripper_range: tuple[float, float] = (0.0, 0.08)
     gripper_max_speed: float = 0.1
+    plausible_margin: float = 0.5
+    plausible_speed_scale: float = 3.0
+    reorder_window_s: float = 0.1
+    recovery_speed_scale: float = 0.2
+    tracking_error_rad: float = 0.3
+    tracking_error_time_s: float = 0.3
 
 
 @dataclasses.dataclass
@@ -102,7 +124,9 @@ class ArmCorrector:
         self._policy = ChunkPolicy(
             (*limits.names, "gripper"), np.append(limits.lower, config.gripper_range[0]),
             np.append(limits.upper, config.gripper_range[1]), config.max_age_s, config.max_future_s,
-            optional=("gripper",))
+            optional=("gripper",), plausible_margin=config.plausible_margin,
+            max_rate=np.append(limits.max_velocity * config.plausible_speed_scale, np.inf),
+            reorder_window_s=config.reorder_window_s)
         self._otg = Ruckig(n, config.period_s)
         self._inp = InputParameter(n)
         self._out = OutputParameter(n)
@@ -115,6 +139,13 @@ class ArmCorrector:
         self._inp.target_acceleration = [0.0] * n
         self._stop_acc = limits.max_acceleration * config.stop_deceleration_scale
         self._a_over_j = limits.max_acceleration / limits.max_jerk
+        self._v_recover = limits.max_velocity * config.recovery_speed_scale
+        self._measured: np.ndarray | None = None
+        self._measured_new = False  # a measurement arrived since the last tracking check
+        self._track_since: float | None = None  # node time since when the tracking error is above its limit
+        self._tracking_fault = False
+        self._start_report = ""
+        self._limit_notes: list[str] = []
         self._state: np.ndarray | None = None  # (3, n): commanded position, velocity, acceleration
         self._ref: Reference | None = None
         self._tau = 0.0
@@ -134,12 +165,21 @@ class ArmCorrector:
         return self._state is not None
 
     def set_measured(self, position: np.ndarray, gripper: float = float("nan")) -> None:
-        """Initialise the commanded state from a measurement (once; later measurements only feed watchdogs)."""
+        """Take a measured joint state: the first starts the command there, every one feeds the tracking check.
+
+        A start pose outside the position limits is kept (never clipped: the first command would jump to the
+        limit) and reported; the joints outside return at limited speed (`recovery_speed_scale`).
+        """
         position = np.asarray(position, dtype=float)
-        if self._state is None and position.shape == (self.limits.dof,) and np.all(np.isfinite(position)):
+        if position.shape != (self.limits.dof,) or not np.all(np.isfinite(position)):
+            return
+        self._measured, self._measured_new = position.copy(), True
+        if self._state is None:
             self._state = np.zeros((3, self.limits.dof))
-            self._state[0] = np.clip(position, self.limits.lower, self.limits.upper)
+            self._state[0] = position
             self._gripper = float(np.clip(gripper, *self.config.gripper_range)) if np.isfinite(gripper) else 0.0
+            outside = self._outside_names(position)
+            self._start_report = f"start pose beyond position limits ({outside})" if outside else ""
 
     def restart_clock(self) -> None:
         """Forget references timed on the old clock (ROS time jumped back, e.g. a simulator reset moved the arm).
@@ -151,6 +191,7 @@ class ArmCorrector:
         """
         self._state, self._ref, self._last_now, self._last_start, self._retreat = None, None, None, None, None
         self._gripper_ref, self._gripper_target = None, float("nan")
+        self._measured, self._track_since, self._tracking_fault = None, None, False
 
     def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,
                      now_s: float) -> ChunkCheck:
@@ -177,17 +218,23 @@ class ArmCorrector:
         ref = check.reference
         if ref is None:
             return check
-        if self._last_start is not None and ref.start < self._last_start:  # a newer one was accepted meanwhile
+        last = self._last_start
+        if last is not None and ref.start < last - self.config.reorder_window_s:  # overtaken meanwhile, long ago
             return ChunkCheck(None, ["rejected: non-monotonic time (overtaken by a newer chunk)"])
+        # Chunks reordered by latency jitter (or faster than the loop) are merged by stamp with the reference.
+        merge = last is not None and ref.start < last
         n = self.limits.dof
         if check.present is not None and check.present[n]:
-            self._gripper_target = float(ref.values[-1, n] if ref.end <= now_s else ref.sample(now_s)[0][n])
-            self._gripper_ref = Reference(ref.times, ref.values[:, n:])
+            gripper = Reference(ref.times, ref.values[:, n:])
+            old = getattr(self, "_gripper_ref", None)
+            self._gripper_ref = old.merged(gripper) if merge and old is not None else gripper
+            self._gripper_target = float(self._gripper_ref.sample(now_s)[0][0])
         # else: a reference for the joints alone (a JointTrajectory) says nothing about the gripper, whose plan stays.
         # policy_inference publishes each chunk twice, as an ActionChunk and as a JointTrajectory of the arm joints;
         # dropping the gripper's plan on the second froze the gripper until the next chunk (it closed ~0.5 s late).
-        self._ref = Reference(ref.times, ref.values[:, :n])
-        self._last_start = ref.start
+        joints = Reference(ref.times, ref.values[:, :n])
+        self._ref = self._ref.merged(joints) if merge and self._ref is not None else joints
+        self._last_start = ref.start if last is None else max(last, ref.start)
         self._tau = now_s
         return check
 
@@ -226,6 +273,16 @@ class ArmCorrector:
         q, v = self._state[0], self._state[1]
 
         stop = bool(stop_reasons)
+        if self._start_report:
+            flags |= _LIMIT_POSITION
+            reasons.append(self._start_report)
+            self._start_report = ""
+        tracking, tracking_stop = self._check_tracking(now_s)
+        if tracking:
+            flags |= _TRACKING_ERROR
+            reasons.append(tracking)
+            stop = stop or tracking_stop
+            q = self._state[0]  # restarted from the measured position
         target_q, target_v = q.copy(), np.zeros_like(q)
         if self._ref is None:
             stop = True
@@ -263,27 +320,168 @@ class ArmCorrector:
         if np.any(clamped_q != target_q):
             flags |= _LIMIT_POSITION
             reasons.append("target beyond position limit: clamped")
-        desired = target_v + self.config.tracking_gain * (clamped_q - q)
-        if self._retreat is not None and not stop_reasons:  # moving away beats holding still (watchdogs excepted)
-            desired, scale, stop = self._retreat, 1.0, False
-        if np.any(np.abs(desired) > lim.max_velocity * scale):
-            flags |= _LIMIT_VELOCITY
-            if scale >= 1.0:
-                reasons.append("velocity above limit: capped")
-        room = np.where(desired > 0, self._hi - q, q - self._lo)
-        brake = np.sqrt(2.0 * self._stop_acc * np.maximum(room, 0.0))
-        v_cap = np.minimum(lim.max_velocity * scale, brake)
-        desired = np.minimum(np.maximum(desired, -v_cap), v_cap)
-        if not stop and np.any(self._stopping_position_outside(q, v, self._state[2])):
+        retreat = self._retreat is not None and not stop_reasons  # moving away beats holding still (watchdogs excepted)
+        if retreat:
+            scale, stop = 1.0, False
+        n_sub = 1 if step_s <= MAX_SUBSTEP_S else math.ceil(step_s / MAX_SUBSTEP_S - 1e-9)
+        acted = 0
+        for _ in range(n_sub):
+            acted |= self._substep(target_v, clamped_q, scale, stop, retreat, step_s / n_sub)
+        flags |= acted
+        if acted & _LIMIT_VELOCITY and scale >= 1.0:
+            reasons.append("velocity above limit: capped")
+        if acted & (_LIMIT_ACCELERATION | _LIMIT_JERK):
+            reasons.append(self._ACC_JERK_REASONS[(acted >> 2) & 3])
+        if self._limit_notes:
             flags |= _LIMIT_POSITION
-            reasons.append("braking to stay inside position limits")
-            stop = True
-        self._run_ruckig(np.zeros_like(desired) if stop else desired, stop, step_s)
+            reasons.extend(self._limit_notes)
+            self._limit_notes.clear()
         self._step_gripper(now_s, step_s)
         if self._retreat is not None:
             scale = 0.0
         return ArmCommand(self._state[0].copy(), self._state[1].copy(), self._state[2].copy(), self._gripper, flags,
                           reasons, 0.0 if stop else scale, clearance, ttc)
+
+    def _check_tracking(self, now_s: float) -> tuple[str, bool]:
+        """(reason, stop) from the measured joint positions against the command ('' while they agree).
+
+        An error above `tracking_error_rad` for longer than `tracking_error_time_s` stops the command (controlled,
+        at the stop deceleration); once it stands still it restarts from the measured position, so a blocked or
+        bumped arm is never commanded to jump back to where it was meant to be.
+        """
+        measured, cfg = self._measured, self.config
+        if measured is None:
+            return "", False
+        state = self._state
+        if self._tracking_fault:
+            if np.all(np.abs(state[1]) < 1e-9) and np.all(np.abs(state[2]) < 1e-6):
+                state[0], state[1], state[2] = measured, 0.0, 0.0
+                self._tracking_fault, self._track_since = False, None
+                return "tracking error: stopped; command restarted from the measured position", False
+            return "tracking error: stopping", True
+        if not self._measured_new:  # each measurement is judged once (a stopped feed is the watchdog's)
+            return "", False
+        self._measured_new = False
+        err = np.abs(state[0] - measured)
+        worst = int(np.argmax(err))
+        if err[worst] <= cfg.tracking_error_rad:
+            self._track_since = None
+            return "", False
+        if self._track_since is None:
+            self._track_since = now_s
+        if now_s - self._track_since < cfg.tracking_error_time_s:
+            return "", False
+        self._tracking_fault = True
+        return (f"tracking error: {self.limits.names[worst]} measured {err[worst]:.3f} rad from the command for "
+                f"{now_s - self._track_since:.2f} s: stopping"), True
+
+    _ACC_JERK_REASONS = ("", "acceleration at its limit", "jerk at its limit", "acceleration and jerk at their limits")
+
+    def _substep(self, target_v: np.ndarray, clamped_q: np.ndarray, scale: float, stop: bool, retreat: bool,
+                 h: float) -> int:
+        """Advance the command by h seconds inside every limit; returns the limiter flags that acted.
+
+        Per joint: the desired velocity is capped by the velocity limit and by what the joint can still brake from
+        before the position margin, allowing for the h-long step (`_position_cap`). A joint whose worst-case next
+        step could no longer be stopped before its hard limit brakes at full deceleration (`_must_brake`) while the
+        others carry on; a joint already beyond a limit only moves back inside, at `recovery_speed_scale` of its
+        velocity limit. Last resort (never reached in the property tests): the position is clipped at the limit.
+        """
+        if h <= 0.0:  # no time has passed (a coarse clock): the command holds
+            return 0
+        lim, state = self.limits, self._state
+        q, v, a = state[0], state[1], state[2]
+        acted = 0
+        if stop:
+            desired = np.zeros_like(q)
+        else:
+            desired = self._retreat if retreat else target_v + self.config.tracking_gain * (clamped_q - q)
+            vmax = lim.max_velocity * scale
+            if np.any(np.abs(desired) > vmax):
+                acted |= _LIMIT_VELOCITY
+                desired = np.minimum(np.maximum(desired, -vmax), vmax)
+            up, down = self._position_cap(self._hi - q, h), self._position_cap(q - self._lo, h)
+            capped = np.minimum(np.maximum(desired, -down), up)
+            if np.any(capped != desired):
+                self._note_limit("slowing before position limit", capped != desired)
+            desired = capped
+        above, below = q > lim.upper, q < lim.lower
+        if above.any() or below.any():  # found beyond a limit: only back inside, and slowly
+            if not stop:
+                desired = np.where(above, np.clip(desired, -self._v_recover, 0.0), desired)
+                desired = np.where(below, np.clip(desired, 0.0, self._v_recover), desired)
+            self._note_limit("beyond position limit: returning at limited speed", above | below)
+        brake = self._must_brake(q, v, a, desired, h) & ~above & ~below
+        acc = self._stop_acc if stop else lim.max_acceleration
+        if brake.any():
+            desired = np.where(brake, 0.0, desired)
+            acc = np.where(brake, lim.max_acceleration, acc)
+            self._note_limit("braking to stay inside position limit", brake)
+        inp, out = self._inp, self._out
+        self._otg.delta_time = h
+        inp.current_position = q.tolist()
+        inp.current_velocity = v.tolist()
+        inp.current_acceleration = a.tolist()
+        inp.target_velocity = desired.tolist()
+        inp.max_acceleration = acc.tolist()
+        result = self._otg.update(inp, out)
+        if result not in (Result.Working, Result.Finished):
+            raise RuntimeError(f"ruckig rejected a velocity target inside the limits: {result}")
+        new_q, new_v, new_a = np.array(out.new_position), np.array(out.new_velocity), np.array(out.new_acceleration)
+        # Hard bounds: inside stays inside; a joint outside never moves further out.
+        hi, lo = np.maximum(lim.upper, q), np.minimum(lim.lower, q)
+        clip = (new_q > hi) | (new_q < lo)
+        if clip.any():
+            new_q = np.minimum(np.maximum(new_q, lo), hi)
+            new_v[clip], new_a[clip] = 0.0, 0.0
+            self._note_limit("position clipped at limit", clip)
+        if np.any(np.abs(new_a) >= lim.max_acceleration * (1.0 - 1e-6)):
+            acted |= _LIMIT_ACCELERATION
+        if np.any(np.abs(new_a - a) >= lim.max_jerk * h * (1.0 - 1e-6)):
+            acted |= _LIMIT_JERK
+        state[0], state[1], state[2] = new_q, new_v, new_a
+        return acted
+
+    def _position_cap(self, room: np.ndarray, h: float) -> np.ndarray:
+        """Largest speed towards a limit `room` away that stops before it when held for h, then braked.
+
+        Solves v h + v²/(2A) <= room with A the stop deceleration; zero where the room is gone.
+        """
+        acc = self._stop_acc
+        return acc * (np.sqrt(h * h + 2.0 * np.maximum(room, 0.0) / acc) - h)
+
+    def _must_brake(self, q: np.ndarray, v: np.ndarray, a: np.ndarray, desired: np.ndarray, h: float) -> np.ndarray:
+        """Per joint: must it brake now to be sure of stopping before its hard limit?
+
+        True where the worst next step (full jerk towards a limit for h, when the desired velocity lies that way)
+        could leave a state that a jerk-limited stop at full deceleration no longer halts before the limit
+        (conservative on every term). A joint asked to move away from a limit it stands at is not held there.
+        """
+        lim = self.limits
+        amax, jmax, vmax = lim.max_acceleration, lim.max_jerk, lim.max_velocity
+        out = np.zeros(q.shape, dtype=bool)
+        for sign, bound in ((1.0, lim.upper), (-1.0, lim.lower)):
+            vs, acc = sign * v, sign * a
+            jerk = np.where(sign * desired > vs, jmax, 0.0)
+            moved = vs * h + 0.5 * acc * h * h + jerk * h ** 3 / 6.0
+            a1 = np.minimum(acc + jerk * h, amax)
+            v1 = np.minimum(vs + acc * h + 0.5 * jerk * h * h, vmax)
+            ap = np.maximum(a1, 0.0)
+            speed = np.maximum(v1, 0.0) + ap * ap / (2.0 * jmax)
+            dist = speed * (ap + amax) / jmax + speed * speed / (2.0 * amax)
+            out |= sign * q + moved + dist > sign * bound
+        return out
+
+    def _note_limit(self, what: str, joints: np.ndarray) -> None:
+        names = ", ".join(n for n, j in zip(self.limits.names, joints.tolist(), strict=True) if j)
+        note = f"{what} ({names})"
+        if note not in self._limit_notes:
+            self._limit_notes.append(note)
+
+    def _outside_names(self, q: np.ndarray) -> str:
+        lim = self.limits
+        return ", ".join(f"{n} {x:+.3f} rad beyond" for n, x in zip(
+            lim.names, np.maximum(q - lim.upper, 0.0) - np.maximum(lim.lower - q, 0.0), strict=True) if x != 0.0)
 
     def _reference_target(self, elapsed: float) -> tuple[np.ndarray, np.ndarray, int]:
         """Reference position/velocity at the reference time; late=1 while extrapolating, 2 once exhausted."""
@@ -302,32 +500,6 @@ class ArmCorrector:
         if over <= self.config.extrapolation_s:
             return ref.values[-1] + slope * over, slope, 1
         return ref.values[-1] + slope * self.config.extrapolation_s, np.zeros_like(slope), 2
-
-    def _stopping_position_outside(self, q: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """Per joint: would a jerk-limited stop starting now end beyond the position limits? (conservative)."""
-        lim = self.limits
-        amax, jmax = self._stop_acc, lim.max_jerk
-        speed = np.abs(v) + a * a / (2.0 * jmax)  # worst case: current acceleration is removed first
-        dist = speed * (np.abs(a) + amax) / jmax + speed * speed / (2.0 * amax)
-        lead = q + np.sign(v) * dist
-        return (lead > lim.upper) | (lead < lim.lower)
-
-    def _run_ruckig(self, desired_velocity: np.ndarray, stop: bool, step_s: float) -> None:
-        if step_s <= 0.0:  # no time has passed (a coarse clock): the command holds
-            return
-        inp, out, lim = self._inp, self._out, self.limits
-        self._otg.delta_time = step_s
-        inp.current_position = self._state[0].tolist()
-        inp.current_velocity = self._state[1].tolist()
-        inp.current_acceleration = self._state[2].tolist()
-        inp.target_velocity = desired_velocity.tolist()
-        inp.max_acceleration = (self._stop_acc if stop else lim.max_acceleration).tolist()
-        result = self._otg.update(inp, out)
-        if result not in (Result.Working, Result.Finished):
-            raise RuntimeError(f"ruckig rejected a velocity target inside the limits: {result}")
-        self._state[0] = out.new_position
-        self._state[1] = out.new_velocity
-        self._state[2] = out.new_acceleration
 
     def _step_gripper(self, now_s: float, step_s: float) -> None:
         ref = getattr(self, "_gripper_ref", None)

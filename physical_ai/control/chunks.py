@@ -43,6 +43,18 @@ class Reference:
         slope = (values[k + 1] - values[k]) / span
         return values[k] + slope * (t - times[k]), slope
 
+    def merged(self, other: Reference) -> Reference:
+        """This reference combined with `other` by stamp: at each time, the one that starts later rules.
+
+        Chunks sent faster than the loop or reordered by latency jitter are merged, not dropped: the earlier-starting
+        one keeps its steps before the later one starts (and the later one's steps run from its start on).
+        """
+        first, second = (self, other) if self.start <= other.start else (other, self)
+        head = first.times < second.start
+        tail = first.times > second.end
+        return Reference(np.concatenate((first.times[head], second.times, first.times[tail])),
+                         np.concatenate((first.values[head], second.values, first.values[tail])))
+
     def end_slope(self) -> np.ndarray:
         """Slope of the last segment (zero for a one-step reference)."""
         if len(self.times) < 2:
@@ -63,6 +75,12 @@ class ChunkPolicy:
         max_dt_s: largest accepted step spacing.
         max_horizon: largest accepted number of steps.
         optional: names that may be missing from a chunk (e.g. "gripper").
+        plausible_margin: a target further than this outside [lower, upper] is not clamped but rejects the whole
+            chunk as implausible (wrong units, mislabelled columns, garbage) [same unit as the bounds]; inf = off.
+        max_rate: per-name largest plausible rate of change between a chunk's steps (e.g. a few times the velocity
+            limit) [unit/s]; None = off.
+        reorder_window_s: a chunk starting up to this long before the newest accepted one is merged by stamp
+            (latency jitter); earlier ones are rejected as non-monotonic [s].
     """
 
     names: tuple[str, ...]
@@ -73,6 +91,9 @@ class ChunkPolicy:
     max_dt_s: float = 1.0
     max_horizon: int = 1000
     optional: tuple[str, ...] = ()
+    plausible_margin: float = float("inf")
+    max_rate: np.ndarray | None = None
+    reorder_window_s: float = 0.0
 
 
 @dataclasses.dataclass
@@ -90,8 +111,10 @@ def check_chunk(policy: ChunkPolicy, names: Sequence[str], values: Sequence[floa
     """Validate a chunk and turn it into a `Reference` in the policy's name order.
 
     Rejects: non-finite or non-positive dt, wrong value count, duplicate names, missing required names, NaN/inf
-    values, stale or far-future stamps, and a start time earlier than the previous chunk's (non-monotonic).
-    Clamps: targets outside [lower, upper]. Unknown names are ignored with a reason.
+    values, stale or far-future stamps, a start time more than `reorder_window_s` earlier than the previous chunk's
+    (non-monotonic), and implausible chunks (targets beyond `plausible_margin` outside the bounds, steps faster than
+    `max_rate`; reasons start with "rejected: implausible"). Clamps: targets outside [lower, upper] within the
+    margin. Unknown names are ignored with a reason.
     """
     names = list(names)
     flat = np.asarray(values, dtype=float).ravel()
@@ -139,9 +162,12 @@ def check_points(policy: ChunkPolicy, names: Sequence[str], grid: np.ndarray, ti
         return ChunkCheck(None, [*reasons, f"rejected: stale chunk (ends {now_s - end_s:.3f} s ago)"])
     if start_s > now_s + policy.max_future_s:
         return ChunkCheck(None, [*reasons, f"rejected: chunk starts {start_s - now_s:.3f} s in the future"])
-    if last_start_s is not None and start_s < last_start_s:
+    if last_start_s is not None and start_s < last_start_s - policy.reorder_window_s:
         return ChunkCheck(None, [*reasons, f"rejected: non-monotonic time (start {start_s - last_start_s:.3f} s "
-                                           "before the previous chunk)"])
+                                           f"before the previous chunk, reorder window {policy.reorder_window_s} s)"])
+    implausible = _implausible(policy, mapped, present, times)
+    if implausible:
+        return ChunkCheck(None, [*reasons, f"rejected: implausible: {implausible}"])
     lo = np.broadcast_to(policy.lower, mapped.shape)
     hi = np.broadcast_to(policy.upper, mapped.shape)
     clipped = np.clip(mapped, lo, hi)
@@ -150,3 +176,22 @@ def check_points(policy: ChunkPolicy, names: Sequence[str], grid: np.ndarray, ti
     if clamped:
         reasons.append("clamped out-of-limit targets")
     return ChunkCheck(Reference(times, clipped), reasons, clamped, present)
+
+
+def _implausible(policy: ChunkPolicy, mapped: np.ndarray, present: np.ndarray, times: np.ndarray) -> str:
+    """Why a chunk cannot be what its names say ('' when plausible): far out of range or far too fast."""
+    cols = np.flatnonzero(present)
+    vals = mapped[:, cols]
+    beyond = np.maximum(vals - policy.upper[cols], policy.lower[cols] - vals).max(axis=0)
+    far = np.flatnonzero(beyond > policy.plausible_margin)
+    if far.size:
+        i = cols[far[0]]
+        return (f"{policy.names[i]} target {beyond[far[0]]:.3g} beyond [{policy.lower[i]:.3g}, "
+                f"{policy.upper[i]:.3g}] (margin {policy.plausible_margin}): wrong units or columns?")
+    if policy.max_rate is not None and len(times) > 1:
+        rate = (np.abs(np.diff(vals, axis=0)) / np.diff(times)[:, None]).max(axis=0)
+        fast = np.flatnonzero(rate > policy.max_rate[cols])
+        if fast.size:
+            i = cols[fast[0]]
+            return (f"{policy.names[i]} steps at {rate[fast[0]]:.3g}/s, plausible at most {policy.max_rate[i]:.3g}/s")
+    return ""

@@ -94,9 +94,10 @@ def test_bad_chunks_are_rejected_with_reason(mutate, reason):
 
 
 def test_out_of_limit_targets_are_clamped():
+    """Targets a little beyond the limits (within the plausibility margin) are clamped; far beyond is rejected."""
     arm = make_arm(with_collision=False)
     arm.set_measured(start_pose())
-    values = np.tile(start_pose() + 10.0, (5, 1))
+    values = np.tile(LIMITS.upper + 0.3, (5, 1))
     check = arm.submit_chunk(NAMES, values.ravel(), 0.0, 0.05, 5, 0.0)
     assert check.clamped and any("clamped" in r for r in check.reasons)
     pos = np.array([arm.step(k * PERIOD).position for k in range(4000)])
