@@ -168,7 +168,23 @@ class TrajectoryCorrection(PhysaiNode):
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future,
             gripper_range=(self.param("gripper_min", 0.0, "Gripper opening min [m]", (0.0, 1.0)),
                            self.param("gripper_max", 0.08, "Gripper opening max [m]", (0.0, 1.0))),
-            gripper_max_speed=self.param("gripper_max_speed", 0.1, "Gripper opening speed limit [m/s]", (0.0, 5.0)))
+            gripper_max_speed=self.param("gripper_max_speed", 0.1, "Gripper opening speed limit [m/s]", (0.0, 5.0)),
+            plausible_margin=self.param("plausible_margin", 0.5, "A chunk with a target further than this outside "
+                                        "the position limits is rejected as implausible, not clamped [rad]",
+                                        (0.0, 10.0)),
+            plausible_speed_scale=self.param("plausible_speed_scale", 3.0, "A chunk stepping a joint faster than "
+                                             "this times its velocity limit is rejected as implausible",
+                                             (1.0, 100.0)),
+            reorder_window_s=self.param("reorder_window_s", 0.1, "Chunks starting up to this long before the "
+                                        "newest are merged by stamp; earlier ones are rejected [s]", (0.0, 2.0)),
+            recovery_speed_scale=self.param("recovery_speed_scale", 0.2, "A joint beyond a position limit returns "
+                                            "at most at this fraction of its velocity limit", (0.01, 1.0)),
+            tracking_error_rad=self.param("tracking_error_rad", 0.3, "A measured joint further than this from the "
+                                          "command for tracking_error_time_s is a tracking fault [rad]",
+                                          (0.001, 10.0)),
+            tracking_error_time_s=self.param("tracking_error_time_s", 0.3, "How long a tracking error lasts before "
+                                             "a controlled stop and a restart from the measured state [s]",
+                                             (0.0, 10.0)))
         model = self.param("model_path", "models/arm_cell/arm_cell.xml",
                            "MJCF with the arm's collision geoms (relative to the package share dir); '' = none")
         collision = None
@@ -180,6 +196,7 @@ class TrajectoryCorrection(PhysaiNode):
         self.ignored_classes = set(self.param("ignored_obstacle_classes", [Obstacle.CLASS_PART],
                                               "Obstacle classes the arm may touch (Obstacle.CLASS_*)"))
         self.arm = ArmCorrector(limits, config, collision)
+        self._traj_sent: float | None = None  # node time of the last trajectory sent (arm_output: trajectory)
         self.joint_names = list(names)
         self.arm_output = self.param("arm_output", "position", "position | velocity | trajectory")
         if self.arm_output not in ARM_OUTPUTS:
@@ -309,6 +326,8 @@ class TrajectoryCorrection(PhysaiNode):
                 if check.reference is not None:
                     self.watchdog.feed("action", now)
         if check.reference is None:
+            if any(r.startswith("rejected: implausible") for r in check.reasons):
+                self.count("chunk_implausible")
             self._reject("chunk", check.reasons)
         elif check.reasons:
             self.count("chunk_clamped" if check.clamped else "chunk_names_ignored")
@@ -372,6 +391,7 @@ class TrajectoryCorrection(PhysaiNode):
             self._points_stamp_ns = self._fused_stamp_ns = self._used_stamp_ns = 0
             if core is not None:
                 core.restart_clock()
+            self._traj_sent = None
 
     def _on_obstacles(self, msg: ObstacleArray) -> None:
         now = self._now()
@@ -555,21 +575,40 @@ class TrajectoryCorrection(PhysaiNode):
                 self._publish_status(now)
             return None
         cmd = self.arm.step(now, wreasons)
-        if self.loop.cycles % self.publish_every == 0:
-            if self.arm_output == "trajectory":
-                msg = JointTrajectory(joint_names=self.joint_names)
-                msg.header.stamp = ns_to_stamp(int(now * 1e9))
-                horizon = self.period * self.publish_every
-                point = JointTrajectoryPoint(positions=cmd.position.tolist(), velocities=cmd.velocity.tolist(),
-                                             accelerations=cmd.acceleration.tolist())
-                point.time_from_start.nanosec = int(horizon * 1e9)
-                msg.points = [point]
-            else:
-                msg = Float64MultiArray(data=(cmd.position if self.arm_output == "position" else cmd.velocity).tolist())
-            self.cmd_pub.publish(msg)
+        if self.arm_output == "trajectory":
+            self._publish_trajectory(now, cmd)
+        elif self.loop.cycles % self.publish_every == 0:
+            self.cmd_pub.publish(Float64MultiArray(
+                data=(cmd.position if self.arm_output == "position" else cmd.velocity).tolist()))
         if np.isfinite(cmd.gripper) and self.loop.cycles % max(1, self.status_every) == 0:
             self.gripper_pub.publish(Float64MultiArray(data=[cmd.gripper]))
         return cmd.flags, cmd.reasons, cmd.speed_scale, cmd.min_clearance_m, cmd.time_to_collision_s
+
+    def _publish_trajectory(self, now: float, cmd: Any) -> None:
+        """Send the command as a one-point JointTrajectory for a joint_trajectory_controller.
+
+        The point is where the command will be when the next one is due: h ahead on the node clock, h being the
+        clock time since the previous one (at least publish_every periods), so the controller interpolates from
+        where it is to there at the commanded speed at any loop rate. Before, the point was one nominal period
+        ahead while the command had moved a whole simulator step (5 ms): the simulator refused every trajectory as
+        too fast. Nothing is sent while the clock stands still (a simulator's clock steps 5 ms; the loop 1 ms).
+        Positions only: the controller interpolates linearly, never faster than the command.
+        """
+        last = self._traj_sent
+        if last is not None and 0.0 <= now - last < self.period * self.publish_every:
+            return
+        h = self.period * self.publish_every if last is None or now < last else now - last
+        self._traj_sent = now
+        lim = self.arm.limits
+        q = cmd.position + cmd.velocity * h + 0.5 * cmd.acceleration * h * h
+        # inside stays inside; a joint beyond a limit (start pose) is never sent further out
+        q = np.clip(q, np.minimum(lim.lower, cmd.position), np.maximum(lim.upper, cmd.position))
+        msg = JointTrajectory(joint_names=self.joint_names)
+        msg.header.stamp = ns_to_stamp(int(now * 1e9))
+        point = JointTrajectoryPoint(positions=q.tolist())
+        point.time_from_start.sec, point.time_from_start.nanosec = divmod(int(h * 1e9), 1_000_000_000)
+        msg.points = [point]
+        self.cmd_pub.publish(msg)
 
     def _robot_dt(self, now: float) -> float:
         """The time this cycle stands for on the robot's clock [s]: wall time scaled by the node clock's rate.
