@@ -140,6 +140,11 @@ class ArmCorrector:
         self._stop_acc = limits.max_acceleration * config.stop_deceleration_scale
         self._a_over_j = limits.max_acceleration / limits.max_jerk
         self._v_recover = limits.max_velocity * config.recovery_speed_scale
+        # (2, n) forms of the limits for the braking check: row 0 towards the upper limit, row 1 towards the lower
+        self._sign2 = np.array([[1.0], [-1.0]])
+        self._bound2 = np.stack((limits.upper, -limits.lower))
+        self._amax2, self._jmax2, self._vmax2 = (np.tile(x, (2, 1)) for x in (
+            limits.max_acceleration, limits.max_jerk, limits.max_velocity))
         self._measured: np.ndarray | None = None
         self._measured_new = False  # a measurement arrived since the last tracking check
         self._track_since: float | None = None  # node time since when the tracking error is above its limit
@@ -382,7 +387,7 @@ class ArmCorrector:
         """Advance the command by h seconds inside every limit; returns the limiter flags that acted.
 
         Per joint: the desired velocity is capped by the velocity limit and by what the joint can still brake from
-        before the position margin, allowing for the h-long step (`_position_cap`). A joint whose worst-case next
+        before the position margin, allowing for the h-long step. A joint whose worst-case next
         step could no longer be stopped before its hard limit brakes at full deceleration (`_must_brake`) while the
         others carry on; a joint already beyond a limit only moves back inside, at `recovery_speed_scale` of its
         velocity limit. Last resort (never reached in the property tests): the position is clipped at the limit.
@@ -400,7 +405,9 @@ class ArmCorrector:
             if np.any(np.abs(desired) > vmax):
                 acted |= _LIMIT_VELOCITY
                 desired = np.minimum(np.maximum(desired, -vmax), vmax)
-            up, down = self._position_cap(self._hi - q, h), self._position_cap(q - self._lo, h)
+            acc = self._stop_acc  # cap: v h + v²/(2A) <= room to the margin, A the stop deceleration
+            up = acc * (np.sqrt(h * h + 2.0 * np.maximum(self._hi - q, 0.0) / acc) - h)
+            down = acc * (np.sqrt(h * h + 2.0 * np.maximum(q - self._lo, 0.0) / acc) - h)
             capped = np.minimum(np.maximum(desired, -down), up)
             if np.any(capped != desired):
                 self._note_limit("slowing before position limit", capped != desired)
@@ -442,14 +449,6 @@ class ArmCorrector:
         state[0], state[1], state[2] = new_q, new_v, new_a
         return acted
 
-    def _position_cap(self, room: np.ndarray, h: float) -> np.ndarray:
-        """Largest speed towards a limit `room` away that stops before it when held for h, then braked.
-
-        Solves v h + v²/(2A) <= room with A the stop deceleration; zero where the room is gone.
-        """
-        acc = self._stop_acc
-        return acc * (np.sqrt(h * h + 2.0 * np.maximum(room, 0.0) / acc) - h)
-
     def _must_brake(self, q: np.ndarray, v: np.ndarray, a: np.ndarray, desired: np.ndarray, h: float) -> np.ndarray:
         """Per joint: must it brake now to be sure of stopping before its hard limit?
 
@@ -457,20 +456,19 @@ class ArmCorrector:
         could leave a state that a jerk-limited stop at full deceleration no longer halts before the limit
         (conservative on every term). A joint asked to move away from a limit it stands at is not held there.
         """
-        lim = self.limits
-        amax, jmax, vmax = lim.max_acceleration, lim.max_jerk, lim.max_velocity
-        out = np.zeros(q.shape, dtype=bool)
-        for sign, bound in ((1.0, lim.upper), (-1.0, lim.lower)):
-            vs, acc = sign * v, sign * a
-            jerk = np.where(sign * desired > vs, jmax, 0.0)
-            moved = vs * h + 0.5 * acc * h * h + jerk * h ** 3 / 6.0
-            a1 = np.minimum(acc + jerk * h, amax)
-            v1 = np.minimum(vs + acc * h + 0.5 * jerk * h * h, vmax)
-            ap = np.maximum(a1, 0.0)
-            speed = np.maximum(v1, 0.0) + ap * ap / (2.0 * jmax)
-            dist = speed * (ap + amax) / jmax + speed * speed / (2.0 * amax)
-            out |= sign * q + moved + dist > sign * bound
-        return out
+        # Both directions at once, row 0 towards the upper limit, row 1 towards the lower (signs flipped).
+        amax, jmax, vmax = self._amax2, self._jmax2, self._vmax2
+        sign = self._sign2
+        vs, acc = sign * v, sign * a
+        jerk = np.where(sign * desired > vs, jmax, 0.0)
+        a1 = np.minimum(acc + jerk * h, amax)
+        v1 = np.minimum(vs + acc * h + 0.5 * jerk * h * h, vmax)
+        ap = np.maximum(a1, 0.0)
+        speed = np.maximum(v1, 0.0) + ap * ap / (2.0 * jmax)
+        lead = sign * q + vs * h + 0.5 * acc * h * h + jerk * (h ** 3 / 6.0) \
+            + speed * (ap + amax) / jmax + speed * speed / (2.0 * amax)
+        out = lead > self._bound2
+        return out[0] | out[1]
 
     def _note_limit(self, what: str, joints: np.ndarray) -> None:
         names = ", ".join(n for n, j in zip(self.limits.names, joints.tolist(), strict=True) if j)
