@@ -135,6 +135,27 @@ class GraphProbe:
         rclpy.try_shutdown()
 
 
+@pytest.fixture
+def launch(tmp_path):
+    """Start launch files as from a terminal; at teardown the whole group is killed, whatever the test did.
+
+    A test that failed before its own Ctrl-C (a stack that did not come up in time under load) used to leave the
+    launch process and every node it started running (an orphan mujoco_sim after the test run).
+    """
+    started: list[Launched] = []
+
+    def start(robot: str, *args: str) -> Launched:
+        started.append(Launched(robot, tmp_path, *args))
+        return started[-1]
+
+    yield start
+    for launched in started:
+        nodes = launched.nodes() if launched.proc.poll() is None else {}
+        launched.kill()
+        launched.proc.wait(timeout=10)
+        psutil.wait_procs(list(nodes.values()), timeout=10)
+
+
 # What each bring-up must move (its command topic) and how its corrector must be configured from its section.
 COMMANDS = {"arm": ("arm_controller/commands", "Float64MultiArray"), "amr": ("cmd_vel", "Twist"),
             "vehicle": ("ackermann_cmd", "AckermannDriveStamped")}
@@ -142,7 +163,7 @@ COMMANDS = {"arm": ("arm_controller/commands", "Float64MultiArray"), "amr": ("cm
 
 @pytest.mark.skipif(not HAVE_LAUNCH_ROS, reason=NO_LAUNCH_REASON)
 @pytest.mark.parametrize("robot", ROBOTS)
-def test_namespaced_launch_runs_the_robot_and_ctrl_c_stops_it_cleanly(robot, tmp_path):
+def test_namespaced_launch_runs_the_robot_and_ctrl_c_stops_it_cleanly(robot, tmp_path, launch):
     from ackermann_msgs.msg import AckermannDriveStamped
     from geometry_msgs.msg import Twist
     from physical_ai_stack.msg import CorrectionStatus, ObstacleArray
@@ -153,7 +174,7 @@ def test_namespaced_launch_runs_the_robot_and_ctrl_c_stops_it_cleanly(robot, tmp
     flowing = {f"/{NS}/correction/status": CorrectionStatus, f"/{NS}/perception/obstacles": ObstacleArray,
                f"/{NS}/{command}": kinds[kind]}
     args = [f"namespace:={NS}"] + ([f"record:={tmp_path / 'run.mcap'}"] if robot == "amr" else [])
-    launched = Launched(robot, tmp_path, *args)
+    launched = launch(robot, *args)
     probe = GraphProbe(flowing)
     try:
         assert probe.spin_until(lambda: all(probe.seen.get(t, 0) >= 20 for t in flowing), 120, launched), \
@@ -174,7 +195,6 @@ def test_namespaced_launch_runs_the_robot_and_ctrl_c_stops_it_cleanly(robot, tmp
     finally:
         probe.close()
     code, took = launched.ctrl_c()
-    launched.kill()
     out = launched.output()
     assert code == 0, out[-3000:]
     assert took < CTRL_C_S, f"Ctrl-C took {took:.1f} s"
@@ -193,10 +213,10 @@ def test_namespaced_launch_runs_the_robot_and_ctrl_c_stops_it_cleanly(robot, tmp
 
 
 @pytest.mark.skipif(not HAVE_LAUNCH_ROS, reason=NO_LAUNCH_REASON)
-def test_launch_fails_when_a_required_node_dies(tmp_path):
+def test_launch_fails_when_a_required_node_dies(launch):
     from physical_ai_stack.msg import CorrectionStatus
 
-    launched = Launched("amr", tmp_path)
+    launched = launch("amr")
     probe = GraphProbe({"/correction/status": CorrectionStatus})
     try:
         assert probe.spin_until(lambda: probe.seen.get("/correction/status", 0) >= 5, 120, launched), \
@@ -204,11 +224,8 @@ def test_launch_fails_when_a_required_node_dies(tmp_path):
         nodes = launched.nodes()
     finally:
         probe.close()
-    try:
-        nodes["trajectory_correction"].kill()
-        code = launched.proc.wait(timeout=40)
-    finally:
-        launched.kill()
+    nodes["trajectory_correction"].kill()
+    code = launched.proc.wait(timeout=40)
     out = launched.output()
     assert code != 0, out[-3000:]
     assert "required node trajectory_correction exited" in out, out[-3000:]
