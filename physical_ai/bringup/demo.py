@@ -9,6 +9,7 @@ and a report folder: map.png, timeline.png, latency.png, metrics.json, recording
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -32,13 +33,14 @@ from physical_ai.bringup.stack import (
 )
 from physical_ai.control.amr import amr_config
 
-SCENARIO_MODEL = {"amr": "factory_floor", "arm": "arm_cell", "vehicle": "vehicle_lane"}
+SCENARIO_MODEL = {"amr": "factory_floor", "arm": "arm_cell", "vehicle": "vehicle_lane", "fleet": "factory_floor"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Demo options."""
     parser.add_argument("scenario", nargs="?", default="amr", choices=sorted(SCENARIO_MODEL),
-                        help="amr (default): factory AMR with a crossing worker; arm: pick and place; vehicle: lane")
+                        help="amr (default): factory AMR with a crossing worker; arm: pick and place; vehicle: lane; "
+                             "fleet: three AMRs on one floor, each with its own namespaced stack")
     parser.add_argument("--seed", type=int, default=3, help="scenario seed (part poses, worker timing)")
     parser.add_argument("--worker-trigger-m", type=float, default=4.5,
                         help="amr: a worker steps out when the AMR is this close to its aisle, so the run shows a "
@@ -54,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also serve a Foxglove WebSocket live view (port from the config, default 8765)")
     parser.add_argument("--namespace", default="",
                         help="run the robot's stack (and its simulator, on its own clock) under this ROS namespace")
+    parser.add_argument("--policy-server", action="store_true",
+                        help="fleet: serve the robots' policy from one `physai serve` process (openpi protocol, "
+                             "requests batched across robots) instead of one policy per robot")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from physical_ai_nodes._base import use_shipped_fastdds_profile
     from physical_ai_nodes._run_monitor import RunMonitor
 
+    if args.scenario == "fleet":
+        return run_fleet(args)
     robot = args.scenario
     params = params_file(robot, args.params_file)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -176,6 +183,66 @@ def run(args: argparse.Namespace) -> int:
     metrics = write_report(log, out, share_dir() / "models" / SCENARIO_MODEL[robot] / f"{SCENARIO_MODEL[robot]}.xml")
     _print_summary(metrics, out)
     ok = bool(metrics["task_success"]) and not metrics["collisions"] and not violations
+    return 0 if ok else 1
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """`physai demo fleet`: one episode of the fleet (`physical_ai.bringup.fleet`); exit 0 when every robot succeeded.
+
+    Report folder: metrics.json (per robot: success, contacts by kind, clearances, reaction latencies, the other
+    robots its perception saw) and per robot map.png, timeline.png and latency.png; logs/<robot>/<node>.log.
+    """
+    from physical_ai.bringup.fleet import FleetRun, fleet_commands, fleet_params, summarise
+    from physical_ai.bringup.processes import stop_on_sigterm
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or Path("reports") / f"demo-fleet-{stamp}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    params = fleet_params(args.params_file)
+    overrides = {"trajectory_correction": {"status_rate_hz": "50.0"}}  # every cycle: reaction latency
+    policy = str(Path(args.policy).resolve()) if args.policy else None
+    if policy and not args.policy_server:
+        overrides["policy_inference"] = {"checkpoint": policy}
+    server = (policy or str(share_dir() / "models" / "amr_nav")) if args.policy_server else None
+    commands = fleet_commands(params, seed=args.seed, overrides=overrides, policy_server=server)
+    print(f"[demo] fleet: one simulator, 3 robots x (perception, policy, corrector)"
+          f"{', one policy server' if server else ''}; report in {out}", flush=True)
+
+    start = time.monotonic()
+    try:
+        with stop_on_sigterm(), FleetRun(commands, params, log_dir=out / "logs", env=dict(os.environ)) as run:
+
+            def progress(gt) -> None:
+                robots = []
+                for name, monitor in run.monitors.items():
+                    own = monitor.state()["gt"]
+                    if own is not None:
+                        robots.append(f"{name} {own.progress * 100:3.0f}%{' done' if own.task_success else ''}")
+                t = gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
+                print(f"[demo] t={t:5.1f}s  {'  '.join(robots)}  collisions={gt.collisions}", flush=True)
+
+            run.wait_ready(timeout_s=args.wall_timeout)
+            results = run.episode(args.seed, wall_timeout_s=max(args.wall_timeout, 300.0), progress=progress)
+            monitors = run.monitors
+            events = run.events
+    except KeyboardInterrupt:
+        print("[demo] interrupted", flush=True)
+        return 1
+    summary = summarise([results])
+    summary.update(seed=args.seed, wall_time_s=round(time.monotonic() - start, 1), node_events=events,
+                   episode=[dataclasses.asdict(r) for r in results])
+    mjcf = share_dir() / "models" / "factory_floor" / "factory_floor.xml"
+    for robot, monitor in monitors.items():
+        write_report(monitor.log, out / robot, mjcf)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    print("\n==== fleet demo summary ====")
+    for r in results:
+        print(f"{r.robot}: {'success' if r.success else 'FAILED'} in {r.time_s:.1f} s; contacts robot "
+              f"{r.contacts['robot']} person {r.contacts['person']} static {r.contacts['static']}; min clearance "
+              f"people {r.min_person_clearance_m:.2f} m, robots {r.min_robot_clearance_m:.2f} m; saw the others in "
+              f"{sum(r.robots_seen.values())} perception frames; reactions {r.reaction_ms} ms")
+    print(f"report: {out}/ (metrics.json, <robot>/map.png, timeline.png, latency.png, logs/)")
+    ok = all(r.success for r in results) and summary["collisions"] == 0
     return 0 if ok else 1
 
 

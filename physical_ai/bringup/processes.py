@@ -68,9 +68,10 @@ class Supervisor:
             self._spawn(child)
 
     def pid(self, name: str) -> int | None:
-        """PID of a running node (for fault-injection tests), None when not running."""
+        """PID of a running node by name or label (fault-injection tests), None when not running."""
         for child in self._children:
-            if child.spec.name == name and child.process is not None and child.process.poll() is None:
+            running = child.process is not None and child.process.poll() is None
+            if running and name in (child.spec.name, child.spec.label):
                 return child.process.pid
         return None
 
@@ -84,18 +85,18 @@ class Supervisor:
             if proc is None:
                 if child.died_at is not None and now - child.died_at >= self._respawn_delay_s:
                     child.respawns += 1
-                    self._on_event(f"respawning {child.spec.name} ({child.respawns}/{self._max_respawns})")
+                    self._on_event(f"respawning {child.spec.label} ({child.respawns}/{self._max_respawns})")
                     self._spawn(child)
                 continue
             code = proc.poll()
             if code is None:
                 continue
-            self._on_event(f"{child.spec.name} exited with code {code}")
+            self._on_event(f"{child.spec.label} exited with code {code}")
             child.process = None
             if child.spec.respawn and child.respawns < self._max_respawns:
                 child.died_at = now
             elif child.spec.required:
-                self._on_event(f"required node {child.spec.name} is gone: stopping the bring-up")
+                self._on_event(f"required node {child.spec.label} is gone: stopping the bring-up")
                 self.stop()
                 self.exit_code = code if code else 1
                 return self.exit_code
@@ -133,7 +134,7 @@ class Supervisor:
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._on_event(f"{child.spec.name} ignored SIGINT for {timeout_s:.0f} s: killing it")
+                self._on_event(f"{child.spec.label} ignored SIGINT for {timeout_s:.0f} s: killing it")
                 child.process.kill()
                 child.process.wait()
         for child in self._children:
@@ -147,7 +148,7 @@ class Supervisor:
         child.died_at = None
         if self._log_dir is not None:
             if child.log is None:
-                path = self._log_dir / f"{child.spec.name}.log"  # robot1/perception_fusion.log in a fleet
+                path = self._log_dir / f"{child.spec.label}.log"  # robot1/perception_fusion.log in a fleet
                 path.parent.mkdir(parents=True, exist_ok=True)
                 child.log = open(path, "ab")  # closed in stop()
             out: int | IO[bytes] = child.log
@@ -157,8 +158,8 @@ class Supervisor:
         child.process = subprocess.Popen(child.command, env=self._env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         if out is subprocess.PIPE:
-            threading.Thread(target=_prefix_lines, args=(child.process, child.spec.name), daemon=True).start()
-        self._on_event(f"started {child.spec.name} (pid {child.process.pid})")
+            threading.Thread(target=_prefix_lines, args=(child.process, child.spec.label), daemon=True).start()
+        self._on_event(f"started {child.spec.label} (pid {child.process.pid})")
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

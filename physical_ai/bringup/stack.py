@@ -23,12 +23,19 @@ class NodeSpec:
             until their inputs are fresh, and the corrector stops the robot while they are away.
         required: when it dies and is not respawned, the whole bring-up stops with a non-zero exit.
         sim_only: started only with a simulator (it plays the robot's drivers).
+        namespace: the robot it serves when several share one bring-up (the fleet); names its log and events.
     """
 
     name: str
     respawn: bool = False
     required: bool = True
     sim_only: bool = False
+    namespace: str = ""
+
+    @property
+    def label(self) -> str:
+        """`<namespace>/<name>` (or the name alone): what logs and messages call this process."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
 # Order matters: drivers first, then the stack from sensors to actuators.
