@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,9 +77,9 @@ def bench(name: str, value: float, unit: str) -> None:
 
 def start_server(max_batch: int, log: Path) -> tuple[subprocess.Popen, str]:
     """A policy server process on a free port; returns it and its URI once it listens."""
-    from physical_ai.bringup.fleet import free_port
-
-    port = free_port()
+    with socket.socket() as probe:  # a port free now (the server binds it a moment later)
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
     proc = subprocess.Popen([sys.executable, "-m", "physical_ai.policy.policy_server", str(CHECKPOINT), "--port",
                              str(port), "--max-batch", str(max_batch)], stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, cwd=ROOT)

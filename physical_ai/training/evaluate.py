@@ -80,7 +80,7 @@ def hold_action(env: Env) -> np.ndarray:
     return np.append(env.sc.target, env.sc.gripper_target)
 
 
-def _state_columns(env: Env, config: PolicyConfig) -> list[int] | None:
+def state_columns(env: Env, config: PolicyConfig) -> list[int] | None:
     """Columns of the env's state the policy takes, None when it takes all of them in order."""
     have, want = env.spec.observation.state, config.observation.state
     if have is None or want is None or list(have.names) == list(want.names):
@@ -101,7 +101,7 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
     if correction:
         env.attach_corrector()
     rng = np.random.default_rng(seed)
-    state_columns = _state_columns(env, policy.config)
+    columns = state_columns(env, policy.config)
     chunk: np.ndarray | None = None
     k = 0
     vetoes = 0
@@ -112,7 +112,7 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
         if due or env.perceive_every_step:
             obs = env.observe()  # every step where perception tracks need every frame
         if due:
-            result = policy.infer(obs if state_columns is None else {**obs, "state": obs["state"][state_columns]})
+            result = policy.infer(obs if columns is None else {**obs, "state": obs["state"][columns]})
             latency.append(result.latency_ms)
             chunk, k = result.values, 0
             if world_model is not None:
