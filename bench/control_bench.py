@@ -11,7 +11,7 @@ Each figure is printed beside a baseline measured in the same run:
   corrected command (p99 over many crossings).
 Scenario figures (sim in the loop) are printed by bench/control_scenarios_bench.py when the simulator is present.
 
-Usage: python bench/control_bench.py [--seconds 10] [--load 1]
+Usage: python bench/control_bench.py [--seconds 10] [--load 1] [--smoke]
 """
 
 from __future__ import annotations
@@ -300,7 +300,10 @@ def main() -> int:
     parser.add_argument("--load", type=int, default=1, help="background load processes during the loop")
     parser.add_argument("--rt-priority", type=int, default=80,
                         help="SCHED_FIFO priority of the loop thread (0 = normal scheduling); needs CAP_SYS_NICE")
+    parser.add_argument("--smoke", action="store_true", help="every measurement once, briefly; figures not meaningful")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = 0.5
     stop = mp.Event()
     workers = [mp.Process(target=_load_worker, args=(stop,), daemon=True) for _ in range(args.load)]
     for p in workers:
@@ -311,9 +314,9 @@ def main() -> int:
         stop.set()
         for p in workers:
             p.join(2.0)
-    collision_check()
-    chunk_boundary()
-    amr_reaction()
+    collision_check(5 if args.smoke else 400)
+    chunk_boundary(0.5 if args.smoke else 4.0)
+    amr_reaction(3 if args.smoke else 200)
     gc.unfreeze()  # the loop froze its startup objects; free them (and ruckig's native objects) before exit
     gc.collect()
     return 0

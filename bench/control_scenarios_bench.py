@@ -10,7 +10,7 @@
 - Vehicle: lane following with a stopped or slow-then-stopping car ahead -> min margin to it, max lateral error.
 
 Perception is ideal here (ground-truth obstacles at the control rate); perception's own errors are measured by its
-benchmark. Usage: python bench/control_scenarios_bench.py [--runs 20]
+benchmark. Usage: python bench/control_scenarios_bench.py [--runs 20] [--smoke]
 """
 
 from __future__ import annotations
@@ -200,7 +200,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", choices=("amr", "arm", "vehicle"), default=None)
+    parser.add_argument("--smoke", action="store_true", help="one run per scenario; figures not meaningful")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 1
     if args.only in (None, "amr"):
         amr_crossing(args.runs)
     if args.only in (None, "arm"):

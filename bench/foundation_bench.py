@@ -6,7 +6,7 @@ message of a >= 10 s stream for DDS), each beside a baseline measured in the sam
   subsample and scaled to the full size;
 - DDS with the shipped profile (config/fastdds.xml) beside the same stream with Fast DDS defaults.
 
-    .venv/bin/python bench/foundation_bench.py [--duration 10] [--skip-dds]
+    .venv/bin/python bench/foundation_bench.py [--duration 10] [--skip-dds] [--smoke]
 """
 
 from __future__ import annotations
@@ -61,11 +61,14 @@ def _naive_cloud_write(xyzi: np.ndarray) -> bytes:
     return bytes(buffer)
 
 
-def bench_conversions() -> None:
+def bench_conversions(smoke: bool = False) -> None:
     from sensor_msgs.msg import Image
 
     from physical_ai import convert
     from physical_ai.memory import keep_large_buffers
+
+    def n(repeats: int) -> int:
+        return 2 if smoke else repeats
 
     rng = np.random.default_rng(0)
     xyzi = rng.normal(size=(N_POINTS, 4)).astype(np.float32)
@@ -73,39 +76,39 @@ def bench_conversions() -> None:
     image = rng.integers(0, 255, IMAGE_SHAPE, dtype=np.uint8)
 
     # Built and dropped each time, as a driver does; first with glibc's default allocator settings.
-    from_cloud_untuned = median_ms(lambda: convert.numpy_to_pointcloud2(columns, "lidar", 1), 100)
-    from_image_untuned = median_ms(lambda: convert.numpy_to_image(image, "rgb8", "camera", 1), 200)
+    from_cloud_untuned = median_ms(lambda: convert.numpy_to_pointcloud2(columns, "lidar", 1), n(100))
+    from_image_untuned = median_ms(lambda: convert.numpy_to_image(image, "rgb8", "camera", 1), n(200))
     keep_large_buffers()
 
     cloud = convert.numpy_to_pointcloud2(columns, "lidar", 1)
     assert np.array_equal(convert.pointcloud2_to_xyz(cloud, ("intensity",)), xyzi)
     report("msg.pointcloud2_130k.to_numpy_ms",
-           median_ms(lambda: convert.pointcloud2_to_xyz(cloud, ("intensity",)), 200), "ms")
-    report("msg.pointcloud2_130k.structured_view_ms", median_ms(lambda: convert.pointcloud2_to_numpy(cloud), 200),
+           median_ms(lambda: convert.pointcloud2_to_xyz(cloud, ("intensity",)), n(200)), "ms")
+    report("msg.pointcloud2_130k.structured_view_ms", median_ms(lambda: convert.pointcloud2_to_numpy(cloud), n(200)),
            "ms")
     sub = 5000
     report("msg.pointcloud2_130k.to_numpy.baseline_ms",
-           median_ms(lambda: _naive_cloud_read(cloud, sub), 5, 1) * N_POINTS / sub, "ms")
+           median_ms(lambda: _naive_cloud_read(cloud, sub), n(5), 1) * N_POINTS / sub, "ms")
     report("msg.pointcloud2_130k.from_numpy_ms",
-           median_ms(lambda: convert.numpy_to_pointcloud2(columns, "lidar", 1), 200), "ms")
+           median_ms(lambda: convert.numpy_to_pointcloud2(columns, "lidar", 1), n(200)), "ms")
     report("msg.pointcloud2_130k.from_numpy.default_malloc_ms", from_cloud_untuned, "ms")
     report("msg.pointcloud2_130k.from_numpy.baseline_ms",
-           median_ms(lambda: _naive_cloud_write(xyzi[:sub]), 5, 1) * N_POINTS / sub, "ms")
+           median_ms(lambda: _naive_cloud_write(xyzi[:sub]), n(5), 1) * N_POINTS / sub, "ms")
 
     image_msg = convert.numpy_to_image(image, "rgb8", "camera", 1)
     assert np.array_equal(convert.image_to_numpy(image_msg), image)
-    report("msg.image_640x480.to_numpy_ms", median_ms(lambda: convert.image_to_numpy(image_msg), 500), "ms")
+    report("msg.image_640x480.to_numpy_ms", median_ms(lambda: convert.image_to_numpy(image_msg), n(500)), "ms")
     report("msg.image_640x480.to_numpy.baseline_ms",
-           median_ms(lambda: np.array(list(image_msg.data), np.uint8).reshape(IMAGE_SHAPE), 5, 1), "ms")
+           median_ms(lambda: np.array(list(image_msg.data), np.uint8).reshape(IMAGE_SHAPE), n(5), 1), "ms")
     report("msg.image_640x480.from_numpy_ms",
-           median_ms(lambda: convert.numpy_to_image(image, "rgb8", "camera", 1), 500), "ms")
+           median_ms(lambda: convert.numpy_to_image(image, "rgb8", "camera", 1), n(500)), "ms")
     report("msg.image_640x480.from_numpy.default_malloc_ms", from_image_untuned, "ms")
 
     def naive_image_write() -> None:
         msg = Image(height=480, width=640, encoding="rgb8", step=640 * 3)
         msg.data = image.reshape(-1).tolist()
 
-    report("msg.image_640x480.from_numpy.baseline_ms", median_ms(naive_image_write, 5, 1), "ms")
+    report("msg.image_640x480.from_numpy.baseline_ms", median_ms(naive_image_write, n(5), 1), "ms")
 
 
 # ---- DDS streams ------------------------------------------------------------------------------------------------
@@ -222,6 +225,7 @@ def main() -> int:
     parser.add_argument("--role", choices=("pub", "sub"), help=argparse.SUPPRESS)
     parser.add_argument("--kind", choices=("image", "cloud"), help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="two repetitions, 1 s streams; figures not meaningful")
     args = parser.parse_args()
     if args.role == "pub":
         _role_publisher(args.kind, args.rate, args.duration)
@@ -229,9 +233,9 @@ def main() -> int:
     if args.role == "sub":
         _role_subscriber(args.kind)
         return 0
-    bench_conversions()
+    bench_conversions(args.smoke)
     if not args.skip_dds:
-        bench_dds(args.duration)
+        bench_dds(1.0 if args.smoke else args.duration)
     return 0
 
 

@@ -7,7 +7,8 @@ BENCH multi_embodiment.<emb>.p50_ms        Policy.infer (preprocessing + model),
 BENCH multi_embodiment.<emb>.separate_p50_ms  the same for that embodiment's separate model, interleaved
 Uses a trained multi-embodiment root given as the first argument (e.g. the output of `physai train` on datasets of
 several embodiments); without one, a randomly initialised multi model built from the shipped models' specs (the
-same architecture: parameter counts and latency do not depend on the weights; said below).
+same architecture: parameter counts and latency do not depend on the weights; said below). `--smoke`: a short
+pass for make test (the figures mean nothing).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ def main() -> int:
     from physical_ai.policy.spec import load_config
 
     torch.set_num_threads(1)
-    if len(sys.argv) > 1:
-        multi_root = Path(sys.argv[1])
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    reps = 3 if "--smoke" in sys.argv[1:] else REPS
+    if args:
+        multi_root = Path(args[0])
         print(f"multi model: {multi_root}")
     else:
         multi_root = Path(tempfile.mkdtemp(prefix="multi_random_"))
@@ -71,7 +74,7 @@ def main() -> int:
     for e in separate:
         policies = {"multi": TorchPolicy(multi_root / e), "separate": TorchPolicy(ROOT / "models" / SEPARATE[e])}
         times: dict[str, list[float]] = {k: [] for k in policies}
-        for _ in range(REPS):
+        for _ in range(reps):
             obs = observation(policies["multi"].config, rng)
             for key, policy in policies.items():  # interleaved: both see the same machine load
                 start = time.perf_counter()

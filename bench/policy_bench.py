@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 REPS = 400
 
 
-def latency_bench(workdir: Path) -> Path:
+def latency_bench(workdir: Path, reps: int = REPS) -> Path:
     """Measure torch and onnx p50/p99 (interleaved, so both see the same machine load); return the checkpoint."""
     import torch
 
@@ -63,11 +63,11 @@ def latency_bench(workdir: Path) -> Path:
         if tokens is not None:
             obs[group] = rng.normal(size=(count, len(tokens.features.names)))
     obs = {k: v for k, v in obs.items() if k in torch_policy.config.observation.groups()}
-    for _ in range(30):
+    for _ in range(min(30, reps)):
         torch_policy.infer(obs)
         onnx_policy.infer(obs)
     times: dict[str, list[float]] = {"torch": [], "onnx": []}
-    for _ in range(REPS):
+    for _ in range(reps):
         for name, policy in (("torch", torch_policy), ("onnx", onnx_policy)):
             start = time.perf_counter()
             policy.infer(obs)
@@ -75,7 +75,7 @@ def latency_bench(workdir: Path) -> Path:
     p50 = {k: float(np.percentile(v, 50)) for k, v in times.items()}
     p99 = {k: float(np.percentile(v, 99)) for k, v in times.items()}
     inputs = ", ".join(sorted(obs))
-    print(f"{REPS} interleaved repetitions each; inputs {inputs}"
+    print(f"{reps} interleaved repetitions each; inputs {inputs}"
           + (" (640x480 camera image resized to the model input)" if "image" in obs else ""))
     print(f"BENCH policy.torch.p50_ms {p50['torch']:.3f} ms")
     print(f"BENCH policy.torch.p99_ms {p99['torch']:.3f} ms")
@@ -272,9 +272,10 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
 
 
 def main() -> int:
+    smoke = "--smoke" in sys.argv[1:]  # make test: every measurement once, briefly; the figures mean nothing
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = latency_bench(Path(tmp))
-        stall_bench(checkpoint)
+        checkpoint = latency_bench(Path(tmp), 3 if smoke else REPS)
+        stall_bench(checkpoint, 4.0 if smoke else 20.0)
     return 0
 
 

@@ -10,6 +10,7 @@ two-pass mujoco.Renderer (colour, then depth) vs our one-pass read-back; the AMR
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -98,31 +99,32 @@ def rgbd(reps: int = 30) -> None:
         cam.close()
 
 
-def experts() -> None:
-    """Scripted experts over 20 seeded episodes each."""
+def experts(episodes: int = EPISODES) -> None:
+    """Scripted experts over `episodes` seeded episodes each."""
     for scenario in ("amr", "arm", "vehicle"):
         t = time.perf_counter()
-        results = [run_episode(scenario, seed) for seed in range(EPISODES)]
+        results = [run_episode(scenario, seed) for seed in range(episodes)]
         wins = sum(ok for ok, _ in results)
         mean_t = np.mean([sc.data.time for _, sc in results])
-        print(f"# {scenario}: {wins}/{EPISODES} in {time.perf_counter() - t:.1f} s wall, mean episode "
+        print(f"# {scenario}: {wins}/{episodes} in {time.perf_counter() - t:.1f} s wall, mean episode "
               f"{mean_t:.1f} s sim")
-        bench(f"sim.{scenario}.expert_success", wins / EPISODES, "fraction")
+        bench(f"sim.{scenario}.expert_success", wins / episodes, "fraction")
         if scenario == "amr":
             clear = [sc.ground_truth().min_person_clearance_m for _, sc in results]
             bench("sim.amr.expert_min_person_clearance_m", float(np.min(clear)), "m")
             base = [run_episode("amr", seed, expert=AmrStationExpert(yield_to_workers=False))
-                    for seed in range(EPISODES)]
-            bench("sim.amr.expert_success.baseline_no_yield", sum(ok for ok, _ in base) / EPISODES, "fraction")
+                    for seed in range(episodes)]
+            bench("sim.amr.expert_success.baseline_no_yield", sum(ok for ok, _ in base) / episodes, "fraction")
 
 
 def main() -> None:
-    """Run every simulator benchmark."""
+    """Run every simulator benchmark (`--smoke`: each once, briefly; the figures mean nothing)."""
+    smoke = "--smoke" in sys.argv[1:]
     for scenario in ("arm", "amr", "vehicle"):
-        realtime_factor(scenario)
-    lidar()
-    rgbd()
-    experts()
+        realtime_factor(scenario, *((0.5, 1) if smoke else ()))
+    lidar(2 if smoke else 40)
+    rgbd(2 if smoke else 30)
+    experts(1 if smoke else EPISODES)
 
 
 if __name__ == "__main__":
