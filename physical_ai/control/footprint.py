@@ -112,28 +112,45 @@ def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray,
     x, y, th = arc_poses(v, w, times) if ramp is None else ramp_poses(v, w, times, *ramp)
     c, s = np.cos(th)[..., None], np.sin(th)[..., None]
     hl, hw = footprint.length / 2, footprint.width / 2
+    centres, radii, vel = obstacles
+    # The distance now (every candidate starts at the origin) over everything: one pose, cheap.
     dist = np.full(x.shape, np.inf)
+    dist[:, 0] = min(_nearest(cells, cell_pad, hl, hw), _nearest(centres, radii, hl, hw), 1e9)  # 1e9: nothing
+    # Anything farther from the origin than the farthest pose by more than the footprint's circumscribed radius
+    # plus the clearance cannot come within the clearance of any pose; the exact test runs on what is left (the
+    # far shelves and workers of a factory cloud are most of it).
+    reach = footprint.radius + clearance
+    span = float(np.sqrt(np.max(x * x + y * y))) + reach
+    if cells.shape[0]:
+        cells = cells[np.hypot(cells[:, 0], cells[:, 1]) - cell_pad < span]
     if cells.shape[0]:
         # Cull with the circumscribed circle: only cells that come near some pose get the exact rectangle test.
-        reach = footprint.radius + cell_pad + clearance
         px, py = x.reshape(-1), y.reshape(-1)
         near2 = (cells[:, 0, None] - px[None]) ** 2 + (cells[:, 1, None] - py[None]) ** 2
-        cells = cells[near2.min(axis=1) < reach * reach]
+        cells = cells[near2.min(axis=1) < (reach + cell_pad) ** 2]
     if cells.shape[0]:
         dx = cells[None, None, :, 0] - x[..., None]
         dy = cells[None, None, :, 1] - y[..., None]
         d = rect_distance(c * dx + s * dy, -s * dx + c * dy, hl, hw) - cell_pad
-        dist = np.minimum(dist, d.min(axis=2))
-    centres, radii, vel = obstacles
+        dist[:, 1:] = np.minimum(dist[:, 1:], d[:, 1:].min(axis=2))
+    if centres.shape[0]:  # an obstacle moves at most |velocity| x horizon towards the poses
+        keep = np.hypot(centres[:, 0], centres[:, 1]) - radii - np.hypot(vel[:, 0], vel[:, 1]) * times[-1] < span
+        centres, radii, vel = centres[keep], radii[keep], vel[keep]
     if centres.shape[0]:
         ox = centres[None, None, :, 0] + vel[None, None, :, 0] * times[None, :, None] - x[..., None]
         oy = centres[None, None, :, 1] + vel[None, None, :, 1] * times[None, :, None] - y[..., None]
         d = rect_distance(c * ox + s * oy, -s * ox + c * oy, hl, hw) - radii[None, None, :]
-        dist = np.minimum(dist, d.min(axis=2))
-    dist = np.minimum(dist, 1e9)  # nothing near: a large finite distance
+        dist[:, 1:] = np.minimum(dist[:, 1:], d[:, 1:].min(axis=2))
     # Already inside the clearance (stopped next to a wall or a worker walked up): only motions that get no closer
     # count as free, so the base can still back or turn away instead of being frozen.
     threshold = np.minimum(clearance, dist[:, :1] - 1e-6)
     hit = dist < threshold
     first = np.where(hit.any(axis=1), times[np.argmax(hit, axis=1)], np.inf)
     return first, dist[:, 0]
+
+
+def _nearest(centres: np.ndarray, radii: np.ndarray | float, half_length: float, half_width: float) -> float:
+    """Distance from the footprint at the origin to the nearest disc (centres (N, 2), radii) [m]; inf if none."""
+    if centres.shape[0] == 0:
+        return float("inf")
+    return float(np.min(rect_distance(centres[:, 0], centres[:, 1], half_length, half_width) - radii))
