@@ -197,7 +197,7 @@ def main() -> int:
           f"p50 {np.median(write):.1f} / p99 {np.percentile(write, 99):.1f} ms")
     bench("e2e.amr.reaction_p99_ms", float(np.percentile(r, 99)), "ms")
     bench("e2e.amr.reaction_p50_ms", float(np.median(r)), "ms")
-    bench("e2e.amr.reaction_events", float(len(r)), "count")
+    bench("e2e.amr.reaction_events", float(len(reactions)), "count")
     bench("e2e.amr.lidar_transport_p99_ms", float(np.percentile(transport, 99)), "ms")
     bench("e2e.amr.lidar_transport_p50_ms", float(np.median(transport)), "ms")
     bench("e2e.cpu_pct", float(sum(cpu.values())), "%")
