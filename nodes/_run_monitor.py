@@ -55,6 +55,7 @@ PERSON_PREFIXES = ("worker", "hand", "person")
 ROBOT_BODIES = ("base_link", "ego", "car", "tcp")
 REACTION_FLAGS = (CorrectionStatus.OBSTACLE_SLOWDOWN | CorrectionStatus.OBSTACLE_STOP
                   | CorrectionStatus.STEERING_CORRECTED | CorrectionStatus.REPLANNED)
+NO_PERSON_M = 1e6  # ground truth's nearest-person distance when nobody is near (inf, or a large sentinel) [m]
 _HEADER_STAMP = struct.Struct("<iI")  # CDR little-endian: 4-byte encapsulation, then Header.stamp (sec, nanosec)
 
 
@@ -78,7 +79,6 @@ class RunMonitor(Node):
         super().__init__("physai_run_monitor", namespace=f"/{namespace.strip('/')}")
         self.log = RunLog(scenario)
         self._lock = threading.Lock()
-        self._t0_wall = self._wall_now()
         self._clock: list[tuple[int, int]] = []  # (sim ns, system ns the simulator published it), increasing
         self._lidar: list[tuple[int, int, int]] = []  # (stamp sim ns, simulator's write, reception here; system ns)
         self._cmds: list[tuple[int, float, float]] = []  # (reception system ns, v, w)
@@ -143,6 +143,18 @@ class RunMonitor(Node):
         return [(sent - wall) * 1e-6 for wall, sent in walls if wall is not None]
 
     # ---- time mapping ----------------------------------------------------------------------------------------
+    def realtime_factor(self) -> float:
+        """Sim seconds per wall second over this episode's /clock publications (NaN before two of them)."""
+        with self._lock:
+            if len(self._clock) < 2 or self._clock[-1][1] <= self._clock[0][1]:
+                return float("nan")
+            return (self._clock[-1][0] - self._clock[0][0]) / (self._clock[-1][1] - self._clock[0][1])
+
+    def _sim_now(self) -> float:
+        """The latest sim time the simulator published [s] (0 before its first /clock): the report's time axis."""
+        with self._lock:
+            return self._clock[-1][0] * 1e-9 if self._clock else 0.0
+
     def _wall_now(self) -> int:
         """Now on the system clock [ns], the clock of DDS's source and reception timestamps."""
         return time.time_ns()
@@ -210,15 +222,16 @@ class RunMonitor(Node):
                                        .reshape(-1, 2))
             for n in people:
                 self.log.people.setdefault(n, []).append((t, poses[n].position.x, poses[n].position.y))
-            if people and robot is not None:
-                self.log.clearance.append((t, float(msg.min_person_clearance_m)))
+            clearance = float(msg.min_person_clearance_m)
+            if people and robot is not None and abs(clearance) < NO_PERSON_M:  # not the "nobody near" sentinel
+                self.log.clearance.append((t, clearance))
 
     def _on_cmd(self, msg: Twist, info: dict) -> None:
         wall = self._stamp(info, "received_timestamp")
+        t = self._sim_now()  # a Twist has no stamp: the sim time it arrived at, the time axis of every panel
         with self._lock:
             self._cmds.append((wall, msg.linear.x, msg.angular.z))
             self._cmd_sent.append(int(info["source_timestamp"]))
-            t = (wall - self._t0_wall) * 1e-9
             self.log.speed.append((t, msg.linear.x, self._actual_speed))
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -265,7 +278,7 @@ class RunMonitor(Node):
             self.latest_status = msg
             self._status.append((self._stamp(info, "source_timestamp"), stamp_to_ns(msg.header.stamp),
                                  int(msg.flags), stamp_to_ns(msg.obstacles_stamp)))
-            self.log.interventions.append(((self._wall_now() - self._t0_wall) * 1e-9, int(msg.flags)))
+            self.log.interventions.append((self._t(stamp_to_ns(msg.header.stamp)), int(msg.flags)))
         self.log.add_latency("correction_cycle_ms", float(msg.cycle_time_ms))
 
     # ---- analysis -------------------------------------------------------------------------------------------

@@ -38,11 +38,12 @@ class VehicleRunMonitor(RunMonitor):
 
     def _on_ackermann(self, msg: AckermannDriveStamped) -> None:
         wall = self._wall_now()
+        t = self._sim_now()
         with self._lock:
             # (wall ns, speed, steering) in the base class's (wall, v, w) layout: the reaction analysis reads v
             self._cmds.append((wall, float(msg.drive.speed), float(msg.drive.steering_angle)))
             self._stamps.append(stamp_to_ns(msg.header.stamp) or wall)
-            self.log.speed.append(((wall - self._t0_wall) * 1e-9, float(msg.drive.speed), self._actual_speed))
+            self.log.speed.append((t, float(msg.drive.speed), self._actual_speed))
 
     def _on_gt(self, msg: SimGroundTruth) -> None:
         super()._on_gt(msg)

@@ -167,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
         "reaction_events": len(reactions),
         "reactions_not_needed": monitor.reactions_not_needed,
         "wall_time_s": round(time.monotonic() - start, 1),
+        # sim seconds per wall second while the simulator ran (its /clock publications): below 1 the stack fell
+        # behind real time and every latency figure was taken on a slowed world
+        "realtime_factor": round(monitor.realtime_factor(), 3),
         "node_events": events,
     })
     if robot == "vehicle":
@@ -287,6 +290,8 @@ def _print_summary(metrics: dict, out: Path) -> None:
     print(f"task success          : {metrics.get('task_success')}  ({metrics.get('exit_reason')}, "
           f"sim time {metrics.get('sim_time_s')} s, progress {metrics.get('progress')})")
     print(f"collisions            : {metrics.get('collisions')}")
+    print(f"real-time factor      : {metrics.get('realtime_factor')} (demo.{metrics.get('scenario')}.realtime_factor: "
+          "sim s / wall s while the simulator ran; >= 1.0 keeps real time)")
     if "min_person_clearance_m" in metrics or metrics.get("scenario") != "vehicle":
         print(f"min clearance (people): {metrics.get('min_person_clearance_m', float('nan')):.2f} m "
               f"(configured {metrics.get('configured_clearance_m')} m)")

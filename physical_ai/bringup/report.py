@@ -19,10 +19,11 @@ import numpy as np
 
 @dataclasses.dataclass
 class RunLog:
-    """Time series gathered during one run. Times are seconds since the run started."""
+    """Time series gathered during one run."""
 
     scenario: str
     robot: list[tuple[float, float, float, float]] = dataclasses.field(default_factory=list)  # t, x, y, yaw
+    # Every series is on one time axis: sim time [s] (the simulator's clock; commands at the sim time they arrived).
     speed: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)  # t, commanded, actual [m/s]
     people: dict[str, list[tuple[float, float, float]]] = dataclasses.field(default_factory=dict)  # t, x, y
     obstacles: list[tuple[float, float, float, int]] = dataclasses.field(default_factory=list)  # t, x, y, class
@@ -136,7 +137,7 @@ def write_report(log: RunLog, out_dir: Path, mjcf: Path | None = None) -> dict[s
         iv = np.array(log.interventions)
         axes[2].step(iv[:, 0], (iv[:, 1] > 0).astype(float), where="post")
     axes[2].set_ylabel("corrector active")
-    axes[2].set_xlabel("time [s]")
+    axes[2].set_xlabel("sim time [s]")
     for a in axes:
         a.grid(alpha=0.3)
     fig.tight_layout()

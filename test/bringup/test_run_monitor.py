@@ -132,3 +132,34 @@ def test_the_swept_path_is_that_of_the_policy_s_command(monitor) -> None:
     assert monitor._nominal_at(frame) is None
     monitor._chunks, monitor._chunk_rx = [Reference(np.arange(10) * 0.1 - 2.0, np.zeros((10, 2)))], [WALL0]
     assert monitor._nominal_at(frame) is None
+
+
+def test_the_report_has_one_time_axis_no_sentinel_and_the_real_time_factor(monitor) -> None:
+    # issue 15: timeline.png plotted "nearest person" from the 1e9/inf of "nobody near yet", and the speed and
+    # corrector panels on wall time since the monitor started (0-35 s) beside sim time (0-21 s)
+    from geometry_msgs.msg import Pose, Twist
+    from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
+    from rosgraph_msgs.msg import Clock
+
+    from physical_ai.convert import ns_to_stamp
+
+    for k in range(0, 201):  # 2 s of sim time published over 4 s of wall time: half real time
+        t = k * 10 * MS
+        monitor._on_clock(Clock(clock=ns_to_stamp(t)), {"source_timestamp": WALL0 + 2 * t})
+        if k % 10 == 0:
+            gt = SimGroundTruth(body_names=["base_link", "worker_0"], body_poses=[Pose(), Pose()],
+                                body_twists=[Twist(), Twist()],
+                                min_person_clearance_m=float("inf") if k < 100 else 1e9 if k < 150 else 1.5)
+            gt.header.stamp = ns_to_stamp(t)
+            monitor._on_gt(gt)
+            monitor._on_cmd(Twist(), {"received_timestamp": WALL0 + 2 * t + MS, "source_timestamp": WALL0 + 2 * t})
+            status = CorrectionStatus(flags=SLOWDOWN)
+            status.header.stamp = ns_to_stamp(t)
+            monitor._on_status(status, {"source_timestamp": WALL0 + 2 * t})
+    log = monitor.log
+    assert monitor.realtime_factor() == pytest.approx(0.5)
+    assert [c for _, c in log.clearance] == [1.5] * 6  # only real distances
+    for series in (log.speed, log.interventions, log.clearance, log.robot):
+        times = [s[0] for s in series]
+        assert times and 0.0 <= min(times) and max(times) <= 2.0  # sim seconds, all of them
+    assert [s[0] for s in log.speed] == pytest.approx([s[0] for s in log.interventions])
