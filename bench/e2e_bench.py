@@ -4,9 +4,8 @@ The AMR bring-up of `physai run amr --sim mujoco` (simulator, perception, policy
 process, config/amr.yaml, sim time at real-time rate) runs seeded episodes of the factory-floor scenario,
 started one after another with `/sim/reset`. In every episode a worker crosses ahead of the AMR: each worker
 starts walking when the AMR comes within `--worker-trigger-m` of its aisle (mujoco_sim `worker_trigger_m`, a
-triggered target as in Euro NCAP's pedestrian tests). The robot-side processes run as deployed (README,
-"Real-time priority"): the corrector and the simulator (standing in for the robot's LiDAR and other drivers) under
-SCHED_FIFO when this process may use it (the scheduling used is printed); perception and the policy run normally.
+triggered target as in Euro NCAP's pedestrian tests). Two passes, each with its own bring-up: normal scheduling
+everywhere, then the `.loaded` pass (below); the scheduling used is printed.
 A monitor (the `physai demo` run monitor) measures on the wire: every time is a DDS timestamp on the system clock
 (a publisher's write, or the middleware's reception at the monitor), never when its Python executor ran a
 callback; a sim-time stamp is taken at the wall time its sim time was due (the simulator's /clock publications).
@@ -23,6 +22,11 @@ BENCH e2e.amr.reaction_p99_ms   per episode, from the stamp of the first LiDAR f
                                 seeds run on, up to 40, until 20 have one). Episodes
                                 where the worker's tracked motion clears the path in time need no correction and
                                 are counted apart, as are episodes with no worker in the path while moving.
+BENCH e2e.amr.reaction_seeds    seeded episodes it took to get those events
+BENCH e2e.amr.*.loaded          the same pass again with a competing load: two busy processes at normal priority for
+                                the whole pass (standing in for localisation and a planner); the corrector and the
+                                simulator under SCHED_FIFO where this process may use it (the plain pass uses normal
+                                scheduling everywhere, as `physai run` and `make demo` do)
 BENCH e2e.amr.lidar_transport_p99_ms  baseline in the same run: LiDAR stamp to the frame's reception by the
                                 middleware at the monitor (the sensor's modelled 10 ms latency + the simulator's
                                 delivery + transport), the floor under any reaction; the simulator's share
@@ -51,6 +55,7 @@ MAX_EPISODES = 40
 FIRST_SEED = 500
 EPISODE_SIM_S = 30.0
 WORKER_TRIGGER_M = 4.5
+PASSES = ("normal", "loaded")
 
 
 def bench(name: str, value: float, unit: str) -> None:
@@ -68,21 +73,41 @@ def _sim_time(gt) -> float:
     return gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
 
 
+def _busy(stop) -> None:
+    """A competing process at normal priority: spins until told to stop."""
+    x = 0
+    while not stop.is_set():
+        for _ in range(10_000):
+            x += 1
+
+
 def main() -> int:
-    """Run the episodes and print the figures."""
+    """Run the passes and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=EVENTS,
-                        help="seeded episodes with a reaction event to time (default %(default)s)")
+                        help="seeded episodes with a reaction event to time, per pass (default %(default)s)")
     parser.add_argument("--max-episodes", type=int, default=MAX_EPISODES,
-                        help="give up after this many episodes (default %(default)s)")
+                        help="give up after this many episodes per pass (default %(default)s)")
     parser.add_argument("--worker-trigger-m", type=float, default=WORKER_TRIGGER_M,
                         help="a worker starts walking when the AMR is this close before its aisle [m]")
+    parser.add_argument("--only", choices=PASSES, default=None, help="run one pass (default: both)")
     parser.add_argument("--smoke", action="store_true",
-                        help="bring the stack up and run one short episode (make test); the figures mean nothing")
+                        help="bring the stack up and run one short episode per pass (make test); figures mean nothing")
     args = parser.parse_args()
-    episode_sim_s = 4.0 if args.smoke else EPISODE_SIM_S
     if args.smoke:
         args.events, args.max_episodes = 1, 1
+    rc = 0
+    for name in PASSES:
+        if args.only in (None, name):
+            rc |= run_pass(args, loaded=name == "loaded")
+    print(f"(% of one core; this machine has {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f})")
+    return rc
+
+
+def run_pass(args: argparse.Namespace, loaded: bool) -> int:
+    """One pass: bring the stack up, run seeded episodes until `args.events` reactions, print its BENCH lines."""
+    import multiprocessing as mp
+
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Int64
@@ -93,6 +118,8 @@ def main() -> int:
     from physical_ai_nodes._base import use_shipped_fastdds_profile
     from physical_ai_nodes._run_monitor import RunMonitor
 
+    episode_sim_s = 4.0 if args.smoke else EPISODE_SIM_S
+    suffix = ".loaded" if loaded else ""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -102,15 +129,20 @@ def main() -> int:
                               overrides={"mujoco_sim": {"seed": str(FIRST_SEED - 1),
                                                         "worker_trigger_m": str(args.worker_trigger_m)},
                                          "trajectory_correction": {"status_rate_hz": "100.0"}})
-    # The robot-side processes run as deployed (README, "Real-time priority"): the corrector under SCHED_FIFO with its
-    # loop thread above it, and the simulator, which stands in for the robot's LiDAR (and other) drivers. Perception
-    # and the policy keep normal scheduling.
-    realtime = can_use_sched_fifo()
+    # Normal pass: every process under normal scheduling, as `physai run` / `make demo` start them. Loaded pass: the
+    # robot-side processes as deployed (README, "Real-time priority"): the corrector under SCHED_FIFO with its loop
+    # thread above it, and the simulator, which stands in for the robot's LiDAR (and other) drivers, where this
+    # process may use it; perception and the policy keep normal scheduling; two busy processes at normal priority
+    # stand in for localisation and a planner for the whole pass.
+    realtime = loaded and can_use_sched_fifo()
     if realtime:
         commands = with_realtime(commands)
-    print("corrector and simulator (drivers) scheduling: "
-          f"{'SCHED_FIFO 70 (corrector loop 80)' if realtime else 'normal (SCHED_FIFO not permitted)'}; "
-          f"monitor's DDS reception threads: {'SCHED_FIFO 60' if realtime else 'normal'}", flush=True)
+    print(f"== pass{suffix or ' normal'}: corrector and simulator (drivers) scheduling: "
+          f"{'SCHED_FIFO 70 (corrector loop 80)' if realtime else 'normal'}"
+          f"{' (SCHED_FIFO not permitted)' if loaded and not realtime else ''}; monitor's DDS reception threads: "
+          f"{'SCHED_FIFO 60' if realtime else 'normal'}; competing busy processes: {2 if loaded else 0}", flush=True)
+    stop = mp.Event()
+    load = [mp.Process(target=_busy, args=(stop,), daemon=True) for _ in range(2 if loaded else 0)]
     log_dir = Path(tempfile.mkdtemp(prefix="physai_e2e_"))
     supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ), on_event=lambda text: None)
     if realtime:  # the middleware threads created with the monitor's participant inherit this (a listener that
@@ -128,8 +160,11 @@ def main() -> int:
     transport: list[float] = []
     write: list[float] = []
     missed = 0
+    episodes = 0
     cpu0: dict[str, float] = {}
     try:
+        for p in load:
+            p.start()
         supervisor.start()
         deadline = time.monotonic() + 90.0
         while monitor.state()["gt"] is None:
@@ -139,7 +174,6 @@ def main() -> int:
         pids = {spec.name: supervisor.pid(spec.name) for spec, _ in commands}
         # Episode -1 warms the stack up (first inferences, first TF lookups, DDS discovery of late topics); it is
         # neither timed nor counted.
-        episodes = 0
         for i in range(0 if args.smoke else -1, args.max_episodes):
             if len(reactions) >= args.events:
                 break
@@ -186,24 +220,28 @@ def main() -> int:
         executor.shutdown()
         monitor.destroy_node()
         rclpy.try_shutdown()
+        stop.set()
+        for p in load:
+            p.join(5.0)
     if not reactions and not args.smoke:
         print(f"no reaction event in {episodes} episodes; logs in {log_dir}")
         return 1
     r = np.array(reactions or [np.nan])
     transport = transport or [np.nan]
     write = write or [np.nan]
-    print(f"{len(r)} corrected reactions in {episodes} episodes ({missed} without one; target {args.events}); "
-          f"p50 {np.median(r):.1f} ms, max {r.max():.1f} ms; {len(transport)} LiDAR frames, stamp -> simulator's write "
+    print(f"pass{suffix or ' normal'}: {len(reactions)} corrected reactions in {episodes} episodes (seeds "
+          f"{FIRST_SEED}-{FIRST_SEED + episodes - 1}; {missed} without one; target {args.events}); p50 "
+          f"{np.median(r):.1f} ms, max {r.max():.1f} ms; {len(transport)} LiDAR frames, stamp -> simulator's write "
           f"p50 {np.median(write):.1f} / p99 {np.percentile(write, 99):.1f} ms")
-    bench("e2e.amr.reaction_p99_ms", float(np.percentile(r, 99)), "ms")
-    bench("e2e.amr.reaction_p50_ms", float(np.median(r)), "ms")
-    bench("e2e.amr.reaction_events", float(len(reactions)), "count")
-    bench("e2e.amr.lidar_transport_p99_ms", float(np.percentile(transport, 99)), "ms")
-    bench("e2e.amr.lidar_transport_p50_ms", float(np.median(transport)), "ms")
-    bench("e2e.cpu_pct", float(sum(cpu.values())), "%")
+    bench(f"e2e.amr.reaction_p99_ms{suffix}", float(np.percentile(r, 99)), "ms")
+    bench(f"e2e.amr.reaction_p50_ms{suffix}", float(np.median(r)), "ms")
+    bench(f"e2e.amr.reaction_events{suffix}", float(len(reactions)), "count")
+    bench(f"e2e.amr.reaction_seeds{suffix}", float(episodes), "count")
+    bench(f"e2e.amr.lidar_transport_p99_ms{suffix}", float(np.percentile(transport, 99)), "ms")
+    bench(f"e2e.amr.lidar_transport_p50_ms{suffix}", float(np.median(transport)), "ms")
+    bench(f"e2e.cpu_pct{suffix}", float(sum(cpu.values())), "%")
     for name, value in cpu.items():
-        bench(f"e2e.cpu_pct.{name}", value, "%")
-    print(f"(% of one core; this machine has {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f})")
+        bench(f"e2e.cpu_pct{suffix}.{name}", value, "%")
     return 0
 
 
