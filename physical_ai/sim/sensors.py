@@ -7,6 +7,7 @@ Frames: camera images are in the optical frame (x right, y down, z forward); LiD
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from dataclasses import dataclass
@@ -154,11 +155,25 @@ def add_depth_noise(depth: np.ndarray, noise: SensorNoise, rng: np.random.Genera
 
 
 def add_rgb_noise(rgb: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:
-    """Additive Gaussian pixel noise [intensity levels]."""
+    """Additive Gaussian pixel noise [intensity levels], rounded to whole levels and saturated at 0 and 255.
+
+    A fresh normal draw per channel value cost the simulator ~12 % of its core (640x480 at 15 Hz, py-spy). Each
+    frame instead takes a window at a random offset (from `rng`) into a pool of four frames' worth of draws: every
+    value has the same Gaussian distribution and successive frames differ.
+    """
     if noise.sigma <= 0:
         return rgb
-    noisy = rgb.astype(np.float32) + noise.sigma * rng.standard_normal(rgb.shape, dtype=np.float32)
+    pool = _rgb_noise_pool(float(noise.sigma), rgb.size)
+    start = int(rng.integers(0, pool.size - rgb.size + 1))
+    noisy = rgb.astype(np.int16) + pool[start:start + rgb.size].reshape(rgb.shape)
     return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _rgb_noise_pool(sigma: float, size: int) -> np.ndarray:
+    """4 x `size` Gaussian draws of std `sigma`, rounded to int16 levels (a fixed seed: runs stay reproducible)."""
+    draws = np.random.default_rng(0).standard_normal(4 * size, dtype=np.float32) * sigma
+    return np.rint(np.clip(draws, -255, 255)).astype(np.int16)
 
 
 class Lidar:

@@ -18,7 +18,7 @@ from physical_ai.sim.commands import (
 from physical_ai.sim.experts import apply, make_expert, observe, run_episode
 from physical_ai.sim.runner import SensorGeometry, SimRunner, StreamConfig
 from physical_ai.sim.scenarios import PARTS, make_scenario
-from physical_ai.sim.sensors import Lidar, RgbdCamera, SensorNoise, TactilePads
+from physical_ai.sim.sensors import Lidar, RgbdCamera, SensorNoise, TactilePads, add_rgb_noise
 
 
 def _limits(n: int = 3) -> JointLimits:
@@ -280,3 +280,17 @@ def test_lane_projection_roundtrip():
     for si, xi, yi, hi in zip(s, x, y, h, strict=True):
         ps, lat = lane.project(xi - 0.5 * np.sin(hi), yi + 0.5 * np.cos(hi))
         assert abs(ps - si) < 0.05 and abs(lat - 0.5) < 0.02
+
+
+def test_rgb_noise_is_unbiased_gaussian_saturated_and_new_each_frame():
+    rng = np.random.default_rng(3)
+    img = rng.integers(30, 226, (120, 160, 3), dtype=np.uint8)
+    a = add_rgb_noise(img, SensorNoise(sigma=5.0), rng)
+    b = add_rgb_noise(img, SensorNoise(sigma=5.0), rng)
+    assert a.dtype == np.uint8 and a.shape == img.shape
+    d = a.astype(float) - img
+    assert abs(d.mean()) < 0.1 and d.std() == pytest.approx(5.0, rel=0.05)  # the old truncation biased it by -0.5
+    assert not np.array_equal(a, b)
+    edge = add_rgb_noise(np.array([[[0, 255, 128]]], np.uint8).repeat(500, axis=0), SensorNoise(sigma=50.0), rng)
+    assert edge[..., 0].min() == 0 and edge[..., 1].max() == 255  # saturated, not wrapped
+    assert add_rgb_noise(img, SensorNoise(sigma=0.0), rng) is img
