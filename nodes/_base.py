@@ -3,6 +3,10 @@
 Every node in this package subclasses `PhysaiNode` and starts through `run_node`, so that:
 - parameters are declared with a description (unit included) and a range, and loaded from `config/*.yaml`
   (`--ros-args --params-file`); an out-of-range value is refused by rclpy with the range in the message;
+- every subscription callback gets only messages that passed the shared validation layer
+  (`physical_ai.validation`: stamps, sizes, finite values, ranges, frame ids); a bad message is dropped and
+  counted as `invalid:<topic>:<reason>`, and an exception in any subscription or timer callback is caught,
+  logged and counted as `callback_error:<topic or timer>`, so nothing a peer sends can end the node's spin;
 - sensor inputs use the sensor-data QoS, commands are reliable with depth 1, and a QoS mismatch on any
   endpoint is logged and counted, never silent;
 - `/diagnostics` carries rates, latencies and drop counters at 1 Hz;
@@ -11,9 +15,11 @@ Every node in this package subclasses `PhysaiNode` and starts through `run_node`
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +40,11 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 
 from physical_ai.memory import keep_large_buffers
 from physical_ai.stats import RateMeter, RollingStats
+from physical_ai.validation import LIMIT_PARAMETERS, InputLimits, Invalid, check
 
 SENSOR_QOS = qos_profile_sensor_data
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -45,6 +53,7 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
 
+SIGNAL_POLL_S = 0.1  # longest a SIGINT/SIGTERM waits for the spin to notice it [s]
 TIME_JUMP_BACK_S = 0.1  # a backward step of ROS time larger than this is a reset, not reordering
 
 
@@ -63,6 +72,9 @@ class PhysaiNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATE_QOS)
         period = self.param("diagnostics_period_s", 1.0, "Period of /diagnostics messages [s]", (0.05, 60.0))
         self.create_timer(period, self._publish_diagnostics)
+        self.input_limits = InputLimits(**{
+            name: self.param(f"input_{name}", getattr(InputLimits, name), description, value_range)
+            for name, (description, value_range) in LIMIT_PARAMETERS.items()})
         # ROS time jumping back (a simulator reset, a bag looping) invalidates everything stamped on the old clock.
         self._time_reset_hooks: list[Callable[[], None]] = []
         self._jump_handle = self.get_clock().create_jump_callback(
@@ -102,6 +114,53 @@ class PhysaiNode(Node):
         if value_range is not None and not value_range[0] <= value <= value_range[1]:
             raise ValueError(f"parameter {name}={value} outside [{value_range[0]}, {value_range[1]}]")
         return value
+
+    # ---- guarded callbacks: validation first, no exception out of spin ------------------------------------------
+    def create_subscription(self, msg_type: type, topic: str, callback: Callable[..., None], qos_profile: Any,
+                            **kwargs: Any) -> Any:
+        """`Node.create_subscription` whose callback sees only validated messages and never raises.
+
+        Raw subscriptions (`raw=True`, bytes) skip validation; their callback is still guarded.
+        """
+        name = self.resolve_topic_name(topic)
+        validate = not kwargs.get("raw", False)
+        if _takes_message_info(callback):
+            def guarded_with_info(msg: Any, info: Any) -> None:
+                if not validate or self._valid(name, msg):
+                    self._guarded_call(name, callback, msg, info)
+            return super().create_subscription(msg_type, topic, guarded_with_info, qos_profile, **kwargs)
+
+        def guarded(msg: Any) -> None:
+            if not validate or self._valid(name, msg):
+                self._guarded_call(name, callback, msg)
+        return super().create_subscription(msg_type, topic, guarded, qos_profile, **kwargs)
+
+    def create_timer(self, timer_period_sec: float, callback: Callable[[], None], *args: Any, **kwargs: Any) -> Any:
+        """`Node.create_timer` whose callback never raises out of spin (errors are counted and logged)."""
+        where = f"timer:{getattr(callback, '__name__', 'callback')}"
+        return super().create_timer(timer_period_sec, lambda: self._guarded_call(where, callback), *args, **kwargs)
+
+    def _valid(self, topic: str, msg: Any) -> bool:
+        try:
+            bad = check(msg, self.input_limits)
+        except Exception as exc:  # a message type the walk does not know how to read is dropped, not fatal
+            bad = Invalid("unreadable", repr(exc))
+        if bad is None:
+            return True
+        self.count(f"invalid:{topic}:{bad.reason}")
+        self.get_logger().warning(f"dropped a message on {topic}: {bad.reason}: {bad.detail}",
+                                  throttle_duration_sec=2.0)
+        return False
+
+    def _guarded_call(self, where: str, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # one bad input must not end the node; SystemExit/KeyboardInterrupt still do
+            self.count(f"callback_error:{where}")
+            with self._diag_lock:
+                self._diag_values["last_callback_error"] = f"{where}: {exc!r}"[:200]
+            self.get_logger().error(f"callback on {where} failed (message dropped): {exc!r}\n"
+                                    f"{traceback.format_exc(limit=-3)}", throttle_duration_sec=2.0)
 
     # ---- QoS-checked endpoints ----------------------------------------------------------------------------
     def sensor_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
@@ -172,6 +231,15 @@ class PhysaiNode(Node):
         self._diag_pub.publish(msg)
 
 
+def _takes_message_info(callback: Callable[..., None]) -> bool:
+    """True for a subscription callback of two arguments (message, MessageInfo), as rclpy decides it."""
+    try:
+        inspect.signature(callback).bind(object())
+        return False
+    except TypeError:
+        return True
+
+
 def resolve_share_path(path: str | Path) -> Path:
     """A path as given when absolute, else relative to the package's share dir (installed) or the source checkout."""
     path = Path(path)
@@ -227,27 +295,35 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
 
     `threads`, `events_executor`: the executor (`make_executor`).
 
+    SIGINT and SIGTERM stop the spin with the context still up, so `on_shutdown` can still publish (the
+    corrector's final safe command): rclpy's own handlers would shut the context down first, and nothing could be
+    sent any more. The spin wakes every SIGNAL_POLL_S to let a signal through (the events executor's spin() also
+    kept running after a SIGINT had shut rclpy down).
+
     Ctrl-C in a terminal running `ros2 launch` reaches a node twice: the terminal's SIGINT, then launch's forwarded
     one. Once stopping, further SIGINTs are ignored, so the second cannot interrupt the clean-up (the safe command,
-    closing a recording) with a KeyboardInterrupt; SIGTERM still ends a node whose clean-up hangs.
+    closing a recording) with a KeyboardInterrupt; a second SIGTERM still ends a node whose clean-up hangs.
     """
     use_shipped_fastdds_profile()
     keep_large_buffers()  # reuse heap pages for image/cloud-sized messages instead of fresh mmaps
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # The handlers only set a flag: an exception raised at an arbitrary point (inside rclpy taking a message) would
+    # come out as an unrelated RuntimeError.
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     node = None
     try:
         node = node_factory()
         executor = make_executor(threads, events_executor)
         executor.add_node(node)
-        if events_executor:  # its spin() keeps running after a SIGINT shut rclpy down (Kilted): poll instead
-            while rclpy.ok():
-                executor.spin_once(timeout_sec=0.2)
-        else:
-            executor.spin()
+        while rclpy.ok() and not stop.is_set():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         _ignore_sigint()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if node is not None:
             on_shutdown = getattr(node, "on_shutdown", None)
             if on_shutdown is not None:

@@ -243,13 +243,17 @@ def test_policy_server_unreachable_holds_then_resumes(tmp_path, probe):
 
 NAN = math.nan
 # Per node, one pattern per malformed input it subscribes to: its reject/drop counter must rise during the burst.
+# The shared validation layer (issue 22) drops most of them before node logic, as `invalid:<topic>:<reason>`.
 EXPECTED_REJECTS = {
-    "mujoco_sim": [r"rejected\.cmd_vel"],
-    "perception_fusion": [r"(malformed|nonfinite_points|empty_cloud):lidar", r"malformed:scan",
-                          r"(malformed|size_mismatch):camera", r"malformed:depth"],
-    "policy_inference": [r"rejected\.odom"],
-    "trajectory_correction": [r"points_malformed", r"scan_malformed", r"odom_malformed", r"rejected_chunk",
-                              r"obstacles_nonfinite"],
+    "mujoco_sim": [r"rejected\.cmd_vel|invalid:/cmd_vel:"],
+    "perception_fusion": [r"(malformed|nonfinite_points|empty_cloud):lidar|invalid:/lidar/points:",
+                          r"malformed:scan|invalid:/scan:",
+                          r"(malformed|size_mismatch):camera|invalid:/camera/color/image_raw:",
+                          r"malformed:depth|invalid:/camera/depth/image_raw:"],
+    "policy_inference": [r"rejected\.odom|invalid:/odom:"],
+    "trajectory_correction": [r"points_malformed|invalid:/lidar/points:", r"scan_malformed|invalid:/scan:",
+                              r"odom_malformed|invalid:/odom:", r"rejected_chunk",
+                              r"obstacles_nonfinite|invalid:/perception/obstacles:"],
 }
 
 
