@@ -42,7 +42,8 @@ class InputLimits:
         max_obstacles: obstacles in one ObstacleArray.
         max_string_bytes: characters of any string field (an instruction included).
         max_frame_id: characters of a frame id.
-        max_abs: magnitude of any scalar float (coordinates in UTM still fit) [SI units].
+        max_abs: magnitude of any scalar float [SI units]: UTM coordinates and the 1e9 "none" sentinels of
+            status messages fit.
         max_obstacle_speed_mps: speed of a tracked obstacle [m/s].
         max_obstacle_size_m: edge of an obstacle box [m].
     """
@@ -55,7 +56,7 @@ class InputLimits:
     max_obstacles: int = 1_000
     max_string_bytes: int = 4_096
     max_frame_id: int = 256
-    max_abs: float = 1e8
+    max_abs: float = 1e10
     max_obstacle_speed_mps: float = 100.0
     max_obstacle_size_m: float = 1_000.0
 
