@@ -170,6 +170,8 @@ def _pointcloud2(msg: Any, limits: InputLimits) -> Invalid | None:
     n = int(msg.width) * int(msg.height)
     if n > limits.max_points:
         return Invalid("too_large", f"{msg.width} x {msg.height} = {n} points > {limits.max_points}")
+    if len(msg.data) > limits.max_bytes:
+        return _too_many("bytes", len(msg.data), limits.max_bytes)
     if msg.point_step < 1 or msg.row_step < msg.width * msg.point_step:
         return Invalid("layout", f"point_step {msg.point_step}, row_step {msg.row_step} for width {msg.width}")
     if len(msg.data) != msg.row_step * msg.height:
@@ -200,6 +202,8 @@ def _image(msg: Any, limits: InputLimits) -> Invalid | None:
     pixels = int(msg.width) * int(msg.height)
     if pixels > limits.max_image_pixels:
         return Invalid("too_large", f"{msg.width} x {msg.height} pixels > {limits.max_image_pixels}")
+    if len(msg.data) > limits.max_bytes:
+        return _too_many("bytes", len(msg.data), limits.max_bytes)
     if msg.step < msg.width or len(msg.data) != msg.step * msg.height:
         return Invalid("layout", f"{len(msg.data)} B of data, step {msg.step} x height {msg.height}, "
                        f"width {msg.width}")
