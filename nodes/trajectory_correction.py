@@ -7,8 +7,14 @@ physical_ai/control/; this module only wires topics, parameters and the timing l
 
 The control loop runs on its own thread against time.monotonic() deadlines at `rate_hz` (up to 1 kHz) and is
 measured by p99 cycle time and deadline misses (/correction/status, /diagnostics). ROS callbacks only hand
-inputs to the core under a lock. Stale actions, obstacles or robot state stop the robot within the configured
-deceleration, and every limitation is reported with its reason.
+inputs to the core under a lock. Stale actions, obstacles or robot state (judged by stamp and by arrival) stop the
+robot within the configured deceleration, and every limitation is reported with its reason.
+
+The loop never dies silently and never leaves a moving command behind: an exception in a cycle, or a cycle still
+running after `cycle_stall_s` (a monitor thread watches), sends the safe command at once (zero twist, zero vehicle
+speed, the arm held where it was last commanded), discards that cycle's output, reports an error on /diagnostics
+and the loop goes on; after any gap in the commands sent the base ramps from its measured velocity, not from the
+last command. SIGINT, SIGTERM and fatal errors end with the same safe command.
 """
 
 from __future__ import annotations
@@ -131,11 +137,26 @@ class TrajectoryCorrection(PhysaiNode):
         self.sensor_subscription(ObstacleArray, obstacle_topic, self._on_obstacles, STATE_QOS)
         getattr(self, f"_setup_{self.mode}")()
 
-        self.loop = LoopTimer(self.period, self._cycle, spin_s=spin_us * 1e-6, rt_priority=rt_priority,
+        self.cycle_stall_s = self.param(
+            "cycle_stall_s", 0.1, "A cycle still running after this long is an overrun: the safe command is sent at "
+            "once and that cycle's command discarded [s]", (0.002, 5.0))
+        self.resume_gap_s = self.param(
+            "resume_gap_s", 0.1, "After this long without a command sent (a stall, a stopped process), the base "
+            "ramps from its measured velocity instead of from the last command [s]", (0.001, 5.0))
+        self._gap_s = max(self.resume_gap_s, 2.0 * self.publish_every * self.period)  # longer than between sends
+        self._cycle_started: float | None = None  # monotonic start of the running cycle (None between cycles)
+        self._cycle_void = False  # the running cycle overran: its command is not sent
+        self._last_sent = time.monotonic()  # when a cycle last sent a command
+        self._measured = (0.0, 0.0, -1.0)  # base (linear, angular) velocity from odometry and its arrival [monotonic]
+        self._last_arm_position: list[float] | None = None  # where the arm was last commanded to be
+        self._fail_safe_lock = threading.Lock()
+        self.loop = LoopTimer(self.period, self._guarded_cycle, spin_s=spin_us * 1e-6, rt_priority=rt_priority,
                               cpus=[c for c in cpus if c >= 0])
         self._wall = RollingStats(2000)
         self.loop.start(name=f"correction_{self.mode}")
         self.create_timer(0.5, self._check_loop)
+        self._monitor_stop = threading.Event()
+        threading.Thread(target=self._monitor_cycles, name="correction_monitor", daemon=True).start()
         self.get_logger().info(f"trajectory_correction: mode={self.mode} rate={self.rate_hz:.0f} Hz")
         if rt_priority:
             time.sleep(0.05)
@@ -424,7 +445,7 @@ class TrajectoryCorrection(PhysaiNode):
                 self.arm.obstacles = spheres
                 self._fused_stamp_ns = stamp_to_ns(msg.header.stamp)
                 if fresh:
-                    self.watchdog.feed("obstacles", now)
+                    self.watchdog.feed("obstacles", self._data_time(msg.header.stamp, now))
             return
         yaws = np.array([quaternion_to_yaw(o.pose.orientation) for o in obs])  # NaN kept, counted below
         nonfinite = ~(np.isfinite(centres).all(axis=1) & np.isfinite(sizes[:, :2]).all(axis=1) & np.isfinite(yaws)
@@ -442,7 +463,7 @@ class TrajectoryCorrection(PhysaiNode):
             core.set_obstacles(disc_centres, radii, disc_vel)
             self._fused_stamp_ns = stamp_to_ns(msg.header.stamp)
             if fresh:
-                self.watchdog.feed("obstacles", now)
+                self.watchdog.feed("obstacles", self._data_time(msg.header.stamp, now))
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         now = self._now()
@@ -507,12 +528,23 @@ class TrajectoryCorrection(PhysaiNode):
         except ValueError:
             self.count("odom_malformed")
             return
+        now = self._now()
         with self._lock:
             if self.mode == "amr":
                 self.amr.set_pose(T[0, 3], T[1, 3], _yaw(T))
             else:
                 self.vehicle.set_pose(T[0, 3], T[1, 3], _yaw(T), float(twist[0]))
-            self.watchdog.feed("state", self._now())
+            self._measured = (float(twist[0]), float(twist[5]), time.monotonic())
+            self.watchdog.feed("state", self._data_time(msg.header.stamp, now))
+
+    @staticmethod
+    def _data_time(stamp: Any, now: float) -> float:
+        """When the data was measured, for the watchdog: its stamp (never later than now); arrival when unstamped.
+
+        Data stamped 60 s ago is 60 s old however recently it arrived.
+        """
+        ns = stamp_to_ns(stamp)
+        return now if ns == 0 else min(ns * 1e-9, now)
 
     def _on_grid(self, msg: OccupancyGrid) -> None:
         info = msg.info
@@ -551,6 +583,75 @@ class TrajectoryCorrection(PhysaiNode):
             self.watchdog.feed("action", self._now())
 
     # ---- control loop (dedicated thread) -------------------------------------------------------------------
+    def _guarded_cycle(self) -> None:
+        """One cycle; an exception in it sends the safe command and is reported, and the loop goes on."""
+        self._cycle_started = time.monotonic()
+        try:
+            if self.mode == "amr" and self._cycle_started - self._last_sent > self._gap_s:
+                self._resume_after_gap()
+            self._cycle()
+        except Exception as exc:
+            self._fail_safe("cycle_error", f"control cycle failed: {exc!r}")
+        finally:
+            self._cycle_started = None
+            self._cycle_void = False
+
+    def _resume_after_gap(self) -> None:
+        """No command went out for a while: the driver may have stopped the base, so ramp from what it measures.
+
+        A measurement from before the gap says nothing about now: then the ramp starts from standstill.
+        """
+        v, w, arrived = self._measured
+        fresh = arrived > self._last_sent
+        with self._lock:
+            self.amr.resume_from(v if fresh else 0.0, w if fresh else 0.0)
+        self._last_sent = time.monotonic()  # once per gap
+        self.count("resumed_after_gap")
+
+    def _send(self, publisher: Any, msg: Any) -> None:
+        """Publish a cycle's command unless the monitor declared the cycle overrun (the safe command went instead)."""
+        with self._fail_safe_lock:
+            if self._cycle_void:
+                return
+            publisher.publish(msg)
+        self._last_sent = time.monotonic()
+
+    def _monitor_cycles(self) -> None:
+        """Watch the loop from another thread: a cycle running past cycle_stall_s gets the safe command sent."""
+        while not self._monitor_stop.wait(self.cycle_stall_s / 4):
+            started = self._cycle_started
+            if started is not None and not self._cycle_void and time.monotonic() - started > self.cycle_stall_s:
+                self._fail_safe("cycle_overrun", f"control cycle overran: still running after "
+                                f"{self.cycle_stall_s * 1e3:.0f} ms; safe command sent, its output discarded")
+
+    def _fail_safe(self, counter: str, reason: str) -> None:
+        """Send the safe command now, void the running cycle's output, and report an error."""
+        with self._fail_safe_lock:
+            self._cycle_void = True
+            self._publish_safe_command()
+        self.count(counter)
+        self.set_status(DiagnosticStatus.ERROR, reason)
+        self.get_logger().error(reason, throttle_duration_sec=1.0)
+
+    def _publish_safe_command(self) -> None:
+        """Zero twist (AMR), zero speed (vehicle), or the arm held at its last commanded position."""
+        if not self.context.ok():
+            return
+        if self.mode == "amr":
+            self.cmd_pub.publish(TwistStamped(header=make_header(self.base_frame, int(self._now() * 1e9)))
+                                 if self.stamped else Twist())
+        elif self.mode == "vehicle":
+            self.cmd_pub.publish(self._ackermann(header=make_header("base_link", int(self._now() * 1e9))))
+        elif self._last_arm_position is not None:
+            position = self._last_arm_position
+            if self.arm_output == "trajectory":
+                msg = JointTrajectory(joint_names=self.joint_names, points=[JointTrajectoryPoint(
+                    positions=position, velocities=[0.0] * len(position))])
+                msg.points[0].time_from_start.nanosec = int(self.period * 1e9)
+            else:
+                msg = Float64MultiArray(data=position if self.arm_output == "position" else [0.0] * len(position))
+            self.cmd_pub.publish(msg)
+
     def _cycle(self) -> None:
         now = self._now()
         with self._lock:
@@ -578,10 +679,11 @@ class TrajectoryCorrection(PhysaiNode):
         if self.arm_output == "trajectory":
             self._publish_trajectory(now, cmd)
         elif self.loop.cycles % self.publish_every == 0:
-            self.cmd_pub.publish(Float64MultiArray(
+            self._send(self.cmd_pub, Float64MultiArray(
                 data=(cmd.position if self.arm_output == "position" else cmd.velocity).tolist()))
+        self._last_arm_position = cmd.position.tolist()
         if np.isfinite(cmd.gripper) and self.loop.cycles % max(1, self.status_every) == 0:
-            self.gripper_pub.publish(Float64MultiArray(data=[cmd.gripper]))
+            self._send(self.gripper_pub, Float64MultiArray(data=[cmd.gripper]))
         return cmd.flags, cmd.reasons, cmd.speed_scale, cmd.min_clearance_m, cmd.time_to_collision_s
 
     def _publish_trajectory(self, now: float, cmd: Any) -> None:
@@ -608,7 +710,7 @@ class TrajectoryCorrection(PhysaiNode):
         point = JointTrajectoryPoint(positions=q.tolist())
         point.time_from_start.sec, point.time_from_start.nanosec = divmod(int(h * 1e9), 1_000_000_000)
         msg.points = [point]
-        self.cmd_pub.publish(msg)
+        self._send(self.cmd_pub, msg)
 
     def _robot_dt(self, now: float) -> float:
         """The time this cycle stands for on the robot's clock [s]: wall time scaled by the node clock's rate.
@@ -633,11 +735,8 @@ class TrajectoryCorrection(PhysaiNode):
         if self.loop.cycles % self.publish_every == 0:
             twist = Twist()
             twist.linear.x, twist.angular.z = cmd.linear, cmd.angular
-            if self.stamped:
-                msg = TwistStamped(header=make_header(self.base_frame, int(now * 1e9)), twist=twist)
-                self.cmd_pub.publish(msg)
-            else:
-                self.cmd_pub.publish(twist)
+            self._send(self.cmd_pub, TwistStamped(header=make_header(self.base_frame, int(now * 1e9)), twist=twist)
+                       if self.stamped else twist)
         return cmd.flags, cmd.reasons, cmd.speed_scale, cmd.min_clearance_m, cmd.time_to_collision_s
 
     def _step_vehicle(self, now: float, wflags: int, wreasons: list[str]) -> tuple:
@@ -646,7 +745,7 @@ class TrajectoryCorrection(PhysaiNode):
             msg = self._ackermann(header=make_header("base_link", int(now * 1e9)))
             msg.drive.steering_angle = cmd.steering_angle
             msg.drive.speed = cmd.speed
-            self.cmd_pub.publish(msg)
+            self._send(self.cmd_pub, msg)
         return cmd.flags, cmd.reasons, cmd.speed_scale, cmd.min_gap_m, cmd.time_to_collision_s
 
     def _publish_status(self, now: float) -> None:
@@ -676,16 +775,18 @@ class TrajectoryCorrection(PhysaiNode):
                 self.get_logger().info(f"correction: {message}")
 
     def _check_loop(self) -> None:
-        if self.loop.error is not None:
-            self.set_status(DiagnosticStatus.ERROR, f"control loop died: {self.loop.error!r}")
-            self.get_logger().error(f"control loop died: {self.loop.error!r}", throttle_duration_sec=5.0)
+        if self.loop.error is not None:  # only a BaseException out of a cycle gets here: end, to be respawned
+            self._publish_safe_command()
+            raise SystemExit(f"trajectory_correction: control loop died: {self.loop.error!r}")
 
     def on_shutdown(self) -> None:
-        """Stop the loop; a base gets a last zero command so it does not coast on the previous one."""
+        """Stop the loop; the robot gets a last safe command so it does not coast on the previous one."""
+        self._monitor_stop.set()
         self.loop.stop()
-        if self.mode == "amr" and self.context.ok():
-            self.cmd_pub.publish(TwistStamped(header=make_header(self.base_frame, 0)) if self.stamped else Twist())
-            time.sleep(0.01)
+        with self._fail_safe_lock:
+            self._cycle_void = True  # a cycle still running after stop() must not follow the stop with a command
+            self._publish_safe_command()
+        time.sleep(0.01)
         # The loop froze the collector's view of startup objects; release the cores so their native trajectory
         # generators are freed before the interpreter exits.
         gc.unfreeze()

@@ -210,6 +210,8 @@ class AmrCorrector:
         """Obstacles plus copies of each moving one up to `moving_headway_s` ahead along its motion.
 
         The copies overlap (spaced 1.5 radii), so the corridor has no gap the footprint could be swept through.
+        Only the part of a corridor within the sweep's reach of the robot gets copies: the work per obstacle is
+        bounded by that reach whatever its speed (an obstacle reported at 1e5 m/s made 10^6 discs for one cycle).
         """
         c = self.config
         speed = np.hypot(velocities[:, 0], velocities[:, 1])
@@ -218,8 +220,18 @@ class AmrCorrector:
             return centres, radii, velocities
         extra = [centres], [radii], [velocities]
         for i in moving:
-            n = int(np.ceil(speed[i] * c.moving_headway_s / max(1.5 * radii[i], 0.05)))
-            dt = c.moving_headway_s * np.arange(1, n + 1) / n
+            # times t in (0, headway] at which the copy centres[i] + velocities[i] * t is within reach + radius
+            u = velocities[i] / speed[i]
+            along = float(centres[i] @ u)
+            half2 = along ** 2 - float(centres[i] @ centres[i]) + (self._reach + radii[i]) ** 2
+            if half2 < 0.0:
+                continue
+            d0 = max(-along - np.sqrt(half2), 0.0)
+            d1 = min(-along + np.sqrt(half2), speed[i] * c.moving_headway_s)
+            if d1 <= d0:
+                continue
+            n = int(np.ceil((d1 - d0) / max(1.5 * radii[i], 0.05))) + 1
+            dt = np.linspace(max(d0, 1e-9), d1, n) / speed[i]
             extra[0].append(centres[i] + velocities[i] * dt[:, None])
             extra[1].append(np.full(n, radii[i]))
             extra[2].append(np.tile(velocities[i], (n, 1)))
@@ -242,6 +254,16 @@ class AmrCorrector:
     def route(self) -> np.ndarray | None:
         """The active detour (N, 2) in the odom frame, or None."""
         return self._route
+
+    def resume_from(self, linear: float, angular: float) -> None:
+        """Ramp the next commands from this measured velocity.
+
+        After a gap in the commands (a stalled process) the driver may have stopped the base: the last command is
+        no longer what it does.
+        """
+        c = self.config
+        self._out = np.array([np.clip(linear, -c.max_linear, c.max_linear), np.clip(angular, -c.max_angular,
+                                                                                     c.max_angular)])
 
     # ---- cycle --------------------------------------------------------------------------------------------------
     def nominal(self, now_s: float) -> tuple[float, float] | None:

@@ -1,0 +1,218 @@
+"""The corrector's loop cannot die silently or leave the robot moving (issue 22), over real DDS.
+
+- SIGTERM / SIGINT end with a zero twist after a moving one (the arm and the base got nothing on these paths);
+- an exception in a cycle sends the safe command at once, is counted and reported, and the loop goes on;
+- a cycle that overruns `cycle_stall_s` gets the safe command sent from the monitor thread while it still runs, and
+  its own (moving) command is never sent after it;
+- obstacles stamped 60 s in the past are stale however fresh their arrival;
+- after a 2 s SIGSTOP the base ramps from its measured (stopped) speed, not from the 1 m/s it last commanded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from physical_ai_stack.msg import CorrectionStatus, Obstacle, ObstacleArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+
+from physical_ai.control.flags import Flag
+from physical_ai.convert import make_header
+from physical_ai_nodes._base import COMMAND_QOS, SENSOR_QOS, STATE_QOS
+
+ROOT = Path(__file__).resolve().parents[2]
+AMR = ("points_topic:=''", "scan_topic:=''", "max_linear:=1.0", "max_linear_acc:=1.0")
+
+
+class Driver:
+    """A fake base: odometry follows the commands, stops after 0.5 s without one (a driver's command timeout)."""
+
+    def __init__(self, node, obstacle_age_s: float = 0.0) -> None:
+        self.node = node
+        self.cmds: list[tuple[float, Twist]] = []
+        self.statuses: list[CorrectionStatus] = []
+        self.speed = 0.0
+        self.obstacle_age_s = obstacle_age_s
+        self.odom_pub = node.create_publisher(Odometry, "/odom", SENSOR_QOS)
+        self.cmd_pub = node.create_publisher(Twist, "/cmd_vel_in", COMMAND_QOS)
+        self.obs_pub = node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS)
+        node.create_subscription(Twist, "/cmd_vel", lambda m: self.cmds.append((time.monotonic(), m)), 100)
+        node.create_subscription(CorrectionStatus, "/correction/status", self.statuses.append, STATE_QOS)
+
+    def feed(self) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        fresh = self.cmds and time.monotonic() - self.cmds[-1][0] < 0.5
+        self.speed = self.cmds[-1][1].linear.x if fresh else 0.0
+        odom = Odometry(header=make_header("odom", now), child_frame_id="base_link")
+        odom.pose.pose.orientation.w = 1.0
+        odom.twist.twist.linear.x = self.speed
+        self.odom_pub.publish(odom)
+        cmd = Twist()
+        cmd.linear.x = 1.0
+        self.cmd_pub.publish(cmd)
+        self.obs_pub.publish(ObstacleArray(header=make_header("base_link", now - int(self.obstacle_age_s * 1e9)),
+                                           sensors_alive=Obstacle.SENSOR_LIDAR))
+
+    def spin(self, seconds: float, done=None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not (done is not None and done()):
+            self.feed()
+            rclpy.spin_once(self.node, timeout_sec=0.01)
+
+    def last(self) -> float:
+        return self.cmds[-1][1].linear.x if self.cmds else float("nan")
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    node = rclpy.create_node("control_loop_test")
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _start(*params: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "physical_ai_nodes.trajectory_correction", "--ros-args", "--params-file",
+            str(ROOT / "config" / "amr.yaml"), "-p", "use_sim_time:=false"]
+    for p in (*AMR, *params):
+        args += ["-p", p]
+    return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _end(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_with_a_zero_twist_after_a_moving_one(ros, sig):
+    proc = _start()
+    try:
+        driver = Driver(ros)
+        driver.spin(30.0, done=lambda: driver.last() > 0.5)
+        assert driver.last() > 0.5, "the base never drove"
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+        driver.spin(0.5)
+        assert driver.last() == 0.0, f"last command after {sig.name}: {driver.last()}"
+    finally:
+        out = _end(proc)
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_obstacles_stamped_long_ago_are_stale_however_fresh_their_arrival(ros):
+    proc = _start()
+    try:
+        driver = Driver(ros, obstacle_age_s=60.0)
+        driver.spin(8.0, done=lambda: len(driver.statuses) > 40)
+        assert len(driver.statuses) > 40
+        assert all(abs(m.linear.x) < 1e-9 for _, m in driver.cmds), "drove on 60 s old obstacles"
+        assert all(s.flags & Flag.STALE_OBSTACLES for s in driver.statuses[-10:])
+    finally:
+        out = _end(proc)
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_after_a_stall_the_base_ramps_from_its_measured_speed(ros):
+    proc = _start()
+    try:
+        driver = Driver(ros)
+        driver.spin(30.0, done=lambda: driver.last() > 0.95)
+        assert driver.last() > 0.95
+        proc.send_signal(signal.SIGSTOP)
+        driver.spin(2.0)  # the fake driver stops the base after 0.5 s without commands
+        assert driver.speed == 0.0
+        n = len(driver.cmds)
+        proc.send_signal(signal.SIGCONT)
+        driver.spin(5.0, done=lambda: len(driver.cmds) > n + 5)
+        first = driver.cmds[n][1].linear.x
+        # One 10 ms cycle at 1 m/s^2 from standstill: 0.01 m/s (a little slack for a cycle standing for more).
+        assert first <= 0.05, f"first command after the stall: {first} m/s to a stopped base"
+    finally:
+        out = _end(proc)
+    assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.fixture
+def corrector(ros):
+    from physical_ai_nodes.trajectory_correction import TrajectoryCorrection
+
+    overrides = [Parameter("mode", value="amr"), Parameter("points_topic", value=""),
+                 Parameter("scan_topic", value=""), Parameter("cycle_stall_s", value=0.05),
+                 Parameter("diagnostics_period_s", value=0.1)]
+    node = TrajectoryCorrection(parameter_overrides=overrides)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield node
+    finally:
+        node.on_shutdown()
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+
+
+def test_an_exception_in_a_cycle_sends_the_safe_command_and_the_loop_goes_on(ros, corrector):
+    driver = Driver(ros)
+    driver.spin(30.0, done=lambda: driver.last() > 0.5)
+    assert driver.last() > 0.5
+    real_step = corrector.amr.step
+
+    def failing(*args, **kwargs):
+        raise FloatingPointError("injected")
+
+    corrector.amr.step = failing
+    driver.spin(1.0, done=lambda: driver.last() == 0.0)
+    assert driver.last() == 0.0, "no safe command after a failing cycle"
+    assert corrector.counter("cycle_error") > 0
+    assert corrector.diagnostic_status().level == corrector.diagnostic_status().ERROR
+    cycles = corrector.loop.cycles
+    corrector.amr.step = real_step
+    driver.spin(10.0, done=lambda: driver.last() > 0.5)
+    assert corrector.loop.cycles > cycles and corrector.loop.error is None
+    assert driver.last() > 0.5, "the loop did not recover"
+
+
+def test_an_overrunning_cycle_gets_the_safe_command_while_it_runs_and_its_own_is_discarded(ros, corrector):
+    driver = Driver(ros)
+    driver.spin(30.0, done=lambda: driver.last() > 0.5)
+    assert driver.last() > 0.5
+    real_step = corrector.amr.step
+    stalled = threading.Event()
+
+    def slow(*args, **kwargs):
+        corrector.amr.step = real_step
+        stalled.set()
+        time.sleep(1.0)  # 100 cycles long; the monitor fires after cycle_stall_s = 0.05 s
+        return real_step(*args, **kwargs)
+
+    corrector.amr.step = slow
+    driver.spin(2.0, done=stalled.is_set)
+    t_stall = time.monotonic()
+    driver.spin(0.6)
+    during = [(t, m.linear.x) for t, m in driver.cmds if t >= t_stall]
+    assert during and during[0][1] == 0.0 and during[0][0] - t_stall < 0.5, during[:3]
+    assert all(v == 0.0 for t, v in during if t < t_stall + 0.6), "the stalled cycle's command went out"
+    assert corrector.counter("cycle_overrun") == 1
+    driver.spin(10.0, done=lambda: driver.last() > 0.5)
+    assert driver.last() > 0.5, "the loop did not recover after the overrun"
