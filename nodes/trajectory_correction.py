@@ -502,6 +502,9 @@ class TrajectoryCorrection(PhysaiNode):
             self.count("points_malformed")
             self.get_logger().warning(f"dropped point cloud: {exc}", throttle_duration_sec=2.0)
             return
+        skipped = msg.width * msg.height - len(xyz)
+        if skipped:  # NaN/inf returns (no echo): normal for LiDARs, counted so a sensor going blind shows
+            self.count("points_nonfinite", skipped)
         self._use_points(xyz.astype(np.float64), msg.header.frame_id, stamp_to_ns(msg.header.stamp))
 
     def _on_scan(self, msg: LaserScan) -> None:
