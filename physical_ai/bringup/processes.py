@@ -1,11 +1,16 @@
 """A small process supervisor: one OS process per node, respawn where safe, clean SIGINT shutdown.
 
 This is what `physai run` uses where `ros2 launch` is not installed. It follows the launch files' semantics:
-nodes marked respawn are restarted (with a delay, and at most `max_respawns` times), a required node that dies
-ends the bring-up with a non-zero exit code, and Ctrl-C sends SIGINT to every node (the shutdown ROS 2 nodes
-expect), escalating to SIGKILL only after a timeout. Nodes run in sessions of their own, so a signal to the
-supervisor reaches only the supervisor: SIGTERM and SIGHUP (a service manager, `kill`, a closed terminal) are
+nodes marked respawn are restarted (with a backoff, below), a required node that dies for good ends the bring-up
+with a non-zero exit code, and Ctrl-C sends SIGINT to every node (the shutdown ROS 2 nodes expect), escalating
+to SIGKILL only after a timeout. Nodes run in sessions of their own, so a signal to the supervisor reaches only
+the supervisor: SIGTERM and SIGHUP (a service manager, `kill`, a closed terminal) are
 turned into the same ordered stop as Ctrl-C by `stop_on_sigterm`.
+
+Respawn policy: a node that dies is restarted after `respawn_delay_s`, doubled for each further death in a row
+up to `max_respawn_delay_s` (a crash loop does not hammer the robot computer); a node that ran for `stable_s`
+before dying starts a new row (delay and count reset). After `max_respawns` restarts in a row it counts as dead
+for good. Every death and restart is reported.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ class _Child:
     spec: NodeSpec
     command: list[str]
     process: subprocess.Popen[bytes] | None = None
-    respawns: int = 0
+    respawns: int = 0  # restarts in a row (reset once a run lasts stable_s)
+    started_at: float = 0.0
     died_at: float | None = None
     log: IO[bytes] | None = None
 
@@ -39,7 +45,8 @@ class Supervisor:
     """Starts, watches and stops a set of node processes."""
 
     def __init__(self, commands: Sequence[tuple[NodeSpec, list[str]]], *, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, respawn_delay_s: float = 1.0, max_respawns: int = 5,
+                 log_dir: Path | None = None, respawn_delay_s: float = 1.0, max_respawns: int = 10,
+                 max_respawn_delay_s: float = 30.0, stable_s: float = 60.0,
                  on_event: Callable[[str], None] | None = None) -> None:
         """Prepare the children.
 
@@ -48,8 +55,10 @@ class Supervisor:
             env: environment of the children (default: this process's).
             log_dir: write each node's output to <log_dir>/<name>.log; None streams it to this process's stdout
                 with a "[name]" prefix.
-            respawn_delay_s: wait before restarting a node that died [s].
-            max_respawns: restarts allowed per node before it counts as dead for good.
+            respawn_delay_s: wait before the first restart of a node that died [s]; doubled per death in a row.
+            max_respawns: restarts in a row allowed per node before it counts as dead for good.
+            max_respawn_delay_s: the longest wait before a restart [s].
+            stable_s: a node that ran this long before dying starts a new row of restarts [s].
             on_event: called with a one-line description of each start, death and respawn.
         """
         self._children = [_Child(spec, list(cmd)) for spec, cmd in commands]
@@ -57,6 +66,8 @@ class Supervisor:
         self._log_dir = log_dir
         self._respawn_delay_s = respawn_delay_s
         self._max_respawns = max_respawns
+        self._max_respawn_delay_s = max_respawn_delay_s
+        self._stable_s = stable_s
         self._on_event = on_event or (lambda text: print(f"[physai] {text}", flush=True))
         self.exit_code: int | None = None
 
@@ -83,7 +94,7 @@ class Supervisor:
         for child in self._children:
             proc = child.process
             if proc is None:
-                if child.died_at is not None and now - child.died_at >= self._respawn_delay_s:
+                if child.died_at is not None and now - child.died_at >= self.respawn_delay(child.respawns):
                     child.respawns += 1
                     self._on_event(f"respawning {child.spec.label} ({child.respawns}/{self._max_respawns})")
                     self._spawn(child)
@@ -93,7 +104,10 @@ class Supervisor:
                 continue
             self._on_event(f"{child.spec.label} exited with code {code}")
             child.process = None
+            if now - child.started_at >= self._stable_s:
+                child.respawns = 0
             if child.spec.respawn and child.respawns < self._max_respawns:
+                self._on_event(f"{child.spec.name}: restarting in {self.respawn_delay(child.respawns):.1f} s")
                 child.died_at = now
             elif child.spec.required:
                 self._on_event(f"required node {child.spec.label} is gone: stopping the bring-up")
@@ -101,6 +115,10 @@ class Supervisor:
                 self.exit_code = code if code else 1
                 return self.exit_code
         return None
+
+    def respawn_delay(self, respawns: int) -> float:
+        """Wait before the restart that follows `respawns` restarts in a row [s]."""
+        return min(self._respawn_delay_s * 2.0 ** respawns, self._max_respawn_delay_s)
 
     def spin(self, stop_event: threading.Event | None = None, period_s: float = 0.2) -> int:
         """Supervise until a required node dies, `stop_event` is set or Ctrl-C; then stop all. Returns the code."""
@@ -146,6 +164,7 @@ class Supervisor:
 
     def _spawn(self, child: _Child) -> None:
         child.died_at = None
+        child.started_at = time.monotonic()
         if self._log_dir is not None:
             if child.log is None:
                 path = self._log_dir / f"{child.spec.label}.log"  # robot1/perception_fusion.log in a fleet

@@ -43,8 +43,10 @@ STACK: tuple[NodeSpec, ...] = (
     NodeSpec("mujoco_sim", respawn=False, required=True, sim_only=True),
     NodeSpec("perception_fusion", respawn=True, required=True),
     NodeSpec("policy_inference", respawn=True, required=True),
-    # The safety layer is never restarted behind the user's back: if it dies the bring-up ends loudly.
-    NodeSpec("trajectory_correction", respawn=False, required=True),
+    # The safety layer comes back too: it sends a safe command on any error it can catch, the driver's command
+    # timeout stops the robot while it is away, and it restarts with every input stale (the robot held) until
+    # fresh data arrives. A crash loop still ends the bring-up loudly (Supervisor's respawn policy).
+    NodeSpec("trajectory_correction", respawn=True, required=True),
 )
 
 # Not respawned: a restarted recorder would reopen (and overwrite) its MCAP file. Optional: a bring-up goes on
