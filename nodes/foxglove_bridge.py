@@ -12,6 +12,11 @@ listens on loopback behind a small proxy on the public port that also accepts `f
 the official `@foxglove/ws-protocol` client library and older Foxglove/Lichtblick releases use
 (physical_ai/ws_subprotocol_proxy.py).
 
+The proxy is also the door: by default only local tools get in (native clients, and pages served from this
+machine); a browser page from elsewhere, such as https://app.foxglove.dev, needs its Origin in `allowed_origins`.
+With `token` set, clients must add `?token=<token>` to the URL (or send `Authorization: Bearer <token>`).
+`max_connections` caps open connections. Refusals are counted on /diagnostics (`refused.<reason>`).
+
 Known limitation (foxglove-sdk 0.30.3): a client that subscribes within a millisecond of a *new* channel's
 advertisement can get "Unknown channel ID" back; the subscription then has to be made again (in the Foxglove app:
 re-select the topic). Channels that exist when the client connects are not affected.
@@ -30,7 +35,7 @@ from foxglove.websocket import ChannelView, Client
 from rclpy.qos import DurabilityPolicy
 
 from physical_ai.recording import ros2msg_schema
-from physical_ai.ws_subprotocol_proxy import SubprotocolProxy
+from physical_ai.ws_subprotocol_proxy import LOCAL_ORIGINS, SubprotocolProxy
 from physical_ai_nodes._base import PhysaiNode, run_node
 from physical_ai_nodes._topics import matching_qos, message_class
 
@@ -79,6 +84,12 @@ class FoxgloveBridge(PhysaiNode):
         self._unlimited = {self.resolve_topic_name(t) for t in self.param(
             "unlimited_topics", ["tf", "tf_static", "/diagnostics"], "Topics exempt from max_rate_hz: several "
             "publishers share them, and dropping one message drops another node's frames or status")}
+        origins = [o for o in self.param(
+            "allowed_origins", list(LOCAL_ORIGINS), "Browser Origins let in (fnmatch patterns, e.g. "
+            "'https://app.foxglove.dev'); requests without an Origin (native clients) always pass") if o]
+        token = self.param("token", "", "Secret clients must present as ?token= or 'Authorization: Bearer' "
+                           "('' = none)")
+        max_connections = self.param("max_connections", 16, "Most client connections open at once", (1, 10000))
         period = self.param("discovery_period_s", 2.0, "How often to look for new topics [s]", (0.1, 60.0))
         self._min_interval_ns = int(1e9 / max_rate_hz)
         self._channels: dict[str, Channel] = {}
@@ -92,7 +103,8 @@ class FoxgloveBridge(PhysaiNode):
             # The SDK's server on loopback; clients reach it through the proxy, which accepts both subprotocols.
             self._server = foxglove.start_server(name="physical_ai_stack", host="127.0.0.1", port=0,
                                                  context=self._fg_context, server_listener=self._listener)
-            self._proxy = SubprotocolProxy(host, port, self._server.port).start()
+            self._proxy = SubprotocolProxy(host, port, self._server.port, allowed_origins=origins, token=token,
+                                           max_connections=max_connections).start()
         except (RuntimeError, ValueError, OSError) as exc:
             raise RuntimeError(f"cannot serve Foxglove WebSocket on {host}:{port}: {exc}") from exc
         self.create_timer(period, self._discover)
@@ -122,7 +134,8 @@ class FoxgloveBridge(PhysaiNode):
                 self._skipped.add(topic)
                 continue
             self._channels[topic] = Channel(topic, schema=schema, message_encoding="cdr", context=self._fg_context)
-        self.set_status(DiagnosticStatus.OK, "serving", topics_offered=len(self._channels))
+        self.set_status(DiagnosticStatus.OK, "serving", topics_offered=len(self._channels),
+                        **{f"refused.{reason}": n for reason, n in dict(self._proxy.refused).items()})
         self._sync_subscriptions()
 
     def _sync_subscriptions(self) -> None:
