@@ -91,7 +91,13 @@ class PolicyInferenceNode(PhysaiNode):
         options: dict[str, Any] = {}
         onnx_path = p("onnx_path", "", "ONNX model for backend onnx ('' = <checkpoint>/model.onnx) [path]")
         threads = p("num_threads", 1, "CPU threads for torch/onnx inference [threads]", (1, 64))
-        uri = p("server_uri", "ws://127.0.0.1:8000", "Policy server for backend openpi [ws:// URI]")
+        uri = p("server_uri", "ws://127.0.0.1:8000", "Policy server for backend openpi [ws:// or wss:// (TLS) URI]")
+        api_key = p("server_api_key", "", "Sent to the policy server as 'Authorization: Api-Key <key>' ('' = none; "
+                    "keep it out of shared parameter files)", read_only=True)
+        ca_file = p("server_ca_file", "", "PEM certificate(s) a wss:// server must chain to ('' = system trust "
+                    "store) [path]", read_only=True)
+        max_message = p("server_max_message_bytes", 16 * 1024 * 1024, "Largest frame accepted from the policy "
+                        "server; larger ones count as a failure [B]", (1024, 2**31 - 1), read_only=True)
         timeout = p("server_timeout_s", 1.0, "Longest wait for one server reply [s]", (0.01, 60.0))
         connect_timeout = p("server_connect_timeout_s", 2.0, "Longest wait to connect to the server [s]",
                             (0.05, 60.0))
@@ -156,7 +162,8 @@ class PolicyInferenceNode(PhysaiNode):
             if key_preset:
                 options["key_preset"] = key_preset
             if backend == "openpi":
-                options["actions_key"] = actions_key
+                options.update(actions_key=actions_key, api_key=api_key, ca_file=ca_file,
+                               max_message_bytes=max_message)
             else:
                 options.update(lerobot_dir=str(resolve_path(lerobot_dir)) if lerobot_dir else "",
                                device=lerobot_device, seed=lerobot_seed if lerobot_seed >= 0 else None)

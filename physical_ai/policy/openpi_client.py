@@ -9,11 +9,17 @@ Protocol (as served by openpi's `WebsocketPolicyServer`):
 
 Robustness: every connect and reply has a timeout; after a failure the connection is dropped (a late reply would
 desynchronise request and response) and reconnection waits an exponentially growing backoff, so a dead server is
-not hammered and callers get a fast `PolicyServerError` meanwhile.
+not hammered and callers get a fast `PolicyServerError` meanwhile. Every failure counts, a reply the caller finds
+malformed included (`reject`): a server sending garbage cannot make the client reconnect in a tight loop.
+
+A peer is not trusted: frames larger than `max_message_bytes` close the connection (websockets refuses them before
+buffering them whole), the metadata must be a map with string keys, and a reply must be a map. `wss://` URIs
+use TLS, verified against the system's trust store or `ca_file`; `api_key` is sent as a header.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from typing import Any
@@ -33,7 +39,7 @@ class OpenpiClient:
 
     def __init__(self, uri: str, timeout_s: float = 1.0, connect_timeout_s: float = 2.0,
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "",
-                 robot_id: str = "") -> None:
+                 robot_id: str = "", max_message_bytes: int = 16 * 1024 * 1024, ca_file: str = "") -> None:
         """Configure the object.
 
         Args:
@@ -44,6 +50,8 @@ class OpenpiClient:
             backoff_max_s: cap of the reconnect wait [s].
             api_key: sent as "Authorization: Api-Key <key>" when not empty.
             robot_id: sent as "X-Robot-Id" when not empty: names this robot's session on a server shared by a fleet.
+            max_message_bytes: largest frame accepted from the server [B]; a larger one is a failure.
+            ca_file: PEM certificate(s) that a wss:// server's certificate must chain to ('' = system trust store).
         """
         if not uri.startswith(("ws://", "wss://")):
             raise ValueError(f"server uri must start with ws:// or wss://, got {uri!r}")
@@ -52,6 +60,12 @@ class OpenpiClient:
         self.connect_timeout_s = connect_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self.max_message_bytes = max_message_bytes
+        self._ssl: ssl.SSLContext | None = None
+        if uri.startswith("wss://"):
+            self._ssl = ssl.create_default_context(cafile=ca_file or None)
+        elif ca_file:
+            raise ValueError(f"ca_file is for wss:// servers; {uri!r} is not encrypted")
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else {}
         if robot_id:
             headers["X-Robot-Id"] = robot_id
@@ -101,15 +115,24 @@ class OpenpiClient:
                 self._fail(f"server error: {reply.strip().splitlines()[-1] if reply.strip() else 'unknown'}")
                 raise PolicyServerError(self.last_error)
             try:
-                result = msgpack_numpy.unpackb(reply)
+                result = _decode(reply)
             except Exception as exc:  # malformed bytes from the peer: drop the connection
                 self._fail(f"undecodable reply: {exc}")
                 raise PolicyServerError(self.last_error) from exc
             if not isinstance(result, dict):
                 self._fail(f"reply is a {type(result).__name__}, expected a map")
                 raise PolicyServerError(self.last_error)
-            self._failures = 0
             return result
+
+    def reject(self, reason: str) -> None:
+        """The caller found the last reply malformed: a failure like any other (drop the connection, back off)."""
+        with self._lock:
+            self._fail(f"malformed reply: {reason}")
+
+    def succeeded(self) -> None:
+        """The caller accepted the last reply: the backoff starts from the beginning after the next failure."""
+        with self._lock:
+            self._failures = 0
 
     def close(self) -> None:
         """Close the connection (a later `infer` reconnects)."""
@@ -124,17 +147,18 @@ class OpenpiClient:
         if wait > 0:
             raise PolicyServerError(f"reconnecting to {self.uri} in {wait:.2f} s (last error: {self.last_error})")
         try:
-            ws = connect(self.uri, open_timeout=self.connect_timeout_s, compression=None, max_size=None,
-                         additional_headers=self._headers, close_timeout=0.5, legacy=True)
-        except (OSError, TimeoutError, WebSocketException) as exc:
+            ws = connect(self.uri, open_timeout=self.connect_timeout_s, compression=None,
+                         max_size=self.max_message_bytes, additional_headers=self._headers, close_timeout=0.5,
+                         ssl=self._ssl, legacy=True)
+        except (OSError, TimeoutError, WebSocketException, ssl.SSLError) as exc:
             self._fail(f"cannot connect to {self.uri}: {exc}")
             raise PolicyServerError(self.last_error) from exc
         try:
             first = ws.recv(timeout=self.connect_timeout_s)
-            metadata = msgpack_numpy.unpackb(first) if isinstance(first, bytes) else None
-            if not isinstance(metadata, dict):
-                raise PolicyServerError("first frame is not a metadata map")
-        except (OSError, TimeoutError, WebSocketException, PolicyServerError, ValueError) as exc:
+            metadata = _decode(first) if isinstance(first, bytes) else None
+            if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+                raise PolicyServerError("first frame is not a metadata map with string keys")
+        except Exception as exc:  # whatever the peer sent: a failure with backoff, never an escaping KeyError
             ws.close()
             self._fail(f"no metadata from {self.uri}: {exc}")
             raise PolicyServerError(self.last_error) from exc
@@ -158,3 +182,11 @@ class OpenpiClient:
             except (OSError, WebSocketException):
                 pass
             self._ws = None
+
+
+def _decode(frame: bytes) -> Any:
+    """msgpack_numpy decoding; any error in a peer's bytes (a KeyError from a bad ndarray map) is a ValueError."""
+    try:
+        return msgpack_numpy.unpackb(frame)
+    except Exception as exc:
+        raise ValueError(f"undecodable frame: {exc!r}") from exc

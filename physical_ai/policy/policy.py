@@ -164,6 +164,24 @@ def wire_image(image: Any, height: int, width: int, name: str) -> np.ndarray:
     return np.ascontiguousarray((scaled * 255.0).round().astype(np.uint8).transpose(1, 2, 0))
 
 
+MAX_CHUNK_STEPS = 1000  # the longest chunk a policy spec may declare (spec.py): a server's 2 M-row reply is refused
+
+
+def _actions_problem(actions: Any, action_dim: int) -> str:
+    """Why a server's actions are unusable ('' when they are a numeric (H, action_dim) array, 1 <= H <= 1000)."""
+    if not isinstance(actions, (np.ndarray, list, tuple)):
+        return f"actions are a {type(actions).__name__}, expected an array"
+    try:
+        actions = np.asarray(actions)
+    except ValueError as exc:  # ragged nested lists
+        return f"actions are not an array: {exc}"
+    if actions.dtype.kind not in "fiu":
+        return f"actions of dtype {actions.dtype}, expected numbers"
+    if actions.ndim != 2 or actions.shape[1] != action_dim or not 1 <= actions.shape[0] <= MAX_CHUNK_STEPS:
+        return f"actions of shape {actions.shape}, expected (H, {action_dim}) with 1 <= H <= {MAX_CHUNK_STEPS}"
+    return ""
+
+
 class OpenpiPolicy(Policy):
     """A remote policy server (openpi protocol); request and reply keys follow a key map (keymap.py).
 
@@ -176,7 +194,7 @@ class OpenpiPolicy(Policy):
     def __init__(self, checkpoint_dir: str | Path, uri: str, timeout_s: float = 1.0, connect_timeout_s: float = 2.0,
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0, api_key: str = "",
                  robot_id: str = "", key_preset: str = "physai", key_map: tuple[str, ...] | list[str] = (),
-                 actions_key: str = "actions") -> None:
+                 actions_key: str = "actions", max_message_bytes: int = 16 * 1024 * 1024, ca_file: str = "") -> None:
         super().__init__(load_config(checkpoint_dir))
         spec = self.config.observation
         try:
@@ -186,7 +204,7 @@ class OpenpiPolicy(Policy):
             raise ConfigError(f"{self.backend} keys: {exc}") from None
         self.client = OpenpiClient(uri, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
                                    backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, api_key=api_key,
-                                   robot_id=robot_id)
+                                   robot_id=robot_id, max_message_bytes=max_message_bytes, ca_file=ca_file)
 
     def image_size(self, group: str) -> tuple[int, int]:
         """(height, width) a camera group travels at: the spec's size."""
@@ -220,7 +238,14 @@ class OpenpiPolicy(Policy):
         reply = self.client.infer(self.request(obs))
         key = self.keys.actions_key
         if key not in reply:
-            raise PolicyServerError(f"server reply has no {key!r} (keys {sorted(reply)}); set actions_key")
+            self.client.reject(f"no {key!r}")
+            raise PolicyServerError(f"server reply has no {key!r} (keys {sorted(map(str, reply))[:20]}); "
+                                    "set actions_key")
+        problem = _actions_problem(reply[key], self.config.action_dim)
+        if problem:  # a malformed reply is a failure like a lost connection: reconnect only after the backoff
+            self.client.reject(problem)
+            raise PolicyServerError(f"{self.backend}: {problem}")
+        self.client.succeeded()
         return np.asarray(reply[key])
 
     def health(self) -> str:
@@ -392,7 +417,8 @@ def make_policy(backend: str, checkpoint_dir: str | Path, **options: Any) -> Pol
     """Build the policy backend named `backend` for the checkpoint (or spec-only config) at `checkpoint_dir`.
 
     Options per backend: torch: num_threads; onnx: onnx_path, num_threads; openpi: uri, timeout_s,
-    connect_timeout_s, backoff_initial_s, backoff_max_s, api_key, robot_id, key_preset, key_map, actions_key;
+    connect_timeout_s, backoff_initial_s, backoff_max_s, api_key, robot_id, key_preset, key_map, actions_key,
+    max_message_bytes, ca_file;
     lerobot: lerobot_dir or uri, timeout_s, connect_timeout_s, backoff_*, robot_id, key_preset, key_map, device,
     seed.
     """
