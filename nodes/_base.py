@@ -42,6 +42,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
+from physical_ai.bringup import security
 from physical_ai.memory import keep_large_buffers
 from physical_ai.stats import RateMeter, RollingStats
 from physical_ai.validation import LIMIT_PARAMETERS, InputLimits, Invalid, check
@@ -305,6 +306,10 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
     closing a recording) with a KeyboardInterrupt; a second SIGTERM still ends a node whose clean-up hangs.
     """
     use_shipped_fastdds_profile()
+    security.apply_defaults()  # discovery on localhost unless the environment chose a range
+    problem = security.check_environment()
+    if problem:
+        raise SystemExit(problem)
     keep_large_buffers()  # reuse heap pages for image/cloud-sized messages instead of fresh mmaps
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     # The handlers only set a flag: an exception raised at an arbitrary point (inside rclpy taking a message) would

@@ -17,6 +17,7 @@ from types import ModuleType
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("physical_ai.sim.cli", "run a MuJoCo scenario as a ROS 2 simulator node (plays the robot's drivers)"),
     "run": ("physical_ai.bringup.cli", "bring up a robot's nodes from config/ (like ros2 launch)"),
+    "security": ("physical_ai.bringup.security", "DDS security: check for SROS2 support, create a keystore"),
     "demo": ("physical_ai.bringup.demo", "run the main job on the simulator and write a report"),
     "collect": ("physical_ai.training.collect", "record scripted-expert demonstrations to a dataset"),
     "dataset": ("physical_ai.data.cli", "recordings to cleansed, anonymised LeRobot datasets; convert, info"),

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from physical_ai.bringup.processes import Supervisor, stop_on_sigterm
+from physical_ai.bringup.security import check_environment, enclave, secure_environment
 from physical_ai.bringup.stack import (
     FOXGLOVE,
     RECORDER,
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foxglove", action="store_true",
                         help="serve a Foxglove WebSocket live view (port from the config, default 8765)")
     parser.add_argument("--log-dir", default=None, help="write each node's output here instead of the terminal")
+    parser.add_argument("--security", default=None, metavar="KEYSTORE",
+                        help="run every node secured by SROS2 with this keystore (physai security keystore); needs "
+                             "a DDS with the security plugins")
 
 
 def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]:
@@ -52,12 +56,21 @@ def build_commands(args: argparse.Namespace) -> list[tuple[NodeSpec, list[str]]]
     if args.foxglove:
         commands.append((FOXGLOVE, node_command(FOXGLOVE, params, namespace=args.namespace,
                                                 use_sim_time=use_sim_time, private_clock=own_clock)))
+    if args.security:
+        commands = [(spec, [*argv, "--enclave", enclave(spec.name)]) for spec, argv in commands]
     return commands
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack and supervise it until Ctrl-C, SIGTERM or a required node dies."""
-    supervisor = Supervisor(build_commands(args), env=dict(os.environ),
+    env = dict(os.environ)
+    if args.security:
+        secure_environment(env, args.security)
+        problem = check_environment(env)
+        if problem:
+            print(f"physai run: {problem}")
+            return 1
+    supervisor = Supervisor(build_commands(args), env=env,
                             log_dir=Path(args.log_dir) if args.log_dir else None)
     with stop_on_sigterm():
         try:

@@ -6,13 +6,16 @@ same table `physai run` uses, so the two ways of bringing the stack up cannot dr
   sections apply in any namespace); with `sim:=mujoco` the simulator's clock is /robot1/clock, so stacks with
   simulators of their own do not hear each other's time;
 - a required node that exits (not respawned) ends the launch with exit code 1;
-- `record:=PATH` runs our recorder node (the same as `physai run --record`), not `ros2 bag`.
+- `record:=PATH` runs our recorder node (the same as `physai run --record`), not `ros2 bag`;
+- `security:=true keystore:=DIR` runs every node secured by SROS2 (enforced) with its enclave
+  /physical_ai_stack/<node> from the keystore `physai security keystore DIR` made (physical_ai/bringup/security.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from physical_ai.bringup.security import enclave, secure_environment
 from physical_ai.bringup.stack import FOXGLOVE, RECORDER, SIMULATORS, NodeSpec, clock_topic, nodes_for, share_dir
 
 SCENARIOS = {"arm": "arm_cell", "amr": "factory_floor", "vehicle": "vehicle_lane"}
@@ -21,7 +24,7 @@ SCENARIOS = {"arm": "arm_cell", "amr": "factory_floor", "vehicle": "vehicle_lane
 def generate(robot: str):
     """Launch description for one robot.
 
-    Arguments: sim, use_sim_time, namespace, params_file, policy, record, foxglove.
+    Arguments: sim, use_sim_time, namespace, params_file, policy, record, foxglove, security, keystore.
     """
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -40,6 +43,10 @@ def generate(robot: str):
                               description="record every topic to this MCAP file (our recorder, as physai run)"),
         DeclareLaunchArgument("foxglove", default_value="false", choices=["true", "false"],
                               description="serve a Foxglove WebSocket live view (port from params_file)"),
+        DeclareLaunchArgument("security", default_value="false", choices=["true", "false"],
+                              description="SROS2: authenticate, encrypt and access-control DDS (needs keystore and "
+                                          "a DDS with the security plugins)"),
+        DeclareLaunchArgument("keystore", default_value="", description="SROS2 keystore (physai security keystore)"),
         OpaqueFunction(function=_actions, args=[robot]),
     ])
 
@@ -59,13 +66,22 @@ def _actions(context, robot: str) -> list:
     # a namespaced stack with a simulator of its own runs on that simulator's clock, in its namespace
     remappings = [("/clock", clock_topic(namespace))] if namespace and sim == "mujoco" else []
 
+    secured = arg("security") == "true"
+
     def node(spec: NodeSpec, **overrides) -> Node:
         return Node(package="physical_ai_stack", executable=spec.name, name=spec.name, namespace=namespace,
                     parameters=[params, {"use_sim_time": use_sim_time, **overrides}], remappings=remappings,
+                    ros_arguments=["--enclave", enclave(spec.name)] if secured else None,
                     output="screen", respawn=spec.respawn, respawn_delay=1.0,
                     on_exit=None if spec.respawn or not spec.required else _required_exit(spec.name))
 
     actions: list = []
+    if secured:
+        from launch.actions import SetEnvironmentVariable
+
+        env: dict[str, str] = {}
+        secure_environment(env, arg("keystore"))
+        actions += [SetEnvironmentVariable(key, value) for key, value in env.items()]
     for spec in nodes_for(sim):
         overrides = {}
         if spec.name == "policy_inference" and arg("policy"):
