@@ -147,7 +147,7 @@ class TrajectoryCorrection(PhysaiNode):
         self._cycle_started: float | None = None  # monotonic start of the running cycle (None between cycles)
         self._cycle_void = False  # the running cycle overran: its command is not sent
         self._last_sent = time.monotonic()  # when a cycle last sent a command
-        self._measured = (0.0, 0.0, -1.0)  # base (linear, angular) velocity from odometry and its arrival [monotonic]
+        self._measured = (0.0, 0.0, -np.inf)  # base (linear, angular) velocity from odometry, its stamp [s, node clock]
         self._last_arm_position: list[float] | None = None  # where the arm was last commanded to be
         self._fail_safe_lock = threading.Lock()
         self.loop = LoopTimer(self.period, self._guarded_cycle, spin_s=spin_us * 1e-6, rt_priority=rt_priority,
@@ -537,8 +537,9 @@ class TrajectoryCorrection(PhysaiNode):
                 self.amr.set_pose(T[0, 3], T[1, 3], _yaw(T))
             else:
                 self.vehicle.set_pose(T[0, 3], T[1, 3], _yaw(T), float(twist[0]))
-            self._measured = (float(twist[0]), float(twist[5]), time.monotonic())
-            self.watchdog.feed("state", self._data_time(msg.header.stamp, now))
+            measured_at = self._data_time(msg.header.stamp, now)
+            self._measured = (float(twist[0]), float(twist[5]), measured_at)
+            self.watchdog.feed("state", measured_at)
 
     @staticmethod
     def _data_time(stamp: Any, now: float) -> float:
@@ -602,10 +603,11 @@ class TrajectoryCorrection(PhysaiNode):
     def _resume_after_gap(self) -> None:
         """No command went out for a while: the driver may have stopped the base, so ramp from what it measures.
 
-        A measurement from before the gap says nothing about now: then the ramp starts from standstill.
+        Only a measurement stamped within resume_gap_s says what the base does now (after a stopped process, the
+        odometry queued during the stop arrives first): otherwise the ramp starts from standstill.
         """
-        v, w, arrived = self._measured
-        fresh = arrived > self._last_sent
+        v, w, measured_at = self._measured
+        fresh = self._now() - measured_at <= self.resume_gap_s
         with self._lock:
             self.amr.resume_from(v if fresh else 0.0, w if fresh else 0.0)
         self._last_sent = time.monotonic()  # once per gap

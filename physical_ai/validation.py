@@ -80,11 +80,11 @@ _STRINGS = ("string", "wstring")
 _FRAME_FIELDS = frozenset({"frame_id", "child_frame_id"})
 
 
-_PLANS: dict[type, list[tuple[str, str]]] = {}
+_PLANS: dict[type, list[tuple[str, str, str]]] = {}
 
 
-def _plan(cls: type) -> list[tuple[str, str]]:
-    """(field, kind) per field of a message class, cached.
+def _plan(cls: type) -> list[tuple[str, str, str]]:
+    """(field, kind, message type of a msg/msgseq field) per field of a message class, cached.
 
     Kinds: time, duration, float, string, msg, msgseq (of messages), strseq (of strings), array (of numbers), other.
     """
@@ -93,6 +93,7 @@ def _plan(cls: type) -> list[tuple[str, str]]:
         return cached
     plan = []
     for field, ftype in cls.get_fields_and_field_types().items():
+        inner = ftype
         if ftype == "builtin_interfaces/Time":
             kind = "time"
         elif ftype == "builtin_interfaces/Duration":
@@ -109,14 +110,14 @@ def _plan(cls: type) -> list[tuple[str, str]]:
             kind = "msg"
         else:
             kind = "other"
-        plan.append((field, kind))
+        plan.append((field, kind, inner if kind in ("msg", "msgseq") else ""))
     _PLANS[cls] = plan
     return plan
 
 
 def _walk(msg: Any, limits: InputLimits, path: str, nonfinite_ok: frozenset[str]) -> Invalid | None:
     """The structural checks of the module docstring, depth first."""
-    for field, kind in _plan(type(msg)):
+    for field, kind, _ in _plan(type(msg)):
         value = getattr(msg, field)
         where = f"{path}.{field}" if path else field
         if kind == "time" or kind == "duration":
@@ -158,6 +159,86 @@ def _walk(msg: Any, limits: InputLimits, path: str, nonfinite_ok: frozenset[str]
                     if bad is not None:
                         return bad
     return None
+
+
+# The walk above says what is wrong; it is slow (a getattr chain per field). Each message class also gets a
+# generated checker that only says whether anything is wrong, inlining every field of nested messages (one
+# comparison per float: `abs(v) <= max_abs` is False for NaN and inf). Valid messages, nearly all of them, take the
+# fast path; only a message it refuses is walked again for the reason.
+_FAST: dict[tuple[type, frozenset[str]], Callable[[Any, InputLimits], bool]] = {}
+
+
+def _message_class(name: str) -> type:
+    """The class of a `pkg/Type` field type (its package is already imported: a message holding it exists)."""
+    import sys
+
+    pkg, _, type_ = name.partition("/")
+    return getattr(sys.modules[f"{pkg}.msg"], type_)
+
+
+def _frame_ok(value: str, limits: InputLimits) -> bool:
+    return len(value) <= limits.max_frame_id and value.isprintable() and not any(c.isspace() for c in value)
+
+
+def _strings_ok(values: Any, limits: InputLimits) -> bool:
+    return len(values) <= limits.max_items and all(len(v) <= limits.max_string_bytes for v in values)
+
+
+def _array_ok(values: Any, limits: InputLimits) -> bool:
+    n = len(values)
+    return n <= limits.max_bytes and n * getattr(values, "itemsize", 1) <= limits.max_bytes
+
+
+def _fast_checker(cls: type, nonfinite_ok: frozenset[str] = frozenset()) -> Callable[[Any, InputLimits], bool]:
+    key = (cls, nonfinite_ok)
+    checker = _FAST.get(key)
+    if checker is not None:
+        return checker
+    lines: list[str] = []
+    helpers: dict[str, Any] = {"_frame_ok": _frame_ok, "_strings_ok": _strings_ok, "_array_ok": _array_ok,
+                               "_isfinite": math.isfinite}
+
+    def emit(expr: str, c: type, indent: str, ok: frozenset[str]) -> None:
+        for field, kind, inner in _plan(c):
+            v = f"{expr}.{field}"
+            if kind in ("time", "duration", "float", "string"):  # read once
+                local = f"v{len(lines)}"
+                lines.append(f"{indent}{local} = {v}")
+                v = local
+            if kind in ("time", "duration"):
+                cond = f"0 <= {v}.nanosec < {NS_PER_S}" + (f" and {v}.sec >= 0" if kind == "time" else "")
+                lines.append(f"{indent}if not ({cond}): return False")
+            elif kind == "float":
+                if field in ok:
+                    lines.append(f"{indent}if _isfinite({v}) and abs({v}) > L.max_abs: return False")
+                else:
+                    lines.append(f"{indent}if not abs({v}) <= L.max_abs: return False")
+            elif kind == "string":
+                lines.append(f"{indent}if len({v}) > L.max_string_bytes: return False")
+                if field in _FRAME_FIELDS:
+                    lines.append(f"{indent}if not _frame_ok({v}, L): return False")
+            elif kind == "msg":  # held in a local: each attribute of a generated message is a property call
+                local = f"n{len(lines)}"
+                lines.append(f"{indent}{local} = {v}")
+                emit(local, _message_class(inner), indent, frozenset())
+            elif kind == "strseq":
+                lines.append(f"{indent}if not _strings_ok({v}, L): return False")
+            elif kind == "array":
+                lines.append(f"{indent}if not _array_ok({v}, L): return False")
+            elif kind == "msgseq":
+                seq, element = f"s{len(lines)}", f"e{len(lines)}"
+                lines.append(f"{indent}{seq} = {v}")
+                lines.append(f"{indent}if len({seq}) > L.max_items: return False")
+                lines.append(f"{indent}for {element} in {seq}:")
+                emit(element, _message_class(inner), indent + "    ", frozenset())
+                lines.append(f"{indent}    pass")
+
+    emit("m", cls, "    ", nonfinite_ok)
+    source = "def fast(m, L):\n" + "\n".join(lines) + "\n    return True\n"
+    exec(compile(source, f"<validation:{cls.__name__}>", "exec"), helpers)
+    checker = helpers["fast"]
+    _FAST[key] = checker
+    return checker
 
 
 # ---- per-type content checks (after the structural walk) ---------------------------------------------------------
@@ -320,7 +401,9 @@ def check(msg: Any, limits: InputLimits = InputLimits()) -> Invalid | None:
     content = CONTENT_CHECKS.get(name)
     bad = content(msg, limits) if content is not None else None
     if bad is None:
-        bad = _walk(msg, limits, "", NONFINITE_OK.get(name, frozenset()))
+        nonfinite_ok = NONFINITE_OK.get(name, frozenset())
+        if not _fast_checker(type(msg), nonfinite_ok)(msg, limits):
+            bad = _walk(msg, limits, "", nonfinite_ok) or Invalid("invalid", "refused by the fast check")
     return bad
 
 

@@ -100,3 +100,21 @@ def test_content_findings_get_their_reasons():
     huge.obstacles[0].velocity.x = 0.0
     huge.obstacles[0].pose.position.x = 1e30
     assert _reason(huge) == "out_of_range"
+
+
+def test_the_fast_check_and_the_walk_agree_on_every_drawn_message():
+    # The generated fast checker decides; the walk only explains. They must never disagree.
+    from fuzzlib import INPUTS, message_strategy
+    from hypothesis import HealthCheck, given, settings
+
+    from physical_ai.validation import NONFINITE_OK, _fast_checker, _walk, type_name
+
+    limits = InputLimits()
+    for _, kind in INPUTS:
+        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(msg=message_strategy(kind))
+        def agree(msg):
+            ok = NONFINITE_OK.get(type_name(msg), frozenset())
+            assert _fast_checker(type(msg), ok)(msg, limits) == (_walk(msg, limits, "", ok) is None)
+
+        agree()
