@@ -36,6 +36,7 @@ from trajectory_msgs.msg import JointTrajectory
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.stack import STACK, node_command, node_params, params_file
 from physical_ai.convert import numpy_to_pointcloud2
+from physical_ai_nodes._base import LATCHED_QOS
 
 INT_BOUNDS = {"int8": (-2**7, 2**7 - 1), "uint8": (0, 2**8 - 1), "octet": (0, 255), "byte": (0, 255),
               "char": (0, 255), "int16": (-2**15, 2**15 - 1), "uint16": (0, 2**16 - 1),
@@ -241,7 +242,9 @@ class FuzzStack:
         self.supervisor.start()
         rclpy.init()
         self.node = rclpy.create_node("fuzzer")
-        self.publishers = {(topic, kind): self.node.create_publisher(kind, topic, 10) for topic, kind in INPUTS}
+        # /tf_static is subscribed transient local: a volatile publisher would not match it
+        self.publishers = {(topic, kind): self.node.create_publisher(kind, topic, LATCHED_QOS if topic == "/tf_static"
+                                                                     else 10) for topic, kind in INPUTS}
         self.node.create_subscription(Twist, "/cmd_vel", self._on_twist, 100)
         self.node.create_subscription(Float64MultiArray, "/arm/arm_controller/commands", self._on_arm, 100)
         self.executor = SingleThreadedExecutor()
