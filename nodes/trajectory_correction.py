@@ -591,7 +591,7 @@ class TrajectoryCorrection(PhysaiNode):
         """One cycle; an exception in it sends the safe command and is reported, and the loop goes on."""
         self._cycle_started = time.monotonic()
         try:
-            if self.mode == "amr" and self._cycle_started - self._last_sent > self._gap_s:
+            if self.mode == "amr" and time.monotonic() - self._last_sent > self._gap_s:
                 self._resume_after_gap()
             self._cycle()
         except Exception as exc:
@@ -614,12 +614,21 @@ class TrajectoryCorrection(PhysaiNode):
         self.count("resumed_after_gap")
 
     def _send(self, publisher: Any, msg: Any) -> None:
-        """Publish a cycle's command unless the monitor declared the cycle overrun (the safe command went instead)."""
+        """Publish a cycle's command unless the cycle overran (then the safe command goes instead).
+
+        Checked here too, not only by the monitor: a cycle stalled with its process (SIGSTOP) would otherwise send
+        its stale command on resuming before the monitor thread runs.
+        """
+        started = self._cycle_started
         with self._fail_safe_lock:
             if self._cycle_void:
                 return
-            publisher.publish(msg)
-        self._last_sent = time.monotonic()
+            if started is None or time.monotonic() - started <= self.cycle_stall_s:
+                publisher.publish(msg)
+                self._last_sent = time.monotonic()
+                return
+        self._fail_safe("cycle_overrun", f"control cycle overran: its command was due after "
+                        f"{time.monotonic() - started:.3f} s; safe command sent instead")
 
     def _monitor_cycles(self) -> None:
         """Watch the loop from another thread: a cycle running past cycle_stall_s gets the safe command sent."""
@@ -634,6 +643,7 @@ class TrajectoryCorrection(PhysaiNode):
         with self._fail_safe_lock:
             self._cycle_void = True
             self._publish_safe_command()
+            self._last_sent = -np.inf  # the next cycle ramps from the measured state
         self.count(counter)
         self.set_status(DiagnosticStatus.ERROR, reason)
         self.get_logger().error(reason, throttle_duration_sec=1.0)

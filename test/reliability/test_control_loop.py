@@ -155,7 +155,8 @@ def test_after_a_stall_the_base_ramps_from_its_measured_speed(ros):
         driver.spin(30.0, done=lambda: driver.last() > 0.95)
         assert driver.last() > 0.95
         proc.send_signal(signal.SIGSTOP)
-        driver.spin(2.0)  # the fake driver stops the base after 0.5 s without commands
+        t_stop = time.monotonic()  # the fake driver stops the base after 0.5 s without commands
+        driver.spin(10.0, done=lambda: time.monotonic() - t_stop >= 2.0 and driver.speed == 0.0)
         assert driver.speed == 0.0
         t_cont = ros.get_clock().now().nanoseconds
         proc.send_signal(signal.SIGCONT)
