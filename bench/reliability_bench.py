@@ -5,7 +5,7 @@ corrector, each in its own process) and publishes `--examples` hypothesis-drawn 
 the messages tried, node exits and restarts (must be 0), and unsafe commands (non-finite or beyond limits; must be
 0) beside the number of commands checked in the same run, so a silent corrector cannot pass for a safe one.
 
-Usage: python bench/reliability_bench.py [--examples 100]
+Usage: python bench/reliability_bench.py [--examples 100] [--smoke]
 """
 
 from __future__ import annotations
@@ -27,24 +27,31 @@ from fuzzlib import INPUTS, FuzzStack, message_strategy  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 
+def fuzz_topic(stack: FuzzStack, topic: str, kind: type, examples: int) -> None:
+    """Publish `examples` drawn messages of `kind` on `topic`."""
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(msg=message_strategy(kind))
+    def fuzz(msg):
+        stack.publish(topic, msg)
+
+    fuzz()
+
+
 def main() -> None:
     """Fuzz every input, then print the BENCH lines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100, help="messages drawn per input topic")
+    parser.add_argument("--smoke", action="store_true", help="2 messages per topic (figures mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.examples = 2
     with tempfile.TemporaryDirectory() as logs:
         stack = FuzzStack(Path(logs))
         try:
             stack.wait_ready()
             start = time.monotonic()
             for topic, kind in INPUTS:
-                @settings(max_examples=args.examples, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))
-                @given(msg=message_strategy(kind))
-                def fuzz(msg, topic=topic):
-                    stack.publish(topic, msg)
-
-                fuzz()
+                fuzz_topic(stack, topic, kind, args.examples)
             time.sleep(2.0)  # a late exit from the last messages shows here
             exits = stack.node_exits()
             elapsed = time.monotonic() - start
