@@ -94,6 +94,8 @@ class MujocoSim(PhysaiNode):
                                (0.01, 10.0)),
             "hand_time_s": p("hand_time_s", -1.0, "Arm cell: hand obstacle enters at this sim time; <0 never [s]",
                              (-1.0, 1e6)),
+            "variant": p("arm_variant", "normal", "Arm cell: normal | hard (heavy, slippery parts drawn per seed; "
+                         "grasp outcome depends on the grasp, see physical_ai.sim.scenarios.ArmCell)"),
             "time_limit_s": p("time_limit_s", 0.0, "Episode length (ground truth says done after it); 0 = the "
                               "scenario's own (arm 30 s, AMR 60 s, vehicle 45 s, fleet 90 s) [s]", (0.0, 3600.0)),
             "worker_trigger_m": p("worker_trigger_m", 0.0, "AMR: a worker starts walking when the AMR comes this "

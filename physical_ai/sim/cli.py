@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from physical_ai.sim.scenarios import ALIASES, SCENARIOS, canonical_name
+from physical_ai.sim.scenarios import ALIASES, ARM_VARIANTS, SCENARIOS, canonical_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", default=None, help="parameter YAML (default: config/<robot>.yaml)")
     parser.add_argument("--namespace", default="", help="ROS namespace for the simulator's topics")
     parser.add_argument("--hand-time", type=float, default=None, help="arm: hand obstacle enters at this time [s]")
+    parser.add_argument("--variant", choices=ARM_VARIANTS, default=None,
+                        help="arm: task variant (hard: heavy, slippery parts per seed)")
     parser.add_argument("--expert", action="store_true", help="play the scripted expert without ROS and report")
     parser.add_argument("--episodes", type=int, default=1, help="with --expert: number of seeded episodes")
 
@@ -45,6 +47,8 @@ def node_argv(args: argparse.Namespace) -> list[str]:
         argv += ["-p", f"real_time_factor:={float(args.rtf)}"]
     if args.hand_time is not None:
         argv += ["-p", f"hand_time_s:={float(args.hand_time)}"]
+    if args.variant is not None:
+        argv += ["-p", f"arm_variant:={args.variant}"]
     if args.namespace:
         argv += ["-r", f"__ns:=/{args.namespace.strip('/')}"]
     return argv
@@ -55,7 +59,7 @@ def _run_expert(args: argparse.Namespace) -> int:
 
     robot = canonical_name(args.scenario)
     first = args.seed or 0
-    options = {"hand_time_s": args.hand_time} if args.hand_time is not None else None
+    options = {k: v for k, v in (("hand_time_s", args.hand_time), ("variant", args.variant)) if v is not None}
     wins = 0
     for seed in range(first, first + args.episodes):
         ok, sc = run_episode(robot, seed, options=options)

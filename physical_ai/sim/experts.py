@@ -128,10 +128,12 @@ class ArmPickPlaceExpert:
     REST = np.array([0.0, 0.2, 0.0, 1.9, 0.0, 1.0, 0.0])
     OPEN, CLOSED = 0.08, 0.0
 
-    def __init__(self, sc: ArmCell, speed: float = 1.0) -> None:
+    def __init__(self, sc: ArmCell, speed: float = 1.0, yaw_offset: float = 0.0) -> None:
+        """`yaw_offset` [rad] turns the grasp about the vertical from the canonical yaw (e.g. a quarter turn)."""
         self.ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
         self.model = sc.model
         self.speed = speed
+        self.yaw_offset = yaw_offset
         self.segments: list[_Segment] = []
         self.t0 = 0.0
 
@@ -150,6 +152,7 @@ class ArmPickPlaceExpert:
             mujoco.mju_quat2Mat(R_part, part_quat)
             ax = R_part.reshape(3, 3)[:, 0]
             yaw = float(canonical_pose(np.arctan2(ax[1], ax[0]), 2 * geom.size[0], 2 * geom.size[1])[0])
+        yaw += self.yaw_offset
         y_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
         z_axis = np.array([0.0, 0.0, -1.0])
         return np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])

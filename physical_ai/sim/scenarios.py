@@ -315,13 +315,26 @@ PARTS = ("part_cube", "part_cylinder", "part_prism")
 BIN_CENTRE = np.array([0.30, 0.38])
 BIN_HALF_INNER = 0.075
 TABLE_Z = 0.40
+ARM_VARIANTS = ("normal", "hard")
+# hard variant: the cell's part catalogue of materials, per part (mass [kg], friction coefficient); each seed draws
+# every part's mass and friction within HARD_TOLERANCE (a fraction) of these
+HARD_MATERIALS = {"part_cube": (0.30, 0.25), "part_cylinder": (0.30, 0.25), "part_prism": (0.45, 0.15)}
+HARD_TOLERANCE = 0.1
 
 
 class ArmCell(Scenario):
     """7-DoF arm pick-and-place: put the target part (chosen per seed) into the bin.
 
     Options: max_velocity (7 floats, rad/s), stream_mode ("position"|"velocity"), stream_timeout_s,
-    hand_time_s (when the hand obstacle enters; < 0 never), hand_duration_s.
+    hand_time_s (when the hand obstacle enters; < 0 never), hand_duration_s, variant ("normal" | "hard").
+
+    The hard variant keeps the part shapes and poses of the same seed (perception and its part catalogue are
+    unchanged) but makes the parts heavy and slippery: materials from HARD_MATERIALS, drawn per seed within
+    HARD_TOLERANCE, and the part's friction governs its contacts (geom priority; normally the pads' higher friction
+    would). The gripper is position-controlled, so it squeezes a part in proportion to how far the part keeps its
+    fingers from their closed target: across the prism's 25 mm side far less than across its 70 mm side. The heavy,
+    slippery prism grasped the narrow way slides out of the fingers when the arm lifts; grasped at a quarter turn it
+    holds. A cylinder grasped off its axis squeezes out too.
     """
 
     name = "arm"
@@ -345,9 +358,38 @@ class ArmCell(Scenario):
         self._part_geoms = {m.geom(f"{p}_geom").id for p in PARTS}
         self._hand_geom = m.geom("hand_geom").id
         self._link_geoms = [g for g in range(m.ngeom) if self.robot_geoms[g] and m.geom(g).name.startswith("col_")]
+        self.variant = str(self.options.get("variant", "normal"))
+        if self.variant not in ARM_VARIANTS:
+            raise ValueError(f"arm variant {self.variant!r}: choose one of {ARM_VARIANTS}")
+        self._part_bodies = np.array([m.body(p).id for p in PARTS])
+        self._part_geom_ids = np.array([m.geom(f"{p}_geom").id for p in PARTS])
+        self._nominal = (m.body_mass[self._part_bodies].copy(), m.body_inertia[self._part_bodies].copy(),
+                         m.geom_friction[self._part_geom_ids].copy())
+
+    def _randomise_materials(self) -> None:
+        """Hard variant: seeded mass and friction per part (own stream: part poses stay those of the seed)."""
+        rng = np.random.default_rng([self.seed, 18])
+        nominal = np.array([HARD_MATERIALS[p] for p in PARTS])
+        mass, mu = (nominal * rng.uniform(1 - HARD_TOLERANCE, 1 + HARD_TOLERANCE, nominal.shape)).T
+        self.set_part_materials(mass, mu)
+
+    def set_part_materials(self, mass: np.ndarray, mu: np.ndarray) -> None:
+        """Give the parts (PARTS order) these masses [kg] and friction coefficients; the part's friction governs."""
+        m = self.model
+        mass0, inertia0, friction0 = self._nominal
+        m.body_mass[self._part_bodies] = mass
+        m.body_inertia[self._part_bodies] = inertia0 * (mass / mass0)[:, None]
+        # scale sliding, torsional and rolling friction together (a torsional coefficient left at its nominal value
+        # against a low sliding one makes the elliptic cone ill-conditioned)
+        m.geom_friction[self._part_geom_ids] = friction0 * (mu / friction0[:, 0])[:, None]
+        m.geom_priority[self._part_geom_ids] = 1
+        # derived constants (inverse weights that scale constraint softness) must follow the new masses
+        mujoco.mj_setConst(m, mujoco.MjData(m))
 
     def _randomise(self) -> None:
         opts = self.options
+        if self.variant == "hard":
+            self._randomise_materials()
         q0 = self.data.qpos[self.qadr].copy()
         self.follower = JointTrajectoryFollower(self.limits, q0)
         self.target = q0.copy()
@@ -480,7 +522,11 @@ class ArmCell(Scenario):
         return 0.5 if self._lifted else 0.0
 
     def _extra(self) -> dict[str, Any]:
-        return {"target_part": self.target_part}
+        extra: dict[str, Any] = {"target_part": self.target_part, "variant": self.variant}
+        if self.variant == "hard":
+            extra["part_mass_kg"] = self.model.body_mass[self._part_bodies].tolist()
+            extra["part_friction"] = self.model.geom_friction[self._part_geom_ids, 0].tolist()
+        return extra
 
 
 # ==================================================================================================== factory AMR

@@ -99,11 +99,15 @@ class Env:
         """Domain-randomised scenario options for one episode."""
         return {}
 
+    def task_options(self) -> dict[str, Any]:
+        """Scenario options that define the task (kept with or without domain randomisation)."""
+        return {}
+
     def reset(self, seed: int) -> None:
         """Start a seeded episode (scenario pose randomisation plus this env's domain randomisation)."""
         self.close_camera()  # bound to the previous episode's model
         self.rng = np.random.default_rng(10_000 + seed)
-        options = self.scenario_options(self.rng) if self.randomise else {}
+        options = {**self.task_options(), **(self.scenario_options(self.rng) if self.randomise else {})}
         self.sc = make_scenario(self.scenario_name, seed, options)
         self.expert = experts.make_expert(self.sc)
         self.expert.reset(experts.observe(self.sc))
@@ -439,9 +443,21 @@ class ArmEnv(Env):
         return replace(cfg, observation=ObservationSpec(image=None, state=obs.state, parts=parts,
                                                         instruction=obs.instruction))
 
+    def __init__(self, randomise: bool = True, perception: str = "node", variant: str = "normal") -> None:
+        from physical_ai.sim.scenarios import ARM_VARIANTS
+
+        if variant not in ARM_VARIANTS:
+            raise ValueError(f"arm variant {variant!r}: choose one of {ARM_VARIANTS}")
+        self.variant = variant
+        super().__init__(randomise, perception)
+
     def scenario_options(self, rng: np.random.Generator) -> dict[str, Any]:
         """Part poses and target part come from the scenario seed."""
         return {}
+
+    def task_options(self) -> dict[str, Any]:
+        """The task variant (the hard variant's part materials come from the scenario seed)."""
+        return {"variant": self.variant}
 
     def _reset_sensing(self) -> None:
         sc = self.sc
@@ -774,11 +790,18 @@ ALIASES = {"factory_floor": "amr", "factory": "amr", "arm_cell": "arm", "arm_pic
            "vehicle_lane": "vehicle", "vehicle_drive": "vehicle"}
 
 
-def make_env(scenario: str, randomise: bool = True, perception: str = "node") -> Env:
-    """The env for a scenario name ("amr", "arm", "vehicle", or their model directory names)."""
+def make_env(scenario: str, randomise: bool = True, perception: str = "node", variant: str = "normal") -> Env:
+    """The env for a scenario name ("amr", "arm", "vehicle", or their model directory names).
+
+    `variant`: the arm cell's task variant ("normal" | "hard"); other scenarios have only "normal".
+    """
     key = ALIASES.get(scenario, scenario)
     if key not in ENVS:
         raise ValueError(f"scenario {scenario!r}: no policy env (choose from {sorted(ENVS)})")
+    if key == "arm":
+        return ArmEnv(randomise=randomise, perception=perception, variant=variant)
+    if variant != "normal":
+        raise ValueError(f"variant {variant!r}: only the arm scenario has variants")
     return ENVS[key](randomise=randomise, perception=perception)
 
 
