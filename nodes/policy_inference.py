@@ -175,14 +175,17 @@ class PolicyInferenceNode(PhysaiNode):
             raise SystemExit(f"policy_inference: {exc}") from None
         self.config = self.policy.config
         world_model = p("world_model", "none", "Check candidate chunks before sending: none | physics (MuJoCo "
-                        "rollout, AMR) | learned (<checkpoint>/world_model)")
-        candidates = p("world_model_candidates", 8, "Candidate chunks the world model scores per inference [count]",
-                       (3, 64))
+                        "rollout: AMR, arm) | learned (<checkpoint>/world_model)")
+        candidates = p("world_model_candidates", 8, "Candidate chunks the world model scores per inference (an "
+                       "arm scores its 3 wrist-turn grasp variants) [count]", (3, 64))
+        materials = p("world_model_materials", "normal", "Arm physics world model: the part catalogue's materials "
+                      "it assumes: normal | hard (the hard cell variant's heavy, slippery parts)")
         self.wm_pub = None
         if world_model != "none":
             try:
                 self.policy = WorldModelCheckedPolicy(
-                    self.policy, make_world_model(world_model, resolve_path(checkpoint), self.config.embodiment),
+                    self.policy, make_world_model(world_model, resolve_path(checkpoint), self.config.embodiment,
+                                                  materials=materials),
                     k=candidates)
             except (ValueError, OSError) as exc:
                 self.get_logger().fatal(f"cannot load world model: {exc}")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from physical_ai.policy.spec import ConfigError, PolicyConfig, load_config
+from physical_ai.sim.scenarios import ARM_VARIANTS
 from physical_ai.training.envs import Env, make_env, spec_names
 
 EVAL_SEED_OFFSET = 100_000  # evaluation seeds never overlap collection seeds (0, 1, 2, ...)
@@ -67,17 +68,10 @@ class EpisodeResult:
     time_s: float
     progress: float
     vetoes: int = 0
+    wm_predicted_failure: bool = False  # a world model predicted the chosen chunk's grasp or carry to fail
+    wrist_turn: float = 0.0      # arm with a world model: the grasp variant chosen last [rad]
     policy_ms: float = 0.0
     clamped_requests: int = 0    # steps/chunks with out-of-limit targets, clamped before reaching the driver
-
-
-def hold_action(env: Env) -> np.ndarray:
-    """The safe action when every candidate is vetoed: stop (AMR, vehicle) or hold the current joints (arm)."""
-    if env.embodiment == "amr":
-        return np.zeros(2)
-    if env.embodiment == "vehicle":  # keep the wheels where they are, brake
-        return np.array([env.sc.drive.current[0], 0.0])
-    return np.append(env.sc.target, env.sc.gripper_target)
 
 
 def state_columns(env: Env, config: PolicyConfig) -> list[int] | None:
@@ -89,22 +83,26 @@ def state_columns(env: Env, config: PolicyConfig) -> list[int] | None:
 
 
 def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: float,
-                world_model: Any | None = None, wm_k: int = 8, correction: bool = False) -> EpisodeResult:
-    """One closed-loop episode in-process; the world model (if any) picks among `wm_k` sampled candidates.
+                correction: bool = False) -> EpisodeResult:
+    """One closed-loop episode in-process.
 
-    With `correction`, chunks go through the trajectory-correction core (as under ROS) instead of being played
-    step by step.
+    A `WorldModelCheckedPolicy` (as policy_inference runs it with `world_model` set) picks among its candidates
+    inside `infer`; it also gets the env's state as "world_state" for world models that read other state entries
+    than the policy. With `correction`, chunks go through the trajectory-correction core (as under ROS) instead
+    of being played step by step.
     """
-    from physical_ai.training.world_model_glue import candidate_chunks, world_state
-
     env.reset(seed)
+    policy.reset()
     if correction:
         env.attach_corrector()
-    rng = np.random.default_rng(seed)
     columns = state_columns(env, policy.config)
+    wm = getattr(policy, "world_model", None)
+    wm_columns = ([list(env.spec.observation.state.names).index(n) for n in wm.state_names]
+                  if wm is not None and wm.state_names else None)
     chunk: np.ndarray | None = None
     k = 0
     vetoes = 0
+    predicted_failure = False
     latency: list[float] = []
     steps = round(time_limit_s / env.dt)
     for _ in range(steps):
@@ -112,17 +110,16 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
         if due or env.perceive_every_step:
             obs = env.observe()  # every step where perception tracks need every frame
         if due:
-            result = policy.infer(obs if columns is None else {**obs, "state": obs["state"][columns]})
+            inputs = obs if columns is None else {**obs, "state": obs["state"][columns]}
+            if wm_columns is not None:
+                inputs = {**inputs, "world_state": obs["state"][wm_columns]}
+            result = policy.infer(inputs)
             latency.append(result.latency_ms)
             chunk, k = result.values, 0
-            if world_model is not None:
-                cands = candidate_chunks(env, chunk, wm_k, rng)
-                pred = world_model.evaluate(world_state(env, obs), cands)
-                if pred.chosen_index < 0:
-                    vetoes += 1
-                    chunk = np.tile(hold_action(env), (replan, 1))
-                else:
-                    chunk = cands[pred.chosen_index]
+            pred = getattr(policy, "last_prediction", None)
+            if pred is not None:
+                vetoes += pred.chosen_index < 0
+                predicted_failure |= bool(pred.chosen_index < 0 or pred.failure_p[pred.chosen_index] > 0.5)
             if correction:
                 env.submit_chunk(chunk)
         env.apply(chunk[k])
@@ -134,6 +131,8 @@ def run_episode(env: Env, policy: Any, seed: int, replan: int, time_limit_s: flo
                          limit_violations=env.limit_violations, failure=st.failure,
                          clamped_requests=env.clamped_requests,
                          time_s=round(st.time_s, 2), progress=round(st.progress, 3), vetoes=vetoes,
+                         wm_predicted_failure=predicted_failure,
+                         wrist_turn=round(float(getattr(policy, "wrist_turn", 0.0)), 3),
                          policy_ms=round(float(np.median(latency)), 2) if latency else 0.0)
 
 
@@ -183,37 +182,39 @@ def plot_report(rows: list[EpisodeResult], summary: dict[str, Any], path: Path) 
 def evaluate(scenario: str, policy_dir: str | Path, episodes: int, seed: int = EVAL_SEED_OFFSET,
              replan: int | None = None, world_model: str = "none", wm_k: int = 8, threads: int = 2,
              time_limit_s: float | None = None, progress_bar: bool = True, correction: bool = False,
-             wm_select: str = "check") -> tuple[list[EpisodeResult], dict]:
-    """Evaluate a checkpoint in-process; return (episodes, summary)."""
+             wm_select: str = "check", variant: str = "normal") -> tuple[list[EpisodeResult], dict]:
+    """Evaluate a checkpoint in-process; return (episodes, summary). `variant`: the arm task variant."""
     from tqdm import tqdm
 
     from physical_ai.policy.policy import TorchPolicy
 
     config = load_config(policy_dir)
     # the policy is evaluated with the sensing it was trained on (recorded in config.json by physai train)
-    env = make_env(scenario, perception=str(config.extra.get("perception", "node")))
+    env = make_env(scenario, perception=str(config.extra.get("perception", "node")), variant=variant)
     check_policy_fits(config, env)
     if correction and not hasattr(env, "attach_corrector"):
         raise ValueError(f"--correction core: no in-process corrector wired for {env.embodiment!r} yet")
     policy = TorchPolicy(policy_dir, num_threads=threads)
-    wm = None
     if world_model != "none":
-        from physical_ai.training.world_model_glue import load_world_model
+        from physical_ai.world_model import make_world_model
+        from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
 
-        wm = load_world_model(world_model, env, policy_dir)
+        wm = make_world_model(world_model, policy_dir, env.embodiment, materials=variant)
         wm.rule = replace(wm.rule, keep_policy=wm_select == "check")
+        policy = WorldModelCheckedPolicy(policy, wm, k=wm_k)
     replan = replan or max(1, config.chunk_length // 2)
     limit = time_limit_s or env_time_limit(env)
     rows = []
     start = time.monotonic()
     try:
         for i in tqdm(range(episodes), desc=f"eval {scenario}", unit="ep", disable=not progress_bar):
-            rows.append(run_episode(env, policy, seed + i, replan, limit, wm, wm_k, correction))
+            rows.append(run_episode(env, policy, seed + i, replan, limit, correction))
     finally:
         env.close()
     summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "inprocess", "replan_steps": replan,
                                          "correction": "core" if correction else "none",
                                          "world_model": world_model, "wm_select": wm_select, "first_seed": seed,
+                                         "variant": variant,
                                          "wall_s": round(time.monotonic() - start, 1)})
     return rows, summary
 
@@ -244,6 +245,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ros: corrector and simulator under SCHED_FIFO, as deployed (needs root/CAP_SYS_NICE)")
     parser.add_argument("--correction", choices=("none", "core"), default="none",
                         help="inprocess: play chunks directly (none) or through the trajectory-correction core")
+    parser.add_argument("--variant", choices=ARM_VARIANTS, default="normal",
+                        help="inprocess, arm: task variant (hard: heavy, slippery parts per seed)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None, help="report directory (default: <policy>/eval)")
     parser.add_argument("--no-progress", action="store_true")
@@ -261,12 +264,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
                                      args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress,
-                                     correction=args.correction == "core", wm_select=args.wm_select)
+                                     correction=args.correction == "core", wm_select=args.wm_select,
+                                     variant=args.variant)
     except (ConfigError, ValueError, RuntimeError) as exc:
         print(f"physai eval: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    suffix = ("" if args.world_model == "none" else f"_wm_{args.world_model}_{args.wm_select}") + \
+    suffix = ("" if args.variant == "normal" else f"_{args.variant}") + \
+        ("" if args.world_model == "none" else f"_wm_{args.world_model}_{args.wm_select}") + \
         ("_corrected" if args.mode == "inprocess" and args.correction == "core" else "") + \
         ("_ros" if args.mode == "ros" else "")
     report = out / f"eval_{args.scenario}{suffix}.json"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from physical_ai.training.dataset import DatasetReader
 from physical_ai.training.envs import Env
-from physical_ai.world_model import make_world_model
-from physical_ai.world_model.api import WorldModel, WorldState, sample_candidates
+from physical_ai.world_model.api import WorldState, sample_candidates
 from physical_ai.world_model.learned import LearnedWorldModel, features, train_learned
 
 
@@ -39,11 +37,6 @@ def world_state(env: Env, obs: dict[str, Any]) -> WorldState:
         kwargs.update(parts=obs["parts"], part_features=spec.parts.features.names)
     return WorldState(embodiment=env.embodiment, state=np.asarray(obs["state"], float), state_names=spec.state.names,
                       dt=env.dt, **kwargs)
-
-
-def load_world_model(kind: str, env: Env, policy_dir: str | Path) -> WorldModel:
-    """`physics` (MuJoCo rollout) or `learned` (from <policy_dir>/world_model/) for an env's embodiment."""
-    return make_world_model(kind, policy_dir, env.embodiment)
 
 
 def labelled_frames(dataset: DatasetReader, episodes: list[int]) -> dict[str, Any]:

@@ -10,8 +10,10 @@ WM_DIR = "world_model"  # a policy checkpoint's learned world model lives in <ch
 KINDS = ("physics", "learned")
 
 
-def make_world_model(kind: str, checkpoint: str | Path, embodiment: str) -> WorldModel:
-    """`physics` (MuJoCo rollout; the AMR scene) or `learned` (from <checkpoint>/world_model/).
+def make_world_model(kind: str, checkpoint: str | Path, embodiment: str, materials: str = "normal") -> WorldModel:
+    """`physics` (MuJoCo rollout; the AMR scene, the arm cell) or `learned` (from <checkpoint>/world_model/).
+
+    `materials`: the arm cell's part catalogue the physics rollout assumes ("normal" | "hard").
 
     Raises:
         ValueError: unknown kind, or a physics model for an embodiment it does not model.
@@ -22,9 +24,13 @@ def make_world_model(kind: str, checkpoint: str | Path, embodiment: str) -> Worl
 
         return LearnedWorldModel.load(Path(checkpoint) / WM_DIR)
     if kind == "physics":
-        if embodiment != "amr":
-            raise ValueError(f"physics world model: only the AMR scene is modelled so far, not {embodiment!r}")
-        from physical_ai.world_model.physics import AmrPhysicsWorldModel
+        if embodiment == "amr":
+            from physical_ai.world_model.physics import AmrPhysicsWorldModel
 
-        return AmrPhysicsWorldModel()
+            return AmrPhysicsWorldModel()
+        if embodiment == "arm":
+            from physical_ai.world_model.arm_physics import ArmPhysicsWorldModel
+
+            return ArmPhysicsWorldModel(materials=materials)
+        raise ValueError(f"physics world model: the AMR scene and the arm cell are modelled, not {embodiment!r}")
     raise ValueError(f"world model {kind!r}: choose one of {KINDS}")

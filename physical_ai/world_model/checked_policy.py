@@ -5,8 +5,11 @@
     policy.last_prediction              # -> physical_ai_stack/WorldModelPrediction fields
 
 Candidates are the policy's own chunk plus K-1 perturbations of it (see `api.sample_candidates`), the last one a
-controlled stop for mobile bases; the check runs inside `infer`, so the node's asynchronous chunk runner, latency
-accounting and NaN handling apply unchanged.
+controlled stop for mobile bases. For an arm they are grasp variants instead: the policy's chunk with the wrist
+(the last arm joint) turned to each of WRIST_TURNS relative to the policy's own wrist angle (a quarter turn either
+way grasps a part across its other side); the first candidate keeps the turn chosen last, so the policy's chunk
+runs unchanged until the world model predicts that its grasp fails. The check runs inside `infer`, so the node's
+asynchronous chunk runner, latency accounting and NaN handling apply unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +24,28 @@ from physical_ai.world_model.api import Prediction, WorldModel, WorldState, samp
 
 # Candidate spread per action unit: a tenth of a typical range (m/s, rad/s, rad, m).
 DEFAULT_SPREAD = {"linear_x": 0.3, "angular_z": 0.4, "steering_angle": 0.05, "speed": 1.0, "gripper": 0.01}
+WRIST_TURNS = (0.0, np.pi / 2, -np.pi / 2)  # arm grasp variants: wrist turn relative to the policy's [rad]
+WRIST_TURN_SPEED = 2.5  # a change of turn is a cosine ramp peaking at this speed (the wrist's limit) [rad/s]
+
+
+def wrist_variants(chunk: np.ndarray, wrist_now: float, keep: float, dt: float, wrist_column: int = 6
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Arm grasp variants of a chunk: (candidates (K, H, A), their wrist turns (K,)), `keep` first.
+
+    Each candidate's wrist column is the policy's plus a turn that ramps from the arm's current turn
+    (`wrist_now` minus the chunk's first wrist target) toward the candidate's at up to WRIST_TURN_SPEED; a turn
+    too far to reach within the chunk is reached in the next ones.
+    """
+    chunk = np.asarray(chunk, dtype=np.float64)
+    turns = np.array([keep, *(t for t in WRIST_TURNS if not np.isclose(t, keep))])
+    now = wrist_now - chunk[0, wrist_column]
+    delta = turns - now
+    steps = np.maximum(1.0, np.ceil(np.pi * np.abs(delta) / (2 * WRIST_TURN_SPEED * dt)))  # cosine peak = speed
+    t = np.arange(1, len(chunk) + 1)[None, :]
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.minimum(t / steps[:, None], 1.0))
+    cands = np.repeat(chunk[None], len(turns), axis=0)
+    cands[:, :, wrist_column] += now + delta[:, None] * ramp
+    return cands, turns
 
 
 class WorldModelCheckedPolicy(Policy):
@@ -35,6 +60,8 @@ class WorldModelCheckedPolicy(Policy):
         self.spread = np.array([DEFAULT_SPREAD.get(n, 0.05) for n in names])
         self.last_prediction: Prediction | None = None
         self._stop_last = self.config.embodiment in ("amr", "vehicle")
+        self._arm = self.config.embodiment == "arm"
+        self.wrist_turn = 0.0  # arm: the grasp variant chosen last
 
     def belief(self, obs: Mapping[str, Any]) -> WorldState:
         """WorldState from the same raw observation the policy sees."""
@@ -57,7 +84,11 @@ class WorldModelCheckedPolicy(Policy):
         chunk = np.asarray(self.policy._infer(obs), dtype=np.float64)
         if not np.isfinite(chunk).all():
             return chunk  # the caller drops and counts non-finite chunks
-        cands = sample_candidates(chunk, self.k, self.spread, self.rng)
+        if self._arm:
+            wrist = float(np.asarray(obs["state"])[self.config.observation.state.names.index("joint7.position")])
+            cands, turns = wrist_variants(chunk, wrist, self.wrist_turn, self.config.dt)
+        else:
+            cands = sample_candidates(chunk, self.k, self.spread, self.rng)
         if self._stop_last and self.k > 2:
             cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
             if self.config.embodiment == "amr":
@@ -65,11 +96,13 @@ class WorldModelCheckedPolicy(Policy):
         pred = self.world_model.evaluate(self.belief(obs), cands)
         self.last_prediction = pred
         if pred.chosen_index >= 0:
+            if self._arm:
+                self.wrist_turn = float(turns[pred.chosen_index])
             return cands[pred.chosen_index]
         # every candidate vetoed: mobile bases brake to a stop, arms hold their first commanded pose
         if self._stop_last:
             return np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
-        return np.repeat(chunk[:1], len(chunk), axis=0)
+        return np.repeat(cands[0, :1], len(chunk), axis=0)
 
     def health(self) -> str:
         """The wrapped backend's health."""
@@ -85,7 +118,8 @@ class WorldModelCheckedPolicy(Policy):
         self.policy.observe(obs)
 
     def reset(self) -> None:
-        """Reset the wrapped backend."""
+        """Reset the wrapped backend (and the arm's grasp variant)."""
+        self.wrist_turn = 0.0
         self.policy.reset()
 
     def close(self) -> None:

@@ -1,0 +1,178 @@
+"""Arm physics-rollout world model: will this chunk's grasp hold the part? Answered in a MuJoCo copy of the cell.
+
+The copy is built from what the robot perceives, never from the simulator's state: the arm from the joint state
+(positions, velocities, gripper opening), each perceived part matched to the cell's part catalogue by its fitted
+size and placed at its perceived position and yaw (resting on the table), the target from the grounded
+"is_target" token. Part materials are the catalogue's nominal ones for the cell variant (`materials`); a
+part's per-episode mass and friction are not observable, so the copy cannot know them.
+
+Each candidate chunk is played in the copy as the simulated controllers play it (joint targets streamed at the
+physics rate within the velocity limits). If the chunk ends with the gripper over the target part, the copy then
+completes the grasp the chunk is heading for (or has begun): straight down to the grasp height at the chunk's final
+wrist orientation, close, lift `lift_m`. failure_p is 1 when the part is not in the fingers after the lift (it slid out,
+was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it ends
+with the part dropped away from the bin. collision_p is 1 when the arm touches anything but a part with its
+gripper. progress is 1 for a grasp predicted to hold, else 0.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from physical_ai.sim.experts import ArmIK
+from physical_ai.sim.scenarios import (
+    ARM_JOINTS,
+    BIN_CENTRE,
+    BIN_HALF_INNER,
+    HARD_MATERIALS,
+    PARTS,
+    TABLE_Z,
+    ArmCell,
+    make_scenario,
+)
+from physical_ai.world_model.api import Selection, WorldModel, WorldState
+
+# catalogue sizes (short side, long side, height) [m] in PARTS order, as perception fits them
+CATALOGUE = np.array([[0.04, 0.04, 0.04], [0.04, 0.04, 0.05], [0.025, 0.07, 0.04]])
+SIZE_TOLERANCE_M = 0.012
+GRASP_XY_M = 0.03       # the chunk ends over the target part: tcp within this of its centre (horizontally)
+GRASP_ABOVE_M = 0.10    # ... and at most this far above it
+
+
+def _cosine(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)
+
+
+class ArmPhysicsWorldModel(WorldModel):
+    """MuJoCo rollout of candidate arm chunks, each completed into a grasp and lift when it approaches one."""
+
+    name = "physics"
+
+    def __init__(self, rule: Selection | None = None, materials: str = "normal", lift_m: float = 0.12) -> None:
+        super().__init__(rule)
+        self.sc: ArmCell = make_scenario("arm", 0, {"target_part": PARTS[0]})  # type: ignore[assignment]
+        if materials == "hard":
+            nominal = np.array([HARD_MATERIALS[p] for p in PARTS])
+            self.sc.set_part_materials(nominal[:, 0], nominal[:, 1])
+        elif materials != "normal":
+            raise ValueError(f"arm physics world model: materials {materials!r}: normal | hard")
+        sc = self.sc
+        self.ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
+        self.lift_m = lift_m
+        self.base = sc.data.xpos[sc.robot_root].copy()  # base_link in the world (perceived parts are in base_link)
+        self.part_adr = [sc.model.jnt_qposadr[sc.model.joint(f"{p}_free").id] for p in PARTS]
+        self.finger_right_adr = sc.model.jnt_qposadr[sc.model.joint("finger_right_joint").id]
+        self.half_height = CATALOGUE[:, 2] / 2
+
+    # ---- the copy ------------------------------------------------------------------------------------------------
+    def _match(self, state: WorldState) -> tuple[dict[int, np.ndarray], int]:
+        """Perceived parts matched to catalogue entries: {part index: feature row}, target part index (-1: none)."""
+        f = state.part_features
+        rows = np.asarray(state.parts, dtype=float).reshape(-1, len(f))
+        matched: dict[int, np.ndarray] = {}
+        target = -1
+        if len(rows) == 0 or "size_x" not in f:
+            return matched, target
+        sizes = rows[:, [f.index("size_x"), f.index("size_y"), f.index("size_z")]]
+        sizes[:, :2] = np.sort(sizes[:, :2], axis=1)
+        err = np.abs(sizes[:, None, :] - CATALOGUE[None]).max(axis=2)  # (n, parts)
+        for i in np.argsort(err.min(axis=1)):
+            j = int(np.argmin(err[i]))
+            if err[i, j] > SIZE_TOLERANCE_M or j in matched:
+                continue
+            matched[j] = rows[i]
+            if "is_target" in f and rows[i, f.index("is_target")] > 0.5:
+                target = j
+        return matched, target
+
+    def _place(self, state: WorldState, matched: dict[int, np.ndarray]) -> None:
+        """Reset the copy to the perceived scene and the measured arm."""
+        sc, f = self.sc, state.part_features
+        sc.reset(0)
+        d = sc.data
+        for j, adr in enumerate(self.part_adr):
+            if j not in matched:
+                d.qpos[adr:adr + 3] = [2.0 + j, 2.0, 0.05]  # not seen: out of the cell, on the floor
+                continue
+            row = matched[j]
+            pos = row[[f.index("x"), f.index("y"), f.index("z")]] + self.base
+            pos[2] = max(pos[2], TABLE_Z + self.half_height[j] + 0.0005)
+            qx, qy, qz, qw = (row[f.index(k)] for k in ("qx", "qy", "qz", "qw"))
+            # the canonical yaw is the short side's direction: the catalogue geoms have their short side along x
+            d.qpos[adr:adr + 3] = pos
+            d.qpos[adr + 3:adr + 7] = [qw, qx, qy, qz]
+        names = state.state_names
+        q = np.array([state.value(f"{j}.position") for j in ARM_JOINTS])
+        d.qpos[sc.qadr] = q
+        if all(f"{j}.velocity" in names for j in ARM_JOINTS):
+            d.qvel[sc.dadr] = [state.value(f"{j}.velocity") for j in ARM_JOINTS]
+        opening = state.value("gripper.position") if "gripper.position" in names else 0.08
+        d.qpos[sc.finger_qadr] = d.qpos[self.finger_right_adr] = opening / 2
+        sc.target = q.copy()
+        sc.gripper_target = opening
+        sc._streaming = True
+        sc.collisions = 0
+        mujoco.mj_forward(sc.model, d)
+
+    def _stream(self, q: np.ndarray, gripper: float, dt: float) -> None:
+        """One step of joint targets as the position controller plays it (velocity-limited, interpolated)."""
+        sc = self.sc
+        start = sc.target.copy()
+        vmax = sc.limits.max_velocity * dt
+        target = start + np.clip(np.clip(q, sc.limits.lower, sc.limits.upper) - start, -vmax, vmax)
+        sc.command_gripper([float(np.clip(gripper, *sc.gripper_range))])
+        n = max(1, round(dt / sc.timestep))
+        sub = max(1, n // 5)
+        for k in range(1, n // sub + 1):
+            sc.command_stream(list(start + (target - start) * min(1.0, k * sub / n)))
+            sc.step(sub)
+
+    def _move(self, q_to: np.ndarray, gripper_to: float, duration: float, dt: float) -> None:
+        """Cosine joint-space move (and gripper) from the current targets over `duration`."""
+        q0, g0 = self.sc.target.copy(), self.sc.gripper_target
+        for s in _cosine(max(1, round(duration / dt))):
+            self._stream(q0 + s * (q_to - q0), g0 + s * (gripper_to - g0), dt)
+
+    # ---- prediction ----------------------------------------------------------------------------------------------
+    def _in_fingers(self, part: int) -> bool:
+        sc = self.sc
+        return bool(np.linalg.norm(sc.part_position(PARTS[part]) - sc.data.site("tcp").xpos) < 0.04)
+
+    def _complete_grasp(self, part: int, dt: float) -> bool:
+        """From the chunk's end: down to the grasp height, close, lift; is the part still in the fingers?"""
+        sc = self.sc
+        p = sc.part_position(PARTS[part])
+        tcp, R = sc.data.site("tcp").xpos.copy(), sc.data.site("tcp").xmat.reshape(3, 3).copy()
+        grasp_z = max(p[2] + 0.002, TABLE_Z + 0.023)
+        q_grasp, _ = self.ik.solve(np.array([tcp[0], tcp[1], grasp_z]), R, sc.target, sc.target)
+        self._move(q_grasp, sc.gripper_target, max(0.3, 3.0 * (tcp[2] - grasp_z)), dt)
+        self._move(q_grasp, 0.0, 0.6, dt)
+        q_lift, _ = self.ik.solve(np.array([tcp[0], tcp[1], grasp_z + self.lift_m]), R, q_grasp, q_grasp)
+        self._move(q_lift, 0.0, 0.6, dt)
+        self._move(q_lift, 0.0, 0.2, dt)
+        lifted = sc.part_position(PARTS[part])[2] > p[2] + 0.5 * self.lift_m
+        return bool(lifted and self._in_fingers(part))
+
+    def predict(self, state: WorldState, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(collision_p, failure_p, progress) per candidate (see the module docstring)."""
+        sc = self.sc
+        k = len(candidates)
+        collision, failure, progress = np.zeros(k), np.zeros(k), np.zeros(k)
+        matched, target = self._match(state)
+        for i, chunk in enumerate(candidates):
+            self._place(state, matched)
+            held = target >= 0 and self._in_fingers(target) and sc.gripper_target < 0.06
+            for action in chunk:
+                self._stream(action[:7], action[7], state.dt)
+            if target >= 0:
+                p = sc.part_position(PARTS[target])
+                tcp = sc.data.site("tcp").xpos
+                if held:
+                    over_bin = bool(np.all(np.abs(p[:2] - BIN_CENTRE) < BIN_HALF_INNER + 0.03))
+                    failure[i] = float(not self._in_fingers(target) and not over_bin)
+                elif np.linalg.norm(tcp[:2] - p[:2]) < GRASP_XY_M and tcp[2] - p[2] < GRASP_ABOVE_M:
+                    ok = self._complete_grasp(target, state.dt)
+                    failure[i], progress[i] = float(not ok), float(ok)
+            collision[i] = float(sc.collisions > 0)
+        return collision, failure, progress
