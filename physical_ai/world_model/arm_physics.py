@@ -37,11 +37,60 @@ from physical_ai.world_model.api import Selection, WorldModel, WorldState
 CATALOGUE = np.array([[0.04, 0.04, 0.04], [0.04, 0.04, 0.05], [0.025, 0.07, 0.04]])
 SIZE_TOLERANCE_M = 0.012
 GRASP_XY_M = 0.03       # the chunk ends over the target part: tcp within this of its centre (horizontally)
-GRASP_ABOVE_M = 0.10    # ... and at most this far above it
+GRASP_ABOVE_M = 0.25    # ... and at most this far above it (time to turn the wrist before the fingers arrive)
 
 
 def _cosine(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)
+
+
+def stream_step(sc: ArmCell, q: np.ndarray, gripper: float, dt: float) -> None:
+    """One step of joint targets as the position controller plays it (velocity-limited, interpolated)."""
+    start = sc.target.copy()
+    vmax = sc.limits.max_velocity * dt
+    target = start + np.clip(np.clip(q, sc.limits.lower, sc.limits.upper) - start, -vmax, vmax)
+    sc.command_gripper([float(np.clip(gripper, *sc.gripper_range))])
+    n = max(1, round(dt / sc.timestep))
+    sub = max(1, n // 5)
+    for k in range(1, n // sub + 1):
+        sc.command_stream(list(start + (target - start) * min(1.0, k * sub / n)))
+        sc.step(sub)
+
+
+def _move(sc: ArmCell, q_to: np.ndarray, gripper_to: float, duration: float, dt: float) -> None:
+    """Cosine joint-space move (and gripper) from the current targets over `duration`."""
+    q0, g0 = sc.target.copy(), sc.gripper_target
+    for s in _cosine(max(1, round(duration / dt))):
+        stream_step(sc, q0 + s * (q_to - q0), g0 + s * (gripper_to - g0), dt)
+
+
+def in_fingers(sc: ArmCell, part: str) -> bool:
+    """The part's centre is within 4 cm of the tcp (between the fingers)."""
+    return bool(np.linalg.norm(sc.part_position(part) - sc.data.site("tcp").xpos) < 0.04)
+
+
+def complete_grasp(sc: ArmCell, ik: ArmIK, part: str, dt: float, lift_m: float = 0.12) -> bool:
+    """From where the arm is: straight down to the grasp height, close, lift; is the part still in the fingers?
+
+    Runs on any arm cell: the world model's copy, or a fork of the true simulation (its labels).
+    """
+    p = sc.part_position(part)
+    tcp, R = sc.data.site("tcp").xpos.copy(), sc.data.site("tcp").xmat.reshape(3, 3).copy()
+    grasp_z = max(p[2] + 0.002, TABLE_Z + 0.023)
+    q_grasp, _ = ik.solve(np.array([tcp[0], tcp[1], grasp_z]), R, sc.target, sc.target)
+    _move(sc, q_grasp, sc.gripper_target, max(0.3, 3.0 * (tcp[2] - grasp_z)), dt)
+    _move(sc, q_grasp, 0.0, 0.6, dt)
+    q_lift, _ = ik.solve(np.array([tcp[0], tcp[1], grasp_z + lift_m]), R, q_grasp, q_grasp)
+    _move(sc, q_lift, 0.0, 0.6, dt)
+    _move(sc, q_lift, 0.0, 0.2, dt)
+    lifted = sc.part_position(part)[2] > p[2] + 0.5 * lift_m
+    return bool(lifted and in_fingers(sc, part))
+
+
+def approaching(sc: ArmCell, part: str) -> bool:
+    """The tcp is over the part: within GRASP_XY_M of its centre horizontally, at most GRASP_ABOVE_M above it."""
+    p, tcp = sc.part_position(part), sc.data.site("tcp").xpos
+    return bool(np.linalg.norm(tcp[:2] - p[:2]) < GRASP_XY_M and tcp[2] - p[2] < GRASP_ABOVE_M)
 
 
 class ArmPhysicsWorldModel(WorldModel):
@@ -115,45 +164,6 @@ class ArmPhysicsWorldModel(WorldModel):
         sc.collisions = 0
         mujoco.mj_forward(sc.model, d)
 
-    def _stream(self, q: np.ndarray, gripper: float, dt: float) -> None:
-        """One step of joint targets as the position controller plays it (velocity-limited, interpolated)."""
-        sc = self.sc
-        start = sc.target.copy()
-        vmax = sc.limits.max_velocity * dt
-        target = start + np.clip(np.clip(q, sc.limits.lower, sc.limits.upper) - start, -vmax, vmax)
-        sc.command_gripper([float(np.clip(gripper, *sc.gripper_range))])
-        n = max(1, round(dt / sc.timestep))
-        sub = max(1, n // 5)
-        for k in range(1, n // sub + 1):
-            sc.command_stream(list(start + (target - start) * min(1.0, k * sub / n)))
-            sc.step(sub)
-
-    def _move(self, q_to: np.ndarray, gripper_to: float, duration: float, dt: float) -> None:
-        """Cosine joint-space move (and gripper) from the current targets over `duration`."""
-        q0, g0 = self.sc.target.copy(), self.sc.gripper_target
-        for s in _cosine(max(1, round(duration / dt))):
-            self._stream(q0 + s * (q_to - q0), g0 + s * (gripper_to - g0), dt)
-
-    # ---- prediction ----------------------------------------------------------------------------------------------
-    def _in_fingers(self, part: int) -> bool:
-        sc = self.sc
-        return bool(np.linalg.norm(sc.part_position(PARTS[part]) - sc.data.site("tcp").xpos) < 0.04)
-
-    def _complete_grasp(self, part: int, dt: float) -> bool:
-        """From the chunk's end: down to the grasp height, close, lift; is the part still in the fingers?"""
-        sc = self.sc
-        p = sc.part_position(PARTS[part])
-        tcp, R = sc.data.site("tcp").xpos.copy(), sc.data.site("tcp").xmat.reshape(3, 3).copy()
-        grasp_z = max(p[2] + 0.002, TABLE_Z + 0.023)
-        q_grasp, _ = self.ik.solve(np.array([tcp[0], tcp[1], grasp_z]), R, sc.target, sc.target)
-        self._move(q_grasp, sc.gripper_target, max(0.3, 3.0 * (tcp[2] - grasp_z)), dt)
-        self._move(q_grasp, 0.0, 0.6, dt)
-        q_lift, _ = self.ik.solve(np.array([tcp[0], tcp[1], grasp_z + self.lift_m]), R, q_grasp, q_grasp)
-        self._move(q_lift, 0.0, 0.6, dt)
-        self._move(q_lift, 0.0, 0.2, dt)
-        lifted = sc.part_position(PARTS[part])[2] > p[2] + 0.5 * self.lift_m
-        return bool(lifted and self._in_fingers(part))
-
     def predict(self, state: WorldState, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(collision_p, failure_p, progress) per candidate (see the module docstring)."""
         sc = self.sc
@@ -162,17 +172,16 @@ class ArmPhysicsWorldModel(WorldModel):
         matched, target = self._match(state)
         for i, chunk in enumerate(candidates):
             self._place(state, matched)
-            held = target >= 0 and self._in_fingers(target) and sc.gripper_target < 0.06
+            part = PARTS[target] if target >= 0 else ""
+            held = bool(part) and in_fingers(sc, part) and sc.gripper_target < 0.06
             for action in chunk:
-                self._stream(action[:7], action[7], state.dt)
-            if target >= 0:
-                p = sc.part_position(PARTS[target])
-                tcp = sc.data.site("tcp").xpos
-                if held:
-                    over_bin = bool(np.all(np.abs(p[:2] - BIN_CENTRE) < BIN_HALF_INNER + 0.03))
-                    failure[i] = float(not self._in_fingers(target) and not over_bin)
-                elif np.linalg.norm(tcp[:2] - p[:2]) < GRASP_XY_M and tcp[2] - p[2] < GRASP_ABOVE_M:
-                    ok = self._complete_grasp(target, state.dt)
-                    failure[i], progress[i] = float(not ok), float(ok)
+                stream_step(sc, action[:7], action[7], state.dt)
+            if held:
+                p = sc.part_position(part)
+                over_bin = bool(np.all(np.abs(p[:2] - BIN_CENTRE) < BIN_HALF_INNER + 0.03))
+                failure[i] = float(not in_fingers(sc, part) and not over_bin)
+            elif part and approaching(sc, part):
+                ok = complete_grasp(sc, self.ik, part, state.dt, self.lift_m)
+                failure[i], progress[i] = float(not ok), float(ok)
             collision[i] = float(sc.collisions > 0)
         return collision, failure, progress

@@ -18,7 +18,7 @@ NAMES = ("x", "y", "z", "qx", "qy", "qz", "qw", "size_x", "size_y", "size_z", "i
 
 
 def _over_the_prism() -> tuple[WorldState, np.ndarray]:
-    """The expert's arm over the hard variant's prism, and its next second (descend, start closing) as a chunk.
+    """The expert's arm coming down toward the hard variant's prism, and its next second as a chunk.
 
     The belief is what perception reports (part centres, canonical yaws, catalogue sizes, the grounded target in
     base_link) and the joint state; the materials stay unknown to the model.
@@ -26,7 +26,7 @@ def _over_the_prism() -> tuple[WorldState, np.ndarray]:
     sc = make_scenario("arm", HEAVY_PRISM_SEED, {"variant": "hard"})
     expert = ArmPickPlaceExpert(sc)
     expert.reset(observe(sc))
-    while sc.data.time < expert.segments[0].duration:
+    while sc.data.time < expert.segments[0].duration - 0.8:  # 0.8 s before it is over the part
         apply(sc, expert.act(observe(sc)))
         sc.step(10)
     base = sc.data.xpos[sc.robot_root]
