@@ -225,6 +225,10 @@ class TrajectoryCorrection(PhysaiNode):
         if self.arm_output == "trajectory":
             self.cmd_pub = self.checked_publisher(JointTrajectory, self.param(
                 "trajectory_topic", "arm_controller/joint_trajectory", "JointTrajectory output"), COMMAND_QOS)
+            self.trajectory_lookahead_s = self.param(
+                "trajectory_lookahead_s", 0.03, "arm_output trajectory: the point sent is where the command will be "
+                "this far ahead (at least one sending interval), so a late or lost message does not stall the "
+                "controller [s]", (0.0, 0.5))
         else:
             self.cmd_pub = self.checked_publisher(Float64MultiArray, self.param(
                 "commands_topic", "arm_controller/commands", "Float64MultiArray output"), COMMAND_QOS)
@@ -704,9 +708,10 @@ class TrajectoryCorrection(PhysaiNode):
     def _publish_trajectory(self, now: float, cmd: Any) -> None:
         """Send the command as a one-point JointTrajectory for a joint_trajectory_controller.
 
-        The point is where the command will be when the next one is due: h ahead on the node clock, h being the
-        clock time since the previous one (at least publish_every periods), so the controller interpolates from
-        where it is to there at the commanded speed at any loop rate. Before, the point was one nominal period
+        The point is where the command will be `trajectory_lookahead_s` ahead on the node clock (at least h, the
+        clock time since the previous one, and publish_every periods), extrapolated from its velocity and
+        acceleration, so the controller interpolates from where it is towards it at the commanded speed at any
+        loop rate, and keeps moving through a late or lost message. Before, the point was one nominal period
         ahead while the command had moved a whole simulator step (5 ms): the simulator refused every trajectory as
         too fast. Nothing is sent while the clock stands still (a simulator's clock steps 5 ms; the loop 1 ms).
         Positions only: the controller interpolates linearly, never faster than the command.
@@ -715,9 +720,11 @@ class TrajectoryCorrection(PhysaiNode):
         if last is not None and 0.0 <= now - last < self.period * self.publish_every:
             return
         h = self.period * self.publish_every if last is None or now < last else now - last
+        h = max(h, self.trajectory_lookahead_s)
         self._traj_sent = now
         lim = self.arm.limits
-        q = cmd.position + cmd.velocity * h + 0.5 * cmd.acceleration * h * h
+        speed = np.clip(cmd.velocity + 0.5 * cmd.acceleration * h, -lim.max_velocity, lim.max_velocity)
+        q = cmd.position + speed * h
         # inside stays inside; a joint beyond a limit (start pose) is never sent further out
         q = np.clip(q, np.minimum(lim.lower, cmd.position), np.maximum(lim.upper, cmd.position))
         msg = JointTrajectory(joint_names=self.joint_names)
@@ -783,10 +790,12 @@ class TrajectoryCorrection(PhysaiNode):
         self.set_status(level, message, cycle_p99_ms=f"{msg.cycle_time_p99_ms:.3f}", cycles=self.loop.cycles,
                         deadline_misses=self.loop.misses, deadline_miss_pct=f"{self.loop.miss_pct:.3f}",
                         speed_scale=f"{scale:.2f}", flags=flags)
-        key = tuple(sorted(r.split(":")[0] for r in reasons))
+        # Logged when the set of reasons changes; acceleration and jerk at their limits come and go with every
+        # move (they stay in the status and diagnostics) and would fill the log.
+        key = tuple(sorted(r.split(":")[0] for r in reasons if not r.startswith(("acceleration", "jerk"))))
         if key != self._last_logged:
             self._last_logged = key
-            if reasons:
+            if key:
                 self.get_logger().info(f"correction: {message}")
 
     def _check_loop(self) -> None:
