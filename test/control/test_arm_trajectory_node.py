@@ -101,8 +101,12 @@ def test_simulated_arm_follows_trajectory_output_at_any_loop_rate(rate_hz: float
                     every()
                 rclpy.spin_once(node, timeout_sec=0.005)
 
-        spin(60.0, done=lambda: len(states) > 20 and "ns" in clock and statuses)
-        assert states and statuses, "simulator or corrector did not come up"
+        def ready() -> bool:  # the corrector has joint states and keeps up with the clock (last 10 statuses)
+            return len(states) > 20 and "ns" in clock and len(statuses) >= 10 and not any(
+                s.flags & Flag.STALE_STATE for s in statuses[-10:])
+
+        spin(90.0, done=ready)
+        assert ready(), "simulator or corrector did not come up"
         q0 = states[-1][1].copy()
         t0 = clock["ns"] * 1e-9 + 0.3
         goal = q0 + MOVE
