@@ -312,16 +312,19 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
         raise SystemExit(problem)
     keep_large_buffers()  # reuse heap pages for image/cloud-sized messages instead of fresh mmaps
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    # The handlers only set a flag: an exception raised at an arbitrary point (inside rclpy taking a message) would
-    # come out as an unrelated RuntimeError.
+    # While the node is built (imports, model loading) a signal interrupts at once; once it spins the handlers only
+    # set a flag: an exception raised at an arbitrary point (inside rclpy taking a message) would come out as an
+    # unrelated RuntimeError.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     node = None
     try:
         node = node_factory()
         executor = make_executor(threads, events_executor)
         executor.add_node(node)
+        signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         while rclpy.ok() and not stop.is_set():
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
