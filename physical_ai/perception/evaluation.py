@@ -148,7 +148,11 @@ def evaluate(rec: RecordedFrame, cfg: PipelineConfig, repeats: int = 10, cameras
     out = score(rec, result, max_range, min_points)
     out.lidar_ms = _median_ms(pipe, frame_input(rec, cameras=False), repeats)
     if cameras and rec.images:
-        out.fused_ms = _median_ms(FusionPipeline(cfg), frame_input(rec), repeats)
+        fused = FusionPipeline(cfg)
+        try:
+            out.fused_ms = _median_ms(fused, frame_input(rec), repeats)
+        finally:
+            fused.close()    # its detector thread, still inside OpenCV at exit, aborted the interpreter
     return out, result
 
 
