@@ -507,7 +507,7 @@ class PerceptionFusion(PhysaiNode):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point: run the perception fusion node."""
-    run_node(PerceptionFusion, args)
+    run_node(PerceptionFusion, args, events_executor=True)  # C++ dispatch: less CPU per callback
 
 
 if __name__ == "__main__":
