@@ -96,7 +96,11 @@ def main(argv: list[str]) -> int:
     with stop_on_sigterm(), FleetRun(fleet_commands(params, seed=FIRST_SEED, overrides=overrides,
                                                     policy_server=policy_server), params, log_dir=log_dir,
                                      env=env) as run:
+        t_ready = time.monotonic()
         run.wait_ready()
+        if "--smoke" in argv:  # make test: the fleet's bring-up proves the bench runs (an episode takes minutes)
+            bench("fleet.amr.smoke_ready_s", time.monotonic() - t_ready, "s")
+            return 0
         for k in range(SEEDS):
             t0 = time.monotonic()
             episode = run.episode(FIRST_SEED + k, progress=lambda gt, run=run: print(progress_line(run, gt),
