@@ -32,7 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--first-seed", type=int, default=400_000)
+    parser.add_argument("--smoke", action="store_true", help="one seed (make test: it runs; figures mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.seeds = 1
 
     from physical_ai.sim.experts import ArmIK
     from physical_ai.training.envs import make_env
