@@ -184,7 +184,10 @@ def _run_stream(kind: str, rate_hz: float, duration_s: float, shipped_profile: b
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     if shipped_profile:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(ROOT / "config" / "fastdds.xml")
-    env.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 30))
+    # a domain no other local process uses: under make test the benchmarks before this one share the test's domain
+    from physical_ai.training.ros_eval import private_domain_id
+
+    env["ROS_DOMAIN_ID"] = str(private_domain_id())
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     command = [sys.executable, __file__, "--role"]
     subscriber = subprocess.Popen([*command, "sub", "--kind", kind], env=env, stdout=subprocess.PIPE, text=True)
