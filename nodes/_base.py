@@ -330,8 +330,10 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # a second signal (launch's and the terminal's, a supervisor's repeat) must not cut the clean-up short: the
+        # corrector's final stop, the recorder's file end; a process stuck here still gets SIGKILL
         _ignore_sigint()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             on_shutdown = getattr(node, "on_shutdown", None)
             if on_shutdown is not None:
