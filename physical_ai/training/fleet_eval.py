@@ -41,8 +41,8 @@ class _RobotLoop:
 
     def __init__(self, fleet: FactoryFleet, robot: FleetRobot, policy: Any, rng: np.random.Generator) -> None:
         from physical_ai.control.amr import AmrCorrector, amr_config
+        from physical_ai.perception.params import pipeline_config
         from physical_ai.perception.pipeline import FusionPipeline
-        from physical_ai.training.envs import perception_pipeline_config
 
         sim = robot_params("amr", "mujoco_sim")
         m = fleet.model
@@ -54,7 +54,7 @@ class _RobotLoop:
         self.T_base_lidar = np.eye(4)
         self.T_base_lidar[:3, 3] = m.body(robot.lidar_body).pos
         self.noise = SensorNoise(sigma=0.01, invalid_fraction=0.01)  # config/amr.yaml's lidar noise
-        self.pipeline = FusionPipeline(perception_pipeline_config(robot_params("amr", "perception_fusion")))
+        self.pipeline = FusionPipeline(pipeline_config(robot_params("amr", "perception_fusion")))
         params = robot_params("amr", "trajectory_correction")
         self.rate_hz = float(params.get("rate_hz", 100.0))
         self.points_z = (float(params.get("points_min_z", 0.05)), float(params.get("points_max_z", 1.8)))
