@@ -344,12 +344,13 @@ def test_world_model_check_publishes_predictions(harness):
     assert "Traceback" not in log
 
 
-def test_physics_world_model_refused_for_an_arm_policy(tmp_path):
-    make_checkpoint(tmp_path, "arm")
-    proc = start_node(f"checkpoint:={tmp_path}", "embodiment:=arm", "world_model:=physics")
+def test_physics_world_model_refused_for_a_vehicle_policy(tmp_path):
+    # the physics world model knows the AMR scene and the arm cell (issue 18); a vehicle policy must be refused
+    make_checkpoint(tmp_path, "vehicle")
+    proc = start_node(f"checkpoint:={tmp_path}", "embodiment:=vehicle", "world_model:=physics")
     try:
         proc.wait(30)
     finally:
         log = stop_node(proc)
     assert proc.returncode != 0
-    assert "world_model" in log and "only the AMR scene" in log
+    assert "world_model" in log and "the AMR scene and the arm cell are modelled" in log
