@@ -142,7 +142,7 @@ def test_two_namespaced_stacks_in_one_domain_do_not_cross(tmp_path):
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 60  # ~15 s on an idle 2-core machine
         moving = {"robot1": False, "robot2": False}
         while time.monotonic() < deadline and not all(moving.values()):
             executor.spin_once(timeout_sec=0.1)
@@ -151,19 +151,25 @@ def test_two_namespaced_stacks_in_one_domain_do_not_cross(tmp_path):
             assert all(s.code is None for s in stacks), [s.supervisor.exit_code for s in stacks]
         assert all(moving.values()), f"both robots drive: {moving}"
 
-        # Nothing at the root, and every robot topic is published only by that robot's own nodes.
+        # Nothing at the root, and every endpoint of a robot's topic (publisher or subscriber) is one of that
+        # robot's own nodes: no message of one stack can reach the other.
         topics = dict(node.get_topic_names_and_types())
         robot_topics = {t for t in topics if t not in GLOBAL_TOPICS}
         assert all(t.startswith(("/robot1/", "/robot2/")) for t in robot_topics), sorted(robot_topics)
+        crossing = []
+        for topic in sorted(robot_topics):
+            ns = "/" + topic.split("/")[1]
+            endpoints = [*node.get_publishers_info_by_topic(topic),
+                         *(s for s in node.get_subscriptions_info_by_topic(topic) if s.node_name != "isolation_probe")]
+            crossing += [f"{topic} <- {e.node_namespace}/{e.node_name}" for e in endpoints if e.node_namespace != ns]
+        assert not crossing, crossing
         for ns in ("robot1", "robot2"):
             for topic in ("tf", "tf_static", "scan", "lidar/points", "odom", "perception/obstacles",
                           "policy/action_chunk", "cmd_vel", "correction/status", "clock"):
-                pubs = node.get_publishers_info_by_topic(f"/{ns}/{topic}")
-                assert pubs, f"/{ns}/{topic} has no publisher"
-                assert {p.node_namespace for p in pubs} == {f"/{ns}"}, (topic, [p.node_namespace for p in pubs])
+                assert node.get_publishers_info_by_topic(f"/{ns}/{topic}"), f"/{ns}/{topic} has no publisher"
             subs = [s for s in node.get_subscriptions_info_by_topic(f"/{ns}/cmd_vel")
                     if s.node_name != "isolation_probe"]
-            assert {s.node_namespace for s in subs} == {f"/{ns}"}  # only the robot's own simulator listens
+            assert [s.node_name for s in subs] == ["mujoco_sim"]  # only the robot's own simulator listens
         # each simulator's clock is its own, and no node publishes the global one
         assert not node.get_publishers_info_by_topic("/clock")
         diag_nodes = {p.node_namespace for p in node.get_publishers_info_by_topic("/diagnostics")}
