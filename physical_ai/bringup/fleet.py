@@ -281,20 +281,32 @@ class FleetRun:
         diag = self._diagnostics_after(end_ns, started_at)
         return [self._score(robot, seed, end_ns, diag) for robot in self.robots]
 
-    def _diagnostics_after(self, end_ns: int, started_at: float, timeout_s: float = 10.0) -> dict[str, str]:
+    def _diagnostics_after(self, end_ns: int, started_at: float, periods: float = 3.0,
+                           stalled_s: float = 60.0) -> dict[str, str]:
         """The simulator's /diagnostics values (contacts, clearances) at the episode's end.
 
-        The first received since the episode started (on the new clock) and stamped at or after its end.
+        The first received since the episode started (on the new clock) and stamped at or after its end. The
+        simulator sends them every `diagnostics_period_s` of its own clock, so the wait is measured on that clock:
+        up to `periods` periods past the end. (A fixed 10 s of wall time was one period at a tenth of real time, a
+        simulator that a loaded machine slows to: the run raised at the end of an episode.) `stalled_s` of wall
+        time without the clock reaching that point (a simulator that stopped) also ends the wait.
         """
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        from physical_ai.convert import stamp_to_ns
+
+        period_s = float(node_params(self._params, "mujoco_sim").get("diagnostics_period_s", 1.0))
+        sim_deadline_ns = end_ns + round(periods * period_s * 1e9)
+        wall_deadline = time.monotonic() + stalled_s
+        while True:
             with self._lock:
-                diag = self._sim_diag
+                diag, gt = self._sim_diag, self._fleet_gt
             if diag is not None and diag[1] > started_at and diag[0] >= end_ns:
                 return diag[2]
             self._check_alive()
-            time.sleep(0.1)
-        raise RuntimeError(f"no simulator /diagnostics after the episode's end; logs in {self.log_dir}")
+            sim_now = stamp_to_ns(gt.header.stamp) if gt is not None else end_ns
+            if sim_now > sim_deadline_ns or time.monotonic() > wall_deadline:
+                raise RuntimeError(f"no simulator /diagnostics in {(sim_now - end_ns) * 1e-9:.1f} s of sim time "
+                                   f"after the episode's end; logs in {self.log_dir}")
+            time.sleep(0.05)
 
     def _score(self, robot: str, seed: int, end_ns: int, diag: dict[str, str]) -> RobotResult:
         monitor = self.monitors[robot]

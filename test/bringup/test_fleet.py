@@ -102,3 +102,62 @@ def test_inprocess_fleet_drives_each_robot_along_its_own_route():
         assert 2.9 <= r.time_s <= 3.1 and not r.success  # 3 s: on the way, not there yet
         assert r.progress > 0.05, r  # robot2 westbound: forward in its route frame is west in the map
         assert sum(r.contacts.values()) == 0 and r.min_robot_clearance_m > 0.5, r
+
+
+class _SimClock:
+    """Plays the simulator's side of an episode's end: its clock at `rtf` of real time from `end_ns`, and
+    /diagnostics (as FleetRun receives them) every `period_s` of that clock while `diagnostics` is set."""
+
+    def __init__(self, run, end_ns: int, rtf: float, period_s: float, diagnostics: bool) -> None:
+        import threading
+
+        self.run, self.end_ns, self.rtf, self.period_ns = run, end_ns, rtf, round(period_s * 1e9)
+        self.diagnostics, self.stop = diagnostics, threading.Event()
+        self.thread = threading.Thread(target=self._play, daemon=True)
+
+    def _play(self) -> None:
+        import time
+        from types import SimpleNamespace
+
+        from builtin_interfaces.msg import Time
+
+        wall0, next_diag = time.monotonic(), self.end_ns + self.period_ns
+        while not self.stop.wait(0.02):
+            now_ns = self.end_ns + round((time.monotonic() - wall0) * self.rtf * 1e9)
+            with self.run._lock:
+                self.run._fleet_gt = SimpleNamespace(header=SimpleNamespace(stamp=Time(
+                    sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)))
+                if self.diagnostics and now_ns >= next_diag:
+                    self.run._sim_diag = (now_ns, time.monotonic(), {"robot1.contacts.robot": "0"})
+                    next_diag += self.period_ns
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_episode_end_diagnostics_are_awaited_on_the_simulators_clock(tmp_path):
+    """At a tenth of real time the simulator's 1 s diagnostics period is 10 s of wall time: still awaited (a fixed
+    10 s wall timeout raised there); a simulator that runs on without sending any makes the wait fail within a few
+    of its periods, not after a long wall timeout."""
+    import time
+
+    from physical_ai.bringup.fleet import FleetRun
+
+    run = FleetRun([], fleet_params(), log_dir=tmp_path, env={})
+    end_ns = 90 * 1_000_000_000  # an episode ended by the time limit
+    started_at = time.monotonic()
+    with _SimClock(run, end_ns, rtf=0.08, period_s=1.0, diagnostics=True):
+        t0 = time.monotonic()
+        assert run._diagnostics_after(end_ns, started_at) == {"robot1.contacts.robot": "0"}
+        assert time.monotonic() - t0 > 10.0  # what the wall timeout gave up on
+    with _SimClock(run, end_ns, rtf=5.0, period_s=1.0, diagnostics=False):
+        run._sim_diag = None
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match="no simulator /diagnostics in 3"):
+            run._diagnostics_after(end_ns, started_at)
+        assert time.monotonic() - t0 < 2.0
