@@ -13,7 +13,8 @@ BENCH fleet.amr.wall_s_per_episode   wall time per episode (the simulator runs a
 
 The fleet is `physical_ai.bringup.fleet` as `physai demo fleet` runs it (simulator, 3 x perception, policy,
 corrector; 10 processes), seeds 200000.. (never training seeds). `make bench` runs PHYSAI_BENCH_FLEET_SEEDS=2
-seeds (shortened); the issue's 20-seed figure: `PHYSAI_BENCH_FLEET_SEEDS=20 python bench/fleet_bench.py`.
+seeds (shortened); the issue's 20-seed figure: `PHYSAI_BENCH_FLEET_SEEDS=20 python bench/fleet_bench.py` (or in
+parts, each from `PHYSAI_BENCH_FLEET_FIRST_SEED`).
 `--policy-server` serves the three robots' policies from one `physai serve` process instead. `--inprocess`: the same
 seeds in one process through the perception, policy and correction cores (`physical_ai.training.fleet_eval`, faster
 than real time and independent of the machine's load; prints the success, contact and clearance lines only).
@@ -33,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FIRST_SEED = 200_000
+FIRST_SEED = int(os.environ.get("PHYSAI_BENCH_FLEET_FIRST_SEED", "200000"))  # split long runs into jobs
 SEEDS = int(os.environ.get("PHYSAI_BENCH_FLEET_SEEDS", "2"))
 
 
