@@ -17,6 +17,7 @@ Every goal is more than 1 m from the workers' aisles and, like the single AMR's,
 (a stand beside the goal is a scene the policy never saw: in a first layout with a goal 0.6 m from the drop-off
 stand, that robot reached its goal and then drove away from it).
 
+A robot that reached its goal is parked there (its commands ignored, `FleetRobot.control`) until the episode ends.
 Scoring per robot: success when it reached its goal (< 0.3 m, < 0.05 m/s) and never touched anything; contacts are
 counted by kind (person, robot, static: shelves, walls, stands), and its clearances to people and to the other
 robots are tracked. The episode ends when every robot is done or after `time_limit_s`.
@@ -136,7 +137,17 @@ class FleetRobot:
         self.base.accept([linear_x, angular_z], self.fleet.time_ns)
 
     def control(self, dt: float) -> None:
-        """Turn the rate-limited (v, w) into the planar actuators' velocity targets."""
+        """Turn the rate-limited (v, w) into the planar actuators' velocity targets; a robot at its goal is parked.
+
+        Parked: its task is done, and the fleet manager (which the simulator plays, as it assigns the routes)
+        holds it at its station until the episode ends, as a task executive stops a robot's navigation when the
+        task completes. Without it, a robot that arrived first kept executing its policy, which was never trained
+        past the goal, while it waited for the others: in seed 200000 through the nodes robot1 drove 6 m back from
+        its goal and giving way to the other robots that moved it around the aisle for 70 s until the time limit.
+        (`reached` needs it below 0.05 m/s, so holding it still is within the base's deceleration.)
+        """
+        if self.reached:
+            self.base.reset()  # the safe value: standstill
         v, w = self.base.step(dt, self.fleet.time_ns)
         self.wheel_angle += self._wheel_rates() * dt
         yaw = self.fleet.data.qpos[self.qadr[2]]

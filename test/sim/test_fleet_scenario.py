@@ -81,3 +81,18 @@ def test_a_worker_walking_into_a_robot_is_a_person_contact():
             break
     assert r2.contacts["person"] >= 1
     assert r2.min_person_clearance <= 0.0
+
+
+def test_a_robot_at_its_goal_is_parked_until_the_episode_ends():
+    sc = make_scenario("fleet", 3, {"worker_times_s": [1e6, 1e6]})
+    r1, r2 = sc.robot("robot1"), sc.robot("robot2")
+    sc.data.qpos[r1.qadr] = [*r1.goal, 0.0]  # robot1 stands on its goal: reached after the next step
+    sc.step(5)
+    assert r1.reached and r1.success and not sc.done  # the others are still on their way
+    start1, start2 = r1.base_pose(), r2.base_pose()
+    for _ in range(200):  # 1 s: both told to drive on at full speed
+        r1.command_twist(1.0, 0.5)
+        r2.command_twist(1.0, 0.0)
+        sc.step(5)
+    assert np.allclose(r1.base_pose(), start1, atol=1e-3) and r1.speed() < 1e-3 and r1.success
+    assert np.hypot(*(r2.base_pose()[:2] - start2[:2])) > 0.3  # a robot on its way still drives
