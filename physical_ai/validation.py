@@ -306,12 +306,19 @@ def _too_many(what: str, n: int, cap: int) -> Invalid | None:
     return Invalid("too_large", f"{n} {what} > {cap}") if n > cap else None
 
 
+def _names(what: str, names: Any, limits: InputLimits) -> Invalid | None:
+    """A list of names is bounded and has no repeats (a repeated joint would be commanded twice)."""
+    if len(names) > limits.max_items:
+        return _too_many(what, len(names), limits.max_items)
+    if len(set(names)) != len(names):
+        return Invalid("duplicate_names", f"{what} {list(names)[:20]}")
+    return None
+
+
 def _joint_state(msg: Any, limits: InputLimits) -> Invalid | None:
+    if (bad := _names("joint names", msg.name, limits)) is not None:
+        return bad
     n = len(msg.name)
-    if n > limits.max_items:
-        return _too_many("joint names", n, limits.max_items)
-    if len(set(msg.name)) != n:
-        return Invalid("duplicate_names", f"joint names {list(msg.name)[:20]}")
     for label in ("position", "velocity", "effort"):
         if len(getattr(msg, label)) not in (0, n):
             return Invalid("layout", f"{len(getattr(msg, label))} {label} values for {n} names")
@@ -349,22 +356,15 @@ def _obstacle_array(msg: Any, limits: InputLimits) -> Invalid | None:
 
 def _action_chunk(msg: Any, limits: InputLimits) -> Invalid | None:
     # Values, horizon and names are checked against the robot by the corrector, which reports its reasons.
-    for what, n in (("steps", int(msg.horizon)), ("action names", len(msg.action_names))):
-        if n > limits.max_items:
-            return _too_many(what, n, limits.max_items)
+    if int(msg.horizon) > limits.max_items:
+        return _too_many("steps", int(msg.horizon), limits.max_items)
     if len(msg.values) > limits.max_points:  # a policy server's 6.5 M-step reply is refused here too
         return _too_many("values", len(msg.values), limits.max_points)
-    if len(set(msg.action_names)) != len(msg.action_names):
-        return Invalid("duplicate_names", f"action names {list(msg.action_names)[:20]}")
-    return None
+    return _names("action names", msg.action_names, limits)
 
 
-def _unique_joint_names(msg: Any, limits: InputLimits) -> Invalid | None:
-    if len(msg.joint_names) > limits.max_items:
-        return _too_many("joint names", len(msg.joint_names), limits.max_items)
-    if len(set(msg.joint_names)) != len(msg.joint_names):
-        return Invalid("duplicate_names", f"joint names {list(msg.joint_names)[:20]}")
-    return None
+def _joint_trajectory(msg: Any, limits: InputLimits) -> Invalid | None:
+    return _names("joint names", msg.joint_names, limits)
 
 
 def _tactile_state(msg: Any, limits: InputLimits) -> Invalid | None:
@@ -386,7 +386,7 @@ CONTENT_CHECKS: dict[str, Callable[[Any, InputLimits], Invalid | None]] = {
     "physical_ai_stack/ObstacleArray": _obstacle_array,
     "physical_ai_stack/ActionChunk": _action_chunk,
     "physical_ai_stack/TactileState": _tactile_state,
-    "trajectory_msgs/JointTrajectory": _unique_joint_names,
+    "trajectory_msgs/JointTrajectory": _joint_trajectory,
 }
 
 
