@@ -58,10 +58,9 @@ def inprocess() -> int:
     from physical_ai.training.fleet_eval import evaluate_fleet
 
     print(f"load average before: {os.getloadavg()[0]:.2f}; in-process; {SEEDS} seed(s) from {FIRST_SEED}", flush=True)
-    episodes = evaluate_fleet(ROOT / "models" / "amr_nav", range(FIRST_SEED, FIRST_SEED + SEEDS))
+    episodes = evaluate_fleet(ROOT / "models" / "amr_nav", range(FIRST_SEED, FIRST_SEED + SEEDS),
+                              on_episode=lambda rows: print(*rows, sep="\n", flush=True))
     rows = [r for episode in episodes for r in episode]
-    for r in rows:
-        print(r, flush=True)
     robots = sorted({r.robot for r in rows})
     success = {robot: float(np.mean([r.success for r in rows if r.robot == robot])) for robot in robots}
     bench("fleet.amr.inprocess.success", min(success.values()), "fraction")

@@ -10,6 +10,7 @@ move in one world and are scored by the fleet scenario (contacts by kind, cleara
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,19 @@ def run_fleet_episode(policy: Any, seed: int, replan: int, time_limit_s: float =
             for r in fleet.robots]
 
 
-def evaluate_fleet(policy_dir: str | Path, seeds: range, threads: int = 1) -> list[list[InProcessResult]]:
-    """The fleet over `seeds`, one policy (torch) for every robot; per episode, each robot's result."""
+def evaluate_fleet(policy_dir: str | Path, seeds: range, threads: int = 1,
+                   on_episode: Callable[[list[InProcessResult]], None] | None = None) -> list[list[InProcessResult]]:
+    """The fleet over `seeds`, one policy (torch) for every robot; per episode, each robot's result.
+
+    `on_episode` is called with each episode's results as it ends (an episode to its time limit takes minutes).
+    """
     from physical_ai.policy.policy import TorchPolicy
 
     policy = TorchPolicy(policy_dir, num_threads=threads)
     replan = max(1, policy.config.chunk_length // 2)
-    return [run_fleet_episode(policy, seed, replan) for seed in seeds]
+    episodes = []
+    for seed in seeds:
+        episodes.append(run_fleet_episode(policy, seed, replan))
+        if on_episode is not None:
+            on_episode(episodes[-1])
+    return episodes
