@@ -144,14 +144,35 @@ class RgbdCamera:
 
 
 def add_depth_noise(depth: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:
-    """Depth noise growing with range squared (structured-light/stereo style) and invalid pixels."""
+    """Depth noise growing with range squared (structured-light/stereo style) and invalid pixels.
+
+    As for colour (add_rgb_noise), the draws come from pools of four frames' worth at random offsets per frame: fresh
+    normal and uniform draws per pixel cost ~9 ms per 640x480 frame, in the simulator's physics thread.
+    """
     out = depth
     if noise.sigma > 0:
-        out = out + (noise.sigma * out * out * rng.standard_normal(out.shape)).astype(np.float32)
+        pool = _normal_pool(depth.size)
+        start = int(rng.integers(0, pool.size - depth.size + 1))
+        draws = pool[start:start + depth.size].reshape(depth.shape)
+        out = depth + np.float32(noise.sigma) * depth * depth * draws
     if noise.invalid_fraction > 0:
         out = out.copy() if out is depth else out
-        out[rng.random(out.shape) < noise.invalid_fraction] = np.nan
+        mask = _invalid_pool(float(noise.invalid_fraction), depth.size)
+        start = int(rng.integers(0, mask.size - depth.size + 1))
+        out[mask[start:start + depth.size].reshape(depth.shape)] = np.nan
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _normal_pool(size: int) -> np.ndarray:
+    """4 x `size` standard normal float32 draws (a fixed seed: runs stay reproducible)."""
+    return np.random.default_rng(1).standard_normal(4 * size, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _invalid_pool(fraction: float, size: int) -> np.ndarray:
+    """4 x `size` booleans, each True with probability `fraction` (a fixed seed)."""
+    return np.random.default_rng(2).random(4 * size, dtype=np.float32) < fraction
 
 
 def add_rgb_noise(rgb: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:

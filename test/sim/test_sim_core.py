@@ -18,7 +18,7 @@ from physical_ai.sim.commands import (
 from physical_ai.sim.experts import apply, make_expert, observe, run_episode
 from physical_ai.sim.runner import SensorGeometry, SimRunner, StreamConfig
 from physical_ai.sim.scenarios import PARTS, make_scenario
-from physical_ai.sim.sensors import Lidar, RgbdCamera, SensorNoise, TactilePads, add_rgb_noise
+from physical_ai.sim.sensors import Lidar, RgbdCamera, SensorNoise, TactilePads, add_depth_noise, add_rgb_noise
 
 
 def _limits(n: int = 3) -> JointLimits:
@@ -294,3 +294,17 @@ def test_rgb_noise_is_unbiased_gaussian_saturated_and_new_each_frame():
     edge = add_rgb_noise(np.array([[[0, 255, 128]]], np.uint8).repeat(500, axis=0), SensorNoise(sigma=50.0), rng)
     assert edge[..., 0].min() == 0 and edge[..., 1].max() == 255  # saturated, not wrapped
     assert add_rgb_noise(img, SensorNoise(sigma=0.0), rng) is img
+
+
+def test_depth_noise_grows_with_range_squared_marks_invalid_pixels_and_is_new_each_frame():
+    rng = np.random.default_rng(4)
+    depth = np.where(np.arange(480)[:, None] < 240, 1.0, 3.0).astype(np.float32) * np.ones((1, 640), np.float32)
+    noise = SensorNoise(sigma=0.01, invalid_fraction=0.02)
+    a = add_depth_noise(depth, noise, rng)
+    b = add_depth_noise(depth, noise, rng)
+    assert a.dtype == np.float32 and a.shape == depth.shape and np.isfinite(depth).all()
+    for z in (1.0, 3.0):
+        d = (a - depth)[(depth == z) & np.isfinite(a)]
+        assert abs(d.mean()) < 0.05 * 0.01 * z * z and d.std() == pytest.approx(0.01 * z * z, rel=0.05)
+    assert np.isnan(a).mean() == pytest.approx(0.02, rel=0.1)
+    assert not np.array_equal(np.nan_to_num(a), np.nan_to_num(b)) and not (np.isnan(a) == np.isnan(b)).all()
