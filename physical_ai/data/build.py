@@ -108,6 +108,11 @@ def process_recording(path: str, mapping: DatasetMapping, spec_dir: str | None, 
     if obs_missing := [t for t in (mapping.state_topic, mapping.action_topic) if t not in rec.topics]:
         out.error = f"{path}: topics {obs_missing} not recorded (recorded: {sorted(rec.topics)})"
         return out
+    if cameras_missing := [i.topic for i in mapping.images.values() if not rec.counts.get(i.topic)]:
+        # every frame would be dropped as stale: say why instead (the recorder leaves raw images out by default)
+        out.error = (f"{path}: no messages on the camera topics {cameras_missing} of the mapping's images (record "
+                     "them: recorder parameter record_images: true; or build without: a --mapping with 'images: {}')")
+        return out
     cleansed = cleanse_recording(rec.messages, mapping, spec)
     del rec
     scrubber = Scrubber(key, mapping.anonymise.identifiers)

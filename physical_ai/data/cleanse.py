@@ -4,9 +4,14 @@ Splitting. A recording is cut into episodes at: a simulator reset (`reset_topic`
 message), the clock jumping back (a state message stamped before the previous one), a task change (a new
 instruction), and an idle gap (no state message for `idle_gap_s`).
 
+Clocks. Times are the header stamps' (simulation time under a simulator). A recorder logs receive times, usually
+on the system clock (ours, `ros2 bag record`), so log times are moved onto the stamps' clock through the state
+topic (`align_arrivals`) before they are used: for headerless messages (a Twist command) and for when a command
+took effect.
+
 Resampling. Frames are at t0 + k / fps over an episode; each feature is the newest message stamped at or before the
-frame (as a running policy sees it), the action the command in force at `action_offset_s` after it. A sample older
-than `max_age_s` (`image_max_age_s` for images) is stale: that tolerance is the resampling tolerance.
+frame (as a running policy sees it), the action the command in force (received) at `action_offset_s` after it. A
+sample older than `max_age_s` (`image_max_age_s` for images) is stale: that tolerance is the resampling tolerance.
 
 Drops (each counted by reason, in frames, pieces of episodes or episodes):
 - `warmup`: frames at an episode's start before every input has arrived;
@@ -19,6 +24,7 @@ A frame dropped inside an episode splits it (a policy's chunks must not jump ove
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +39,7 @@ from physical_ai.policy.spec import PolicyConfig
 from physical_ai.tf import TransformBuffer
 
 NS = 1_000_000_000
+LATE_RESET_NS = NS // 2  # a reset this close to a clock jump back (on either side) is that jump's
 ACTION_FIELDS = {  # action name -> attribute path in each command type
     "geometry_msgs/msg/Twist": {"linear_x": "linear.x", "linear_y": "linear.y", "angular_z": "angular.z"},
     "geometry_msgs/msg/TwistStamped": {"linear_x": "twist.linear.x", "linear_y": "twist.linear.y",
@@ -65,9 +72,33 @@ class CleanseResult:
     positions: dict[int, int] = field(default_factory=dict)  # id(message) -> its position in the recording
 
 
-def stamp_of(m: Message) -> int:
-    """The message's time: its header stamp, else its log time."""
-    return m.stamp_ns if m.stamp_ns is not None else m.log_time_ns
+def align_arrivals(messages: list[Message], reference_topic: str) -> None:
+    """Set every message's `arrival_ns`: its log time moved onto the clock of `reference_topic`'s header stamps.
+
+    Recorders log receive times on the system clock (ros2 bag record's default, and ours) while a simulated robot
+    stamps its messages in simulation time, which starts again at every reset and runs slower than the wall clock
+    on a loaded machine; a headerless message (a Twist on /cmd_vel) has nothing but its log time. The reference
+    (the state topic: stamped when published, received a millisecond or so later) maps log times to stamps:
+    linearly between two reference messages on one clock; from the nearest one before (else after) at rate 1 where
+    the stamps jump back between them (a reset) or at either end. A recording logged on the stamps' clock maps to
+    itself.
+    """
+    refs = np.array([i for i, m in enumerate(messages) if m.topic == reference_topic and m.stamp_ns is not None],
+                    np.int64)
+    if not len(refs):
+        return
+    log = np.array([m.log_time_ns for m in messages], np.int64)
+    ref_log, ref_stamp = log[refs], np.array([messages[i].stamp_ns for i in refs], np.int64)
+    before = np.searchsorted(refs, np.arange(len(messages)), side="right") - 1   # the last reference at or before
+    after = before + 1
+    has_before, has_after = before >= 0, after < len(refs)
+    b, a = np.clip(before, 0, len(refs) - 1), np.clip(after, 0, len(refs) - 1)
+    l0, s0, l1, s1 = ref_log[b], ref_stamp[b], ref_log[a], ref_stamp[a]
+    between = has_before & has_after & (s1 >= s0) & (l1 > l0)
+    rate = np.where(between, (s1 - s0) / np.maximum(l1 - l0, 1), 1.0)
+    arrival = np.where(has_before | between, s0 + np.round((log - l0) * rate).astype(np.int64), s1 - (l1 - log))
+    for m, t in zip(messages, arrival.tolist(), strict=True):
+        m.arrival_ns = t
 
 
 def _attr(msg: Any, path: str) -> float:
@@ -92,47 +123,113 @@ def action_vector(m: Message, names: tuple[str, ...]) -> np.ndarray:
     return np.array([_attr(m.msg, fields[n]) for n in names])
 
 
+def resets_with_clock_jump(messages: list[Message], mapping: DatasetMapping) -> dict[int, int]:
+    """Resets shown by the state's clock jumping back: file position -> that of the first state after the jump.
+
+    The reset comes from another publisher than the state, so it may be recorded a little before the jump (with
+    the ending episode's last states, still stamped on its clock, after it) or a little after (with the new
+    episode's first states before it). A reset is the jump's when the nearest jump on its side in file order is
+    within `LATE_RESET_NS` of it, both on the clock (after the jump for a reset recorded after it; either side for
+    one recorded before: a recorder logging on the simulation clock logs it on the new one) and in the stamps of
+    the states recorded between them.
+    """
+    positions: list[int] = []
+    stamps: list[int] = []
+    jumps: list[int] = []  # indices into positions/stamps of the first state after each jump
+    for position, m in enumerate(messages):
+        if m.topic == mapping.state_topic:
+            if stamps and m.time_ns < stamps[-1]:
+                jumps.append(len(stamps))
+            positions.append(position)
+            stamps.append(m.time_ns)
+    starts = [positions[j] for j in jumps]
+    out = {}
+    for position, m in enumerate(messages):
+        if m.topic != mapping.reset_topic:
+            continue
+        k = bisect.bisect_right(starts, position)  # jumps[k]: the next one; jumps[k - 1]: the previous one
+        if k < len(jumps):
+            j = jumps[k]
+            before, after = stamps[j - 1], stamps[j]
+            between = stamps[bisect.bisect_right(positions, position):j]  # still in flight on the old clock
+            if min(abs(m.time_ns - before), abs(m.time_ns - after)) <= LATE_RESET_NS and \
+                    min(between, default=before) >= before - LATE_RESET_NS:
+                out[position] = positions[j]
+                continue
+        if k > 0:
+            j = jumps[k - 1]
+            between = stamps[j:bisect.bisect_right(positions, position)]  # the new episode's first states
+            if abs(m.time_ns - stamps[j]) <= LATE_RESET_NS and max(between) <= stamps[j] + LATE_RESET_NS:
+                out[position] = positions[j]
+    return out
+
+
 def split_episodes(messages: list[Message], mapping: DatasetMapping, splits: Counter | None = None
                    ) -> list[list[Message]]:
-    """Cut a recording's messages (file order) into episodes (see the module docstring); /tf_static goes to all.
+    """Cut a recording's messages (file order) into episodes (see the module docstring).
 
-    A reset takes effect at the first state message of the new episode (stamped before the last one: the clock
-    jumped back; or after the reset: it did not), not at the reset message itself: messages of the ending episode
-    still in flight when the reset was recorded (its last ground truth, with the success) stay with it.
+    A reset shown by the state's clock jumping back (`resets_with_clock_jump`, recorded before or after the jump)
+    cuts at the jump. Any other reset (a simulator whose clock does not restart) cuts at the first state message
+    stamped after it: messages of the ending episode still in flight when the reset was recorded (its last ground
+    truth, with the success) stay with it.
+    /tf_static is latched: every episode starts with the static transforms in force, and one recorded since the
+    last state message goes with the next state message's episode (a simulator publishes the new start pose's
+    map -> odom as it resets, before the new episode's first state; the ending episode keeps its own). States
+    still in flight after a reset (stamped on the old clock) leave it for the new episode.
     `splits`, if given, counts the cuts by reason: reset, clock_jump_back, idle_gap, task_change.
     """
+    with_jump = resets_with_clock_jump(messages, mapping)
     episodes: list[list[Message]] = [[]]
-    statics: list[Message] = []
+    statics: list[Message] = []      # every /tf_static so far (a newer transform of a frame replaces the older)
+    pending: list[Message] = []      # /tf_static recorded since the last state message
+    cuts: Counter = Counter()
     last_state = None
-    reset_at: int | None = None
+    reset_at: int | None = None      # a reset without a clock jump: cut at the first state stamped after this
+    jump_due = False                 # a reset recorded before its clock jump
+    last_cut = ""
     task = None
     idle = int(mapping.idle_gap_s * NS)
-    for m in messages:
+    for position, m in enumerate(messages):
         if m.topic == "/tf_static":
-            statics.append(m)
-            episodes[-1].append(m)
+            pending.append(m)
             continue
         reason = ""
         if m.topic == mapping.reset_topic:
-            reset_at = m.log_time_ns
+            if position not in with_jump:
+                reset_at = m.time_ns
+            elif with_jump[position] > position:
+                jump_due = True
+            elif last_cut == "clock_jump_back":  # recorded after the jump it caused
+                cuts["clock_jump_back"] -= 1
+                cuts["reset"] += 1
+                last_cut = "reset"
         elif m.topic == mapping.task_topic:
             text = str(getattr(m.msg, "data", ""))
             reason = "task_change" if task is not None and text != task else ""
             task = text
         elif m.topic == mapping.state_topic:
-            t = stamp_of(m)
-            if reset_at is not None and (last_state is None or t < last_state or t > reset_at):
-                reason, reset_at = "reset", None
-            elif last_state is not None and t < last_state:
-                reason = "clock_jump_back"
+            t = m.time_ns
+            if last_state is not None and t < last_state:
+                reason = "reset" if jump_due or reset_at is not None else "clock_jump_back"
+                jump_due = False
+            elif reset_at is not None and (last_state is None or t > reset_at):
+                reason = "reset"
             elif last_state is not None and t - last_state > idle:
                 reason = "idle_gap"
+            if reason:
+                reset_at = None
             last_state = t
         if reason and any(x.topic == mapping.state_topic for x in episodes[-1]):
-            if splits is not None:
-                splits[reason] += 1
+            cuts[reason] += 1
+            last_cut = reason
             episodes.append(list(statics))
+        if m.topic == mapping.state_topic and (reason or (reset_at is None and not jump_due)):
+            statics += pending
+            episodes[-1] += pending
+            pending = []
         episodes[-1].append(m)
+    if splits is not None:
+        splits.update(+cuts)
     return [e for e in episodes if any(x.topic == mapping.state_topic for x in e)]
 
 
@@ -151,8 +248,8 @@ def message_loss(times_ns: np.ndarray) -> float:
 class _Series:
     """Messages of one topic sorted by time, for newest-at-or-before lookups."""
 
-    def __init__(self, messages: list[Message], by_log_time: bool = False) -> None:
-        key = (lambda m: m.log_time_ns) if by_log_time else stamp_of
+    def __init__(self, messages: list[Message], by_arrival: bool = False) -> None:
+        key = (lambda m: m.arrival_ns) if by_arrival else (lambda m: m.time_ns)
         self.messages = sorted(messages, key=key)
         self.times = np.array([key(m) for m in self.messages], np.int64)
 
@@ -164,6 +261,7 @@ class _Series:
 def cleanse_recording(messages: list[Message], mapping: DatasetMapping, spec: PolicyConfig) -> CleanseResult:
     """Split, resample and cleanse a recording's decoded messages (see the module docstring)."""
     result = CleanseResult(positions={id(m): i for i, m in enumerate(messages)})
+    align_arrivals(messages, mapping.state_topic)
     verdicts = success_verdicts(messages, mapping)
     for index, episode in enumerate(split_episodes(messages, mapping, result.splits)):
         _cleanse_episode(episode, index, mapping, spec, result, verdicts)
@@ -174,23 +272,26 @@ def success_verdicts(messages: list[Message], mapping: DatasetMapping) -> list[t
     """(first, last) file positions and final verdict of each run of success-label messages of one episode.
 
     A run ends where the labels' clock jumps back, or at a reset once a label is stamped clearly after it (labels of
-    the ending episode still in flight when the reset was recorded stay in its run); a run's verdict is its latest
+    the ending episode still in flight when the reset was recorded stay in its run; a reset recorded after the
+    state's clock jumped, where the labels' clock has jumped too, ends nothing more); a run's verdict is its latest
     message's `task_success`. Episodes are matched to runs by file position (`verdict_for`), which does not depend
     on how a reset interleaved with the last messages of the episode before it.
     """
     runs: list[list[Any]] = []
     last = reset_at = None
+    with_jump = resets_with_clock_jump(messages, mapping)
     for position, m in enumerate(messages):
-        if m.topic == mapping.reset_topic:
-            reset_at = m.log_time_ns
+        # a reset recorded after its clock jump, where the labels' clock has jumped too, ends nothing more
+        if m.topic == mapping.reset_topic and not (runs and runs[-1][0] >= with_jump.get(position, position + 1)):
+            reset_at = m.time_ns
         if m.topic != mapping.success_topic:
             continue
-        t = stamp_of(m)
+        t = m.time_ns
         if last is None or t < last - NS // 2 or (reset_at is not None and t > reset_at + NS):
             reset_at = None
             runs.append([position, position, m])
         runs[-1][1] = position
-        if t >= stamp_of(runs[-1][2]):
+        if t >= runs[-1][2].time_ns:
             runs[-1][2] = m
         last = t
     return [(a, b, bool(getattr(m.msg, "task_success", False))) for a, b, m in runs]
@@ -228,12 +329,12 @@ def _cleanse_episode(messages: list[Message], index: int, mapping: DatasetMappin
     for topic in (mapping.state_topic, mapping.obstacles_topic if obs.obstacles is not None else "",
                   *(im.topic for im in mapping.images.values())):
         msgs = by_topic.get(topic, [])
-        if topic and msgs and message_loss(np.array([stamp_of(m) for m in msgs])) > mapping.max_message_loss:
+        if topic and msgs and message_loss(np.array([m.time_ns for m in msgs])) > mapping.max_message_loss:
             result.drops[f"message_loss:{topic}"] += 1
             return
     tf = _tf_buffer(messages)
-    series = {t: _Series(ms, by_log_time=t == mapping.action_topic) for t, ms in by_topic.items()}
-    t_start, t_end = stamp_of(min(state_msgs, key=stamp_of)), stamp_of(max(state_msgs, key=stamp_of))
+    series = {t: _Series(ms, by_arrival=t == mapping.action_topic) for t, ms in by_topic.items()}
+    t_start, t_end = min(m.time_ns for m in state_msgs), max(m.time_ns for m in state_msgs)
     step = NS // mapping.fps
     times = np.arange(t_start, t_end + 1, step, dtype=np.int64)
     result.frames_in += len(times)
@@ -282,7 +383,7 @@ def _frame(t: int, series: dict[str, _Series], tf: TransformBuffer, mapping: Dat
     def latest(topic: str, age: int) -> Message | None:
         s = series.get(topic)
         m = s.at(t) if s is not None else None
-        return m if m is not None and t - stamp_of(m) <= age else None
+        return m if m is not None and t - m.time_ns <= age else None
 
     state = latest(mapping.state_topic, max_age)
     if state is None:
@@ -292,7 +393,7 @@ def _frame(t: int, series: dict[str, _Series], tf: TransformBuffer, mapping: Dat
             if state.schema.endswith("Odometry"):
                 pose, twist = convert.odometry_to_arrays(state.msg)
                 if mapping.pose_frame and state.msg.header.frame_id != mapping.pose_frame:
-                    pose = tf.lookup(mapping.pose_frame, state.msg.header.frame_id, stamp_of(state)) @ pose
+                    pose = tf.lookup(mapping.pose_frame, state.msg.header.frame_id, state.time_ns) @ pose
                 values = assemble_state(obs.state.names, odom=(pose, twist))
             else:
                 joints = convert.joint_state_to_dict(state.msg)
@@ -317,7 +418,7 @@ def _frame(t: int, series: dict[str, _Series], tf: TransformBuffer, mapping: Dat
                                                                                    "obstacles")
     s = series.get(mapping.action_topic)
     cmd = s.at(t + int(mapping.action_offset_s * NS)) if s is not None else None
-    if cmd is None or t + int(mapping.action_offset_s * NS) - cmd.log_time_ns > max_age:
+    if cmd is None or t + int(mapping.action_offset_s * NS) - cmd.arrival_ns > max_age:
         return None, f"stale:{mapping.action_topic}"
     try:
         action = action_vector(cmd, spec.action.names)

@@ -31,7 +31,9 @@ class Message:
     """One decoded message: topic, schema name, log time [ns], header stamp [ns] (None without a header).
 
     `index` is the message's position in the file; a message of a `lazy` topic holds only its header (its
-    payload, e.g. an image, is decoded again by `read_selected` when needed).
+    payload, e.g. an image, is decoded again by `read_selected` when needed). `arrival_ns` is the log time moved
+    onto the clock of the header stamps (`cleanse.align_arrivals`): a recorder may log on the system clock while
+    the robot's messages are stamped in simulation time.
     """
 
     topic: str
@@ -40,6 +42,14 @@ class Message:
     stamp_ns: int | None
     msg: Any
     index: int = -1
+    arrival_ns: int | None = None
+
+    @property
+    def time_ns(self) -> int:
+        """The message's time on the stamps' clock: its header stamp, else its arrival, else its log time."""
+        if self.stamp_ns is not None:
+            return self.stamp_ns
+        return self.arrival_ns if self.arrival_ns is not None else self.log_time_ns
 
 
 @dataclass

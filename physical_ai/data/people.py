@@ -40,18 +40,14 @@ def rgb_from_message(msg: object) -> np.ndarray:
     raise ValueError(f"image encoding {encoding!r} not usable as a colour image (rgb8, bgr8, mono8)")
 
 
-def _stamp(m: Message) -> int:
-    return m.stamp_ns if m.stamp_ns is not None else m.log_time_ns
-
-
 class PeopleMasker:
     """Masks people in a recording's images (`anonymise` per image message)."""
 
     def __init__(self, mapping: DatasetMapping, messages: list[Message]) -> None:
         self.config = mapping.anonymise
         topic = self.config.detections_topic
-        self.detections = sorted((m for m in messages if m.topic == topic), key=_stamp)
-        self.times = np.array([_stamp(m) for m in self.detections], np.int64)
+        self.detections = sorted((m for m in messages if m.topic == topic), key=lambda m: m.time_ns)
+        self.times = np.array([m.time_ns for m in self.detections], np.int64)
         self.infos = {}
         for image in mapping.images.values():
             info_topic = mapping.camera_info_topic(image.topic)
@@ -66,7 +62,7 @@ class PeopleMasker:
         """(H, W) uint8 person mask of one image and which sources contributed (`lidar`, `detector`)."""
         used: Counter = Counter()
         mask = np.zeros(image.shape[:2], np.uint8)
-        t_img = _stamp(message)
+        t_img = message.time_ns
         info = self.infos.get(message.topic)
         camera_frame = message.msg.header.frame_id
         if info is not None and len(self.times):
@@ -85,7 +81,7 @@ class PeopleMasker:
     def _project(self, detection: Message, t_img: int, camera_frame: str, K: np.ndarray, tf: TransformBuffer,
                  mask: np.ndarray) -> bool:
         frame = detection.msg.header.frame_id
-        t_det = _stamp(detection)
+        t_det = detection.time_ns
         try:
             fixed = next((f for f in FIXED_FRAMES if tf.can_transform(f, frame, t_det)
                           and tf.can_transform(camera_frame, f, t_img)), None)

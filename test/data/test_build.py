@@ -361,3 +361,57 @@ def test_reset_recorded_before_the_episodes_last_messages() -> None:
     verdicts = success_verdicts(stream, mapping)
     positions = {id(m): i for i, m in enumerate(stream)}
     assert verdict_for(first, positions, verdicts) is True and verdict_for(second, positions, verdicts) is False
+
+
+def test_system_clock_log_times_and_a_late_reset() -> None:
+    """Our recorder logs on the system clock while the robot stamps in simulation time; the harness's reset can be
+    recorded just after the new episode's first state, the simulator's new map -> odom (/tf_static) just before it.
+    Headerless commands get simulation times, the episodes split once (at the reset), each with its own map frame,
+    and the new episode's labels form one run."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from physical_ai.data.cleanse import align_arrivals, split_episodes, success_verdicts, verdict_for
+    from physical_ai.data.mapping import load_mapping
+    from physical_ai.data.mcap_read import Message
+
+    mapping = load_mapping("amr")
+    wall = 1_700_000_000 * NS  # system clock
+
+    def msg(topic: str, log_s: float, stamp_s: float | None, **fields: object) -> Message:
+        return Message(topic, "", wall + int(log_s * NS), None if stamp_s is None else int(stamp_s * NS),
+                       SimpleNamespace(**fields))
+
+    stream = [msg("/tf_static", 0.0, None, name="map->odom 0"),
+              msg("/odom", 0.10, 9.8), msg("/cmd_vel", 0.14, None), msg("/odom", 0.20, 9.9),   # sim at 1x
+              msg("/sim/ground_truth", 0.20, 9.9, task_success=False),
+              msg("/tf_static", 0.21, None, name="map->odom 1"),                  # the simulator reset ...
+              msg("/odom", 0.22, 0.0), msg("/sim/ground_truth", 0.22, 0.0, task_success=False),
+              msg("/sim/reset", 0.23, None, data=1),                              # ... then the harness's reset
+              msg("/odom", 0.42, 0.1), msg("/cmd_vel", 0.47, None),               # sim at 0.5x
+              msg("/odom", 1.82, 0.8), msg("/sim/ground_truth", 1.82, 0.8, task_success=False),
+              msg("/odom", 3.22, 1.5), msg("/sim/ground_truth", 3.22, 1.5, task_success=True)]
+    align_arrivals(stream, "/odom")
+    commands = [m for m in stream if m.topic == "/cmd_vel"]
+    assert [c.time_ns for c in commands] == [int(9.84 * NS), int(0.125 * NS)]  # between two odometry stamps
+    splits: Counter = Counter()
+    first, second = split_episodes(stream, mapping, splits)
+    assert splits == {"reset": 1}
+    assert [m.msg.name for m in first if m.topic == "/tf_static"] == ["map->odom 0"]
+    assert [m.msg.name for m in second if m.topic == "/tf_static"] == ["map->odom 0", "map->odom 1"]  # newest last
+    assert [m.stamp_ns for m in second if m.topic == "/odom"] == [0, int(0.1 * NS), int(0.8 * NS), int(1.5 * NS)]
+    verdicts = success_verdicts(stream, mapping)
+    positions = {id(m): i for i, m in enumerate(stream)}
+    assert len(verdicts) == 2
+    assert verdict_for(first, positions, verdicts) is False and verdict_for(second, positions, verdicts) is True
+    # the other order: the reset recorded first, then a state the simulator stamped before it took the reset
+    stream = [msg("/tf_static", 0.0, None, name="map->odom 0"), msg("/odom", 0.10, 9.8), msg("/odom", 0.20, 9.9),
+              msg("/sim/reset", 0.205, None, data=1), msg("/odom", 0.22, 9.92),
+              msg("/tf_static", 0.23, None, name="map->odom 1"), msg("/odom", 0.24, 0.0), msg("/odom", 0.26, 0.02)]
+    align_arrivals(stream, "/odom")
+    splits = Counter()
+    first, second = split_episodes(stream, mapping, splits)
+    assert splits == {"reset": 1}
+    assert [m.stamp_ns for m in first if m.topic == "/odom"] == [int(9.8 * NS), int(9.9 * NS), int(9.92 * NS)]
+    assert [m.msg.name for m in first if m.topic == "/tf_static"] == ["map->odom 0"]
+    assert [m.msg.name for m in second if m.topic == "/tf_static"] == ["map->odom 0", "map->odom 1"]
