@@ -253,6 +253,10 @@ def test_build_refuses_bad_mappings(tmp_path: Path) -> None:
         build([str(rec)], tmp_path / "b", "amr", str(bad))
     with pytest.raises(DatasetError, match="no episode survived"):  # 1 s is shorter than 20 frames
         build([str(rec)], tmp_path / "c", "amr")
+    bad.write_text("images: {observation.images.front: {topic: /camera/rear/image_raw}}\n")  # never recorded
+    with pytest.raises(DatasetError, match=r"no messages on the camera topics \['/camera/rear/image_raw'\].*"
+                                           "record_images: true"):
+        build([str(rec)], tmp_path / "d", "amr", str(bad))
 
 
 def _free_port() -> int:
