@@ -236,6 +236,9 @@ class FuzzStack:
         arm = node_params(params_file("arm"), "trajectory_correction")
         self.amr_limits = (float(amr["max_linear"]), float(amr["max_angular"]))
         self.arm_limits = (np.array(arm["position_lower"], float), np.array(arm["position_upper"], float))
+        # The farthest each joint was reported beyond its bounds on /arm/joint_states: from there the corrector
+        # brings it back inside at limited speed (issue 16), so its command may be out there too, never farther.
+        self.arm_measured = (self.arm_limits[0].copy(), self.arm_limits[1].copy())
         self.unsafe: list[str] = []
         self.commands = {"amr": 0, "arm": 0}
         self.sent = 0
@@ -261,10 +264,20 @@ class FuzzStack:
                 or abs(w) > self.amr_limits[1] + 1e-9 or any(others):
             self.unsafe.append(f"/cmd_vel {v} {w} {others}")
 
+    def _note_measured(self, msg: JointState) -> None:
+        if len(set(msg.name)) != len(msg.name) or len(msg.position) != len(msg.name) \
+                or not all(math.isfinite(q) and abs(q) <= 1e10 for q in msg.position):
+            return  # refused by every node's input validation
+        lo, hi = self.arm_measured
+        for name, q in zip(msg.name, msg.position, strict=True):
+            if name in ARM_JOINTS:
+                j = ARM_JOINTS.index(name)
+                lo[j], hi[j] = min(lo[j], q), max(hi[j], q)
+
     def _on_arm(self, msg: Float64MultiArray) -> None:
         self.commands["arm"] += 1
         q = np.asarray(msg.data, float)
-        lo, hi = self.arm_limits
+        lo, hi = self.arm_measured
         if q.shape != lo.shape or not np.isfinite(q).all() or (q < lo - 1e-9).any() or (q > hi + 1e-9).any():
             self.unsafe.append(f"arm command {q.tolist()}")
 
@@ -285,6 +298,8 @@ class FuzzStack:
 
     def publish(self, topic: str, msg: Any) -> None:
         """Send one drawn message (and pace, so the nodes handle the stream rather than DDS dropping it)."""
+        if topic == "/arm/joint_states":
+            self._note_measured(msg)
         self.publishers[(topic, type(msg))].publish(msg)
         self.sent += 1
         self.supervisor.poll()
