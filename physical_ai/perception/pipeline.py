@@ -16,6 +16,7 @@ from physical_ai.perception.detector_thread import DetectorThread
 from physical_ai.perception.lidar import (
     CLASS_PART,
     CLASS_PERSON,
+    CLASS_STATIC,
     CLASS_UNKNOWN,
     SENSOR_CAMERA,
     SENSOR_DEPTH,
@@ -252,9 +253,13 @@ class FusionPipeline:
             c.classification, c.confidence = CLASS_PERSON, max(c.confidence, 0.8)
 
     def _estimate(self, t: Track, T: np.ndarray | None) -> ObstacleEstimate:
-        return ObstacleEstimate(track_id=t.id, cluster=t.cluster, velocity=self.tracker.velocity_in_base(t, T),
-                                predicted=self.tracker.predict_positions(t, T), age=t.age,
-                                moving=t.age >= 3 and t.speed > self.cfg.tracker.moving_speed)
+        # A structure (longer than any vehicle) does not move: its centroid drifts as more of it comes into view or
+        # is hidden, which the tracker reads as motion (an 11 m wall "moving" at 0.16 m/s held a fleet AMR back).
+        still = t.cluster.classification == CLASS_STATIC
+        velocity = np.zeros(2) if still else self.tracker.velocity_in_base(t, T)
+        return ObstacleEstimate(track_id=t.id, cluster=t.cluster, velocity=velocity,
+                                predicted=self.tracker.predict_positions(t, T, still), age=t.age,
+                                moving=not still and t.age >= 3 and t.speed > self.cfg.tracker.moving_speed)
 
     def _camera_only_people(self, clusters: list[Cluster], seg: Segmentation, camera: CameraModel,
                             people: np.ndarray) -> list[Cluster]:

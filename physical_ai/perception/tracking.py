@@ -113,10 +113,10 @@ class Tracker:
         v = track.x[2:4]
         return v if T_world_base is None else T_world_base[:2, :2].T @ v
 
-    def predict_positions(self, track: Track, T_world_base: np.ndarray | None) -> np.ndarray:
-        """(steps, 2) predicted centres in the robot frame at k * prediction_dt, k = 1..steps."""
+    def predict_positions(self, track: Track, T_world_base: np.ndarray | None, still: bool = False) -> np.ndarray:
+        """(steps, 2) predicted centres in the robot frame at k * prediction_dt, k = 1..steps (`still`: not moving)."""
         k = np.arange(1, self.cfg.prediction_steps + 1)[:, None] * self.cfg.prediction_dt
-        p = track.x[:2] + k * track.x[2:4]
+        p = track.x[:2] + k * (np.zeros(2) if still else track.x[2:4])
         if T_world_base is None:
             return p
         return (p - T_world_base[:2, 3]) @ T_world_base[:2, :2]

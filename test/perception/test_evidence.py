@@ -14,7 +14,14 @@ from physical_ai.perception.classify import ClassifyConfig, classify_clusters
 from physical_ai.perception.datasets import load_nuscenes
 from physical_ai.perception.detector_thread import DetectorThread
 from physical_ai.perception.evaluation import evaluate, frame_input
-from physical_ai.perception.lidar import CLASS_PERSON, CLASS_UNKNOWN, CLASS_VEHICLE, SegmentationConfig, segment
+from physical_ai.perception.lidar import (
+    CLASS_PERSON,
+    CLASS_STATIC,
+    CLASS_UNKNOWN,
+    CLASS_VEHICLE,
+    SegmentationConfig,
+    segment,
+)
 from physical_ai.perception.params import PARAMS, pipeline_config
 from physical_ai.perception.pipeline import FrameInput, FusionPipeline, PipelineConfig
 
@@ -216,3 +223,22 @@ def test_camera_detections_arrive_later_without_holding_the_lidar_cycle():
         assert {pipe.detector_thread.latest(c.name)[0] for c in frame.cameras} == {0}
     finally:
         pipe.close()
+
+
+def test_a_wall_coming_into_view_is_a_still_structure_not_a_moving_obstacle():
+    """A wall's visible part grows frame by frame (its centroid slides along it at 1 m/s here): the tracker reads that
+    as motion, but a structure longer than any vehicle does not move, so no velocity, prediction or 'moving'."""
+    rng = np.random.default_rng(7)
+    pipe = FusionPipeline(PipelineConfig(segmentation=SegmentationConfig(x_range=(-15, 15), y_range=(-10, 10),
+                                                                         cell_size=0.1, ground_threshold=0.05),
+                                         hog_enabled=False, occupancy_enabled=False))
+    floor = _floor(rng, 8000, 10.0)
+    for k in range(8):
+        end = -2.0 + 2.0 * k                                                # the visible end advances 2 m per frame
+        wall = _block(rng, (-12.0, 4.0, 0.05), (end, 4.2, 2.0), 3000)
+        res = pipe.process(FrameInput(stamp_ns=k * 1_000_000_000, clouds=[np.concatenate([floor, wall]).astype(
+            np.float32)]))
+    walls = [o for o in res.obstacles if o.cluster.center[1] > 3]
+    assert len(walls) == 1 and walls[0].cluster.classification == CLASS_STATIC
+    assert not walls[0].moving and np.allclose(walls[0].velocity, 0.0)
+    assert np.allclose(walls[0].predicted, walls[0].predicted[0])
