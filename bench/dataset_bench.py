@@ -6,10 +6,14 @@ BENCH dataset.anonymise.person_pixel_coverage   fraction of ground-truth person 
 BENCH dataset.anonymise.non_person_masked       fraction of other pixels masked as well (what the masks cost)
 BENCH dataset.build.throughput_per_core          recorded seconds processed per wall second per worker, with one
                                                  worker per core; baseline: one worker
+BENCH dataset.build.ros_throughput_per_core      the same for one task on a recording of the ROS stack (with
+                                                 --ros-episodes N: `physai eval amr --mode ros --record`, the shipped
+                                                 policy; 640x480 raw images, every topic the evaluation records)
 
 Ground truth: simulated factory-floor runs (`physical_ai.data.sim_recording`: the expert drives, the perception
 core tracks the workers from the simulated LiDAR, 640x480 camera) with MuJoCo's segmentation rendering of every
 worker pixel. Usage: python bench/dataset_bench.py [--episodes 6] [--steps 250] [--seed 500000] [--smoke]
+[--ros-episodes N]
 """
 
 from __future__ import annotations
@@ -79,6 +83,16 @@ def throughput(recordings: list[Path], work: Path, workers: int) -> dict[str, fl
             "recorded_s": summary["recorded_s"], "frames": summary["frames"]}
 
 
+def ros_throughput(episodes: int, work: Path) -> dict[str, float]:
+    """Record `episodes` AMR episodes through the ROS nodes and the recorder node, then build them in one task."""
+    from physical_ai.training.ros_eval import evaluate_ros
+
+    recording = work / "ros.mcap"
+    evaluate_ros("amr", Path(__file__).resolve().parents[1] / "models" / "amr_nav", episodes, 200000,
+                 record=recording)
+    return {**throughput([recording], work, 1), "size_mb": round(recording.stat().st_size / 1e6, 1)}
+
+
 def main() -> int:
     """Print BENCH lines."""
     from physical_ai.data.sim_recording import record_simulated
@@ -88,6 +102,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=250, help="policy steps (0.1 s) per episode at most")
     parser.add_argument("--seed", type=int, default=500000)
     parser.add_argument("--smoke", action="store_true", help="one short pass, figures not meaningful (make test)")
+    parser.add_argument("--ros-episodes", type=int, default=0, help="also record this many episodes of the ROS "
+                                                                     "stack and measure a build of that recording")
     args = parser.parse_args()
     if args.smoke:
         args.episodes, args.steps = 1, 30
@@ -124,6 +140,12 @@ def main() -> int:
         print(f"BENCH dataset.build.throughput_per_core {many['per_core']:.3f} recorded_s/wall_s/core "
               f"({cores} workers: {many['recorded_s']} s recorded in {many['wall_s']} s; baseline 1 worker "
               f"{one['per_core']:.3f}, {one['wall_s']} s)")
+        if args.ros_episodes:
+            ros = ros_throughput(args.ros_episodes, work)
+            print(f"BENCH dataset.build.ros_throughput_per_core {ros['per_core']:.3f} recorded_s/wall_s/core (one "
+                  f"task: {args.ros_episodes}-episode ROS recording, {ros['size_mb']} MB, {ros['recorded_s']} s "
+                  f"recorded in {ros['wall_s']} s, {ros['frames']} frames; baseline: simulated recordings, 1 worker "
+                  f"{one['per_core']:.3f})")
         print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
