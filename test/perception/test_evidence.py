@@ -86,12 +86,17 @@ def test_a_row_of_touching_barriers_is_reported_in_pieces_a_car_side_is_not():
     assert len(car) == 1 and car[0].classification == CLASS_VEHICLE
 
 
+def _tracking_pipeline(x_range: tuple[float, float]) -> FusionPipeline:
+    """A LiDAR-only pipeline on a flat floor (5 cm ground threshold), tracking over successive frames."""
+    return FusionPipeline(PipelineConfig(segmentation=SegmentationConfig(x_range=x_range, y_range=(-10, 10),
+                                                                         cell_size=0.1, ground_threshold=0.05),
+                                         hog_enabled=False, occupancy_enabled=False))
+
+
 def test_a_walking_person_shaped_track_becomes_a_person_a_standing_one_does_not():
     """Wider than a standing person (swinging legs, carrying something): only its motion makes it a person."""
     rng = np.random.default_rng(2)
-    pipe = FusionPipeline(PipelineConfig(segmentation=SegmentationConfig(x_range=(-10, 10), y_range=(-10, 10),
-                                                                         cell_size=0.1, ground_threshold=0.05),
-                                         hog_enabled=False, occupancy_enabled=False))
+    pipe = _tracking_pipeline(x_range=(-10, 10))
     floor = _floor(rng, 8000, 10.0)
     for k in range(8):
         x = 2.0 + 1.2 * 0.1 * k
@@ -229,9 +234,7 @@ def test_a_wall_coming_into_view_is_a_still_structure_not_a_moving_obstacle():
     """A wall's visible part grows frame by frame (its centroid slides along it at 1 m/s here): the tracker reads that
     as motion, but a structure longer than any vehicle does not move, so no velocity, prediction or 'moving'."""
     rng = np.random.default_rng(7)
-    pipe = FusionPipeline(PipelineConfig(segmentation=SegmentationConfig(x_range=(-15, 15), y_range=(-10, 10),
-                                                                         cell_size=0.1, ground_threshold=0.05),
-                                         hog_enabled=False, occupancy_enabled=False))
+    pipe = _tracking_pipeline(x_range=(-15, 15))
     floor = _floor(rng, 8000, 10.0)
     for k in range(8):
         end = -2.0 + 2.0 * k                                                # the visible end advances 2 m per frame
