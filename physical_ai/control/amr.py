@@ -256,14 +256,18 @@ class AmrCorrector:
         return self._route
 
     def resume_from(self, linear: float, angular: float) -> None:
-        """Ramp the next commands from this measured velocity.
+        """Ramp the next commands from this measured velocity, never from above the last command.
 
         After a gap in the commands (a stalled process) the driver may have stopped the base: the last command is
-        no longer what it does.
+        no longer what it does. A base still faster than its last command (it lags the command while braking) is
+        not commanded faster again: per axis the ramp starts from whichever of the two is nearer zero, and from
+        zero where they point opposite ways.
         """
         c = self.config
-        self._out = np.array([np.clip(linear, -c.max_linear, c.max_linear), np.clip(angular, -c.max_angular,
-                                                                                     c.max_angular)])
+        measured = np.array([np.clip(linear, -c.max_linear, c.max_linear),
+                             np.clip(angular, -c.max_angular, c.max_angular)])
+        same_way = np.sign(measured) == np.sign(self._out)
+        self._out = np.where(same_way, np.sign(measured) * np.minimum(np.abs(measured), np.abs(self._out)), 0.0)
 
     # ---- cycle --------------------------------------------------------------------------------------------------
     def nominal(self, now_s: float) -> tuple[float, float] | None:

@@ -105,15 +105,17 @@ class Probe:
                     if s >= sent_ns]
         return [m for _, _, m in sorted(rows, key=lambda r: r[:2])]
 
-    def wait(self, predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-        """Poll predicate until truthy (returned) or fail the test with `what` after timeout_s."""
+    def wait(self, predicate: Callable[[], Any], timeout_s: float, what: str,
+             detail: Callable[[], str] | None = None) -> Any:
+        """Poll predicate until truthy (returned) or fail the test with `what` (and `detail()`) after timeout_s."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             value = predicate()
             if value:
                 return value
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for: {what}")
+        extra = f"\n{detail()}" if detail is not None else ""
+        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for: {what}{extra}")
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
@@ -138,6 +140,7 @@ class RunningStack:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         self.events: list[str] = []
+        self.log_dir = log_dir
         self.supervisor = Supervisor(commands, env=env, log_dir=log_dir, on_event=self.events.append, **kwargs)
         self._stop = threading.Event()
         self.code: int | None = None
@@ -150,6 +153,12 @@ class RunningStack:
 
     def alive(self, name: str) -> bool:
         return self.supervisor.pid(name) is not None
+
+    def report(self, name: str, lines: int = 40) -> str:
+        """The supervisor's events and the last `lines` of node `name`'s log, for a failure message."""
+        path = self.log_dir / f"{name}.log"
+        tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log)"]
+        return "events:\n  " + "\n  ".join(self.events[-20:]) + f"\n{name}.log:\n  " + "\n  ".join(tail)
 
     def stop(self) -> None:
         self._stop.set()

@@ -96,7 +96,8 @@ def test_perception_killed_base_stops_in_braking_time_then_respawns_and_recovers
         # Perception respawns (respawn=True in the stack table) and obstacles flow again.
         probe.wait(lambda: stack.supervisor.pid("perception_fusion") not in (None, old_pid), 20, "respawn")
         assert any("respawning perception_fusion" in e for e in stack.events)
-        probe.wait(lambda: probe.since("/perception/obstacles", t_stale), STARTUP_S, "obstacles after the respawn")
+        probe.wait(lambda: probe.since("/perception/obstacles", t_stale), STARTUP_S, "obstacles after the respawn",
+                   lambda: stack.report("perception_fusion"))
         # The stale period ends with the corrector's own status (it may discover the respawned perception before
         # this probe does). Flags accumulate over a status period (50 ms, longer under load), so the hold is
         # checked up to one status period before the first status that reported anything but stale inputs and

@@ -268,6 +268,22 @@ def test_restart_clock_forgets_commands_of_the_old_clock():
     assert amr.nominal(0.3) == (0.5, 0.0)
 
 
+def test_resuming_after_a_gap_never_commands_more_than_before_or_than_measured():
+    """After a stall the ramp restarts from the measured velocity, but a base that lags its braking command (still
+    faster than commanded) is not commanded faster again."""
+    def resumed(last: tuple[float, float], measured: tuple[float, float]) -> tuple[float, float]:
+        amr = AmrCorrector(CFG)
+        amr._out = np.array(last)
+        amr.resume_from(*measured)
+        out = amr.step(0.0, stop_reasons=["stale obstacles"], dt_s=0.0)  # a stop: no change at no elapsed time
+        return out.linear, out.angular
+
+    assert resumed((0.12, 0.2), (0.16, 0.3)) == pytest.approx((0.12, 0.2))    # braking: held below the last command
+    assert resumed((0.5, 0.0), (0.1, 0.0)) == pytest.approx((0.1, 0.0))       # the driver stopped it: from measured
+    assert resumed((0.3, -0.2), (-0.05, 0.1)) == pytest.approx((0.0, 0.0))    # opposite ways: from standstill
+    assert resumed((-0.3, 0.0), (-0.4, 0.0)) == pytest.approx((-0.3, 0.0))    # reversing: the same rule by magnitude
+
+
 def test_acceleration_limit_holds_per_second_over_irregular_cycles():
     """Cycles run early (a new LiDAR frame) stand for less time: the change per second stays within the limit."""
     cmd = np.tile([1.0, 1.5], 10)

@@ -182,13 +182,23 @@ def corrector(ros):
     node = TrajectoryCorrection(parameter_overrides=overrides)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    # The spin thread ends before the executor shuts down: rclpy's shutdown destroys its guard condition without
+    # waiting for a callback in flight, which then raises in the spin thread.
+    thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
         yield node
     finally:
         node.on_shutdown()
-        executor.shutdown(timeout_sec=2.0)
+        stop.set()
+        thread.join(timeout=10.0)
+        executor.shutdown()
         node.destroy_node()
 
 
