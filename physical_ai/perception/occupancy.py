@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
-import scipy.ndimage as ndi
 
 from physical_ai.perception.lidar import CLASS_PERSON, CLASS_UNKNOWN, CLASS_VEHICLE
 
@@ -50,14 +51,22 @@ def build_grid(points: np.ndarray, point_class: np.ndarray, free_points: np.ndar
     grid[r, c] = FREE
     r, c, ok = cells(points)
     cls = point_class[ok]
-    inflated = np.zeros((n, n), bool)
+    inflated = np.zeros((n, n), np.uint8)
     for k in np.unique(cls):
-        occ = np.zeros((n, n), bool)
-        occ[r[cls == k], c[cls == k]] = True
+        occ = np.zeros((n, n), np.uint8)
+        occ[r[cls == k], c[cls == k]] = 1
         radius = cfg.inflation_m.get(int(k), cfg.default_inflation_m)
-        # Distance (in cells) from every cell to the nearest occupied cell of this class.
-        dist = ndi.distance_transform_edt(~occ)
-        inflated |= dist * cfg.resolution <= radius
-    grid[inflated] = INFLATED
+        # Every cell whose centre lies within `radius` of an occupied cell's centre: a dilation by that disc (the
+        # same cells as thresholding a Euclidean distance transform, at a fraction of its cost every frame).
+        inflated |= cv2.dilate(occ, _disc(radius / cfg.resolution))
+    grid[inflated.astype(bool)] = INFLATED
     grid[r, c] = LETHAL
     return grid
+
+
+@functools.lru_cache(maxsize=16)
+def _disc(radius_cells: float) -> np.ndarray:
+    """uint8 structuring element of the cell offsets (i, j) with sqrt(i^2 + j^2) <= radius_cells."""
+    k = int(np.floor(radius_cells))
+    i, j = np.mgrid[-k:k + 1, -k:k + 1]
+    return (np.hypot(i, j) <= radius_cells).astype(np.uint8)

@@ -232,6 +232,31 @@ def test_occupancy_inflates_people_wider():
     assert inflated_radius(2.0, 2.0) >= 0.75 and inflated_radius(-2.0, -2.0) <= 0.45
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_occupancy_inflation_is_every_cell_within_the_class_radius(seed):
+    """The inflated cells are those whose centre is within the class's radius of an occupied cell's centre (the
+    Euclidean distance transform's definition), for any resolution and radius."""
+    import scipy.ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    cfg = OccupancyConfig(size_m=12.0, resolution=float(rng.choice([0.05, 0.1, 0.17])),
+                          inflation_m={0: float(rng.uniform(0, 1)), 1: float(rng.uniform(0, 1))},
+                          default_inflation_m=0.3)
+    pts = rng.uniform(-7, 7, (int(rng.integers(1, 400)), 2))
+    cls = rng.integers(0, 3, len(pts))
+    grid = build_grid(pts, cls, rng.uniform(-6, 6, (200, 2)), cfg)
+    n = grid.shape[0]
+    cells = np.floor((pts + cfg.size_m / 2) / cfg.resolution).astype(int)
+    inside = ((cells >= 0) & (cells < n)).all(axis=1)
+    expected = np.zeros((n, n), bool)
+    for k in np.unique(cls[inside]):
+        occ = np.zeros((n, n), bool)
+        occ[cells[inside & (cls == k), 1], cells[inside & (cls == k), 0]] = True
+        radius = cfg.inflation_m.get(int(k), cfg.default_inflation_m)
+        expected |= ndi.distance_transform_edt(~occ) * cfg.resolution <= radius
+    assert np.array_equal(grid == INFLATED, expected & (grid != LETHAL))
+
+
 def _render_depth(K, T_world_cam, shape, boxes, cylinders, table_z=0.0):
     """Ray-cast an overhead depth image of a table with boxes (cx, cy, sx, sy, h, yaw) and cylinders (cx, cy, r, h)."""
     h, w = shape
