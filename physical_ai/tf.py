@@ -16,7 +16,7 @@ import numpy as np
 import pytransform3d.rotations as pr
 import transforms3d.quaternions as tq
 
-from physical_ai.convert import check_transform_matrix
+from physical_ai.convert import check_transform_matrix, rotation_to_wxyz
 
 NS_PER_S = 1_000_000_000
 
@@ -106,7 +106,7 @@ class TransformBuffer:
         if parent == child:
             raise ValueError(f"transform from frame {parent!r} to itself")
         T = check_transform_matrix(T, tolerance=1e-4)
-        quaternion = tq.mat2quat(T[:3, :3])
+        quaternion = rotation_to_wxyz(T[:3, :3])
         translation = T[:3, 3].copy()
         with self._lock:
             frame = parent

@@ -417,3 +417,31 @@ def test_quaternion_to_yaw_matches_the_rotation_matrix_and_keeps_nan():
     q = cv.matrix_to_quaternion(np.eye(3))
     q.z = float("nan")
     assert np.isnan(cv.quaternion_to_yaw(q))
+
+
+def test_rotation_to_wxyz_inverts_quat2mat_including_half_turns():
+    """The closed-form quaternion of a rotation matrix maps back onto the same matrix, with w >= 0, also for the
+    half turns where the trace branch cannot be used."""
+    from transforms3d.quaternions import quat2mat
+
+    rng = np.random.default_rng(3)
+    quats = [q / np.linalg.norm(q) for q in rng.normal(size=(2000, 4))]
+    quats += [np.array(q, float) for q in ([1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                                           [0, 0.6, 0.8, 0], [1e-9, 0, 0.6, 0.8])]
+    for q in quats:
+        wxyz = cv.rotation_to_wxyz(quat2mat(q))
+        assert wxyz[0] >= 0 and abs(np.linalg.norm(wxyz) - 1) < 1e-12
+        assert np.allclose(quat2mat(wxyz), quat2mat(q), atol=1e-12)
+
+
+def test_check_transform_matrix_rejects_reflections_and_skew():
+    T = np.eye(4)
+    assert cv.check_transform_matrix(T) is not None
+    for bad in (np.diag([1.0, 1.0, -1.0, 1.0]), np.diag([1.0, 1.0, 1.0, 2.0])):
+        with pytest.raises(ValueError):
+            cv.check_transform_matrix(bad)
+    sheared = np.eye(4)
+    sheared[0, 1] = 1e-3
+    with pytest.raises(ValueError):
+        cv.check_transform_matrix(sheared)
+    assert cv.check_transform_matrix(sheared, tolerance=1e-3) is not None
