@@ -3,14 +3,13 @@ file however it is stopped (SIGINT, SIGTERM, under load), raw images only when a
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
+import node_process
 import pytest
 import rclpy
 from mcap.reader import make_reader
@@ -24,11 +23,7 @@ from physical_ai_nodes._base import LATCHED_QOS
 
 
 def _start(out, *params: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "physical_ai_nodes.recorder", "--ros-args", "-p", f"output:={out}",
-            "-p", "discovery_period_s:=0.1"]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return node_process.start_node("recorder", f"output:={out}", "discovery_period_s:=0.1", *params)
 
 
 @pytest.fixture

@@ -7,17 +7,16 @@ and stops the base.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import node_process
 import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import Twist
+from node_process import stop_node
 from physical_ai_stack.msg import ActionChunk, CorrectionStatus, Obstacle, ObstacleArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -36,22 +35,7 @@ HOME = np.array([0.0, 0.3, 0.0, 1.2, 0.0, 0.8, 0.0])
 
 
 def start_node(config: str, *params: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "physical_ai_nodes.trajectory_correction", "--ros-args", "--params-file",
-            str(ROOT / "config" / config)]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def stop_node(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+    return node_process.start_node("trajectory_correction", *params, params_file=ROOT / "config" / config)
 
 
 @pytest.fixture

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import node_process
 import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
+from node_process import stop_node
 from physical_ai_stack.msg import (
     ActionChunk,
     DetectedPart,
@@ -43,22 +43,7 @@ ARM_JOINTS = [f"joint{i}" for i in range(1, 8)]
 
 
 def start_node(*params: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "physical_ai_nodes.policy_inference", "--ros-args"]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def stop_node(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.stdout.read() if proc.stdout else ""
+    return node_process.start_node("policy_inference", *params)
 
 
 class Harness:

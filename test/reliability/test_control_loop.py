@@ -10,18 +10,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+import node_process
 import pytest
 import rclpy
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
+from node_process import stop_node
 from physical_ai_stack.msg import CorrectionStatus, Obstacle, ObstacleArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -99,22 +99,8 @@ def ros():
 
 
 def _start(*params: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "physical_ai_nodes.trajectory_correction", "--ros-args", "--params-file",
-            str(ROOT / "config" / "amr.yaml"), "-p", "use_sim_time:=false"]
-    for p in (*AMR, *params):
-        args += ["-p", p]
-    return subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def _end(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        return proc.communicate(timeout=15)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()[0]
+    return node_process.start_node("trajectory_correction", "use_sim_time:=false", *AMR, *params,
+                                   params_file=ROOT / "config" / "amr.yaml")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -129,7 +115,7 @@ def test_a_signal_ends_with_a_zero_twist_after_a_moving_one(ros, sig):
         driver.spin(0.5)
         assert driver.last() == 0.0, f"last command after {sig.name}: {driver.last()}"
     finally:
-        out = _end(proc)
+        out = stop_node(proc)
     assert "Traceback" not in out, out[-3000:]
 
 
@@ -144,7 +130,7 @@ def test_obstacles_stamped_long_ago_are_stale_however_fresh_their_arrival(ros):
         assert all(abs(m.linear.x) < 1e-9 for _, m in driver.cmds), "drove on 60 s old obstacles"
         assert all(s.flags & Flag.STALE_OBSTACLES for s in driver.statuses[-10:])
     finally:
-        out = _end(proc)
+        out = stop_node(proc)
     assert "Traceback" not in out, out[-3000:]
 
 
@@ -168,7 +154,7 @@ def test_after_a_stall_the_base_ramps_from_its_measured_speed(ros):
         # A ramp from standstill: 0.01 m/s per 10 ms cycle at 1 m/s^2 (slack for cycles standing for more).
         assert max(after[:5]) <= 0.1, f"first commands after the stall: {after[:5]} m/s to a stopped base"
     finally:
-        out = _end(proc)
+        out = stop_node(proc)
     assert "Traceback" not in out, out[-3000:]
 
 
