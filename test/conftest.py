@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+from testdata import ROOT
 
 # Must be set before rclpy creates a participant. A distinct domain per process keeps concurrent test runs
 # (and developers' running stacks) from hearing each other.

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from testdata import ROOT
+
 STOP_TIMEOUT_S = 15.0  # a node's clean-up (the corrector's safe command, the recorder's file end) on a loaded machine
 
 

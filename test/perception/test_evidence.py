@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import DATASETS
+from testdata import DATASETS
 
 from physical_ai.bringup.stack import node_params, source_root
 from physical_ai.perception.classify import ClassifyConfig, classify_clusters

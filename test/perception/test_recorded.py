@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DATASETS
+from testdata import DATASETS
 
 from physical_ai.perception.datasets import load_kitti, load_nuscenes
 from physical_ai.perception.evaluation import match_boxes, run
