@@ -58,15 +58,18 @@ def build_grid(points: np.ndarray, point_class: np.ndarray, free_points: np.ndar
         radius = cfg.inflation_m.get(int(k), cfg.default_inflation_m)
         # Every cell whose centre lies within `radius` of an occupied cell's centre: a dilation by that disc (the
         # same cells as thresholding a Euclidean distance transform, at a fraction of its cost every frame).
-        inflated |= cv2.dilate(occ, _disc(radius / cfg.resolution))
+        inflated |= cv2.dilate(occ, _disc(radius, cfg.resolution))
     grid[inflated.astype(bool)] = INFLATED
     grid[r, c] = LETHAL
     return grid
 
 
 @functools.lru_cache(maxsize=16)
-def _disc(radius_cells: float) -> np.ndarray:
-    """uint8 structuring element of the cell offsets (i, j) with sqrt(i^2 + j^2) <= radius_cells."""
-    k = int(np.floor(radius_cells))
+def _disc(radius: float, resolution: float) -> np.ndarray:
+    """uint8 structuring element of the cell offsets (i, j) with hypot(i, j) * resolution <= radius.
+
+    The same expression as the distance-transform threshold it replaces, so boundary cells round the same way.
+    """
+    k = int(np.floor(radius / resolution)) + 1
     i, j = np.mgrid[-k:k + 1, -k:k + 1]
-    return (np.hypot(i, j) <= radius_cells).astype(np.uint8)
+    return (np.hypot(i, j) * resolution <= radius).astype(np.uint8)
