@@ -145,6 +145,44 @@ def test_tracker_does_not_hand_a_track_a_far_cluster_when_another_track_claims_i
     assert all(t.speed < 2.0 for t in trk.tracks)
 
 
+def test_tracker_reads_no_motion_from_a_still_shelf_whose_cluster_merges_with_the_stand_in_front():
+    """Fleet robot2 at its start (seed 200000): shelf_5's face is one cluster on the first frame, merged with the
+    drop-off stand in front of it from the second. The box widened 0.43 m towards the robot, its centre moved 0.22 m,
+    and the new track read 1.1 m/s into the lane from that (still 'moving' at 0.45 m/s after 0.4 s), which held the
+    robot's corrector as "path blocked by a moving obstacle". Later the two split again (the same in reverse)."""
+    trk = Tracker(TrackerConfig())
+    yaw = -0.17
+    across = np.array([-np.sin(yaw), np.cos(yaw)])
+    face = np.array([1.90, 0.88])
+    speeds = []
+    for k in range(14):
+        merged = 1 <= k < 10
+        centre = face - 0.215 * across * merged
+        out = trk.update([Cluster(center=np.array([*centre, 0.73]), size=np.array([4.31, 0.53 if merged else 0.10,
+                                                                                  1.45]), yaw=yaw, num_points=7000)],
+                         int(k * 0.1e9))
+        assert len(out) == 1 and out[0].id == 1
+        speeds.append(out[0].speed)
+    assert max(speeds) < TrackerConfig().moving_speed, np.round(speeds, 2)
+
+
+def test_tracker_keeps_a_walking_persons_speed_while_its_box_changes_shape():
+    """Its legs swing both box ends out and in (the centre moves with it: 0.35-0.85 m long at two steps a second),
+    or its back half is hidden for a frame (one end jumps 0.4 m): the speed stays a walk, from its first steps."""
+    trk = Tracker(TrackerConfig())
+    v = np.array([1.4, 0.0])
+    for k in range(25):
+        t = k * 0.1
+        centre, length = np.array([-2.0, 1.0]) + v * t, 0.6 + 0.25 * np.sin(2 * np.pi * 2.0 * t)
+        if k in (2, 12, 18):                                                  # its back half hidden
+            centre, length = centre + np.array([0.2, 0.0]), length - 0.4
+        out = trk.update([Cluster(center=np.array([*centre, 0.85]), size=np.array([length, 0.4, 1.7]), yaw=0.0,
+                                  num_points=100)], int(t * 1e9))
+        if k >= 8:
+            assert abs(out[0].speed - 1.4) < 0.3, (k, out[0].speed)
+            assert abs(out[0].heading) < 0.2
+
+
 def make_sync(camera_age_ms=300, wait_ms=30):
     return SensorSync({"lidar": SensorSpec(500 * MS), "camera": SensorSpec(camera_age_ms * MS)}, ["lidar", "camera"],
                       slop_ns=20 * MS, max_wait_ns=wait_ms * MS)
