@@ -18,7 +18,7 @@ Drops (each counted by reason, in frames, pieces of episodes or episodes):
 - `stale:<topic>`, `non_finite:<feature>`, `joint_limit:<joint>`, `bad_message:<topic>`: frames;
 - `too_short`: pieces of episodes (left between dropped frames) shorter than `min_episode_frames`;
 - `message_loss:<topic>`: whole episodes missing more than `max_message_loss` of a topic's messages (counted from
-  the topic's own median period).
+  the topic's own median period, over the episode's time span).
 A frame dropped inside an episode splits it (a policy's chunks must not jump over missing time).
 """
 
@@ -326,15 +326,17 @@ def _cleanse_episode(messages: list[Message], index: int, mapping: DatasetMappin
         by_topic.setdefault(m.topic, []).append(m)
     obs = spec.observation
     state_msgs = by_topic.get(mapping.state_topic, [])
+    t_start, t_end = min(m.time_ns for m in state_msgs), max(m.time_ns for m in state_msgs)
     for topic in (mapping.state_topic, mapping.obstacles_topic if obs.obstacles is not None else "",
                   *(im.topic for im in mapping.images.values())):
-        msgs = by_topic.get(topic, [])
-        if topic and msgs and message_loss(np.array([m.time_ns for m in msgs])) > mapping.max_message_loss:
+        # only over the episode's own span: a message of the episode before, stamped on its clock and recorded
+        # after the reset, would read as a gap of many seconds
+        times = np.array([m.time_ns for m in by_topic.get(topic, []) if t_start <= m.time_ns <= t_end], np.int64)
+        if topic and len(times) and message_loss(times) > mapping.max_message_loss:
             result.drops[f"message_loss:{topic}"] += 1
             return
     tf = _tf_buffer(messages)
     series = {t: _Series(ms, by_arrival=t == mapping.action_topic) for t, ms in by_topic.items()}
-    t_start, t_end = min(m.time_ns for m in state_msgs), max(m.time_ns for m in state_msgs)
     step = NS // mapping.fps
     times = np.arange(t_start, t_end + 1, step, dtype=np.int64)
     result.frames_in += len(times)

@@ -43,9 +43,13 @@ def _tf(parent: str, child: str, ns: int, x: float = 0.0, z: float = 0.0) -> dic
                           "rotation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}}
 
 
-def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odom: tuple[float, float] | None = None,
-                    obstacle_gap: tuple[float, float] | None = None, success: list[bool] | None = None) -> None:
-    """A small AMR recording with exactly known defects: odometry 20 Hz, obstacles/images 10 Hz, commands 20 Hz."""
+def write_synthetic(path: Path, episodes: int = 2, seconds: float | list[float] = 6.0,
+                    nan_odom: tuple[float, float] | None = None, obstacle_gap: tuple[float, float] | None = None,
+                    success: list[bool] | None = None, late_obstacles: bool = False) -> None:
+    """A small AMR recording with exactly known defects: odometry 20 Hz, obstacles/images 10 Hz, commands 20 Hz.
+
+    `seconds`: each episode's length (one for all, or one per episode). `late_obstacles`: the previous episode's
+    last obstacle message is recorded again 50 ms into the next one (in flight across the reset, old clock)."""
     from mcap_ros2.writer import Writer
 
     types = {"/odom": "nav_msgs/msg/Odometry", "/tf": "tf2_msgs/msg/TFMessage",
@@ -59,14 +63,19 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odo
     with open(path, "wb") as f:
         w = Writer(f, chunk_size=32 * 1024)  # several chunks: a truncated copy keeps the complete ones
         schemas = {t: w.register_msgdef(ty, ros2msg_schema(ty)) for t, ty in types.items()}
+        last_obstacles: dict = {}
         for e in range(episodes):
             w.write_message("/sim/reset", schemas["/sim/reset"], {"data": e}, 0, 0)
             w.write_message("/policy/instruction", schemas["/policy/instruction"], {"data": TASK}, 0, 0)
             w.write_message("/tf_static", schemas["/tf_static"], {"transforms": [
                 _tf("map", "odom", 0, x=1.0), _tf("base_link", "camera_color_optical_frame", 0, z=0.5)]}, 0, 0)
-            for k in range(int(seconds * 20) + 1):
+            length = seconds[e] if isinstance(seconds, list) else seconds
+            late = last_obstacles if late_obstacles and e else None
+            for k in range(int(length * 20) + 1):
                 ns = k * NS // 20
                 t = ns / NS
+                if late is not None and k == 1:
+                    w.write_message("/perception/obstacles", schemas["/perception/obstacles"], late, ns, ns)
                 header = {"stamp": _stamp(ns), "frame_id": "odom"}
                 vx = float("nan") if nan_odom and e == 1 and nan_odom[0] <= t <= nan_odom[1] else 0.5
                 pose = {"position": {"x": 0.5 * t, "y": 0.0, "z": 0.0},
@@ -83,7 +92,7 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odo
                     continue
                 gap = obstacle_gap and e == 1 and obstacle_gap[0] < t < obstacle_gap[1]
                 if not gap:
-                    w.write_message("/perception/obstacles", schemas["/perception/obstacles"], {
+                    last_obstacles = {
                         "header": {"stamp": _stamp(ns), "frame_id": "base_link"}, "sensors_alive": 1,
                         "degraded": False,
                         "obstacles": [{"id": 1, "classification": 1, "confidence": 0.9,
@@ -92,7 +101,8 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float = 6.0, nan_odo
                                        "size": {"x": 0.4, "y": 0.4, "z": 1.8},
                                        "velocity": {"x": 0.0, "y": 0.0, "z": 0.0},
                                        "sensors": 1, "track_age": 5, "prediction_dt": 0.0,
-                                       "predicted_positions": []}]}, ns, ns)
+                                       "predicted_positions": []}]}
+                    w.write_message("/perception/obstacles", schemas["/perception/obstacles"], last_obstacles, ns, ns)
                 image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
                 cam = {"stamp": _stamp(ns), "frame_id": "camera_color_optical_frame"}
                 w.write_message("/camera/color/camera_info", schemas["/camera/color/camera_info"], {
@@ -239,6 +249,16 @@ def test_only_successful_episodes_are_kept(tmp_path: Path) -> None:
     assert [e["success"] for e in ds.episodes] == [True, True]
     assert [e["recording_episode"] for e in ds.episodes] == [0, 2]
     assert json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())["drops"] == {"task_failed": 1}
+
+
+def test_message_loss_is_measured_over_the_episodes_own_span(tmp_path: Path) -> None:
+    """A 2 s episode after an 8 s one receives the old episode's last obstacles (stamped 8.0 s) after the reset: read
+    over all its obstacle messages that is a 6 s gap (73 % of the messages lost) and the episode was dropped."""
+    rec = tmp_path / "r.mcap"
+    write_synthetic(rec, episodes=2, seconds=[8.0, 2.0], late_obstacles=True)
+    summary = build([str(rec)], tmp_path / "ds", "amr", mapping_file(tmp_path), workers=1)
+    assert json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())["drops"] == {}
+    assert summary["episodes"] == 2 and summary["frames"] == 81 + 21
 
 
 def test_build_refuses_bad_mappings(tmp_path: Path) -> None:
