@@ -55,6 +55,7 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 
 SIGNAL_POLL_S = 0.1  # longest a SIGINT/SIGTERM waits for the spin to notice it [s]
+DEAF_EXIT_CODE = 3  # a node that hears nothing on topics that have publishers exits with this (`exit_when_deaf`)
 TIME_JUMP_BACK_S = 0.1  # a backward step of ROS time larger than this is a reset, not reordering
 
 
@@ -62,8 +63,11 @@ class PhysaiNode(Node):
     """A node with the project's conventions. Subclasses declare parameters with `param`."""
 
     def __init__(self, name: str, **kwargs: Any) -> None:
+        # before Node.__init__, which subscribes to /clock under use_sim_time
+        self._received: dict[str, int] = {}  # messages taken per subscribed topic (resolved name), before validation
         super().__init__(name, **kwargs)
         self._diag_lock = threading.Lock()
+        self.exit_code: int | None = None     # set to end `run_node`'s spin with this exit code
         self._counters: dict[str, int] = {}
         self._rates: dict[str, RateMeter] = {}
         self._latencies: dict[str, RollingStats] = {}
@@ -125,13 +129,17 @@ class PhysaiNode(Node):
         """
         name = self.resolve_topic_name(topic)
         validate = not kwargs.get("raw", False)
+        received = self._received
+        received.setdefault(name, 0)
         if _takes_message_info(callback):
             def guarded_with_info(msg: Any, info: Any) -> None:
+                received[name] += 1
                 if not validate or self._valid(name, msg):
                     self._guarded_call(name, callback, msg, info)
             return super().create_subscription(msg_type, topic, guarded_with_info, qos_profile, **kwargs)
 
         def guarded(msg: Any) -> None:
+            received[name] += 1
             if not validate or self._valid(name, msg):
                 self._guarded_call(name, callback, msg)
         return super().create_subscription(msg_type, topic, guarded, qos_profile, **kwargs)
@@ -162,6 +170,33 @@ class PhysaiNode(Node):
                 self._diag_values["last_callback_error"] = f"{where}: {exc!r}"[:200]
             self.get_logger().error(f"callback on {where} failed (message dropped): {exc!r}\n"
                                     f"{traceback.format_exc(limit=-3)}", throttle_duration_sec=2.0)
+
+    def exit_when_deaf(self, topics: list[str], silence_s: float) -> None:
+        """End the node with DEAF_EXIT_CODE when `topics` stay silent for `silence_s` while one has a publisher.
+
+        Its supervisor (or launch's respawn) then restarts it. A perception node respawned after a SIGKILL, with
+        Fast DDS logging "Failed init_port ...: open_and_lock_file failed", was discovered by its peers and yet
+        received nothing, for good (we believe its shared-memory port failed and large messages do not survive the
+        UDP fallback). Silence is measured on the node clock, so a paused simulator is not silence; `silence_s` <= 0
+        disables the check.
+        """
+        if silence_s <= 0:
+            return
+        names = [self.resolve_topic_name(t) for t in topics]
+        state = {"seen": -1, "since": 0}
+
+        def check() -> None:
+            now = self.get_clock().now().nanoseconds
+            seen = sum(self._received.get(n, 0) for n in names)
+            if seen != state["seen"] or now < state["since"] or not any(self.count_publishers(n) for n in names):
+                state["seen"], state["since"] = seen, now
+                return
+            if now - state["since"] >= silence_s * 1e9 and self.exit_code is None:
+                self.get_logger().error(
+                    f"no message on {', '.join(names)} for {silence_s:.1f} s although they have publishers: this "
+                    f"participant hears nothing; exiting with code {DEAF_EXIT_CODE} to be restarted")
+                self.exit_code = DEAF_EXIT_CODE
+        self.create_timer(min(1.0, silence_s / 4), check)
 
     # ---- QoS-checked endpoints ----------------------------------------------------------------------------
     def sensor_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
@@ -325,7 +360,7 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
         executor.add_node(node)
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-        while rclpy.ok() and not stop.is_set():
+        while rclpy.ok() and not stop.is_set() and getattr(node, "exit_code", None) is None:
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -341,6 +376,8 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, th
             node.destroy_node()
         rclpy.try_shutdown()
         _ignore_sigint()  # rclpy's shutdown put back the handler it found at init
+    if getattr(node, "exit_code", None) is not None:
+        raise SystemExit(node.exit_code)
 
 
 def _ignore_sigint() -> None:

@@ -167,6 +167,7 @@ def test_cloud_to_obstacles_and_dead_camera(node_proc):
 class Driver:
     """A perception_fusion process under test and the rclpy node that feeds and watches it."""
 
+    proc: subprocess.Popen[str]
     node: Node
     tf: TfPublisher
     cloud_pub: Publisher
@@ -194,7 +195,7 @@ def driven_node(name: str, *params: str) -> Iterator[Driver]:
         T = np.eye(4)
         T[2, 3] = 1.0
         tf.publish_static([("base_link", "lidar_link", 0, T)])
-        driver = Driver(node, tf, node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS), [], {})
+        driver = Driver(proc, node, tf, node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS), [], {})
         node.create_subscription(ObstacleArray, "/perception/obstacles", driver.received.append, STATE_QOS)
 
         def on_diag(msg: DiagnosticArray) -> None:
@@ -214,6 +215,31 @@ def driven_node(name: str, *params: str) -> Iterator[Driver]:
             proc.kill()
             out = proc.communicate()[0]
     assert "Traceback" not in out, out
+
+
+def test_a_node_that_hears_nothing_from_live_publishers_exits_to_be_restarted():
+    """A participant whose transport failed to start hears nothing, for good: perception exits (code 3) after
+    deaf_restart_s without a sensor message while its topic has a publisher, for its supervisor to restart it. Silence
+    without a publisher (a sensor not started, a topic not used) is not deafness."""
+    from physical_ai_nodes._base import DEAF_EXIT_CODE
+
+    with driven_node("perception_deaf_driver", "deaf_restart_s:=2.0", "image_topic:=''") as d:
+        pts = _scene(np.random.default_rng(2))
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:  # clouds at 10 Hz: alive
+            d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]}, "lidar_link",
+                                                     d.node.get_clock().now().nanoseconds))
+            d.spin(0.1)
+        assert d.received and d.proc.poll() is None
+        d.node.destroy_publisher(d.cloud_pub)  # silent, and nobody publishes: alive
+        d.spin(5.0)
+        assert d.proc.poll() is None
+        d.cloud_pub = d.node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)  # a publisher, silent
+        t0 = time.monotonic()
+        while d.proc.poll() is None and time.monotonic() < t0 + 30:
+            d.spin(0.1)
+        assert d.proc.returncode == DEAF_EXIT_CODE, "still running 30 s after a silent publisher appeared"
+        assert time.monotonic() - t0 >= 2.0
 
 
 def test_a_frame_the_robot_cannot_be_placed_in_is_not_published():
