@@ -39,7 +39,7 @@ from physical_ai.control.amr import AmrConfig, AmrCorrector
 from physical_ai.control.arm import ArmConfig, ArmCorrector
 from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
 from physical_ai.control.flags import Flag
-from physical_ai.control.footprint import Footprint
+from physical_ai.control.footprint import Footprint, points_near
 from physical_ai.control.grid_planner import Grid
 from physical_ai.control.limits import JointLimits
 from physical_ai.control.loop_timer import LoopTimer
@@ -51,7 +51,7 @@ from physical_ai.convert import (
     make_header,
     ns_to_stamp,
     odometry_to_arrays,
-    pointcloud2_to_xyz,
+    pointcloud2_columns,
     quaternion_to_matrix,
     quaternion_to_yaw,
     stamp_to_ns,
@@ -487,29 +487,24 @@ class TrajectoryCorrection(PhysaiNode):
             self.count("points_no_transform")
             return None
 
-    def _use_points(self, xyz: np.ndarray, frame: str, stamp_ns: int) -> None:
-        T = self._lidar_to_base(frame)
-        if T is None:
-            return
-        pts = xyz[:, :3] @ T[:3, :3].T + T[:3, 3]
-        keep = (pts[:, 2] >= self.points_z[0]) & (pts[:, 2] <= self.points_z[1])
-        with self._lock:
-            self.amr.set_points(pts[keep, :2])
-            self._points_stamp_ns = stamp_ns
-        if self.wake_on_points:
-            self.loop.wake()
-
     def _on_points(self, msg: PointCloud2) -> None:
         try:
-            xyz = pointcloud2_to_xyz(msg, skip_nans=True)
+            x, y, z = pointcloud2_columns(msg)
         except ValueError as exc:
             self.count("points_malformed")
             self.get_logger().warning(f"dropped point cloud: {exc}", throttle_duration_sec=2.0)
             return
-        skipped = msg.width * msg.height - len(xyz)
-        if skipped:  # NaN/inf returns (no echo): normal for LiDARs, counted so a sensor going blind shows
-            self.count("points_nonfinite", skipped)
-        self._use_points(xyz.astype(np.float64), msg.header.frame_id, stamp_to_ns(msg.header.stamp))
+        T = self._lidar_to_base(msg.header.frame_id)
+        if T is None:
+            return
+        xy, nonfinite = points_near(x, y, z, T, self.points_z, self.amr.reach)
+        if nonfinite:  # NaN/inf returns (no echo): normal for LiDARs, counted so a sensor going blind shows
+            self.count("points_nonfinite", nonfinite)
+        with self._lock:
+            self.amr.set_points(xy)
+            self._points_stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self.wake_on_points:
+            self.loop.wake()
 
     def _on_scan(self, msg: LaserScan) -> None:
         try:

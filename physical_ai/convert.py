@@ -238,6 +238,21 @@ def pointcloud2_to_numpy(msg: PointCloud2, keep_organized: bool = False) -> np.n
     return out if keep_organized else out.reshape(-1)
 
 
+def pointcloud2_columns(msg: PointCloud2, names: tuple[str, ...] = ("x", "y", "z")) -> list[np.ndarray]:
+    """Scalar fields of a PointCloud2 by name, each a flat view of the message's data (no copy when unpadded).
+
+    Raises:
+        ValueError: a missing or multi-count field, or any malformation `pointcloud2_to_numpy` rejects.
+    """
+    points = pointcloud2_to_numpy(msg)
+    for name in names:
+        if name not in points.dtype.names:
+            raise ValueError(f"PointCloud2 has no field {name!r} (fields: {', '.join(points.dtype.names)})")
+        if points.dtype[name].shape:
+            raise ValueError(f"PointCloud2 field {name!r} has count {points.dtype[name].shape[0]}; expected 1")
+    return [points[name] for name in names]
+
+
 def pointcloud2_to_xyz(msg: PointCloud2, extra_fields: tuple[str, ...] = (), skip_nans: bool = False) -> np.ndarray:
     """Return an (N, 3 + len(extra_fields)) float32 array of x, y, z and the extra fields, in point order.
 
@@ -249,16 +264,10 @@ def pointcloud2_to_xyz(msg: PointCloud2, extra_fields: tuple[str, ...] = (), ski
     Raises:
         ValueError: a missing or multi-count field, or any malformation `pointcloud2_to_numpy` rejects.
     """
-    points = pointcloud2_to_numpy(msg)
-    names = ("x", "y", "z", *extra_fields)
-    for name in names:
-        if name not in points.dtype.names:
-            raise ValueError(f"PointCloud2 has no field {name!r} (fields: {', '.join(points.dtype.names)})")
-        if points.dtype[name].shape:
-            raise ValueError(f"PointCloud2 field {name!r} has count {points.dtype[name].shape[0]}; expected 1")
-    out = np.empty((points.shape[0], len(names)), np.float32)
-    for column, name in enumerate(names):
-        out[:, column] = points[name]
+    columns = pointcloud2_columns(msg, ("x", "y", "z", *extra_fields))
+    out = np.empty((len(columns[0]), len(columns)), np.float32)
+    for i, column in enumerate(columns):
+        out[:, i] = column
     if skip_nans:
         out = out[np.isfinite(out[:, :3]).all(axis=1)]
     return out

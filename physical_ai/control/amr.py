@@ -190,6 +190,11 @@ class AmrCorrector:
         self._cmd_vel = (*clamped, now_s)
         return reasons
 
+    @property
+    def reach(self) -> float:
+        """Distance from the robot [m] beyond which nothing can touch a swept footprint within the horizon."""
+        return self._reach
+
     def set_points(self, xy: np.ndarray) -> None:
         """Raw LiDAR points (N, 2) in the robot frame, already cut to the height band that can hit the base."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from physical_ai.control.amr import AmrConfig, AmrCorrector, _to_robot
 from physical_ai.control.flags import Flag
-from physical_ai.control.footprint import Footprint, bin_points, rect_distance, sweep
+from physical_ai.control.footprint import Footprint, bin_points, points_near, rect_distance, sweep
 
 CFG = AmrConfig(period_s=0.01)
 anyfloat = st.one_of(st.floats(-5, 5), st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e6]))
@@ -349,3 +349,33 @@ def test_sweep_matches_its_definition_with_far_and_near_obstacles(seed, n_cells,
     want = _sweep_reference(fp, v, w, times, cells, 0.07, obstacles, clearance, ramp)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-9)
+
+
+def test_points_near_keeps_what_the_full_transform_keeps() -> None:
+    """The corrector's cropped float32 path keeps exactly the points a float64 transform of the whole cloud keeps
+    (height band, then within reach), on a tilted, offset mount, and counts the non-finite ones."""
+    rng = np.random.default_rng(5)
+    n = 20000
+    cloud = rng.uniform(-12.0, 12.0, (n, 3)).astype(np.float32)
+    cloud[:, 2] = rng.uniform(-1.5, 2.5, n)
+    bad = rng.choice(n, 300, replace=False)
+    cloud[bad[:100], 0] = np.nan
+    cloud[bad[100:200], 1] = np.inf
+    cloud[bad[200:], 2] = -np.inf
+    a, b = 0.05, -0.03  # a mount tilted by a few degrees about x and y, yawed, 0.4 m up and 0.2 m forward
+    Rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    Ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    Rz = np.array([[np.cos(0.7), -np.sin(0.7), 0], [np.sin(0.7), np.cos(0.7), 0], [0, 0, 1]])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = Rz @ Ry @ Rx, (0.2, 0.0, 0.4)
+    xy, nonfinite = points_near(cloud[:, 0], cloud[:, 1], cloud[:, 2], T, (0.05, 1.8), 4.0)
+    assert nonfinite == 300
+    finite = cloud[np.isfinite(cloud).all(axis=1)].astype(np.float64)
+    base = finite @ T[:3, :3].T + T[:3, 3]
+    expected = base[(base[:, 2] >= 0.05) & (base[:, 2] <= 1.8) & (np.abs(base[:, :2]) <= 4.0).all(axis=1), :2]
+    margin = 1e-5  # float32 rounding at a boundary may flip a point lying on it
+    boundary = np.abs(np.concatenate([base[:, 2] - 0.05, base[:, 2] - 1.8, np.abs(base[:, 0]) - 4.0,
+                                      np.abs(base[:, 1]) - 4.0])).min()
+    assert boundary > margin, "a point lies on a boundary: pick another seed"
+    assert len(expected) > 500 and xy.dtype == np.float64
+    np.testing.assert_allclose(xy, expected, atol=1e-5)
