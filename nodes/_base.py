@@ -183,13 +183,15 @@ class PhysaiNode(Node):
         if silence_s <= 0:
             return
         names = [self.resolve_topic_name(t) for t in topics]
-        state = {"seen": -1, "since": 0}
+        state = {"seen": -1, "since": 0, "published": False}
 
         def check() -> None:
             now = self.get_clock().now().nanoseconds
             seen = sum(self._received.get(n, 0) for n in names)
-            if seen != state["seen"] or now < state["since"] or not any(self.count_publishers(n) for n in names):
-                state["seen"], state["since"] = seen, now
+            published = any(self.count_publishers(n) for n in names)
+            # silence counts from the first check that saw a publisher, never from before one appeared
+            if seen != state["seen"] or now < state["since"] or not (published and state["published"]):
+                state.update(seen=seen, since=now, published=published)
                 return
             if now - state["since"] >= silence_s * 1e9 and self.exit_code is None:
                 self.get_logger().error(

@@ -225,12 +225,18 @@ def test_a_node_that_hears_nothing_from_live_publishers_exits_to_be_restarted():
 
     with driven_node("perception_deaf_driver", "deaf_restart_s:=2.0", "image_topic:=''") as d:
         pts = _scene(np.random.default_rng(2))
-        end = time.monotonic() + 4.0
-        while time.monotonic() < end:  # clouds at 10 Hz: alive
-            d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]}, "lidar_link",
-                                                     d.node.get_clock().now().nanoseconds))
-            d.spin(0.1)
-        assert d.received and d.proc.poll() is None
+
+        def clouds(seconds: float) -> None:  # at 10 Hz
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not (seconds > 10 and d.received):
+                d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]},
+                                                         "lidar_link", d.node.get_clock().now().nanoseconds))
+                d.spin(0.1)
+
+        clouds(60.0)  # until the node is up (a fresh clone's first imports take a while)
+        assert d.received, "no obstacles in 60 s"
+        clouds(4.0)  # twice deaf_restart_s of clouds: alive
+        assert d.proc.poll() is None
         d.node.destroy_publisher(d.cloud_pub)  # silent, and nobody publishes: alive
         d.spin(5.0)
         assert d.proc.poll() is None
