@@ -172,7 +172,7 @@ class PhysaiNode(Node):
                                     f"{traceback.format_exc(limit=-3)}", throttle_duration_sec=2.0)
 
     def exit_when_deaf(self, topics: list[str], silence_s: float) -> None:
-        """End the node with DEAF_EXIT_CODE when `topics` stay silent for `silence_s` while one has a publisher.
+        """End the node with DEAF_EXIT_CODE when `topics` never deliver for `silence_s` while one has a publisher.
 
         Its supervisor (or launch's respawn) then restarts it. A perception node respawned after a SIGKILL, with
         Fast DDS logging "Failed init_port ...: open_and_lock_file failed", was discovered by its peers and yet
@@ -186,8 +186,10 @@ class PhysaiNode(Node):
         state = {"seen": -1, "since": 0, "published": False}
 
         def check() -> None:
-            now = self.get_clock().now().nanoseconds
             seen = sum(self._received.get(n, 0) for n in names)
+            if seen:  # it hears: later silence is the sensors' (a driver stalled, a fuzzer done), not deafness
+                return
+            now = self.get_clock().now().nanoseconds
             published = any(self.count_publishers(n) for n in names)
             # silence counts from the first check that saw a publisher, never from before one appeared
             if seen != state["seen"] or now < state["since"] or not (published and state["published"]):

@@ -130,9 +130,9 @@ class PerceptionFusion(PhysaiNode):
             raise ValueError("perception_fusion: no LiDAR, scan, depth or image topic configured")
         sensor_topics = [t for t in (*lidar_topics, *scan_topics, depth_topic, image_topic, tactile_topic) if t]
         self.exit_when_deaf(sensor_topics, p(
-            "deaf_restart_s", 10.0, "Exit (code 3, to be restarted) after this long without any sensor message while "
-            "a sensor topic has a publisher: a participant whose transport failed to start hears nothing [s]; "
-            "0 disables", (0.0, 600.0)))
+            "deaf_restart_s", 10.0, "Exit (code 3, to be restarted) when no sensor message has arrived since start "
+            "for this long while a sensor topic has a publisher: a participant whose transport failed to start "
+            "hears nothing [s]; 0 disables", (0.0, 600.0)))
         self._max_age_ns = {k: v.max_age_ns for k, v in specs.items()}
         self._sync_args = (specs, triggers, int(slop * 1e9), int(max_wait * 1e9))
         self.sync = SensorSync(*self._sync_args)

@@ -218,34 +218,30 @@ def driven_node(name: str, *params: str) -> Iterator[Driver]:
 
 
 def test_a_node_that_hears_nothing_from_live_publishers_exits_to_be_restarted():
-    """A participant whose transport failed to start hears nothing, for good: perception exits (code 3) after
-    deaf_restart_s without a sensor message while its topic has a publisher, for its supervisor to restart it. Silence
-    without a publisher (a sensor not started, a topic not used) is not deafness."""
+    """A participant whose transport failed to start hears nothing, for good: perception exits (code 3) when nothing
+    arrived for deaf_restart_s since start although its topic has a publisher, for its supervisor to restart it."""
     from physical_ai_nodes._base import DEAF_EXIT_CODE
 
     with driven_node("perception_deaf_driver", "deaf_restart_s:=2.0", "image_topic:=''") as d:
-        pts = _scene(np.random.default_rng(2))
-
-        def clouds(seconds: float) -> None:  # at 10 Hz
-            end = time.monotonic() + seconds
-            while time.monotonic() < end and not (seconds > 10 and d.received):
-                d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]},
-                                                         "lidar_link", d.node.get_clock().now().nanoseconds))
-                d.spin(0.1)
-
-        clouds(60.0)  # until the node is up (a fresh clone's first imports take a while)
-        assert d.received, "no obstacles in 60 s"
-        clouds(4.0)  # twice deaf_restart_s of clouds: alive
-        assert d.proc.poll() is None
-        d.node.destroy_publisher(d.cloud_pub)  # silent, and nobody publishes: alive
-        d.spin(5.0)
-        assert d.proc.poll() is None
-        d.cloud_pub = d.node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)  # a publisher, silent
-        t0 = time.monotonic()
-        while d.proc.poll() is None and time.monotonic() < t0 + 30:
+        t0 = time.monotonic()  # the driver's cloud publisher exists and never publishes
+        while d.proc.poll() is None and time.monotonic() < t0 + 60:
             d.spin(0.1)
-        assert d.proc.returncode == DEAF_EXIT_CODE, "still running 30 s after a silent publisher appeared"
-        assert time.monotonic() - t0 >= 2.0
+        assert d.proc.returncode == DEAF_EXIT_CODE, "still running 60 s after start beside a silent publisher"
+
+
+def test_a_node_that_has_heard_is_not_restarted_by_silence():
+    """Silence after messages is the sensors' (a stalled driver, a fuzzer done), not deafness: the node keeps
+    running, and its stale-data handling reports it."""
+    with driven_node("perception_heard_driver", "deaf_restart_s:=2.0", "image_topic:=''") as d:
+        pts = _scene(np.random.default_rng(2))
+        deadline = time.monotonic() + 60  # a fresh clone's first imports take a while
+        while not d.received and time.monotonic() < deadline:
+            d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]}, "lidar_link",
+                                                     d.node.get_clock().now().nanoseconds))
+            d.spin(0.1)
+        assert d.received, "no obstacles in 60 s"
+        d.spin(5.0)  # silent publisher, more than twice deaf_restart_s
+        assert d.proc.poll() is None
 
 
 def test_a_frame_the_robot_cannot_be_placed_in_is_not_published():
