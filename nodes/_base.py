@@ -183,17 +183,16 @@ class PhysaiNode(Node):
         if silence_s <= 0:
             return
         names = [self.resolve_topic_name(t) for t in topics]
-        state = {"seen": -1, "since": 0, "published": False}
+        state = {"since": 0, "published": False}
 
         def check() -> None:
-            seen = sum(self._received.get(n, 0) for n in names)
-            if seen:  # it hears: later silence is the sensors' (a driver stalled, a fuzzer done), not deafness
-                return
+            if any(self._received.get(n, 0) for n in names):
+                return  # it hears: later silence is the sensors' (a driver stalled, a fuzzer done), not deafness
             now = self.get_clock().now().nanoseconds
             published = any(self.count_publishers(n) for n in names)
             # silence counts from the first check that saw a publisher, never from before one appeared
-            if seen != state["seen"] or now < state["since"] or not (published and state["published"]):
-                state.update(seen=seen, since=now, published=published)
+            if now < state["since"] or not (published and state["published"]):
+                state.update(since=now, published=published)
                 return
             if now - state["since"] >= silence_s * 1e9 and self.exit_code is None:
                 self.get_logger().error(
