@@ -219,14 +219,24 @@ def driven_node(name: str, *params: str) -> Iterator[Driver]:
 
 def test_a_node_that_hears_nothing_from_live_publishers_exits_to_be_restarted():
     """A participant whose transport failed to start hears nothing, for good: perception exits (code 3) when nothing
-    arrived for deaf_restart_s since start although its topic has a publisher, for its supervisor to restart it."""
+    arrived for deaf_restart_s since start although its topic has a publisher, for its supervisor to restart it.
+    Silence without a publisher (a sensor not started, a topic not used) is not deafness."""
     from physical_ai_nodes._base import DEAF_EXIT_CODE
 
     with driven_node("perception_deaf_driver", "deaf_restart_s:=2.0", "image_topic:=''") as d:
-        t0 = time.monotonic()  # the driver's cloud publisher exists and never publishes
-        while d.proc.poll() is None and time.monotonic() < t0 + 60:
+        d.node.destroy_publisher(d.cloud_pub)
+        deadline = time.monotonic() + 60  # a fresh clone's first imports take a while
+        while not d.node.count_subscribers("/lidar/points") and time.monotonic() < deadline:
             d.spin(0.1)
-        assert d.proc.returncode == DEAF_EXIT_CODE, "still running 60 s after start beside a silent publisher"
+        assert d.node.count_subscribers("/lidar/points"), "perception did not subscribe in 60 s"
+        d.spin(5.0)  # nobody publishes, for more than twice deaf_restart_s: alive
+        assert d.proc.poll() is None
+        d.cloud_pub = d.node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS)  # a publisher, silent
+        t0 = time.monotonic()
+        while d.proc.poll() is None and time.monotonic() < t0 + 30:
+            d.spin(0.1)
+        assert d.proc.returncode == DEAF_EXIT_CODE, "still running 30 s after a silent publisher appeared"
+        assert time.monotonic() - t0 >= 2.0
 
 
 def test_a_node_that_has_heard_is_not_restarted_by_silence():
