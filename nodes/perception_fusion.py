@@ -448,7 +448,7 @@ class PerceptionFusion(PhysaiNode):
         self.obstacle_pub.publish(out)
         self.latency("stamp_to_publish", (self._now_ns() - bundle.stamp_ns) * 1e-6)
         self.tick("obstacles")
-        if self.pipeline.cfg.parts is not None:
+        if result.parts is not None:
             self._publish_parts(result.parts, header)
         # Occupancy and markers come after the obstacles, which are the latency-critical output.
         grid = self.pipeline.occupancy(result)

@@ -81,7 +81,7 @@ class FrameResult:
     segmentation: Segmentation
     people_boxes: list[np.ndarray]        # per camera, (K, 5)
     grid: np.ndarray | None
-    parts: list[Part]
+    parts: list[Part] | None              # None: no part search this cycle (no depth in the frame, parts disabled)
 
 
 @dataclass
@@ -165,12 +165,15 @@ class FusionPipeline:
         Returns:
             Tracked obstacles, the segmentation, people boxes, occupancy grid and parts.
         """
-        parts = []
+        # A frame without depth (one the colour camera triggered while depth was late, or the first after a reset)
+        # says nothing about the parts: reported as an empty list, the policy planned on a table without parts.
+        parts = None
         if self.cfg.parts is not None and frame.depth:
             # From the whole depth view, as the policy was trained.
             parts = detect_parts(np.concatenate(frame.depth), self.cfg.parts)
-        fitted, hidden = parts, []
-        if self.part_memory is not None and frame.body_spheres is not None and frame.depth_origin is not None:
+        fitted, hidden = parts or [], []
+        if (parts is not None and self.part_memory is not None and frame.body_spheres is not None
+                and frame.depth_origin is not None):
             # Fits the robot covers are not trusted; a part it hides keeps its last clear fit.
             parts = self.part_memory.update(parts, frame.stamp_ns, frame.body_spheres, frame.depth_origin)
             hidden = self.part_memory.hidden
