@@ -118,7 +118,9 @@ class Probe:
         raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for: {what}{extra}")
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
+        # the spin thread must have left before the node's handles go (a busy machine can take seconds)
+        self.executor.shutdown(timeout_sec=10.0)
+        self._thread.join(10.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
 
