@@ -59,11 +59,19 @@ class Track:
         return float(np.arctan2(self.x[3], self.x[2]))
 
 
-def _box_corners(c: Cluster, T: np.ndarray) -> np.ndarray:
-    """A cluster's box corners (4, 2) in the tracking frame; corners 0 -> 1 run along its length axis."""
-    ca, sa = np.cos(c.yaw), np.sin(c.yaw)
-    half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * np.asarray(c.size[:2]) / 2
-    local = c.center[:2] + half @ np.array([[ca, sa], [-sa, ca]])
+_UNIT_CORNERS = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) / 2
+
+
+def _box_corners(clusters: list[Cluster], T: np.ndarray) -> np.ndarray:
+    """The clusters' box corners (M, 4, 2) in the tracking frame; corners 0 -> 1 run along each box's length axis."""
+    if not clusters:
+        return np.zeros((0, 4, 2))
+    center = np.array([c.center[:2] for c in clusters])
+    size = np.array([c.size[:2] for c in clusters])
+    yaw = np.array([c.yaw for c in clusters])
+    ca, sa = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    u, v = _UNIT_CORNERS[:, 0] * size[:, :1], _UNIT_CORNERS[:, 1] * size[:, 1:]   # (M, 4) along / across the box
+    local = np.stack([center[:, :1] + u * ca - v * sa, center[:, 1:] + u * sa + v * ca], axis=-1)
     return local @ T[:2, :2].T + T[:2, 3]
 
 
@@ -98,29 +106,43 @@ class Tracker:
         dt = 0.0 if self._last_ns is None else max((stamp_ns - self._last_ns) * 1e-9, 0.0)
         self._last_ns = max(stamp_ns, self._last_ns or stamp_ns)
         T = np.eye(4) if T_world_base is None else T_world_base
-        meas = np.array([(T[:2, :2] @ c.center[:2] + T[:2, 3]) for c in clusters]).reshape(-1, 2)
-        for t in self.tracks:
-            self._predict(t, dt)
-        matched_tracks, matched_meas = self._associate(meas)
+        # Every track and cluster at once: a city street has a hundred tracks, and per-track numpy calls cost more
+        # than the segmentation of the whole sweep.
+        centers = np.array([c.center[:2] for c in clusters]).reshape(-1, 2)
+        meas = centers @ T[:2, :2].T + T[:2, 3]
+        corners = _box_corners(clusters, T)
+        x = np.array([t.x for t in self.tracks]).reshape(-1, 4)
+        P = np.array([t.P for t in self.tracks]).reshape(-1, 4, 4)
+        if dt > 0:
+            x, P = self._predict(x, P, dt)
+        ti, mi = self._associate(x, P, meas)
+        if len(ti):
+            xm, Pm = x[ti], P[ti]
+            extra_R = np.zeros((len(ti), 2, 2))
+            # Every track has the corners of its last box; see _shape_shift for why only still ones.
+            still = np.hypot(xm[:, 2], xm[:, 3]) <= self.cfg.moving_speed
+            if still.any():
+                old = np.array([self.tracks[i].corners for i in ti[still]])
+                shift, extra_R[still] = self._shape_shift(old, corners[mi[still]], xm[still, 2:4] * dt)
+                xm[still, :2] += shift
+            x[ti], P[ti] = self._correct(xm, Pm, meas[mi], extra_R)
         updated = []
-        corners = [_box_corners(c, T) for c in clusters]
-        for ti, mi in zip(matched_tracks, matched_meas, strict=True):
-            t = self.tracks[ti]
-            shape_R = None
-            if t.corners is not None and t.speed <= self.cfg.moving_speed:  # see _shape_shift
-                shift, shape_R = self._shape_shift(t.corners, corners[mi], t.x[2:4] * dt)
-                t.x[:2] += shift
-            self._correct(t, meas[mi], shape_R)
-            t.cluster, t.age, t.missed, t.stamp_ns = clusters[mi], t.age + 1, 0, stamp_ns
-            t.corners = corners[mi]
+        for i, t in enumerate(self.tracks):
+            t.x, t.P = x[i], P[i]
+        for i, j in zip(ti.tolist(), mi.tolist(), strict=True):
+            t = self.tracks[i]
+            t.cluster, t.age, t.missed, t.stamp_ns, t.corners = clusters[j], t.age + 1, 0, stamp_ns, corners[j]
             updated.append(t)
-        unmatched_t = set(range(len(self.tracks))) - set(matched_tracks)
-        for ti in unmatched_t:
-            self.tracks[ti].missed += 1
+        matched = np.zeros(len(self.tracks), bool)
+        matched[ti] = True
+        for i in np.flatnonzero(~matched):
+            self.tracks[i].missed += 1
         r2, v2 = self.cfg.measurement_std ** 2, self.cfg.init_speed_std ** 2
-        for mi in sorted(set(range(len(meas))) - set(matched_meas)):
-            t = Track(id=self._next_id, x=np.array([meas[mi, 0], meas[mi, 1], 0.0, 0.0]),
-                      P=np.diag([r2, r2, v2, v2]), cluster=clusters[mi], stamp_ns=stamp_ns, corners=corners[mi])
+        new = np.ones(len(meas), bool)
+        new[mi] = False
+        for j in np.flatnonzero(new):
+            t = Track(id=self._next_id, x=np.array([meas[j, 0], meas[j, 1], 0.0, 0.0]),
+                      P=np.diag([r2, r2, v2, v2]), cluster=clusters[j], stamp_ns=stamp_ns, corners=corners[j])
             self._next_id += 1
             self.tracks.append(t)
             updated.append(t)
@@ -142,7 +164,10 @@ class Tracker:
 
     def _shape_shift(self, old: np.ndarray, new: np.ndarray, predicted: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """The box centre's move that is shape, not motion (2,), and the added measurement covariance (2, 2).
+        """Per track: the box centre's move that is shape, not motion (K, 2), and the added measurement covariance.
+
+        Inputs are the old and new box corners (K, 4, 2) and the predicted displacement (K, 2); the covariance is
+        (K, 2, 2).
 
         Along each side of the new box (both boxes' corners projected on it): when that side's length changed by
         more than `shape_change_m`, the object's motion is taken as the move of the nearer edge, the further edge or
@@ -158,37 +183,38 @@ class Tracker:
         centre for the next one, which the swing kept under `shape_change_m`, left the track slower by 0.3-0.4 m/s
         for a second; the centre alone averages those out.
         """
-        yaw = np.arctan2(new[1, 1] - new[0, 1], new[1, 0] - new[0, 0])
-        axes = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
-        po, pn = old @ axes.T, new @ axes.T                                  # (4, 2) along / across the new box
-        lo, hi = pn.min(axis=0) - po.min(axis=0), pn.max(axis=0) - po.max(axis=0)
+        yaw = np.arctan2(new[:, 1, 1] - new[:, 0, 1], new[:, 1, 0] - new[:, 0, 0])
+        c, s = np.cos(yaw), np.sin(yaw)
+        axes = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)     # (K, 2, 2) rows: along, across
+        po, pn = old @ axes.transpose(0, 2, 1), new @ axes.transpose(0, 2, 1)  # (K, 4, 2) along / across the new box
+        lo, hi = pn.min(axis=1) - po.min(axis=1), pn.max(axis=1) - po.max(axis=1)
         centre = (lo + hi) / 2
-        options = np.stack([centre, lo, hi])                                 # (3, 2) candidate motions per side
-        pick = np.argmin(np.abs(options - axes @ predicted), axis=0)
+        options = np.stack([centre, lo, hi], axis=1)                         # (K, 3, 2) candidate motions per side
+        pick = np.argmin(np.abs(options - (axes @ predicted[:, :, None])[:, None, :, 0]), axis=1)   # (K, 2)
+        picked = np.take_along_axis(options, pick[:, None, :], axis=1)[:, 0]
         changed = np.abs(hi - lo) > self.cfg.shape_change_m
-        motion = np.where(changed, options[pick, [0, 1]], centre)
+        motion = np.where(changed, picked, centre)
         extra = np.where(changed, ((hi - lo) / 2) ** 2, 0.0)
-        return axes.T @ (centre - motion), axes.T @ np.diag(extra) @ axes
+        axes_t = axes.transpose(0, 2, 1)
+        shift = (axes_t @ (centre - motion)[:, :, None])[:, :, 0]
+        return shift, axes_t @ (extra[:, :, None] * axes)
 
-    def _predict(self, t: Track, dt: float) -> None:
-        if dt <= 0:
-            return
+    def _predict(self, x: np.ndarray, P: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Constant-velocity prediction of the states (N, 4) and covariances (N, 4, 4) over dt [s]."""
         F = np.eye(4)
         F[0, 2] = F[1, 3] = dt
-        q = self.cfg.process_accel ** 2
         G = np.array([[dt * dt / 2, 0], [0, dt * dt / 2], [dt, 0], [0, dt]])
-        t.x = F @ t.x
-        t.P = F @ t.P @ F.T + q * G @ G.T
+        return x @ F.T, F @ P @ F.T + self.cfg.process_accel ** 2 * G @ G.T
 
-    def _correct(self, t: Track, z: np.ndarray, extra_R: np.ndarray | None = None) -> None:
-        H = np.zeros((2, 4))
-        H[0, 0] = H[1, 1] = 1.0
-        S = H @ t.P @ H.T + np.eye(2) * self.cfg.measurement_std ** 2 + (0.0 if extra_R is None else extra_R)
-        K = t.P @ H.T @ np.linalg.inv(S)
-        t.x = t.x + K @ (z - H @ t.x)
-        t.P = (np.eye(4) - K @ H) @ t.P
+    def _correct(self, x: np.ndarray, P: np.ndarray, z: np.ndarray, extra_R: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Kalman update of states (K, 4) and covariances (K, 4, 4) with centre measurements z (K, 2)."""
+        S = P[:, :2, :2] + np.eye(2) * self.cfg.measurement_std ** 2 + extra_R
+        K = P[:, :, :2] @ np.linalg.inv(S)                                   # (K, 4, 2); H selects the position
+        x = x + (K @ (z - x[:, :2])[:, :, None])[:, :, 0]
+        return x, P - K @ P[:, :2, :]
 
-    def _associate(self, meas: np.ndarray) -> tuple[list[int], list[int]]:
+    def _associate(self, x: np.ndarray, P: np.ndarray, meas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global nearest neighbour on Mahalanobis distances, with "no match" as an option for every track and cluster.
 
         A pair is possible when the cluster lies within `gate_m` of the track's prediction and inside its
@@ -198,12 +224,11 @@ class Tracker:
         cluster another track claimed was handed a shelf post 1.8 m away, and its velocity estimate with it (ROS
         trace, seed 100014).
         """
-        n_t, n_m = len(self.tracks), len(meas)
+        n_t, n_m = len(x), len(meas)
         if not n_t or not n_m:
-            return [], []
-        pred = np.array([t.x[:2] for t in self.tracks])
-        nu = meas[None, :, :] - pred[:, None, :]                                    # (T, M, 2) innovations
-        S_inv = np.linalg.inv(np.array([t.P[:2, :2] for t in self.tracks]) + np.eye(2) * self.cfg.measurement_std ** 2)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        nu = meas[None, :, :] - x[:, None, :2]                                     # (T, M, 2) innovations
+        S_inv = np.linalg.inv(P[:, :2, :2] + np.eye(2) * self.cfg.measurement_std ** 2)
         d2 = np.einsum("tmi,tij,tmj->tm", nu, S_inv, nu)
         possible = (d2 <= self.cfg.gate_chi2) & (np.hypot(nu[..., 0], nu[..., 1]) <= self.cfg.gate_m)
         big = 1e6 * self.cfg.gate_chi2
@@ -215,4 +240,4 @@ class Tracker:
         rows, cols = linear_sum_assignment(full)
         ok = (rows < n_t) & (cols < n_m)
         ok[ok] = possible[rows[ok], cols[ok]]
-        return rows[ok].tolist(), cols[ok].tolist()
+        return rows[ok], cols[ok]
