@@ -23,8 +23,8 @@ BENCH e2e.amr.reaction_p99_ms   per episode, from the stamp of the first LiDAR f
                                 where the worker's tracked motion clears the path in time need no correction and
                                 are counted apart, as are episodes with no worker in the path while moving.
 BENCH e2e.amr.reaction_seeds    seeded episodes it took to get those events
-BENCH e2e.amr.*.loaded          the same pass again with a competing load: two busy processes at normal priority for
-                                the whole pass (standing in for localisation and a planner); the corrector and the
+BENCH e2e.amr.*.loaded          the same pass again with a competing load: `--busy` (2) busy processes at normal
+                                priority for the whole pass (localisation and a planner); the corrector and the
                                 simulator under SCHED_FIFO where this process may use it (the plain pass uses normal
                                 scheduling everywhere, as `physai run` and `make demo` do)
 BENCH e2e.amr.lidar_transport_p99_ms  baseline in the same run: LiDAR stamp to the frame's reception by the
@@ -55,6 +55,7 @@ MAX_EPISODES = 40
 FIRST_SEED = 500
 EPISODE_SIM_S = 30.0
 WORKER_TRIGGER_M = 4.5
+BUSY = 2
 PASSES = ("normal", "loaded")
 
 
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument("--worker-trigger-m", type=float, default=WORKER_TRIGGER_M,
                         help="a worker starts walking when the AMR is this close before its aisle [m]")
     parser.add_argument("--only", choices=PASSES, default=None, help="run one pass (default: both)")
+    parser.add_argument("--busy", type=int, default=BUSY,
+                        help="competing busy processes in the loaded pass (default %(default)s; 0 compares the "
+                             "deployed scheduling alone with older runs)")
     parser.add_argument("--smoke", action="store_true",
                         help="bring the stack up and run one short episode per pass (make test); figures mean nothing")
     args = parser.parse_args()
@@ -135,14 +139,15 @@ def run_pass(args: argparse.Namespace, loaded: bool) -> int:
     # process may use it; perception and the policy keep normal scheduling; two busy processes at normal priority
     # stand in for localisation and a planner for the whole pass.
     realtime = loaded and can_use_sched_fifo()
+    busy = args.busy if loaded else 0
     if realtime:
         commands = with_realtime(commands)
     print(f"== pass{suffix or ' normal'}: corrector and simulator (drivers) scheduling: "
           f"{'SCHED_FIFO 70 (corrector loop 80)' if realtime else 'normal'}"
           f"{' (SCHED_FIFO not permitted)' if loaded and not realtime else ''}; monitor's DDS reception threads: "
-          f"{'SCHED_FIFO 60' if realtime else 'normal'}; competing busy processes: {2 if loaded else 0}", flush=True)
+          f"{'SCHED_FIFO 60' if realtime else 'normal'}; competing busy processes: {busy}", flush=True)
     stop = mp.Event()
-    load = [mp.Process(target=_busy, args=(stop,), daemon=True) for _ in range(2 if loaded else 0)]
+    load = [mp.Process(target=_busy, args=(stop,), daemon=True) for _ in range(busy)]
     log_dir = Path(tempfile.mkdtemp(prefix="physai_e2e_"))
     supervisor = Supervisor(commands, log_dir=log_dir, env=dict(os.environ), on_event=lambda text: None)
     if realtime:  # the middleware threads created with the monitor's participant inherit this (a listener that
