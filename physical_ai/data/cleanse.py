@@ -107,8 +107,13 @@ def _attr(msg: Any, path: str) -> float:
     return float(msg)
 
 
-def action_vector(m: Message, names: tuple[str, ...]) -> np.ndarray:
-    """A recorded command as the spec's action vector (Twist, TwistStamped, Ackermann, Float64MultiArray)."""
+def action_vector(m: Message, names: tuple[str, ...], t_ns: int | None = None) -> np.ndarray:
+    """A recorded command as the spec's action vector (Twist, TwistStamped, Ackermann, Float64MultiArray).
+
+    An ActionChunk (a policy's plan, before the corrector) gives its step in force at `t_ns` (on the stamps' clock).
+    """
+    if m.schema.endswith("ActionChunk"):
+        return _chunk_step(m, names, t_ns)
     if m.schema.endswith("Float64MultiArray"):
         data = np.asarray(m.msg.data, np.float64)
         if len(data) != len(names):
@@ -121,6 +126,21 @@ def action_vector(m: Message, names: tuple[str, ...]) -> np.ndarray:
     if missing:
         raise ValueError(f"{m.topic}: actions {missing} not in a {m.schema}")
     return np.array([_attr(m.msg, fields[n]) for n in names])
+
+
+def _chunk_step(m: Message, names: tuple[str, ...], t_ns: int | None) -> np.ndarray:
+    chunk = m.msg
+    missing = [n for n in names if n not in chunk.action_names]
+    if missing:
+        raise ValueError(f"{m.topic}: actions {missing} not in the chunk's {list(chunk.action_names)}")
+    if t_ns is None or not chunk.dt > 0:
+        raise ValueError(f"{m.topic}: a chunk step needs a time and a positive dt")
+    dt_ns = round(float(chunk.dt) * 1e6) * 1000    # dt is a float32: 0.1 s would read as 100 000 001 ns
+    k = (t_ns - convert.stamp_to_ns(chunk.start_time)) // dt_ns
+    if not 0 <= k < chunk.horizon:
+        raise LookupError(f"{m.topic}: no step of this chunk is in force at {t_ns} ns")
+    values = np.asarray(chunk.values, np.float64).reshape(chunk.horizon, len(chunk.action_names))
+    return values[k, [list(chunk.action_names).index(n) for n in names]]
 
 
 def resets_with_clock_jump(messages: list[Message], mapping: DatasetMapping) -> dict[int, int]:
@@ -419,11 +439,15 @@ def _frame(t: int, series: dict[str, _Series], tf: TransformBuffer, mapping: Dat
         row["observation.obstacles"], row["observation.obstacles_mask"] = pad_tokens(values, obs.obstacles,
                                                                                    "obstacles")
     s = series.get(mapping.action_topic)
-    cmd = s.at(t + int(mapping.action_offset_s * NS)) if s is not None else None
-    if cmd is None or t + int(mapping.action_offset_s * NS) - cmd.arrival_ns > max_age:
+    t_action = t + int(mapping.action_offset_s * NS)
+    cmd = s.at(t_action) if s is not None else None
+    # A chunk is as fresh as its plan reaches (checked by its step); a command is the one received last.
+    if cmd is None or (not cmd.schema.endswith("ActionChunk") and t_action - cmd.arrival_ns > max_age):
         return None, f"stale:{mapping.action_topic}"
     try:
-        action = action_vector(cmd, spec.action.names)
+        action = action_vector(cmd, spec.action.names, t_action)
+    except LookupError:     # a chunk that has run out (or not begun): the policy had no plan for this frame
+        return None, f"stale:{mapping.action_topic}"
     except (ValueError, AttributeError):
         return None, f"bad_message:{mapping.action_topic}"
     if not np.isfinite(action).all():

@@ -17,7 +17,9 @@ Defaults come from the robot's parameter file (`config/<robot>.yaml`: the topics
     state_topic: /odom                 # nav_msgs/Odometry (or sensor_msgs/JointState for arms)
     pose_frame: map                    # odometry pose re-expressed in this frame via /tf ('' = as recorded)
     obstacles_topic: /perception/obstacles
-    action_topic: /cmd_vel             # Twist, TwistStamped, Float64MultiArray or AckermannDriveStamped
+    action_topic: /cmd_vel             # Twist, TwistStamped, Float64MultiArray or AckermannDriveStamped (what the
+                                       # robot executed); or /policy/action_chunk (ActionChunk: the recorded
+                                       # policy's plan before the corrector, the step in force at each frame)
     images: {observation.images.front: {topic: /camera/color/image_raw, width: 160, height: 120}}
     task_topic: /policy/instruction
     task: drive to the drop-off station

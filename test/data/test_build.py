@@ -45,11 +45,14 @@ def _tf(parent: str, child: str, ns: int, x: float = 0.0, z: float = 0.0) -> dic
 
 def write_synthetic(path: Path, episodes: int = 2, seconds: float | list[float] = 6.0,
                     nan_odom: tuple[float, float] | None = None, obstacle_gap: tuple[float, float] | None = None,
-                    success: list[bool] | None = None, late_obstacles: bool = False) -> None:
+                    success: list[bool] | None = None, late_obstacles: bool = False,
+                    chunks_until: list[float] | None = None) -> None:
     """A small AMR recording with exactly known defects: odometry 20 Hz, obstacles/images 10 Hz, commands 20 Hz.
 
     `seconds`: each episode's length (one for all, or one per episode). `late_obstacles`: the previous episode's
-    last obstacle message is recorded again 50 ms into the next one (in flight across the reset, old clock)."""
+    last obstacle message is recorded again 50 ms into the next one (in flight across the reset, old clock).
+    `chunks_until`: per episode, a policy's ActionChunk (1 s of 10 steps, linear_x 0.2 + 0.01 * step, angular_z -0.3)
+    every 0.5 s up to this time."""
     from mcap_ros2.writer import Writer
 
     types = {"/odom": "nav_msgs/msg/Odometry", "/tf": "tf2_msgs/msg/TFMessage",
@@ -58,7 +61,8 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float | list[float] 
              "/camera/color/image_raw": "sensor_msgs/msg/Image",
              "/camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
              "/policy/instruction": "std_msgs/msg/String", "/sim/reset": "std_msgs/msg/Int64",
-             "/sim/ground_truth": "physical_ai_stack/msg/SimGroundTruth"}
+             "/sim/ground_truth": "physical_ai_stack/msg/SimGroundTruth",
+             "/policy/action_chunk": "physical_ai_stack/msg/ActionChunk"}
     rng = np.random.default_rng(0)
     with open(path, "wb") as f:
         w = Writer(f, chunk_size=32 * 1024)  # several chunks: a truncated copy keeps the complete ones
@@ -88,6 +92,12 @@ def write_synthetic(path: Path, episodes: int = 2, seconds: float | list[float] 
                                 ns, ns)
                 w.write_message("/cmd_vel", schemas["/cmd_vel"], {"linear": {"x": 0.5, "y": 0.0, "z": 0.0},
                                                                   "angular": {"x": 0.0, "y": 0.0, "z": 0.1}}, ns, ns)
+                if chunks_until is not None and k % 10 == 0 and t <= chunks_until[e]:
+                    w.write_message("/policy/action_chunk", schemas["/policy/action_chunk"], {
+                        "header": header, "embodiment": "amr", "action_names": ["angular_z", "linear_x"],
+                        "start_time": _stamp(ns), "dt": 0.1, "horizon": 10,
+                        "values": [v for step in range(10) for v in (-0.3, 0.2 + 0.01 * step)], "model_id": "test",
+                        "inference_latency_ms": 1.0, "sequence": k // 10}, ns, ns)
                 if k % 2:
                     continue
                 gap = obstacle_gap and e == 1 and obstacle_gap[0] < t < obstacle_gap[1]
@@ -182,6 +192,25 @@ def test_build_cleanses_with_every_drop_counted(tmp_path: Path, monkeypatch: pyt
     assert ds.episodes[0]["source"] == source["path"]
     assert "robot-sn1234" not in (tmp_path / "ds" / "meta" / "cleanse_report.json").read_text()
     assert report["summary"]["episode_splits"] == {"reset": 1}
+
+
+def test_the_policys_chunks_as_actions_give_the_step_in_force_and_stop_where_the_plan_runs_out(
+        tmp_path: Path) -> None:
+    rec = tmp_path / "run.mcap"
+    write_synthetic(rec, chunks_until=[6.0, 3.0])
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING + "action_topic: /policy/action_chunk\n")
+    summary = build([str(rec)], tmp_path / "ds", "amr", str(mapping), workers=1)
+    report = json.loads((tmp_path / "ds" / "meta" / "cleanse_report.json").read_text())
+    # episode 1's last chunk (3.0 s) plans up to 4.0 s: the frames whose action falls later (4.0-6.0 s) are stale
+    assert report["drops"] == {"stale:/policy/action_chunk": 21} and summary["frames"] == 61 + 40
+    ds = open_dataset(tmp_path / "ds")
+    for e, n, until in ((0, 61, 6 * NS), (1, 40, 3 * NS)):
+        t_action = np.arange(n) * (NS // 10) + NS // 20                     # frame time + action_offset_s
+        start = np.minimum(t_action // (NS // 2) * (NS // 2), until)        # the newest chunk's start
+        step = (t_action - start) // (NS // 10)
+        expected = np.column_stack([0.2 + 0.01 * step, np.full(n, -0.3)])  # the spec's order: linear_x, angular_z
+        np.testing.assert_allclose(ds.load_episode(e)["action"], expected, atol=1e-6)
 
 
 def test_damaged_recordings_are_named_and_nothing_else_is_lost(tmp_path: Path) -> None:
