@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
+import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,8 +152,13 @@ def _role_publisher(kind: str, rate_hz: float, duration_s: float) -> None:
 
 
 def _role_subscriber(kind: str) -> None:
+    """Receive until a line arrives on stdin, then print the latencies.
+
+    Not stopped by a signal: rclpy's SIGINT shutdown of a subscriber busy receiving once took over 30 s on a loaded
+    machine and failed the smoke run.
+    """
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
 
     from physical_ai.memory import keep_large_buffers
@@ -171,12 +177,30 @@ def _role_subscriber(kind: str) -> None:
             seen.add(seq)
 
     node.create_subscription(type(_stream_message(kind)), "/bench/stream", on_message, qos_profile_sensor_data)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     print("ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.1)
     print(json.dumps({"latencies_ms": latencies, "received": len(seen)}), flush=True)
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def _result_line(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The subscriber's JSON line, read within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline()
+            if line.startswith("{"):
+                return line
+            if not line:
+                break                                        # the subscriber exited without a result
+    raise RuntimeError(f"the DDS subscriber gave no result within {timeout_s:.0f} s")
 
 
 def _run_stream(kind: str, rate_hz: float, duration_s: float, shipped_profile: bool) -> dict[str, float]:
@@ -190,7 +214,8 @@ def _run_stream(kind: str, rate_hz: float, duration_s: float, shipped_profile: b
     env["ROS_DOMAIN_ID"] = str(private_domain_id())
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     command = [sys.executable, __file__, "--role"]
-    subscriber = subprocess.Popen([*command, "sub", "--kind", kind], env=env, stdout=subprocess.PIPE, text=True)
+    subscriber = subprocess.Popen([*command, "sub", "--kind", kind], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
     try:
         assert subscriber.stdout.readline().strip() == "ready"
         publisher = subprocess.run([*command, "pub", "--kind", kind, "--rate", str(rate_hz),
@@ -198,8 +223,10 @@ def _run_stream(kind: str, rate_hz: float, duration_s: float, shipped_profile: b
                                    timeout=duration_s + 60)
         published = json.loads(publisher.stdout.strip().splitlines()[-1])["published"]
         time.sleep(1.0)
-        subscriber.send_signal(signal.SIGINT)
-        result = json.loads(subscriber.communicate(timeout=30)[0].strip().splitlines()[-1])
+        subscriber.stdin.write("stop\n")
+        subscriber.stdin.flush()
+        result = json.loads(_result_line(subscriber, 60.0))
+        subscriber.wait(timeout=30)
     finally:
         if subscriber.poll() is None:
             subscriber.kill()

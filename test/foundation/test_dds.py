@@ -196,9 +196,11 @@ def test_sensor_monitor_diagnostics_staleness_and_sigint(ros):
             if not latest:
                 return False
             values = _values(latest[-1])
+            # in range once steady: after a stall of either process on a busy machine, DDS delivers the queued
+            # images at once and the 2 s rate window reads up to ~40 Hz (seen in CI)
             return (latest[-1].level == DiagnosticStatus.OK and values.get(f"stale.{topic}") == "False"
-                    and float(values.get(f"rate_hz.{topic}", 0)) > 10)
-        assert spin_until(executor, fresh, 30.0), f"no healthy diagnostics: {latest[-1:]}"
+                    and 10.0 < float(values.get(f"rate_hz.{topic}", 0)) < 30.0)
+        assert spin_until(executor, fresh, 30.0), f"no healthy diagnostics at ~20 Hz: {latest[-1:]}"
         values = _values(latest[-1])
         assert 10.0 < float(values[f"rate_hz.{topic}"]) < 30.0
         age_p50 = float(values[f"latency_ms.{topic}.p50"])
