@@ -19,6 +19,7 @@ import inspect
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
@@ -177,8 +178,10 @@ class PhysaiNode(Node):
         Its supervisor (or launch's respawn) then restarts it. A perception node respawned after a SIGKILL, with
         Fast DDS logging "Failed init_port ...: open_and_lock_file failed", was discovered by its peers and yet
         received nothing, for good (we believe its shared-memory port failed and large messages do not survive the
-        UDP fallback). Silence is measured on the node clock, so a paused simulator is not silence; `silence_s` <= 0
-        disables the check.
+        UDP fallback). Silence is measured on the node clock, so a paused simulator is not silence; but a node on sim
+        time that has never heard /clock although /clock has a publisher is as deaf, and its clock stands at 0, so
+        then the steady clock measures it (a respawn in CI heard nothing, /clock included, for 90 s). `silence_s`
+        <= 0 disables the check.
         """
         if silence_s <= 0:
             return
@@ -189,6 +192,8 @@ class PhysaiNode(Node):
             if any(self._received.get(n, 0) for n in names):
                 return  # it hears: later silence is the sensors' (a driver stalled, a fuzzer done), not deafness
             now = self.get_clock().now().nanoseconds
+            if now == 0 and self.count_publishers("/clock"):
+                now = time.monotonic_ns()
             published = any(self.count_publishers(n) for n in names)
             # silence counts from the first check that saw a publisher, never from before one appeared
             if now < state["since"] or not (published and state["published"]):
@@ -199,7 +204,8 @@ class PhysaiNode(Node):
                     f"no message on {', '.join(names)} for {silence_s:.1f} s although they have publishers: this "
                     f"participant hears nothing; exiting with code {DEAF_EXIT_CODE} to be restarted")
                 self.exit_code = DEAF_EXIT_CODE
-        self.create_timer(min(1.0, silence_s / 4), check)
+        # checked on the steady clock: a timer on sim time never fires while /clock is not heard
+        self.create_timer(min(1.0, silence_s / 4), check, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # ---- QoS-checked endpoints ----------------------------------------------------------------------------
     def sensor_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],

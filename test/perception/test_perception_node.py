@@ -239,6 +239,23 @@ def test_a_node_that_hears_nothing_from_live_publishers_exits_to_be_restarted():
         assert time.monotonic() - t0 >= 2.0
 
 
+def test_a_node_on_sim_time_that_never_hears_the_clock_exits_to_be_restarted():
+    """On sim time a deaf participant does not hear /clock either: its clock stands at 0, and silence measured on it
+    never grew (a respawned perception heard nothing for 90 s in CI). With /clock published but never heard, the
+    steady clock measures the silence."""
+    from rosgraph_msgs.msg import Clock
+
+    from physical_ai_nodes._base import DEAF_EXIT_CODE
+
+    with driven_node("perception_deaf_clock_driver", "deaf_restart_s:=2.0", "image_topic:=''",
+                     "use_sim_time:=true") as d:
+        d.node.create_publisher(Clock, "/clock", 10)   # a simulator's /clock that this participant never hears
+        t0 = time.monotonic()
+        while d.proc.poll() is None and time.monotonic() < t0 + 60:   # a fresh clone's first imports take a while
+            d.spin(0.1)
+        assert d.proc.returncode == DEAF_EXIT_CODE, "still running 60 s after start with /clock and a sensor silent"
+
+
 def test_a_node_that_has_heard_is_not_restarted_by_silence():
     """Silence after messages is the sensors' (a stalled driver, a fuzzer done), not deafness: the node keeps
     running, and its stale-data handling reports it."""
