@@ -21,6 +21,7 @@ CORE = [
     "safetensors==0.8.0",
     "onnx==1.23.2",
     "onnxruntime==1.32.0",
+    "ai-edge-litert==2.3.0",  # runs the camera people detector (TFLite; weights: `physai perception install-detector`)
     "msgpack==1.2.4",
     "websockets==17.4",
     "mcap==1.6.0",

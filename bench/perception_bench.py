@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 from physical_ai.bringup.stack import node_params  # noqa: E402
+from physical_ai.perception.camera import PersonDetector  # noqa: E402
 from physical_ai.perception.datasets import load_kitti, load_nuscenes  # noqa: E402
-from physical_ai.perception.evaluation import evaluate, frame_input, match_boxes  # noqa: E402
+from physical_ai.perception.evaluation import camera_people_score, evaluate, frame_input, match_boxes  # noqa: E402
 from physical_ai.perception.lidar import SegmentationConfig, segment  # noqa: E402
 from physical_ai.perception.params import pipeline_config  # noqa: E402
 from physical_ai.perception.pipeline import FusionPipeline, PipelineConfig  # noqa: E402
@@ -141,6 +142,21 @@ def nuscenes_vehicle(nu, cloud: np.ndarray, repeats: int = 40) -> None:
           f"{score.claims['vehicle'][1]}; ego reported {score.ego_reported})")
     print(f"BENCH perception.nuscenes.ms {score.lidar_ms:.2f} ms")
     print(f"BENCH perception.nuscenes.open3d_baseline_ms {o3d_ms:.2f} ms")
+    # The camera people detectors on the six images, and the frame scored with the cameras fused.
+    fused, _ = evaluate(nu, pipeline_config(params), repeats=1, cameras=True)
+    hog = camera_people_score(nu, PersonDetector(frame_scale=pipeline_config(params).hog_frame_scale).detect)
+    cam = fused.camera_people
+    if cam:
+        print(f"BENCH perception.nuscenes.camera_person_recall {cam['found'] / cam['labelled']:.3f} ratio "
+              f"({cam['found']}/{cam['labelled']} labelled pedestrians in view, {cam['false']} false boxes, "
+              f"{cam['ms']:.0f} ms an image; {cam['detector']})")
+    else:
+        print(f"perception: camera people detector {pipeline_config(params).people_detector} unavailable")
+    print(f"BENCH perception.nuscenes.camera_person_recall.hog_baseline {hog['found'] / max(hog['labelled'], 1):.3f} "
+          f"ratio ({hog['found']}/{hog['labelled']}, {hog['false']} false boxes, {hog['ms']:.0f} ms an image)")
+    print(f"BENCH perception.nuscenes.false_person_vehicle.cameras_fused {fused.fused['false_person_vehicle']} "
+          f"claims (recall_1m {fused.fused['recall_1m']:.3f}; person right {fused.fused['claims']['person'][0]}/"
+          f"{fused.fused['claims']['person'][1]})")
 
 
 def camera_path(nu, frames: int = 40) -> None:
@@ -163,15 +179,16 @@ def camera_path(nu, frames: int = 40) -> None:
         runs = worker.runs if worker is not None else 0
     finally:
         on.close()
-    in_cycle = FusionPipeline(pipeline_config({**params, "hog_rate_hz": 0.0}))
+    in_cycle = FusionPipeline(pipeline_config({**params, "people_detector_rate_hz": 0.0}))
     old = timed(lambda: in_cycle.process(with_cams), min(3, frames))
     for name in ("off", "on"):
         t = np.asarray(times[name])
         print(f"BENCH perception.camera.cycle_ms.camera_{name}.p50 {np.median(t):.2f} ms")
         print(f"BENCH perception.camera.cycle_ms.camera_{name}.p99 {np.percentile(t, 99):.2f} ms")
     print(f"BENCH perception.camera.cycle_ms.detector_in_cycle_baseline.p50 {np.median(old):.1f} ms")
-    print(f"BENCH perception.camera.detector_ms_per_image {det_ms:.1f} ms (1600x900, scale "
-          f"{params['hog_frame_scale']}; {runs} images in {frames / 10:.0f} s, rate limit {params['hog_rate_hz']} Hz)")
+    print(f"BENCH perception.camera.detector_ms_per_image {det_ms:.1f} ms (1600x900, {params['people_detector']}, "
+          f"tiles {params['people_detector_tile_px']} px; {runs} images in {frames / 10:.0f} s, rate limit "
+          f"{params['people_detector_rate_hz']} Hz)")
 
 
 def main() -> int:

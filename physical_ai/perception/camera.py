@@ -1,4 +1,7 @@
-"""Camera fusion: LiDAR-to-image projection, cluster colour and class, HOG people detection, depth back-projection."""
+"""Camera fusion: LiDAR-to-image projection, cluster colour and class, HOG people detection, depth back-projection.
+
+The SSD people detector for real images is in ssd_detector.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import numpy as np
 
 from physical_ai.perception.classify import ClassifyConfig, could_be_person
 from physical_ai.perception.lidar import CLASS_PERSON, SENSOR_CAMERA, Cluster
+from physical_ai.perception.ssd_detector import SsdPersonDetector
 
 
 @dataclass
@@ -52,8 +56,11 @@ class PersonDetector:
     and people come from LiDAR geometry only.
     """
 
+    cycle_roi_check = True     # one window costs ~1 ms: cheap enough for the LiDAR cycle
+
     def __init__(self, frame_scale: float = 0.5, hit_threshold: float = 0.0) -> None:
         self.available = hasattr(cv2, "HOGDescriptor") and hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")
+        self.unavailable_reason = "" if self.available else "OpenCV without HOG (needs the contrib build)"
         self.frame_scale = frame_scale
         self.hit_threshold = hit_threshold
         if self.available:
@@ -61,8 +68,8 @@ class PersonDetector:
             self._weights = np.asarray(cv2.HOGDescriptor_getDefaultPeopleDetector(), np.float32).ravel()
             self._hog.setSVMDetector(self._weights)
 
-    def detect(self, image: np.ndarray) -> np.ndarray:
-        """People boxes (K, 5): x0, y0, x1, y1 in full-resolution pixels and the SVM score."""
+    def detect(self, image: np.ndarray, bgr: bool = False) -> np.ndarray:
+        """People boxes (K, 5): x0, y0, x1, y1 in full-resolution pixels and the SVM score (any channel order)."""
         if not self.available or image.size == 0:
             return np.zeros((0, 5))
         small = cv2.resize(image, None, fx=self.frame_scale, fy=self.frame_scale, interpolation=cv2.INTER_AREA) \
@@ -78,7 +85,7 @@ class PersonDetector:
                                 np.asarray(weights, float).ravel()])
 
     def score_roi(self, image: np.ndarray, box: np.ndarray) -> float:
-        """SVM score of one 64x128 window fitted to `box` (x0, y0, x1, y1); > 0 means a person."""
+        """SVM score of one 64x128 window fitted to `box` (x0, y0, x1, y1); > 0 means a person (any channel order)."""
         if not self.available:
             return float("-inf")
         h, w = image.shape[:2]
@@ -96,27 +103,33 @@ class PersonDetector:
 
 
 def fuse_clusters(clusters: list[Cluster], points: np.ndarray, camera: CameraModel, image: np.ndarray | None,
-                  people: np.ndarray, evidence: ClassifyConfig, detector: PersonDetector | None = None,
-                  roi_person_check: bool = True, bgr: bool = False) -> None:
-    """Colour and (re)classify clusters with one camera, in place.
+                  people: np.ndarray, evidence: ClassifyConfig,
+                  detector: PersonDetector | SsdPersonDetector | None = None, roi_person_check: bool = True,
+                  bgr: bool = False) -> np.ndarray:
+    """Colour and (re)classify clusters with one camera, in place; returns the clusters' image boxes.
 
     Each cluster's points are projected into the image: its colour is the mean of the pixels they hit, and a
-    cluster whose shape allows a person (`could_be_person`) is one when its projected box lies inside a HOG person
-    box; person-shaped clusters whose own image window scores as a person (LiDAR-guided HOG) gain confidence.
+    cluster whose shape allows a person (`could_be_person`) is one when its projected box lies inside a detected
+    person box; person-shaped clusters whose own image window scores as a person (a LiDAR-guided look) gain
+    confidence.
 
     Args:
         clusters: clusters to update; their `point_index` index into `points`.
         points: (M, 3) robot-frame obstacle points.
         camera: the camera model.
         image: HxWx3 image (RGB, or BGR with `bgr`), or None when only geometry is fused.
-        people: (K, 5) person boxes from `PersonDetector.detect`.
+        people: (K, 5) person boxes from the detector's `detect`.
         evidence: the classification rules (what shape a person may have, whether this robot reports people).
         detector: detector used for the LiDAR-guided window check (None: skip it).
         roi_person_check: run the window check on person-sized clusters.
         bgr: the image's channels are blue, green, red (colours are reported RGB).
+
+    Returns:
+        (K, 4) image boxes (x0, y0, x1, y1) of the clusters this camera sees (at least 3 points in the image).
     """
+    seen: list[np.ndarray] = []
     if not clusters:
-        return
+        return np.zeros((0, 4))
     uv, valid = camera.project(points)
     for c in clusters:
         idx = c.point_index
@@ -133,11 +146,13 @@ def fuse_clusters(clusters: list[Cluster], points: np.ndarray, camera: CameraMod
         x0, y0 = pix.min(axis=0)
         x1, y1 = pix.max(axis=0)
         box = np.array([x0, y0, x1, y1], float)
+        seen.append(box)
         if len(people) and could_be_person(c, evidence) and _best_coverage(box, people[:, :4]) > 0.6:
             c.classification, c.confidence = CLASS_PERSON, max(c.confidence, 0.8)
-        elif (roi_person_check and detector is not None and image is not None and c.classification == CLASS_PERSON
-              and detector.score_roi(image, box) > 0.0):
+        elif (roi_person_check and detector is not None and detector.cycle_roi_check and image is not None
+              and c.classification == CLASS_PERSON and detector.score_roi(image, box) > 0.0):
             c.confidence = max(c.confidence, 0.75)
+    return np.array(seen, float).reshape(-1, 4)
 
 
 def _best_coverage(box: np.ndarray, boxes: np.ndarray) -> float:

@@ -6,8 +6,8 @@ Here it runs in its own thread on the newest image of each camera (older ones ar
 `rate_hz` images a second, under Linux's SCHED_IDLE policy (it gets a core only when nothing else wants it; where
 that is refused, at a higher niceness), so the LiDAR cycle preempts it even on one core. On a saturated computer it
 runs late or not at all: `runs` and `run_ms` tell how often it ran. The cycle fuses the newest finished detections
-with this frame's clusters. OpenCV releases the GIL while it computes, so the thread does not stall the cycle's
-Python code either.
+with this frame's clusters. OpenCV and the TFLite interpreter release the GIL while they compute, so the thread
+does not stall the cycle's Python code either.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 
 
 class DetectorThread:
-    """Run `detect(image) -> (K, 5) boxes` on the newest image per camera in a background thread."""
+    """Run `detect(image, bgr) -> (K, 5) boxes` on the newest image per camera in a background thread."""
 
-    def __init__(self, detect: Callable[[np.ndarray], np.ndarray], rate_hz: float, nice: int = 19) -> None:
+    def __init__(self, detect: Callable[[np.ndarray, bool], np.ndarray], rate_hz: float, nice: int = 19) -> None:
         """Start the thread.
 
         Args:
@@ -40,7 +40,7 @@ class DetectorThread:
         self._period = 1.0 / rate_hz
         self._nice = nice
         self._lock = threading.Condition()
-        self._pending: dict[str, tuple[int, np.ndarray]] = {}
+        self._pending: dict[str, tuple[int, np.ndarray, bool]] = {}
         self._results: dict[str, tuple[int, np.ndarray]] = {}
         self._order: list[str] = []            # cameras in the order they were last served (round robin)
         self._closed = False
@@ -50,12 +50,12 @@ class DetectorThread:
         self._thread = threading.Thread(target=self._loop, name="people_detector", daemon=True)
         self._thread.start()
 
-    def submit(self, camera: str, stamp_ns: int, image: np.ndarray) -> None:
+    def submit(self, camera: str, stamp_ns: int, image: np.ndarray, bgr: bool = False) -> None:
         """Hand over a camera's newest image (kept by reference: the caller must not write into it)."""
         with self._lock:
             if camera in self._pending:
                 self.replaced += 1
-            self._pending[camera] = (stamp_ns, image)
+            self._pending[camera] = (stamp_ns, image, bgr)
             if camera not in self._order:
                 self._order.append(camera)
             self._lock.notify()
@@ -93,9 +93,9 @@ class DetectorThread:
                 camera = next(c for c in self._order if c in self._pending)
                 self._order.remove(camera)
                 self._order.append(camera)
-                stamp, image = self._pending.pop(camera)
+                stamp, image, bgr = self._pending.pop(camera)
             start = time.monotonic()
-            boxes = self._detect(image)
+            boxes = self._detect(image, bgr)
             elapsed = time.monotonic() - start
             next_start = start + self._period
             with self._lock:

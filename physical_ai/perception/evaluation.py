@@ -9,13 +9,18 @@ reads), so what is scored is what runs. Scores, per frame:
 - false positives: obstacles within range more than 1 m from every labelled box; among them the person and vehicle
   claims (claims on unannotated structure: poles, hedges, walls);
 - the recording vehicle reported as an obstacle (a body box from the dataset's calibration);
-- milliseconds per frame, LiDAR only and with the cameras.
+- milliseconds per frame, LiDAR only and with the cameras;
+- with cameras, the same scores for the fused result (the people detector run inside the cycle), and the camera
+  people detector on its own: labelled pedestrians within range projected into each image (their 3D box's image
+  box, at least half of it in the picture) found by a detection at IoU >= 0.3, and detections that match no labelled
+  pedestrian or cyclist.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +99,8 @@ class FrameScore:
     self_points: int = 0
     lidar_ms: float = float("nan")        # median per frame, LiDAR only
     fused_ms: float = float("nan")        # median per frame with the cameras (nan: no cameras run)
+    fused: dict = field(default_factory=dict)   # recall_1m, claims, false_person_vehicle with the cameras fused
+    camera_people: dict = field(default_factory=dict)   # detector, found, labelled, false, ms per image
 
     def as_dict(self) -> dict:
         """JSON-ready dictionary."""
@@ -153,7 +160,84 @@ def evaluate(rec: RecordedFrame, cfg: PipelineConfig, repeats: int = 10, cameras
             out.fused_ms = _median_ms(fused, frame_input(rec), repeats)
         finally:
             fused.close()    # its detector thread, still inside OpenCV at exit, aborted the interpreter
+        in_cycle = FusionPipeline(replace(cfg, people_rate_hz=0.0))
+        fs = score(rec, in_cycle.process(frame_input(rec)), max_range, min_points)
+        out.fused = {"recall_1m": fs.recall_1m, "claims": fs.claims, "false_person_vehicle": fs.false_person_vehicle}
+        if in_cycle.detector is not None and in_cycle.detector.available:
+            out.camera_people = {"detector": cfg.people_detector,
+                                 **camera_people_score(rec, in_cycle.detector.detect, max_range)}
     return out, result
+
+
+PERSON_LABELS = frozenset({"pedestrian"})
+RIDER_LABELS = frozenset({"bicycle", "motorcycle"})     # nuScenes labels a cyclist with the bicycle
+
+
+def camera_people_score(rec: RecordedFrame, detect: Callable[[np.ndarray], np.ndarray], max_range: float = 40.0,
+                        min_iou: float = 0.3) -> dict:
+    """Score an image people detector on a frame's cameras against its labelled 3D boxes.
+
+    Args:
+        rec: the frame.
+        detect: `detect(image) -> (K, 5)` boxes (x0, y0, x1, y1, score) on an RGB image.
+        max_range: labelled pedestrians farther than this from the robot are not counted [m].
+        min_iou: overlap a detection needs with a labelled pedestrian's image box.
+
+    Returns:
+        {"found", "labelled", "false", "ms"}: pedestrians found of those labelled in view, detections matching no
+        pedestrian or rider, and the median milliseconds per image.
+    """
+    found = labelled = false = 0
+    times = []
+    for name, image in rec.images.items():
+        T_cam_base = rec.T_cam_lidar[name] @ np.linalg.inv(rec.T_base_lidar)
+        h, w = image.shape[:2]
+        people = [b for b in rec.boxes if b.label in PERSON_LABELS and np.hypot(*b.center[:2]) <= max_range]
+        riders = [b for b in rec.boxes if b.label in RIDER_LABELS]
+        gt = _image_boxes(people, rec.K[name], T_cam_base, w, h)
+        others = _image_boxes(riders, rec.K[name], T_cam_base, w, h)
+        start = time.perf_counter()
+        dets = np.asarray(detect(image)).reshape(-1, 5)
+        times.append((time.perf_counter() - start) * 1e3)
+        iou = _iou(gt, dets[:, :4])
+        if len(gt) and len(dets):
+            rows, cols = linear_sum_assignment(-iou)
+            hit = iou[rows, cols] >= min_iou
+            found += int(hit.sum())
+        labelled += len(gt)
+        near_any = _iou(np.concatenate([gt, others]), dets[:, :4])
+        false += int((near_any.max(axis=0, initial=0.0) < min_iou).sum()) if len(dets) else 0
+    return {"found": found, "labelled": labelled, "false": false, "ms": float(np.median(times)) if times else 0.0}
+
+
+def _image_boxes(boxes: list[LabelledBox], K: np.ndarray, T_cam_base: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(N, 4) image boxes of 3D boxes wholly in front of the camera with at least half their box in the image."""
+    out = []
+    for b in boxes:
+        corners = np.array([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (-0.5, 0.5)]) * b.size
+        c, s = np.cos(b.yaw), np.sin(b.yaw)
+        pts = corners @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + b.center
+        pc = pts @ T_cam_base[:3, :3].T + T_cam_base[:3, 3]
+        if np.any(pc[:, 2] < 0.5):
+            continue
+        uv = (pc @ np.asarray(K, float).T)[:, :2] / pc[:, 2:3]
+        box = np.r_[uv.min(axis=0), uv.max(axis=0)]
+        clipped = np.clip(box, 0, [w, h, w, h])
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        if area > 0 and (clipped[2] - clipped[0]) * (clipped[3] - clipped[1]) >= 0.5 * area:
+            out.append(clipped)
+    return np.array(out, float).reshape(-1, 4)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) intersection over union of x0, y0, x1, y1 boxes."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a, area_b = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def _median_ms(pipe: FusionPipeline, frame: FrameInput, repeats: int) -> float:

@@ -60,11 +60,18 @@ PARAMS: tuple[Param, ...] = (
           (0.0, 10.0)),
     Param("person_moving_max_mps", 3.0, "... and at most this fast [m/s]", (0.0, 20.0)),
     # camera
-    Param("hog_enabled", True, "Run the HOG people detector on the RGB image (needs the OpenCV contrib build)"),
-    Param("hog_frame_scale", 0.5, "Image scale for the people detector", (0.1, 2.0)),
-    Param("hog_rate_hz", 4.0, "Images a second the full-frame people detector takes, in its own low-priority "
-          "thread: the LiDAR cycle never waits for it and fuses the newest detections; 0 = in the cycle, on every "
-          "image [Hz]", (0.0, 100.0)),
+    Param("people_detector", "ssd", "Camera people detector: ssd (MobileNetV2-SSD trained on Open Images, from "
+          "MediaPipe; weights installed by `make venv`), hog (OpenCV's HOG, contrib build) or off"),
+    Param("people_detector_tile_px", 0, "SSD: side of the square tiles across the image's middle rows it also "
+          "looks at, for people at range in wide images; 0 = the whole image only [px]", (0, 4096)),
+    Param("people_detector_threshold", 0.3, "SSD: lowest person score kept", (0.0, 1.0)),
+    Param("hog_frame_scale", 0.5, "HOG: image scale", (0.1, 2.0)),
+    Param("people_detector_rate_hz", 4.0, "Images a second the full-frame people detector takes, in its own "
+          "low-priority thread: the LiDAR cycle never waits for it and fuses the newest detections; 0 = in the "
+          "cycle, on every image [Hz]", (0.0, 100.0)),
+    Param("camera_person_max_range_m", 15.0, "People the camera sees and no range sensor does are placed where "
+          "their feet meet the ground, only this near: the range read from one pixel row grows its error with the "
+          "square of the range [m]", (0.0, 200.0)),
     Param("camera_people_max_age_s", 0.5, "Detections older than this (by image stamp) are not fused [s]",
           (0.0, 5.0)),
     # tracking
@@ -161,8 +168,11 @@ def pipeline_config(values: Mapping[str, Any]) -> PipelineConfig:
                             workspace_y=(v["workspace_y_min_m"], v["workspace_y_max_m"]))
         memory = PartMemoryConfig(hold_s=v["part_memory_hold_s"], margin_m=v["part_memory_margin_m"])
     return PipelineConfig(segmentation=seg, classify=classify, tracker=trk, occupancy=occ, parts=parts,
-                          hog_enabled=v["hog_enabled"], hog_frame_scale=v["hog_frame_scale"],
-                          hog_rate_hz=v["hog_rate_hz"], camera_people_max_age_s=v["camera_people_max_age_s"],
+                          people_detector=v["people_detector"], people_tile_px=v["people_detector_tile_px"],
+                          people_threshold=v["people_detector_threshold"], hog_frame_scale=v["hog_frame_scale"],
+                          people_rate_hz=v["people_detector_rate_hz"],
+                          camera_people_max_age_s=v["camera_people_max_age_s"],
+                          camera_person_max_range_m=v["camera_person_max_range_m"],
                           occupancy_enabled=v["occupancy_enabled"],
                           part_memory=memory, part_catalogue=_part_catalogue(v["part_catalogue_m"]))
 

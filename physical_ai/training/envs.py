@@ -281,7 +281,7 @@ class AmrEnv(Env):
         sigma = float(self.rng.uniform(0.005, 0.03)) if self.randomise else 0.01
         self.noise = SensorNoise(sigma=sigma, invalid_fraction=0.02 if self.randomise else 0.01)
         self.pipeline = FusionPipeline(pipeline_config(robot_params("amr", "perception_fusion")) if node
-                                       else PipelineConfig(hog_enabled=False, occupancy_enabled=False))
+                                       else PipelineConfig(people_detector="off", occupancy_enabled=False))
         self.feature_names = self.spec.observation.obstacles.features.names
 
     def attach_corrector(self) -> None:

@@ -77,7 +77,7 @@ def test_scan_points_skip_ground_removal_and_depth_adds_overhang():
     top = box_points((3.5, 0.0, 0.72), (1.2, 1.2, 0.04), 0, 800, rng)
     floor = ground(rng, 4000, 6.0)
     pipe = FusionPipeline(PipelineConfig(segmentation=SegmentationConfig(x_range=(-6, 6), y_range=(-6, 6)),
-                                         hog_enabled=False))
+                                         people_detector="off"))
     res = pipe.process(FrameInput(stamp_ns=0, scans=[legs.astype(np.float32)],
                                   depth=[np.concatenate([top, floor]).astype(np.float32)]))
     table = [o for o in res.obstacles if np.linalg.norm(o.cluster.center[:2] - (3.5, 0)) < 0.4]

@@ -77,7 +77,7 @@ def test_a_row_of_touching_barriers_is_reported_in_pieces_a_car_side_is_not():
     car_side = _block(rng, (3.0, -4.0, 0.3), (7.4, -3.8, 1.5), 1500)      # a car seen side-on: as thin, taller
     cfg = SegmentationConfig(x_range=(-12, 12), y_range=(-12, 12), cell_size=0.2, ground_threshold=0.25,
                              max_height=3.5)
-    pipe = FusionPipeline(PipelineConfig(segmentation=cfg, hog_enabled=False, occupancy_enabled=False))
+    pipe = FusionPipeline(PipelineConfig(segmentation=cfg, people_detector="off", occupancy_enabled=False))
     res = pipe.process(FrameInput(stamp_ns=0, clouds=[np.concatenate([_floor(rng), row, car_side]).astype(
         np.float32)]))
     pieces = sorted(float(o.cluster.center[0]) for o in res.obstacles if o.cluster.center[1] > 4)
@@ -90,7 +90,7 @@ def _tracking_pipeline(x_range: tuple[float, float]) -> FusionPipeline:
     """A LiDAR-only pipeline on a flat floor (5 cm ground threshold), tracking over successive frames."""
     return FusionPipeline(PipelineConfig(segmentation=SegmentationConfig(x_range=x_range, y_range=(-10, 10),
                                                                          cell_size=0.1, ground_threshold=0.05),
-                                         hog_enabled=False, occupancy_enabled=False))
+                                         people_detector="off", occupancy_enabled=False))
 
 
 def test_a_walking_person_shaped_track_becomes_a_person_a_standing_one_does_not():
@@ -147,10 +147,10 @@ def test_a_yaml_file_configures_what_the_node_runs(robot):
     detector and the occupancy grid that the node turns on."""
     params = node_params(source_root() / "config" / f"{robot}.yaml", "perception_fusion")
     cfg = pipeline_config(params)
-    assert cfg.hog_enabled == params["hog_enabled"] and cfg.occupancy_enabled == params["occupancy_enabled"]
+    assert cfg.people_detector == params["people_detector"] and cfg.occupancy_enabled == params["occupancy_enabled"]
     assert cfg.segmentation.ground_threshold == params["ground_threshold_m"]
     assert (CLASS_VEHICLE in cfg.classify.classes) == (robot == "vehicle")
-    assert {"x_min_m", "ground_z_m", "classes", "hog_rate_hz"} <= {p.name for p in PARAMS} & set(params)
+    assert {"x_min_m", "ground_z_m", "classes", "people_detector"} <= {p.name for p in PARAMS} & set(params)
 
 
 def test_parameter_table_rejects_bad_values():
@@ -165,7 +165,7 @@ def test_parameter_table_rejects_bad_values():
 def test_detector_thread_takes_the_newest_image_and_never_blocks_submit():
     calls = []
 
-    def slow_detect(image):
+    def slow_detect(image, bgr):
         calls.append(int(image[0, 0, 0]))
         time.sleep(0.2)
         return np.array([[0, 0, 10, 10, float(image[0, 0, 0])]])
@@ -213,7 +213,7 @@ def test_camera_detections_arrive_later_without_holding_the_lidar_cycle():
     params = node_params(source_root() / "config" / "vehicle.yaml", "perception_fusion")
     pipe = FusionPipeline(pipeline_config(params))
     if pipe.detector is None or not pipe.detector.available:
-        pytest.skip("no HOG in this OpenCV build")
+        pytest.skip(f"camera people detector unavailable: {getattr(pipe.detector, 'unavailable_reason', 'off')}")
     try:
         frame = frame_input(rec)
         frame.cameras = [c for c in frame.cameras if c.name == "CAM_FRONT"]

@@ -88,7 +88,7 @@ def _table_with_box(cx: float, cy: float) -> np.ndarray:
 
 
 def test_pipeline_reports_the_hidden_part_until_reset():
-    cfg = PipelineConfig(parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), hog_enabled=False,
+    cfg = PipelineConfig(parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), people_detector="off",
                          occupancy_enabled=False, part_memory=PartMemoryConfig(hold_s=5.0))
     pipe = FusionPipeline(cfg)
     seen = pipe.process(FrameInput(stamp_ns=0, depth=[_table_with_box(0.5, 0.1)], body_spheres=hand_at(0.1, -0.3, 0.6),
@@ -111,7 +111,7 @@ def test_a_frame_without_depth_reports_no_part_search_not_an_empty_table():
     """A colour frame that triggered a cycle while depth was late (or came first after a reset) says nothing about
     the parts. Reported as an empty list, policy_inference planned a chunk on a table without parts, and the arm
     set off the wrong way at the start of every episode after the first (ROS eval, seeds 100006-100008)."""
-    cfg = PipelineConfig(parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), hog_enabled=False,
+    cfg = PipelineConfig(parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), people_detector="off",
                          occupancy_enabled=False, part_memory=PartMemoryConfig(hold_s=5.0))
     pipe = FusionPipeline(cfg)
     assert pipe.process(FrameInput(stamp_ns=0, body_spheres=NO_ROBOT, depth_origin=CAMERA)).parts is None
@@ -123,7 +123,7 @@ def test_a_frame_without_depth_reports_no_part_search_not_an_empty_table():
                                     depth_origin=CAMERA)).parts
     assert len(again) == 1 and np.allclose(again[0].position, seen[0].position, atol=0.005)
     # without a depth view configured at all, no part search either
-    assert FusionPipeline(PipelineConfig(hog_enabled=False, occupancy_enabled=False)).process(
+    assert FusionPipeline(PipelineConfig(people_detector="off", occupancy_enabled=False)).process(
         FrameInput(stamp_ns=0, depth=[_table_with_box(0.5, 0.1)])).parts is None
 
 
@@ -145,7 +145,7 @@ def test_a_cluster_where_a_hidden_part_is_stays_a_part_when_gripper_remnants_spo
                                             ground_threshold=0.01, max_height=1.2, default_ground_z=0.0,
                                             min_cluster_points=10),
             classify=ClassifyConfig(vehicle_length_prior=0.0),
-            parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), hog_enabled=False,
+            parts=PartsConfig(workspace_x=(0.2, 0.8), workspace_y=(-0.3, 0.3)), people_detector="off",
             occupancy_enabled=False, part_catalogue=np.array([[0.04, 0.04, 0.04]]),
             part_memory=PartMemoryConfig(hold_s=5.0 if memory else 0.0)))
 

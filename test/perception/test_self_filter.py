@@ -95,7 +95,7 @@ def test_pipeline_drops_the_robot_keeps_a_hand_and_labels_the_part():
                                         min_cluster_points=10),
             classify=ClassifyConfig(vehicle_length_prior=0.0),
         parts=PartsConfig(table_z=0.0, workspace_x=(0.15, 0.8), workspace_y=(-0.55, 0.55)),
-        hog_enabled=False, occupancy_enabled=False, part_catalogue=np.array([[0.04, 0.04, 0.04]]))
+        people_detector="off", occupancy_enabled=False, part_catalogue=np.array([[0.04, 0.04, 0.04]]))
     body = (np.array([[0.3, 0.1, 0.1], [0.3, 0.1, 0.3], [0.3, 0.1, 0.5]]), np.full(3, 0.1))
     seen = FusionPipeline(cfg).process(FrameInput(stamp_ns=1, depth=[depth], body_spheres=body))
     classes = sorted((round(float(o.cluster.center[0]), 1), o.cluster.classification) for o in seen.obstacles)
