@@ -6,7 +6,7 @@ People. Each image is masked where a person is, from two sources:
    grown to a whole person (a close person's head is above the LiDAR's rings: the box reaches `person_height_m`,
    and at least `person_width_m` wide) plus `margin_m`, and its 3-D box is projected into the image through /tf
    (the obstacle frame at the detection's time, via the fixed `odom` frame, into the camera at the image's time);
-2. an image person detector (OpenCV's HOG people detector, the perception stack's `PersonDetector`) for people no
+2. an image person detector (the perception stack's: the Open Images SSD by default, or OpenCV's HOG) for people no
    LiDAR sees (out of its range or view); its boxes are padded by 15 %.
 The masked pixels are blurred beyond recognition (Gaussian, sigma a quarter of the box) or filled.
 

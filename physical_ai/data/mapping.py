@@ -26,7 +26,7 @@ Defaults come from the robot's parameter file (`config/<robot>.yaml`: the topics
     reset_topic: /sim/reset
     success_topic: /sim/ground_truth   # simulator only: episode success label
     joint_limits: {}                   # joint name -> [lower, upper]: frames beyond them are dropped
-    anonymise: {people: blur, detector: hog, detections_topic: /perception/obstacles, margin_m: 0.15,
+    anonymise: {people: blur, detector: ssd, detections_topic: /perception/obstacles, margin_m: 0.15,
                 text: {/policy/instruction: scrub}, identifiers: [], source_paths: hash, key_env: PHYSAI_ANON_KEY}
 """
 
@@ -59,7 +59,10 @@ class AnonymiseConfig:
 
     Attributes:
         people: `blur` (strong Gaussian blur), `mask` (solid fill) or `off`.
-        detector: image person detector for people no LiDAR detection covers: `hog` or `off`.
+        detector: image person detector for people no LiDAR detection covers: `ssd` (perception's Open Images SSD),
+            `hog` or `off`.
+        detector_tile_px: `ssd`: side of the square tiles across the image's middle rows it also looks at (450 for
+            1600x900 street images); 0 = the whole image only [px].
         detections_topic: the stack's obstacle tracks (ObstacleArray) whose people are projected into images.
         margin_m: added around each projected person box [m].
         person_height_m: height a person's box is extended to (a LiDAR sees only part of a close person) [m].
@@ -73,7 +76,8 @@ class AnonymiseConfig:
     """
 
     people: str = "blur"
-    detector: str = "hog"
+    detector: str = "ssd"
+    detector_tile_px: int = 0
     detections_topic: str = "/perception/obstacles"
     margin_m: float = 0.1
     person_height_m: float = 1.95
@@ -120,8 +124,8 @@ class DatasetMapping:
             raise DatasetError(f"mapping max_message_loss {self.max_message_loss}: must be 0-1")
         if self.anonymise.people not in ("blur", "mask", "off"):
             raise DatasetError(f"mapping anonymise.people {self.anonymise.people!r}: blur | mask | off")
-        if self.anonymise.detector not in ("hog", "off"):
-            raise DatasetError(f"mapping anonymise.detector {self.anonymise.detector!r}: hog | off")
+        if self.anonymise.detector not in ("ssd", "hog", "off"):
+            raise DatasetError(f"mapping anonymise.detector {self.anonymise.detector!r}: ssd | hog | off")
         for topic, policy in self.anonymise.text.items():
             if policy not in TEXT_POLICIES:
                 raise DatasetError(f"mapping anonymise.text[{topic}] {policy!r}: one of {TEXT_POLICIES}")

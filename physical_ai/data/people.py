@@ -12,6 +12,7 @@ import numpy as np
 
 from physical_ai import convert
 from physical_ai.data.anonymise import PersonBox, box_points, detector_mask, obscure, person_like, project_mask
+from physical_ai.data.lerobot_format import DatasetError
 from physical_ai.data.mapping import DatasetMapping
 from physical_ai.data.mcap_read import Message
 from physical_ai.tf import TransformBuffer
@@ -53,7 +54,13 @@ class PeopleMasker:
             info_topic = mapping.camera_info_topic(image.topic)
             self.infos[image.topic] = next((m for m in messages if m.topic == info_topic), None)
         self._detector = None
-        if self.config.detector == "hog":
+        if self.config.detector == "ssd":
+            from physical_ai.perception.ssd_detector import SsdPersonDetector
+
+            self._detector = SsdPersonDetector(tile_px=self.config.detector_tile_px)
+            if not self._detector.available:    # a build must not pass people it was configured to look for
+                raise DatasetError(f"anonymise.detector ssd: {self._detector.unavailable_reason}")
+        elif self.config.detector == "hog":
             from physical_ai.perception.camera import PersonDetector
 
             self._detector = PersonDetector(frame_scale=0.5)
@@ -73,7 +80,7 @@ class PeopleMasker:
             if abs(int(self.times[j]) - t_img) <= self.config.max_detection_gap_s * NS:
                 if self._project(self.detections[j], t_img, camera_frame, K, tf, mask):
                     used["lidar"] += 1
-        if self._detector is not None and getattr(self._detector, "available", False):
+        if self._detector is not None and self._detector.available:
             if detector_mask(image, self._detector, mask):
                 used["detector"] += 1
         return mask, used

@@ -194,8 +194,8 @@ def camera_people_score(rec: RecordedFrame, detect: Callable[[np.ndarray], np.nd
         h, w = image.shape[:2]
         people = [b for b in rec.boxes if b.label in PERSON_LABELS and np.hypot(*b.center[:2]) <= max_range]
         riders = [b for b in rec.boxes if b.label in RIDER_LABELS]
-        gt = _image_boxes(people, rec.K[name], T_cam_base, w, h)
-        others = _image_boxes(riders, rec.K[name], T_cam_base, w, h)
+        gt = image_boxes(people, rec.K[name], T_cam_base, w, h)
+        others = image_boxes(riders, rec.K[name], T_cam_base, w, h)
         start = time.perf_counter()
         dets = np.asarray(detect(image)).reshape(-1, 5)
         times.append((time.perf_counter() - start) * 1e3)
@@ -210,7 +210,7 @@ def camera_people_score(rec: RecordedFrame, detect: Callable[[np.ndarray], np.nd
     return {"found": found, "labelled": labelled, "false": false, "ms": float(np.median(times)) if times else 0.0}
 
 
-def _image_boxes(boxes: list[LabelledBox], K: np.ndarray, T_cam_base: np.ndarray, w: int, h: int) -> np.ndarray:
+def image_boxes(boxes: list[LabelledBox], K: np.ndarray, T_cam_base: np.ndarray, w: int, h: int) -> np.ndarray:
     """(N, 4) image boxes of 3D boxes wholly in front of the camera with at least half their box in the image."""
     out = []
     for b in boxes:

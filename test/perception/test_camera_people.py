@@ -12,7 +12,7 @@ from testdata import DATASETS
 from physical_ai.bringup.stack import node_params, source_root
 from physical_ai.perception.camera import PersonDetector
 from physical_ai.perception.datasets import load_nuscenes
-from physical_ai.perception.evaluation import camera_people_score, evaluate
+from physical_ai.perception.evaluation import camera_people_score, evaluate, image_boxes
 from physical_ai.perception.params import pipeline_config
 from physical_ai.perception.ssd_detector import SsdPersonDetector, find_weights, install_weights, nms, ssd_anchors
 
@@ -77,3 +77,27 @@ def test_fused_cameras_keep_the_claims_right():
     right, claims = fused["claims"]["person"]
     assert right >= score.claims["person"][0] and right / claims >= 0.75
     assert score.camera_people["found"] >= 7
+
+
+@pytest.mark.skipif(not NUSCENES.exists(), reason=f"nuScenes sample not found at {NUSCENES}")
+def test_dataset_anonymisation_masks_the_pedestrians_of_real_images():
+    """`physai dataset build`'s image detector (anonymise.detector: ssd) on the six nuScenes images: most pixels of
+    the 11 labelled pedestrians' boxes are masked; HOG masked none."""
+    from physical_ai.data.anonymise import detector_mask
+    from physical_ai.data.mapping import AnonymiseConfig
+
+    assert AnonymiseConfig().detector == "ssd"
+    rec = load_nuscenes(NUSCENES)
+    covered, others = [], []
+    for name, image in rec.images.items():
+        T_cam_base = rec.T_cam_lidar[name] @ np.linalg.inv(rec.T_base_lidar)
+        boxes = image_boxes([b for b in rec.boxes if b.label == "pedestrian" and np.hypot(*b.center[:2]) <= 40],
+                             rec.K[name], T_cam_base, image.shape[1], image.shape[0]).astype(int)
+        mask, truth = np.zeros(image.shape[:2], np.uint8), np.zeros(image.shape[:2], bool)
+        detector_mask(image, SsdPersonDetector(tile_px=450), mask)
+        for x0, y0, x1, y1 in boxes:
+            covered.append(mask[y0:y1, x0:x1].mean())
+            truth[y0:y1, x0:x1] = True
+        others.append(mask[~truth].mean())
+    assert len(covered) == 11 and np.mean(covered) >= 0.7 and sum(c >= 0.9 for c in covered) >= 5
+    assert np.mean(others) < 0.02          # the rest of the image stays readable
