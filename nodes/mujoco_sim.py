@@ -101,6 +101,9 @@ class MujocoSim(PhysaiNode):
             "worker_trigger_m": p("worker_trigger_m", 0.0, "AMR: a worker starts walking when the AMR comes this "
                                   "close before its aisle (a triggered target); 0 = seeded start times [m]",
                                   (0.0, 20.0)),
+            "command_noise": p("command_noise", 0.0, "AMR: on half the episodes the executed base command is the "
+                               "received one plus correlated noise of this many times 0.1 m/s and 0.2 rad/s (DART "
+                               "perturbation for recording training data); 0 = off", (0.0, 10.0)),
             "max_linear": p("max_linear", 1.0, "AMR max |linear.x| [m/s]", (0.01, 5.0)),
             "max_angular": p("max_angular", 1.5, "AMR max |angular.z| [rad/s]", (0.01, 10.0)),
             "max_accel": p("max_accel", 1.0, "AMR linear acceleration limit [m/s^2]", (0.01, 10.0)),

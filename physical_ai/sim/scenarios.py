@@ -537,8 +537,14 @@ class FactoryFloor(Scenario):
     worker_times_s (list of start times; default seeded-random), worker_speed (m/s), worker_trigger_m (m; > 0: a
     worker starts walking when the AMR comes within this distance before its aisle, like the triggered pedestrian
     targets of Euro NCAP's AEB tests, so that every episode has a worker stepping into the AMR's path; start times
-    are then not used).
+    are then not used), command_noise (> 0: on half the episodes, drawn per seed, the executed base command is the
+    received one plus correlated noise of this many times (0.1 m/s, 0.2 rad/s) in stationary std, `physai collect`'s
+    DART perturbation (Laskey et al., 2017): a recording of the stack then holds recoveries from perturbed states,
+    and the commands the stack sent stay the clean labels).
     """
+
+    NOISE_SCALE = np.array([0.1, 0.2])    # linear [m/s], angular [rad/s]: collect.action_noise_scale's
+    NOISE_TAU_S = 0.448                   # correlation time: collect's factor 0.8 per 0.1 s step
 
     name = "amr"
     model_file = "factory_floor/factory_floor.xml"
@@ -570,6 +576,11 @@ class FactoryFloor(Scenario):
         if self.worker_trigger_m > 0:  # not started until the AMR triggers them (see _script)
             self.worker_times = np.full(len(self.person_bodies), np.inf)
         self.wheel_angle = np.zeros(2)
+        noise_rng = np.random.default_rng(self.seed + 777)
+        self.command_noise = float(o.get("command_noise", 0.0))
+        self._noise_rng = noise_rng if self.command_noise > 0 and noise_rng.random() < 0.5 else None
+        self._noise = np.zeros(2)
+        self.executed = np.zeros(2)           # the base's (v, w) after any disturbance
 
     def worker_state(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Worker positions (W, 2) and velocities (W, 2) at time t: each walks once across the aisle."""
@@ -599,6 +610,12 @@ class FactoryFloor(Scenario):
 
     def _control(self, dt: float) -> None:
         v, w = self.base.step(dt, self.time_ns)
+        if self._noise_rng is not None:       # Ornstein-Uhlenbeck: stationary std command_noise * NOISE_SCALE
+            a = np.exp(-dt / self.NOISE_TAU_S)
+            self._noise = a * self._noise + np.sqrt(1 - a * a) * self.command_noise * self.NOISE_SCALE \
+                * self._noise_rng.standard_normal(2)
+            v, w = np.clip(np.array([v, w]) + self._noise, self.base.lower, self.base.upper)
+        self.executed = np.array([v, w])
         self.wheel_angle += self._wheel_rates() * dt
         yaw = self.data.qpos[self.jyaw]
         self.data.ctrl[:] = [v * np.cos(yaw), v * np.sin(yaw), w]
@@ -608,7 +625,7 @@ class FactoryFloor(Scenario):
         return ["left_wheel_joint", "right_wheel_joint"], self.wheel_angle.copy(), self._wheel_rates(), np.zeros(2)
 
     def _wheel_rates(self) -> np.ndarray:
-        v, w = self.base.current
+        v, w = self.executed
         return np.array([v - 0.2 * w, v + 0.2 * w]) / 0.08
 
     def odometry(self) -> tuple[np.ndarray, np.ndarray]:

@@ -241,6 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="check: keep the policy's chunk unless vetoed; best: highest predicted score")
     parser.add_argument("--record", default=None, metavar="MCAP",
                         help="ros: record every topic of the episodes to this MCAP file (`physai dataset build` input)")
+    parser.add_argument("--command-noise", type=float, default=0.0,
+                        help="ros, amr: the simulator perturbs the executed base command on half the episodes "
+                             "(DART, as `physai collect`; mujoco_sim command_noise), for recordings to train from")
     parser.add_argument("--realtime", action="store_true",
                         help="ros: corrector and simulator under SCHED_FIFO, as deployed (needs root/CAP_SYS_NICE)")
     parser.add_argument("--correction", choices=("none", "core"), default="none",
@@ -260,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
             from physical_ai.training.ros_eval import evaluate_ros
 
             rows, summary = evaluate_ros(args.scenario, args.policy, args.episodes, args.seed,
-                                         realtime=args.realtime, record=args.record)
+                                         realtime=args.realtime, record=args.record,
+                                         command_noise=args.command_noise)
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
                                      args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress,

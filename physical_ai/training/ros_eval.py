@@ -56,12 +56,14 @@ def private_domain_id() -> int:
 
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
-                 realtime: bool = False, record: str | Path | None = None) -> tuple[list[Any], dict[str, Any]]:
+                 realtime: bool = False, record: str | Path | None = None,
+                 command_noise: float = 0.0) -> tuple[list[Any], dict[str, Any]]:
     """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode.
 
     With `realtime`, the corrector and the simulator (the robot's drivers) run under SCHED_FIFO as deployed (README,
     "Real-time priority"), so that other work on the machine cannot starve the safety loop; refused with a clear
-    error where this process may not use SCHED_FIFO.
+    error where this process may not use SCHED_FIFO. `command_noise` > 0 has the simulator perturb the AMR's executed
+    base command on half the episodes (mujoco_sim `command_noise`), for recordings to train from.
     """
     import rclpy
     from nav_msgs.msg import Odometry
@@ -81,7 +83,8 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     robot = env.embodiment
     params = params_file(robot)
     overrides: dict[str, dict[str, str]] = {
-        "mujoco_sim": {"seed": str(seed), "real_time_factor": str(real_time_factor)},
+        "mujoco_sim": {"seed": str(seed), "real_time_factor": str(real_time_factor),
+                       "command_noise": str(command_noise)},
         "policy_inference": {"checkpoint": str(Path(policy_dir).resolve())},
     }
     from physical_ai.sim.scenarios import make_scenario

@@ -137,6 +137,28 @@ def test_triggered_worker_starts_when_the_amr_comes_within_range_of_its_aisle():
     assert np.array_equal(pos[1], start[1])
 
 
+def test_command_noise_perturbs_the_executed_command_on_half_the_episodes():
+    """DART for recordings: a perturbed episode drives off the commanded straight line with the noise's spread; the
+    scene is the same seeded one, and an unperturbed episode executes exactly what it was sent."""
+    plain = make_scenario("amr", 0)
+    noisy = [make_scenario("amr", s, {"command_noise": 1.0}) for s in range(40)]
+    perturbed = [sc for sc in noisy if sc._noise_rng is not None]
+    assert 12 <= len(perturbed) <= 28
+    assert np.array_equal(noisy[0].worker_dirs, plain.worker_dirs)
+    for sc in noisy[:12]:
+        rates = []
+        for _ in range(600):            # 3 s of 0.5 m/s straight ahead
+            sc.command_twist(0.5, 0.0)
+            sc.step(1)
+            rates.append(sc.executed.copy())
+        rates = np.array(rates)
+        if sc._noise_rng is None:
+            assert np.all(rates[:, 1] == 0.0)
+        else:
+            assert 0.05 < rates[300:, 1].std() < 0.4     # stationary std 0.2 rad/s, correlated over 0.45 s
+            assert np.all(np.abs(rates) <= sc.base.upper + 1e-12)
+
+
 def test_hand_obstacle_enters_the_arm_workspace():
     sc = make_scenario("arm", 0, {"hand_time_s": 0.2})
     far = sc.person_clearance()
