@@ -32,6 +32,10 @@ from physical_ai.training.envs import make_env
 
 RECORD_EXCLUDE = "['/rosout', '/parameter_events', '/camera/depth/image_raw', '/lidar/points']"
 LIMIT_FLAGS = 1 | 2  # CorrectionStatus.LIMIT_POSITION | LIMIT_VELOCITY
+# Recording: a successful episode runs on until the robot has been at its goal this long [sim s] before the reset,
+# so that the recording holds the stack at rest there, as `physai collect` holds its expert (10 steps); a clone of
+# a recording that ends the instant the robot stops never learns to stay stopped, and drives past the goal.
+RECORD_HOLD_S = 1.0
 
 
 def private_domain_id() -> int:
@@ -54,6 +58,31 @@ def private_domain_id() -> int:
     raise RuntimeError("no free DDS domain id on this machine")
 
 
+def hold_at_goal(latest: dict[str, Any], lock: threading.Lock, hold_s: float, limit_s: float, supervisor: Any,
+                 log_dir: Path, wall_timeout_s: float) -> float:
+    """Let the stack run on after a successful episode; return the stamp of the last ground truth seen [s].
+
+    It runs until the robot has been at its goal (the ground truth's `task_success`) for `hold_s` of sim time in
+    all, as `physai collect` counts its expert's steps there, or until the episode's time limit `limit_s`.
+    """
+    from physical_ai import convert
+
+    deadline = time.monotonic() + wall_timeout_s
+    held, previous = 0.0, None
+    while True:
+        with lock:
+            gt = latest["gt"]
+        stamp = convert.stamp_to_ns(gt.header.stamp) * 1e-9
+        if previous is not None and gt.task_success and stamp > previous:
+            held += stamp - previous
+        previous = stamp
+        if held >= hold_s or stamp >= limit_s or time.monotonic() > deadline:
+            return stamp
+        if supervisor.poll() is not None:
+            raise RuntimeError(f"a required node died while holding at the goal; logs in {log_dir}")
+        time.sleep(0.02)
+
+
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
                  realtime: bool = False, record: str | Path | None = None,
@@ -63,7 +92,9 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     With `realtime`, the corrector and the simulator (the robot's drivers) run under SCHED_FIFO as deployed (README,
     "Real-time priority"), so that other work on the machine cannot starve the safety loop; refused with a clear
     error where this process may not use SCHED_FIFO. `command_noise` > 0 has the simulator perturb the AMR's executed
-    base command on half the episodes (mujoco_sim `command_noise`), for recordings to train from.
+    base command on half the episodes (mujoco_sim `command_noise`), for recordings to train from. With `record`, a
+    successful episode runs on until the robot has been `RECORD_HOLD_S` at its goal before the reset (it is scored
+    at its success, as without).
     """
     import rclpy
     from nav_msgs.msg import Odometry
@@ -199,6 +230,9 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                                       clamped_requests=latest["limits"] - limits0,
                                       time_s=round(end_s, 2),
                                       progress=round(float(gt.progress), 3)))
+            if record and gt.task_success:
+                end_s = hold_at_goal(latest, lock, RECORD_HOLD_S, limit, supervisor, log_dir,
+                                     wall_deadline - time.monotonic())
             r = rows[-1]
             print(f"episode {i} seed {r.seed}: {'success' if r.success else 'FAIL'} time {r.time_s} s "
                   f"progress {r.progress} collisions {r.collisions} limit_violations {r.limit_violations}",
