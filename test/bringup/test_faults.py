@@ -148,10 +148,13 @@ def test_camera_silent_gives_lidar_only_degraded_obstacles_without_stop(tmp_path
     try:
         _wait_stack_up(probe)
         # Steady state: a whole second of statuses with fresh obstacles (start-up is stale until perception is up;
-        # one fresh status at start-up is no steady state: a fresh clone's first inferences and imports stall it).
+        # one fresh status at start-up is no steady state: a fresh clone's first inferences and imports stall it),
+        # over which the sim clock ran: before the simulator's first steps every age reads fresh, and a simulator
+        # catching up after its start-up stall then makes the obstacles of its first frame seconds old at once.
         def steady() -> bool:
             recent = probe.since("/correction/status", time.monotonic() - 1.0)
-            return len(recent) >= 10 and not any(m.flags & STALE_OBSTACLES for _, _, m in recent)
+            return (len(recent) >= 10 and not any(m.flags & STALE_OBSTACLES for _, _, m in recent)
+                    and recent[-1][1] - recent[0][1] >= 500_000_000)
 
         probe.wait(steady, STARTUP_S, "a second of statuses without STALE_OBSTACLES")
         t0 = time.monotonic()
