@@ -260,6 +260,9 @@ class TrajectoryCorrection(PhysaiNode):
             moving_headway_s=self.param("moving_headway_s", 1.0, "The base crosses a moving obstacle's path only "
                                         "if it is out of it this long before the obstacle gets there [s]",
                                         (0.0, 5.0)),
+            rest_check_s=self.param("rest_check_s", 2.0, "A motion is free only if where it ends at rest nothing "
+                                    "moving reaches the base within this long after the look-ahead [s]",
+                                    (0.0, 10.0)),
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
         self.amr = AmrCorrector(config)
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),

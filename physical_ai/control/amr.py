@@ -56,6 +56,9 @@ class AmrConfig:
     # each one is swept as the corridor it walks over this time, not as a disc. Without it a worker crossing the
     # aisle came into the 2 s sweep only when the base could no longer stop short of the worker's lane [s].
     moving_headway_s: float = 1.0
+    # A free sweep is to mean a safe stop remains (it ends at rest), and a stop inside a walker's path is none: where
+    # it ends, the base stands on for this long against what moves faster than yield_speed_mps [s].
+    rest_check_s: float = 2.0
     max_age_s: float = 0.5
     max_future_s: float = 0.5
     period_s: float = 0.01
@@ -79,6 +82,7 @@ def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrC
         yield_speed_mps=float(g("yield_speed_mps", d.yield_speed_mps)),
         yield_timeout_s=float(g("yield_timeout_s", d.yield_timeout_s)),
         moving_headway_s=float(g("moving_headway_s", d.moving_headway_s)),
+        rest_check_s=float(g("rest_check_s", d.rest_check_s)),
         period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
 
 
@@ -150,6 +154,7 @@ class AmrCorrector:
         self._cell_pad = 0.0
         self._obstacles = (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)))
         self._swept = self._obstacles  # with the corridors of moving obstacles (moving_headway_s)
+        self._movers = self._obstacles  # the moving ones (rest_check_s)
         self._pose: np.ndarray | None = None
         self._grid: Grid | None = None
         self._goal: np.ndarray | None = None
@@ -209,6 +214,8 @@ class AmrCorrector:
         ok = np.all(np.isfinite(centres), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
         self._obstacles = (centres[ok], np.maximum(radii[ok], 0.0), velocities[ok])
         self._swept = self._corridors(*self._obstacles)
+        moving = self._moving(self._obstacles[2])
+        self._movers = tuple(part[moving] for part in self._obstacles)
 
     def _corridors(self, centres: np.ndarray, radii: np.ndarray, velocities: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -347,14 +354,15 @@ class AmrCorrector:
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(safe mask, t_hit, distance now) per candidate command, keeping clearance + extra.
 
-        With `corridors`, moving obstacles are swept as the corridor ahead of them (moving_headway_s): for motions
-        that go on with the task. Motions out of a worker's way are judged against where the worker will be.
+        With `corridors`, moving obstacles are swept as the corridor ahead of them (moving_headway_s) and where the
+        motion ends at rest, nothing moving may reach it for rest_check_s more: for motions that go on with the
+        task. Motions out of a worker's way are judged against where the worker will be.
         """
         c = self.config
         ramp = (float(self._out[0]), float(self._out[1]), c.max_linear_acc, c.max_angular_acc)
         t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad,
                             self._swept if corridors else self._obstacles, c.clearance_m + self._sample_margin + extra,
-                            ramp)
+                            ramp, (c.rest_check_s, self._movers) if corridors else None)
         # Each candidate is swept as the motion the base would really make (ramp to it, hold, brake to rest by the
         # end of the horizon), so "no hit" also means a safe stop remains possible afterwards.
         safe = ~np.isfinite(t_hit)
@@ -400,8 +408,8 @@ class AmrCorrector:
         """Stop (for `reason`), unless something moving would still walk into the stopped base.
 
         A worker walking into the side of a base stopped in its way: drive on along the nominal heading or back
-        off, whichever motion keeps the clearance (in that order of preference); when none does, the one that keeps
-        clear longest, if that is longer than standing still. Once giving way, the base keeps at it (the best
+        off, whichever motion keeps the clearance (in that order of preference); when none does, the one that stays out
+        of contact longest, if that is longer than standing still would. Once giving way, the base keeps at it (the best
         motion, re-chosen each cycle) for `give_way_hold_s`: on noisy tracks the comparison with standing still
         flips from cycle to cycle, and alternating between backing off and braking escapes nothing.
         """
@@ -418,7 +426,14 @@ class AmrCorrector:
         vv = np.array([1.0, 0.6, -0.3, -0.3, -0.3, -0.6, -1.0]) * ahead * c.max_linear
         ww = np.array([nominal[1], nominal[1], 0.0, 0.5, -0.5, 0.0, 0.0])
         safe, t_hit, _ = self._candidates(vv, ww, corridors=False)
-        k = int(np.argmax(safe)) if safe.any() else int(np.argmax(t_hit))
+        if safe.any():
+            k = int(np.argmax(safe))
+        else:  # none keeps the clearance: judged on contact, as standing still is (a clearance-hit time came
+            # sooner than standing's contact time, so a base that could still back out of a lane stood and was hit);
+            # among equals the one that keeps the clearance longest, which holds steady on noisy tracks
+            _, t_contact, _ = self._candidates(vv, ww, -c.clearance_m, corridors=False)
+            k = int(np.lexsort((t_hit, t_contact))[-1])
+            t_hit = t_contact
         if safe[k] or t_hit[k] > standing_hit[0] or now_s < self._giving_way_until:
             if now_s >= self._giving_way_until:
                 self._giving_way_until = now_s + c.give_way_hold_s

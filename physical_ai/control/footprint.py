@@ -110,7 +110,9 @@ def rect_distance(px: np.ndarray, py: np.ndarray, half_length: float, half_width
 
 def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray, cells: np.ndarray,
           cell_pad: float, obstacles: tuple[np.ndarray, np.ndarray, np.ndarray], clearance: float,
-          ramp: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+          ramp: tuple[float, float, float, float] | None = None,
+          rest: tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
     """For each candidate command, the first time the footprint comes within `clearance` of anything.
 
     Args:
@@ -125,10 +127,15 @@ def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray,
         clearance: distance to keep [m]; when something is already closer, the limit is "no closer than now".
         ramp: (v0, w0, acc, alpha): the present command and acceleration limits; each candidate is reached by
             ramping from it (see `ramp_poses`). None: the candidates apply at once.
+        rest: (rest_s, obstacles): after times[-1] the final pose (at rest there when ramped) is held `rest_s`
+            longer, sampled at the spacing of `times`, against these obstacles' predicted motion (centres, radii,
+            velocities as above). Coming to rest is no safe stop where something moving walks into the stopped
+            base. None: nothing after times[-1].
 
     Returns:
-        (t_hit (C,), distance_now (C,)): first sample time within clearance (inf if none), and the distance at
-        time 0 (footprint surface to cell/obstacle surface; the same for all candidates).
+        (t_hit (C,), distance_now (C,)): first sample time within clearance (inf if none; after times[-1] for a
+        hit while at rest), and the distance at time 0 (footprint surface to cell/obstacle surface; the same for
+        all candidates).
     """
     x, y, th = arc_poses(v, w, times) if ramp is None else ramp_poses(v, w, times, *ramp)
     c, s = np.cos(th)[..., None], np.sin(th)[..., None]
@@ -162,12 +169,36 @@ def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray,
         oy = centres[None, None, :, 1] + vel[None, None, :, 1] * times[None, :, None] - y[..., None]
         d = rect_distance(c * ox + s * oy, -s * ox + c * oy, hl, hw) - radii[None, None, :]
         dist[:, 1:] = np.minimum(dist[:, 1:], d[:, 1:].min(axis=2))
+    if rest is not None and rest[0] > 0.0 and rest[1][0].shape[0]:
+        dt = float(times[1] - times[0]) if len(times) > 1 else float(rest[0])
+        after = times[-1] + dt * np.arange(1, int(np.ceil(rest[0] / dt - 1e-9)) + 1)
+        dist = np.concatenate([dist, _at_rest_distance(x[:, -1], y[:, -1], th[:, -1], after, hl, hw, rest[1],
+                                                       span)], axis=1)
+        times = np.concatenate([times, after])
     # Already inside the clearance (stopped next to a wall or a worker walked up): only motions that get no closer
     # count as free, so the base can still back or turn away instead of being frozen.
     threshold = np.minimum(clearance, dist[:, :1] - 1e-6)
     hit = dist < threshold
     first = np.where(hit.any(axis=1), times[np.argmax(hit, axis=1)], np.inf)
     return first, dist[:, 0]
+
+
+def _at_rest_distance(x: np.ndarray, y: np.ndarray, th: np.ndarray, times: np.ndarray, half_length: float,
+                      half_width: float, obstacles: tuple[np.ndarray, np.ndarray, np.ndarray], span: float
+                      ) -> np.ndarray:
+    """Distance (C, K) from the footprint standing at each candidate's pose (x, y, th (C,)) to moving discs at `times`.
+
+    Discs that stay farther than `span` from the origin over `times` cannot come near any pose (see `sweep`).
+    """
+    centres, radii, vel = obstacles
+    keep = np.hypot(centres[:, 0], centres[:, 1]) - radii - np.hypot(vel[:, 0], vel[:, 1]) * times[-1] < span
+    centres, radii, vel = centres[keep], radii[keep], vel[keep]
+    if centres.shape[0] == 0:
+        return np.full((len(x), len(times)), np.inf)
+    c, s = np.cos(th)[:, None, None], np.sin(th)[:, None, None]
+    ox = centres[None, None, :, 0] + vel[None, None, :, 0] * times[None, :, None] - x[:, None, None]
+    oy = centres[None, None, :, 1] + vel[None, None, :, 1] * times[None, :, None] - y[:, None, None]
+    return (rect_distance(c * ox + s * oy, -s * ox + c * oy, half_length, half_width) - radii).min(axis=2)
 
 
 def _nearest(centres: np.ndarray, radii: np.ndarray | float, half_length: float, half_width: float) -> float:

@@ -183,6 +183,46 @@ def test_a_worker_crossing_from_afar_is_waited_for_before_the_lane_not_steered_a
     assert poses[-1][0] > 3.0, "did not go on after the worker passed"
 
 
+def test_a_base_standing_in_a_worker_lane_backs_out_when_only_contact_can_be_avoided():
+    """In-process seed 200049: the base stood with its nose in a lane when perception first saw the worker moving.
+
+    The worker was 2.1 m away at 1.6 m/s. No motion kept the full clearance any more, and the give-way choice
+    compared the escapes' time to enter the clearance with standing still's time to contact. Backing off looked
+    no better, so the base stood and was walked into. Judged on contact, backing out of the lane is the way.
+    """
+    amr = AmrCorrector(CFG)
+
+    def worker_at(t: float) -> np.ndarray:
+        return np.array([[0.29, -2.12 + 1.63 * t]])
+
+    def worker(t: float):
+        return worker_at(t), np.array([0.22]), np.array([[0.0, 1.63]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 3.0, lambda p: (0.5, 0.0), worker)
+    assert any("giving way" in r for c in cmds for r in c.reasons)
+    gaps = [footprint_distance(p, worker_at(k * CFG.period_s))[0] - 0.22 for k, p in enumerate(poses)]
+    assert min(gaps) > 0.0, f"the worker reached the base (gap {min(gaps):.2f} m)"
+
+
+def test_a_sweep_that_ends_at_rest_in_a_walkers_path_is_not_free():
+    """The base's sweep ends at rest 1.5 m ahead; a walker reaches that spot only after the 2 s look-ahead.
+
+    Without the rest check the sweep is free (the stop looks safe), with it the hit comes while standing there.
+    """
+    fp, times = Footprint(), np.linspace(0.0, 2.0, 21)
+    walker = (np.array([[1.5, -4.5]]), np.array([0.22]), np.array([[0.0, 1.5]]))
+    ramp = (1.0, 0.0, 1.0, 2.0)
+    free, _ = sweep(fp, np.array([1.0]), np.zeros(1), times, np.zeros((0, 2)), 0.0, walker, 0.3, ramp)
+    assert np.isinf(free[0])
+    hit, _ = sweep(fp, np.array([1.0]), np.zeros(1), times, np.zeros((0, 2)), 0.0, walker, 0.3, ramp, (2.0, walker))
+    assert 2.0 < hit[0] <= 4.0
+    # what stands still (or walks away) does not hit the resting base; nor does anything with no rest time
+    away = (walker[0], walker[1], -walker[2])
+    for rest in ((2.0, away), (0.0, walker)):
+        t_hit, _ = sweep(fp, np.array([1.0]), np.zeros(1), times, np.zeros((0, 2)), 0.0, walker, 0.3, ramp, rest)
+        assert np.isinf(t_hit[0])
+
+
 def test_a_moving_blocker_that_never_clears_is_waited_for_only_until_the_yield_timeout():
     """A track that calls itself moving (velocity jitter) but stands in the aisle: wait, then act on it."""
     cfg = dataclasses.replace(CFG, yield_timeout_s=1.5)
@@ -307,35 +347,38 @@ def test_acceleration_limit_holds_per_second_over_irregular_cycles():
     assert AmrCorrector(CFG).step(0.01, dt_s=0.0).linear == 0.0
 
 
-def _sweep_reference(fp, v, w, times, cells, pad, obstacles, clearance, ramp):
+def _sweep_reference(fp, v, w, times, cells, pad, obstacles, clearance, ramp, rest=None):
     """The sweep's definition, one candidate, pose and disc at a time (no vectorising, no culling)."""
     from physical_ai.control.footprint import arc_poses, ramp_poses
 
     x, y, th = arc_poses(v, w, times) if ramp is None else ramp_poses(v, w, times, *ramp)
-    centres, radii, vel = obstacles
+    dt = times[1] - times[0]
+    after = [times[-1] + dt * (j + 1) for j in range(int(np.ceil(rest[0] / dt - 1e-9)))] if rest else []
     first, now = np.full(len(v), np.inf), np.zeros(len(v))
     for ci in range(len(v)):
         dist = []
-        for k, t in enumerate(times):
+        samples = [(k, t, obstacles) for k, t in enumerate(times)] + [(-1, t, rest[1]) for t in after]
+        for k, t, (o_c, o_r, o_v) in samples:
             c, s = np.cos(th[ci, k]), np.sin(th[ci, k])
             d = 1e9
-            for (px, py), r in [*((p, pad) for p in cells), *((centres[i] + vel[i] * t, radii[i])
-                                                               for i in range(len(radii)))]:
+            static = [(p, pad) for p in cells] if k >= 0 else []
+            for (px, py), r in [*static, *((o_c[i] + o_v[i] * t, o_r[i]) for i in range(len(o_r)))]:
                 dx, dy = px - x[ci, k], py - y[ci, k]
                 d = min(d, float(rect_distance(np.array(c * dx + s * dy), np.array(-s * dx + c * dy),
                                                fp.length / 2, fp.width / 2)) - r)
             dist.append(d)
         now[ci] = dist[0]
         threshold = min(clearance, dist[0] - 1e-6)
-        hits = [t for t, d in zip(times, dist, strict=True) if d < threshold]
+        hits = [t for t, d in zip([*times, *after], dist, strict=True) if d < threshold]
         first[ci] = hits[0] if hits else np.inf
     return first, now
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), n_cells=st.integers(0, 60), n_obstacles=st.integers(0, 40),
-       clearance=st.floats(-0.3, 0.6), ramped=st.booleans())
-def test_sweep_matches_its_definition_with_far_and_near_obstacles(seed, n_cells, n_obstacles, clearance, ramped):
+       clearance=st.floats(-0.3, 0.6), ramped=st.booleans(), rest_s=st.sampled_from([0.0, 0.35, 2.0]))
+def test_sweep_matches_its_definition_with_far_and_near_obstacles(seed, n_cells, n_obstacles, clearance, ramped,
+                                                                   rest_s):
     # The sweep culls what cannot come near any pose before the exact test: a factory scene is mostly far shelves
     # and workers, some fast enough to close in over the horizon. Culling must never change a result.
     rng = np.random.default_rng(seed)
@@ -345,8 +388,10 @@ def test_sweep_matches_its_definition_with_far_and_near_obstacles(seed, n_cells,
                  rng.uniform(0.1, 1.5, n_obstacles), rng.normal(0, 1.5, (n_obstacles, 2)))
     v, w = rng.uniform(-1, 1, 4), rng.uniform(-1.5, 1.5, 4)
     ramp = (rng.uniform(-1, 1), rng.uniform(-1, 1), 1.0, 2.0) if ramped else None
-    got = sweep(fp, v, w, times, cells, 0.07, obstacles, clearance, ramp)
-    want = _sweep_reference(fp, v, w, times, cells, 0.07, obstacles, clearance, ramp)
+    movers = tuple(part[: n_obstacles // 2] for part in obstacles)  # the rest check sees only some (the movers)
+    rest = (rest_s, movers) if rest_s else None
+    got = sweep(fp, v, w, times, cells, 0.07, obstacles, clearance, ramp, rest)
+    want = _sweep_reference(fp, v, w, times, cells, 0.07, obstacles, clearance, ramp, rest)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-9)
 
