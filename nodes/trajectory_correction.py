@@ -102,6 +102,8 @@ class TrajectoryCorrection(PhysaiNode):
         }
         self.watchdog = Watchdog(timeouts, {"action": Flag.STALE_ACTION, "obstacles": Flag.STALE_OBSTACLES,
                                             "state": Flag.STALE_STATE})
+        self._clouds: dict[str, tuple[np.ndarray, float]] = {}  # AMR: latest points per sensor, arrival time
+        self._cloud_keep_s = timeouts["obstacles"] if timeouts["obstacles"] > 0 else 0.5
         self.max_chunk_age = self.param("max_chunk_age_s", 0.5, "Reject chunks that ended longer ago [s]",
                                         (0.0, 10.0))
         self.max_chunk_future = self.param("max_chunk_future_s", 0.5, "Reject chunks starting further ahead [s]",
@@ -416,6 +418,7 @@ class TrajectoryCorrection(PhysaiNode):
         core = self._core()
         with self._lock:
             self.watchdog.reset()
+            self._clouds.clear()
             self._points_stamp_ns = self._fused_stamp_ns = self._used_stamp_ns = 0
             if core is not None:
                 core.restart_clock()
@@ -503,11 +506,7 @@ class TrajectoryCorrection(PhysaiNode):
         xy, nonfinite = points_near(x, y, z, T, self.points_z, self.amr.reach)
         if nonfinite:  # NaN/inf returns (no echo): normal for LiDARs, counted so a sensor going blind shows
             self.count("points_nonfinite", nonfinite)
-        with self._lock:
-            self.amr.set_points(xy)
-            self._points_stamp_ns = stamp_to_ns(msg.header.stamp)
-        if self.wake_on_points:
-            self.loop.wake()
+        self._take_points("points", xy, msg.header.stamp)
 
     def _on_scan(self, msg: LaserScan) -> None:
         try:
@@ -520,12 +519,23 @@ class TrajectoryCorrection(PhysaiNode):
         xyz = np.column_stack((xy, np.full(len(xy), 0.5 * sum(self.points_z))))
         T = self._lidar_to_base(msg.header.frame_id)
         if T is not None:
-            pts = xyz @ T[:3, :3].T + T[:3, 3]
-            with self._lock:
-                self.amr.set_points(pts[:, :2])
-                self._points_stamp_ns = stamp_to_ns(msg.header.stamp)
-            if self.wake_on_points:
-                self.loop.wake()
+            self._take_points("scan", (xyz @ T[:3, :3].T + T[:3, 3])[:, :2], msg.header.stamp)
+
+    def _take_points(self, source: str, xy: np.ndarray, stamp: Any) -> None:
+        """Hand one sensor's points (base frame, N x 2) to the core, which checks the latest frame of every sensor.
+
+        The 3D LiDAR and a 2D scanner see different things (a pallet below the scan plane): each frame replacing
+        the other's left the other's obstacles out of every second cycle. A sensor silent for obstacle_timeout_s
+        drops out: its points, in the robot frame of their time, would move along with the robot.
+        """
+        arrived = time.monotonic()
+        with self._lock:
+            self._clouds[source] = (xy, arrived)
+            recent = [p for p, t in self._clouds.values() if arrived - t <= self._cloud_keep_s]
+            self.amr.set_points(recent[0] if len(recent) == 1 else np.concatenate(recent))
+            self._points_stamp_ns = stamp_to_ns(stamp)
+        if self.wake_on_points:
+            self.loop.wake()
 
     def _on_odom(self, msg: Odometry) -> None:
         try:

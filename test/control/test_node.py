@@ -214,6 +214,60 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
     assert "Traceback" not in text, text[-3000:]
 
 
+def test_amr_node_checks_the_latest_frame_of_the_lidar_and_the_scanner_together(ros):
+    """A pallet below the scanner's plane, 1 m ahead, seen by the 3D LiDAR only: the base must slow for it on every
+    cycle. Each sensor's frame used to replace the other's, so on the cycles after a scan the path looked free."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import LaserScan, PointCloud2
+
+    from physical_ai.convert import numpy_to_laserscan, numpy_to_pointcloud2
+
+    proc = start_node("amr.yaml", "wake_on_points:=false")
+    try:
+        node = ros
+        pubs = {"odom": node.create_publisher(Odometry, "/odom", SENSOR_QOS),
+                "cmd": node.create_publisher(Twist, "/cmd_vel_in", COMMAND_QOS),
+                "obs": node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS),
+                "points": node.create_publisher(PointCloud2, "/lidar/points", SENSOR_QOS),
+                "scan": node.create_publisher(LaserScan, "/scan", SENSOR_QOS)}
+        statuses: list[CorrectionStatus] = []
+        node.create_subscription(CorrectionStatus, "/correction/status", statuses.append, STATE_QOS)
+        gx, gy = np.meshgrid(np.linspace(0.9, 1.1, 5), np.linspace(-0.3, 0.3, 13))
+        pallet = {"x": gx.ravel().astype(np.float32), "y": gy.ravel().astype(np.float32),
+                  "z": np.full(gx.size, 0.15, np.float32)}
+        sent = {"n": 0}
+
+        def feed() -> None:
+            stamp = node.get_clock().now().nanoseconds
+            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
+            odom.pose.pose.orientation.w = 1.0
+            pubs["odom"].publish(odom)
+            cmd = Twist()
+            cmd.linear.x = 0.5
+            pubs["cmd"].publish(cmd)
+            pubs["obs"].publish(ObstacleArray(header=make_header("base_link", stamp),
+                                              sensors_alive=Obstacle.SENSOR_LIDAR))
+            sent["n"] += 1
+            if sent["n"] % 10 == 0:  # 10 Hz each, the scan 50 ms after the cloud; the scan sees nothing
+                pubs["points"].publish(numpy_to_pointcloud2(pallet, "base_link", stamp))
+            elif sent["n"] % 10 == 5:
+                pubs["scan"].publish(numpy_to_laserscan(np.full(720, np.inf), -np.pi, 2 * np.pi / 720, 0.1, 20.0,
+                                                        frame_id="base_link", stamp_ns=stamp))
+
+        spin_until(node, 20.0, feed, done=lambda: any(s.flags & Flag.OBSTACLE_SLOWDOWN for s in statuses))
+        n = len(statuses)
+        spin_until(node, 3.0, feed)
+        later = statuses[n:]
+        assert len(later) > 20
+        limited = Flag.OBSTACLE_SLOWDOWN | Flag.OBSTACLE_STOP | Flag.STEERING_CORRECTED | Flag.REPLANNED
+        free = [s for s in later if not s.flags & limited]
+        assert not free, f"{len(free)} of {len(later)} statuses saw a free path past the pallet: {free[0].reasons}"
+        assert max(s.speed_scale for s in later) < 1.0
+    finally:
+        text = stop_node(proc)
+    assert "Traceback" not in text, text[-3000:]
+
+
 def test_vehicle_node_tracks_plan_and_stops_behind_an_obstacle(ros):
     from ackermann_msgs.msg import AckermannDriveStamped
     from geometry_msgs.msg import PoseStamped
