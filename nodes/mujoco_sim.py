@@ -14,13 +14,16 @@ Physics runs in its own thread, paced at `real_time_factor` (0 = as fast as poss
 validate and hand over commands under a lock. Stamps are simulation time (run the stack with use_sim_time).
 Each step is computed ahead, then released when its time comes on the wall clock: /clock first, then what is due
 then (e.g. a LiDAR frame measured its latency earlier), and only after those the measurements taken at that time
-(raycasts, renders), so that a sensor's delivery does not wait for another sensor's computation.
+(raycasts, renders), so that a sensor's delivery does not wait for another sensor's computation. With
+`lookahead_s` the measurements too are taken up to that far ahead and each step waits, computed, until it is due:
+a LiDAR frame whose raycast takes longer than its modelled latency still goes out on time.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +83,10 @@ class MujocoSim(PhysaiNode):
         self.rtf = p("real_time_factor", 1.0, "Pacing: sim seconds per wall second; 0 = as fast as possible",
                      (0.0, 100.0))
         self.chunk_s = p("step_chunk_s", 0.005, "Physics advanced per loop iteration [s]", (0.001, 0.1))
+        self.lookahead_s = p("lookahead_s", 0.0, "Physics and measurements run up to this far ahead of their "
+                             "release on the wall clock, so a raycast or render is done before its frame is due; "
+                             "commands then act up to this much later, as through a drive's latency; 0 = one "
+                             "step ahead, measured when due [s]", (0.0, 0.2))
         self.publish_clock = p("publish_clock", True, "Publish /clock with simulation time")
         self.max_age_s = p("command_max_age_s", 0.5, "Stamped commands older than this are rejected [s]",
                            (0.001, 60.0))
@@ -143,6 +150,7 @@ class MujocoSim(PhysaiNode):
         self.runner = SimRunner(self.scenario, streams, g, seed=self.seed, render_thread=True)
         self.geometry = g
         self._lock = threading.Lock()
+        self._episode = 0
         self._running = True
         self._make_publishers()
         self._make_subscriptions()
@@ -245,6 +253,7 @@ class MujocoSim(PhysaiNode):
 
     def _on_reset(self, msg: Int64) -> None:
         with self._lock:
+            self._episode += 1  # what was computed ahead for the old episode is never released
             self.scenario.reset(int(msg.data))
             self.runner.reset_schedule()
         self.set_status(DiagnosticStatus.OK, "running", seed=int(msg.data))
@@ -260,6 +269,9 @@ class MujocoSim(PhysaiNode):
 
     def _run_physics(self) -> None:
         self._pace_origin = (time.monotonic(), self.scenario.data.time)
+        if self.lookahead_s > 0 and self.rtf > 0:
+            self._run_ahead()
+            return
         while self._running and self.context.ok():
             t0 = time.perf_counter()
             with self._lock:
@@ -275,6 +287,41 @@ class MujocoSim(PhysaiNode):
             self.latency("step", step_ms + (time.perf_counter() - t0) * 1e3)
             if not self._publish(now_ns, measured, clock=False):
                 return
+
+    def _run_ahead(self) -> None:
+        """Compute up to `lookahead_s` of sim time ahead (measurements included) and release each step when due.
+
+        The computed steps wait in a queue with their outputs; a step is released (/clock, then its outputs) when
+        its time comes on the wall clock. A reset drops what was computed for the old episode.
+        """
+        ahead: deque[tuple[int, int, list]] = deque()  # (episode, sim time ns, outputs), oldest first
+        while self._running and self.context.ok():
+            while ahead and (ahead[0][0] != self._episode or self._due_in(ahead[0][1]) <= 0.0):
+                episode, now_ns, outputs = ahead.popleft()
+                if episode == self._episode:
+                    self._catch_up(now_ns)
+                    if not self._publish(now_ns, outputs, clock=True):
+                        return
+            newest = ahead[-1][1] if ahead else None
+            if newest is None or self._due_in(newest) < self.lookahead_s:
+                t0 = time.perf_counter()
+                with self._lock:
+                    outputs = self.runner.advance(self.chunk_s)
+                    ahead.append((self._episode, self.scenario.time_ns, outputs))
+                self.latency("step", (time.perf_counter() - t0) * 1e3)
+            else:
+                time.sleep(max(self._due_in(ahead[0][1]), 0.0))
+
+    def _due_in(self, now_ns: int) -> float:
+        """Wall seconds until sim time `now_ns` is due (real_time_factor); negative when late."""
+        wall0, sim0 = self._pace_origin
+        return (now_ns * 1e-9 - sim0) / self.rtf - (time.monotonic() - wall0)
+
+    def _catch_up(self, now_ns: int) -> None:
+        """Too far behind (a slow machine, or a reset): count it and pace from `now_ns` on."""
+        if self._due_in(now_ns) < -0.5:
+            self.count("overrun")
+            self._pace_origin = (time.monotonic(), now_ns * 1e-9)
 
     def _pace(self, now_ns: int) -> None:
         """Wait until sim time `now_ns` is due on the wall clock (real_time_factor)."""

@@ -4,6 +4,7 @@ process and the privileged ground truth must react; bad commands are rejected, c
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import signal
 import subprocess
@@ -24,10 +25,10 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import SimGroundTruth, TactileState
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan, PointCloud2
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, Int64
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from physical_ai.convert import image_to_numpy, ns_to_stamp, pointcloud2_to_numpy, stamp_to_ns
@@ -284,6 +285,42 @@ def test_amr_drives_a_square_on_cmd_vel(probe):
         assert np.linalg.norm(end - start) < 0.25
         assert abs(math.remainder(yaw1 - yaw0, 2 * math.pi)) < 0.15
         assert probe.latest["/sim/ground_truth"].collisions == 0
+
+
+def test_amr_lookahead_releases_each_frame_when_due_and_drops_what_a_reset_overtook(probe):
+    """`lookahead_s`: steps and measurements are computed ahead and held; none may go out before its time.
+
+    The released /clock keeps real time (computed ahead, yet never faster), each LiDAR frame (stamp + its modelled
+    10 ms latency) is written no earlier than the /clock of the step it is due at, and after /sim/reset no frame
+    computed ahead for the old episode arrives.
+    """
+    clocks: list[tuple[int, int]] = []  # (sim ns, DDS write ns)
+    frames: list[tuple[int, int]] = []
+    probe.node.create_subscription(Clock, "/clock", lambda m, i: clocks.append(
+        (stamp_to_ns(m.clock), i["source_timestamp"])),
+        QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT))  # as the simulator offers it
+    probe.node.create_subscription(PointCloud2, "/lidar/points", lambda m, i: frames.append(
+        (stamp_to_ns(m.header.stamp), i["source_timestamp"])), qos_profile_sensor_data)
+    reset = probe.node.create_publisher(Int64, "/sim/reset", 1)
+    with sim_process("amr", "seed:=5", "lookahead_s:=0.05", "lidar.latency_s:=0.01"):
+        assert probe.spin_until(lambda: len(frames) >= 20, 60.0)
+        sim = np.array([c[0] for c in clocks])
+        for stamp, written in frames[2:]:
+            k = int(np.searchsorted(sim, stamp + 10_000_000))
+            assert k < len(clocks), "a frame arrived before the /clock of its due time"
+            assert written >= clocks[k][1], f"frame {stamp} written {(clocks[k][1] - written) * 1e-6:.1f} ms early"
+        wall = np.array([c[1] for c in clocks])
+        half = len(clocks) // 2  # after the start-up (a late start is caught up at up to full speed)
+        assert (sim[-1] - sim[half]) / (wall[-1] - wall[half]) < 1.1, "released faster than real time"
+        before = sim[-1]
+        assert probe.spin_until(lambda: reset.get_subscription_count() > 0, 10.0)
+        reset.publish(Int64(data=6))
+        assert probe.spin_until(lambda: clocks[-1][0] < before - 1_000_000_000, 20.0), "the clock never went back"
+        restart = len(frames)
+        assert probe.spin_until(lambda: len(frames) >= restart + 10, 20.0)
+        after = [stamp for stamp, _ in frames[restart:]]
+        assert min(after[1:]) < before - 1_000_000_000, "frames from before the reset kept coming"
+        assert all(b > a for a, b in itertools.pairwise(after[1:])), "frames out of order after the reset"
 
 
 # ======================================================================================================= vehicle
