@@ -350,19 +350,21 @@ class AmrCorrector:
                 reasons += r
         return self._limit(target, flags, reasons, scale, clearance, ttc, c.period_s if dt_s is None else dt_s)
 
-    def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0, corridors: bool = True
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0, corridors: bool = True,
+                    movers_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(safe mask, t_hit, distance now) per candidate command, keeping clearance + extra.
 
         With `corridors`, moving obstacles are swept as the corridor ahead of them (moving_headway_s) and where the
         motion ends at rest, nothing moving may reach it for rest_check_s more: for motions that go on with the
-        task. Motions out of a worker's way are judged against where the worker will be.
+        task. Motions out of a worker's way are judged against where the worker will be. `movers_only` (without
+        corridors) leaves out the tracks slower than yield_speed_mps, whose velocity may be only noise.
         """
         c = self.config
         ramp = (float(self._out[0]), float(self._out[1]), c.max_linear_acc, c.max_angular_acc)
-        t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad,
-                            self._swept if corridors else self._obstacles, c.clearance_m + self._sample_margin + extra,
-                            ramp, (c.rest_check_s, self._movers) if corridors else None)
+        tracks = self._swept if corridors else self._movers if movers_only else self._obstacles
+        t_hit, dist = sweep(c.footprint, v, w, self._times, self._cells, self._cell_pad, tracks,
+                            c.clearance_m + self._sample_margin + extra, ramp,
+                            (c.rest_check_s, self._movers) if corridors else None)
         # Each candidate is swept as the motion the base would really make (ramp to it, hold, brake to rest by the
         # end of the horizon), so "no hit" also means a safe stop remains possible afterwards.
         safe = ~np.isfinite(t_hit)
@@ -417,8 +419,10 @@ class AmrCorrector:
         # Standing still is judged on contact, not on the clearance: a worker passing the stopped base within the
         # clearance is no reason to move, and on a jittery track "within the clearance" came and went; the base
         # then drove on into the worker's lane instead of stopping short of it (ROS traces, seeds 100002 and 100013).
+        # Only what moves faster than yield_speed_mps walks into a stopped base: a shelf's track drifting at a noisy
+        # 0.2 m/s sent a fleet robot backing off at full speed as it started (in-process fleet, seed 200000).
         standing_safe, standing_hit, _ = self._candidates(np.zeros(1), np.zeros(1), -self.config.clearance_m,
-                                                          corridors=False)
+                                                          corridors=False, movers_only=True)
         if standing_safe[0] and now_s >= self._giving_way_until:
             return *stop, [reason]
         c = self.config

@@ -255,6 +255,25 @@ def test_a_worker_who_would_walk_into_the_stopped_base_is_given_way_to():
     assert min(gaps) > 0.0, f"the worker reached the base (gap {min(gaps):.2f} m)"
 
 
+def test_a_shelf_track_drifting_at_a_noisy_walking_pace_is_no_reason_to_flee():
+    """A worker crosses 2.5 m ahead (the base waits); beside the base a shelf's track drifts in at 0.2 m/s.
+
+    A drift slower than yield_speed_mps is estimation noise on something standing: in-process fleet seed 200000, a
+    robot waiting at its start backed off at full speed from such a track and lost its route. Only movers are
+    judged to walk into the stopped base.
+    """
+    amr = AmrCorrector(CFG)
+
+    def tracks(t: float):
+        worker = [2.5, 2.0 - 1.0 * t]
+        return np.array([worker, [0.0, 0.9]]), np.array([0.22, 0.3]), np.array([[0.0, -1.0], [0.0, -0.2]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 2.0, lambda p: (0.5, 0.0), tracks)
+    assert any("waiting" in r for c in cmds for r in c.reasons), "never waited for the worker"
+    assert not any("giving way" in r for c in cmds for r in c.reasons)
+    assert poses[:, 0].min() > -0.01, "backed off"
+
+
 def test_giving_way_does_not_dither_on_noisy_tracks():
     """The worker's estimated velocity jumps between cycles: once backing off, the base keeps at it for a while."""
     amr = AmrCorrector(CFG)
