@@ -44,6 +44,7 @@ class AmrConfig:
     lookahead_m: float = 0.8
     local_goal_m: float = 4.0
     resume_s: float = 0.5
+    detour_min_speed_mps: float = 0.05  # a nominal command slower than this drives nowhere: no detour for it
     # A path blocked by something moving faster than this is waited out (stop), not steered around or re-planned:
     # a crossing person clears the path by itself, a detour into its way does not.
     yield_speed_mps: float = 0.3
@@ -212,9 +213,16 @@ class AmrCorrector:
         radii = np.asarray(radii, float).reshape(-1)
         velocities = np.asarray(velocities, float).reshape(-1, 2)
         ok = np.all(np.isfinite(centres), axis=1) & np.isfinite(radii) & np.all(np.isfinite(velocities), axis=1)
-        self._obstacles = (centres[ok], np.maximum(radii[ok], 0.0), velocities[ok])
+        centres, radii, velocities = centres[ok], np.maximum(radii[ok], 0.0), velocities[ok]
+        # What comes up behind the base along its heading is following traffic (another robot in the lane): as on a
+        # road, keeping the distance is the follower's duty, so it counts as standing where it is (backing into it
+        # is still a hit). Extrapolated into the base, it sent a leader off its lane and then turning around
+        # (in-process fleet, seed 200001).
+        following = (centres[:, 0] < -self.config.footprint.length / 2) & (velocities[:, 0] > np.abs(velocities[:, 1]))
+        velocities = np.where(following[:, None], 0.0, velocities)
+        self._obstacles = (centres, radii, velocities)
         self._swept = self._corridors(*self._obstacles)
-        moving = self._moving(self._obstacles[2])
+        moving = self._moving(velocities)
         self._movers = tuple(part[moving] for part in self._obstacles)
 
     def _corridors(self, centres: np.ndarray, radii: np.ndarray, velocities: np.ndarray
@@ -314,6 +322,13 @@ class AmrCorrector:
             reasons.append("no command: stopping")
         else:
             blocked, scale, clearance, ttc = self._evaluate(*nominal)
+            # A detour carries on where the nominal command goes; a nominal that no longer drives (the policy stops
+            # or turns on the spot, e.g. at its goal) ends it. Followed on, a detour planned towards a point ahead
+            # drove a fleet robot 3 m past its goal while its policy turned back (in-process fleet, seed 200000).
+            driving = abs(nominal[0]) >= c.detour_min_speed_mps
+            if self._route is not None and not driving:
+                self._route = None
+                reasons.append("nominal command stopped: detour dropped")
             if blocked:
                 self._clear_since = None
             elif self._route is not None:
@@ -340,7 +355,7 @@ class AmrCorrector:
                 flags |= f
                 reasons += r
             else:
-                if self._route is None and self._pose is not None:
+                if self._route is None and self._pose is not None and driving:
                     self._replan(nominal)
                     if self._route is not None:
                         flags |= Flag.REPLANNED

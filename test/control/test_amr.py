@@ -120,6 +120,37 @@ def test_standing_worker_in_the_aisle_triggers_a_replan_around_them():
     assert poses[-1][0] > 4.0, "did not get past the standing worker"
 
 
+def test_a_detour_ends_when_the_nominal_command_stops_driving():
+    """A standing worker makes the base re-plan; then the policy stops and turns on the spot (say, at its goal).
+
+    The detour was planned towards a point ahead: followed on, it drove a fleet robot 3 m past its goal while its
+    policy turned back (in-process fleet, seed 200000). A nominal that no longer drives ends it, and no new one is
+    planned for it.
+    """
+    amr = AmrCorrector(CFG)
+
+    def standing(t: float):
+        return np.array([[3.0, 0.0]]), np.array([0.3]), np.zeros((1, 2))
+
+    detour_from: list[float] = []  # x where the detour began
+    detouring: list[bool] = []  # before each cycle
+
+    def nominal(p):
+        detouring.append(amr.route is not None)
+        if detouring[-1] and not detour_from:
+            detour_from.append(float(p[0]))
+        return (1.0, 0.0) if not detour_from or p[0] < detour_from[0] + 0.2 else (0.0, 0.6)
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 12.0, nominal, standing)
+    assert detour_from, "never detoured: the scene tests nothing"
+    k = int(np.argmax(poses[:, 0] >= detour_from[0] + 0.2)) + 1  # the first cycle with the turning nominal
+    replans = sum(bool(c.flags & Flag.REPLANNED) for c in cmds[: k + 2])
+    assert any("detour dropped" in r for c in cmds[k: k + 3] for r in c.reasons)
+    assert not any(detouring[k + 1:]), "kept the detour"
+    assert all(c.linear <= cmds[k].linear + 1e-9 for c in cmds[k:]), "drove on along the detour"
+    assert sum(bool(c.flags & Flag.REPLANNED) for c in cmds) == replans, "re-planned for a command going nowhere"
+
+
 def test_sweep_matches_brute_force_point_check():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-3, 3, (3000, 2))
@@ -272,6 +303,23 @@ def test_a_shelf_track_drifting_at_a_noisy_walking_pace_is_no_reason_to_flee():
     assert any("waiting" in r for c in cmds for r in c.reasons), "never waited for the worker"
     assert not any("giving way" in r for c in cmds for r in c.reasons)
     assert poses[:, 0].min() > -0.01, "backed off"
+
+
+def test_a_robot_following_in_the_lane_is_no_reason_to_leave_it():
+    """Another robot follows 2 m behind at the base's own speed: the base drives on along its lane.
+
+    Keeping the distance is the follower's duty. Judged as a walker that would run into the base wherever it
+    stops, it sent the leader steering off its lane and, next, turning around (in-process fleet, seed 200001).
+    """
+    amr = AmrCorrector(CFG)
+
+    def follower(t: float):
+        return np.array([[-2.2 + 0.95 * t, 0.0]]), np.array([0.35]), np.array([[0.95, 0.0]])
+
+    poses, cmds = drive(amr, np.zeros((0, 2)), 3.0, lambda p: (1.0, 0.0), follower)
+    assert np.abs(poses[:, 1]).max() < 0.02, "left its lane"
+    assert not any(c.flags & (Flag.STEERING_CORRECTED | Flag.OBSTACLE_STOP) for c in cmds)
+    assert poses[-1, 0] > 2.5, "did not drive on"
 
 
 def test_giving_way_does_not_dither_on_noisy_tracks():
