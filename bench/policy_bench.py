@@ -6,7 +6,8 @@ BENCH policy.onnx_vs_torch.speedup  torch p50 / onnx p50 (the baseline is torch,
 BENCH policy.async.control_stall_ms  longest gap between consecutive correction-node commands beyond the control
                                      period while the policy node requests chunks at full rate (arrival times as
                                      the middleware stamps them on reception), beside the same with the policy
-                                     paused; lost commands from the publication sequence numbers
+                                     paused; lost commands from the publication sequence numbers, read at
+                                     depth 10 as a driver reads them
 Uses models/arm_pick/ when present, else a randomly initialised model of the same architecture (said below).
 """
 
@@ -167,7 +168,10 @@ def stall_bench(checkpoint: Path, duration_s: float = 20.0) -> None:
         with lock:
             q[:min(7, len(msg.data))] = msg.data[:7]
 
-    node.create_subscription(Float64MultiArray, "/arm_controller/commands", on_command, COMMAND_QOS)
+    # Read as a driver does (ros2_control's controllers subscribe with the system default, depth 10): with depth 1
+    # this Python reader overwrote what it had not taken yet whenever its executor was busy for a millisecond, and
+    # counted its own drops as the stack's lost commands (24, baseline 12, in the make bench of 2026-12-05 09:08).
+    node.create_subscription(Float64MultiArray, "/arm_controller/commands", on_command, STATE_QOS)
     node.create_subscription(JointTrajectory, "/policy/joint_trajectory", lambda m: chunks.append(time.monotonic()),
                              COMMAND_QOS)
     joint_pub = node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
