@@ -38,8 +38,10 @@ class Driver:
     """A fake base: odometry follows the commands, stops after 0.5 s without one (a driver's command timeout; by
     the commands' stamps when they have them)."""
 
-    def __init__(self, node, obstacle_age_s: float = 0.0, stamped: bool = False) -> None:
+    def __init__(self, node, obstacle_age_s: float = 0.0, stamped: bool = False, accel: float | None = None) -> None:
         self.node = node
+        self.accel = accel  # [m/s^2]: the base follows its commands this fast at most (None: at once)
+        self._fed_at: float | None = None
         self.cmds: list[tuple[float, Twist]] = []
         self.sent_ns: list[int] = []  # TwistStamped only: when the corrector sent each command [ns, its clock]
         self.statuses: list[CorrectionStatus] = []
@@ -66,7 +68,11 @@ class Driver:
             self.speed = self.cmds[newest][1].linear.x if fresh else 0.0
         else:
             fresh = self.cmds and time.monotonic() - self.cmds[-1][0] < 0.5
-            self.speed = self.cmds[-1][1].linear.x if fresh else 0.0
+            target = self.cmds[-1][1].linear.x if fresh else 0.0
+            t = time.monotonic()
+            step = self.accel * (t - self._fed_at) if self.accel is not None and self._fed_at is not None else None
+            self.speed = target if step is None else min(max(target, self.speed - step), self.speed + step)
+            self._fed_at = t
         odom = Odometry(header=make_header("odom", now), child_frame_id="base_link")
         odom.pose.pose.orientation.w = 1.0
         odom.twist.twist.linear.x = self.speed
@@ -233,3 +239,33 @@ def test_an_overrunning_cycle_gets_the_safe_command_while_it_runs_and_its_own_is
     assert corrector.counter("cycle_overrun") >= 1
     driver.spin(10.0, done=lambda: driver.last() > 0.5)
     assert driver.last() > 0.5, "the loop did not recover after the overrun"
+
+
+def test_after_the_safe_command_the_ramp_starts_from_it_not_from_the_braking_base(ros, corrector):
+    """A cycle overruns while the base drives at ~1 m/s: the safe zero twist goes out, and the base, braking at
+    1 m/s^2, still measures ~0.9 m/s when the loop resumes. The next commands ramp up from the zero on the wire:
+    resumed from the measured speed, they stepped from 0 back to ~0.99 m/s, beyond the acceleration limit (the
+    fleet through the nodes at load 6)."""
+    driver = Driver(ros, accel=1.0)
+    driver.spin(30.0, done=lambda: driver.last() > 0.9 and driver.speed > 0.9)
+    assert driver.last() > 0.9
+    real_step = corrector.amr.step
+    stalled = threading.Event()
+
+    def slow(*args, **kwargs):
+        corrector.amr.step = real_step
+        stalled.set()
+        time.sleep(0.075)  # past cycle_stall_s = 0.05 s, within resume_gap_s = 0.1 s: the odometry is still fresh
+        return real_step(*args, **kwargs)
+
+    corrector.amr.step = slow
+    driver.spin(2.0, done=stalled.is_set)
+    driver.spin(1.0, done=lambda: 0.0 in [m.linear.x for _, m in driver.cmds[-50:]] and driver.last() > 0.0)
+    driver.spin(0.05)
+    cmds = [m.linear.x for _, m in driver.cmds]
+    assert corrector.counter("cycle_overrun") >= 1
+    zero = len(cmds) - 1 - cmds[::-1].index(0.0)  # the last zero: the safe command
+    after = cmds[zero + 1: zero + 4]
+    assert after, "no command after the safe one"
+    # 0.01 m/s per 10 ms cycle at 1 m/s^2, with slack for cycles standing for more
+    assert max(after) <= 0.1, f"commands after the safe zero: {after} m/s"
