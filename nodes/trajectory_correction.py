@@ -152,7 +152,6 @@ class TrajectoryCorrection(PhysaiNode):
         self._measured = (0.0, 0.0, -np.inf)  # base (linear, angular) velocity from odometry, its stamp [s, node clock]
         self._last_arm_position: list[float] | None = None  # where the arm was last commanded to be
         self._fail_safe_lock = threading.Lock()
-        self._safe_sent = False  # the last command on the wire is the safe command (sent by _fail_safe)
         self.loop = LoopTimer(self.period, self._guarded_cycle, spin_s=spin_us * 1e-6, rt_priority=rt_priority,
                               cpus=[c for c in cpus if c >= 0])
         self._wall = RollingStats(2000)
@@ -623,10 +622,10 @@ class TrajectoryCorrection(PhysaiNode):
         from 0 back to 0.99 m/s (fleet through the nodes at load 6, seed 200001, robot1).
         """
         v, w, measured_at = self._measured
-        fresh = self._now() - measured_at <= self.resume_gap_s and not self._safe_sent
+        after_safe = self._last_sent == -np.inf  # set by _fail_safe only
+        fresh = self._now() - measured_at <= self.resume_gap_s and not after_safe
         with self._lock:
             self.amr.resume_from(v if fresh else 0.0, w if fresh else 0.0)
-        self._safe_sent = False
         self._last_sent = time.monotonic()  # once per gap
         self.count("resumed_after_gap")
 
@@ -643,7 +642,6 @@ class TrajectoryCorrection(PhysaiNode):
             if started is None or time.monotonic() - started <= self.cycle_stall_s:
                 publisher.publish(msg)
                 self._last_sent = time.monotonic()
-                self._safe_sent = False
                 return
         self._fail_safe("cycle_overrun", f"control cycle overran: its command was due after "
                         f"{time.monotonic() - started:.3f} s; safe command sent instead")
@@ -661,8 +659,7 @@ class TrajectoryCorrection(PhysaiNode):
         with self._fail_safe_lock:
             self._cycle_void = True
             self._publish_safe_command()
-            self._safe_sent = True
-            self._last_sent = -np.inf  # the next cycle ramps from the measured state
+            self._last_sent = -np.inf  # the next cycle resumes, ramping from this zero (_resume_after_gap)
         self.count(counter)
         self.set_status(DiagnosticStatus.ERROR, reason)
         self.get_logger().error(reason, throttle_duration_sec=1.0)
