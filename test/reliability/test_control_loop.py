@@ -216,20 +216,26 @@ def test_an_exception_in_a_cycle_sends_the_safe_command_and_the_loop_goes_on(ros
     assert driver.last() > 0.5, "the loop did not recover"
 
 
-def test_an_overrunning_cycle_gets_the_safe_command_while_it_runs_and_its_own_is_discarded(ros, corrector):
-    driver = Driver(ros)
-    driver.spin(30.0, done=lambda: driver.last() > 0.5)
-    assert driver.last() > 0.5
+def stall_next_step(corrector, seconds: float) -> threading.Event:
+    """Make the corrector's next AMR step take `seconds` longer (once); the event is set when that step starts."""
     real_step = corrector.amr.step
     stalled = threading.Event()
 
     def slow(*args, **kwargs):
         corrector.amr.step = real_step
         stalled.set()
-        time.sleep(1.0)  # 100 cycles long; the monitor fires after cycle_stall_s = 0.05 s
+        time.sleep(seconds)
         return real_step(*args, **kwargs)
 
     corrector.amr.step = slow
+    return stalled
+
+
+def test_an_overrunning_cycle_gets_the_safe_command_while_it_runs_and_its_own_is_discarded(ros, corrector):
+    driver = Driver(ros)
+    driver.spin(30.0, done=lambda: driver.last() > 0.5)
+    assert driver.last() > 0.5
+    stalled = stall_next_step(corrector, 1.0)  # 100 cycles long; the monitor fires after cycle_stall_s = 0.05 s
     driver.spin(2.0, done=stalled.is_set)
     t_stall = time.monotonic()
     driver.spin(0.6)
@@ -249,16 +255,8 @@ def test_after_the_safe_command_the_ramp_starts_from_it_not_from_the_braking_bas
     driver = Driver(ros, accel=1.0)
     driver.spin(30.0, done=lambda: driver.last() > 0.9 and driver.speed > 0.9)
     assert driver.last() > 0.9
-    real_step = corrector.amr.step
-    stalled = threading.Event()
-
-    def slow(*args, **kwargs):
-        corrector.amr.step = real_step
-        stalled.set()
-        time.sleep(0.075)  # past cycle_stall_s = 0.05 s, within resume_gap_s = 0.1 s: the odometry is still fresh
-        return real_step(*args, **kwargs)
-
-    corrector.amr.step = slow
+    # past cycle_stall_s = 0.05 s, within resume_gap_s = 0.1 s: the odometry is still fresh when the loop resumes
+    stalled = stall_next_step(corrector, 0.075)
     driver.spin(2.0, done=stalled.is_set)
     driver.spin(1.0, done=lambda: 0.0 in [m.linear.x for _, m in driver.cmds[-50:]] and driver.last() > 0.0)
     driver.spin(0.05)
