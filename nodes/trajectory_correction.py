@@ -265,6 +265,10 @@ class TrajectoryCorrection(PhysaiNode):
             rest_check_s=self.param("rest_check_s", 2.0, "A motion is free only if where it ends at rest nothing "
                                     "moving reaches the base within this long after the look-ahead [s]",
                                     (0.0, 10.0)),
+            goal_tolerance_m=self.param("goal_tolerance_m", 0.2, "With a goal (goal_topic), the base stops within "
+                                        "this distance of it [m]", (0.01, 5.0)),
+            goal_decel_mps2=self.param("goal_decel_mps2", 0.5, "With a goal, the speed is capped to stop at it "
+                                       "braking at this rate (below max_linear_acc) [m/s^2]", (0.01, 20.0)),
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
         self.amr = AmrCorrector(config)
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),
@@ -286,7 +290,9 @@ class TrajectoryCorrection(PhysaiNode):
         self.sensor_subscription(Odometry, "odom", self._on_odom)
         self.sensor_subscription(OccupancyGrid, self.param("occupancy_topic", "perception/occupancy",
                                                            "OccupancyGrid input ('' = off)"), self._on_grid)
-        self.create_subscription(PoseStamped, self.param("goal_topic", "goal_pose", "Route goal input"),
+        self.create_subscription(PoseStamped, self.param(
+            "goal_topic", "goal_pose", "Route goal input (PoseStamped in odom or a frame tf places in it): the base "
+            "stops there, detours head there"),
                                  self._on_goal, COMMAND_QOS)
         self._step = self._step_amr
 
@@ -589,8 +595,20 @@ class TrajectoryCorrection(PhysaiNode):
             self.amr.set_grid(Grid(occupied, float(info.resolution), (float(origin[0]), float(origin[1]))))
 
     def _on_goal(self, msg: PoseStamped) -> None:
+        xy = np.array([msg.pose.position.x, msg.pose.position.y, 0.0, 1.0])
+        if not np.isfinite(xy).all():
+            self.count("goal_malformed")
+            return
+        frame = msg.header.frame_id or "odom"
+        if frame != "odom":  # e.g. map: placed with the latest map -> odom (a fleet manager sends it again)
+            try:
+                xy = self.tf_buffer.lookup("odom", frame) @ xy
+            except (LookupError, ValueError) as exc:
+                self.count("goal_no_transform")
+                self.get_logger().warning(f"goal in {frame!r}: {exc}", throttle_duration_sec=5.0)
+                return
         with self._lock:
-            self.amr.set_goal(np.array([msg.pose.position.x, msg.pose.position.y]))
+            self.amr.set_goal(xy[:2])
 
     def _on_path(self, msg: PathMsg) -> None:
         xy = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses]).reshape(-1, 2)

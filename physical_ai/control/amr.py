@@ -45,6 +45,10 @@ class AmrConfig:
     local_goal_m: float = 4.0
     resume_s: float = 0.5
     detour_min_speed_mps: float = 0.05  # a nominal command slower than this drives nowhere: no detour for it
+    # With a goal set (set_goal), the nominal speed is capped to what stops the base at it, braking at
+    # goal_decel_mps2 (below max_linear_acc, so the ramp can follow), and it is 0 within goal_tolerance_m.
+    goal_tolerance_m: float = 0.2
+    goal_decel_mps2: float = 0.5
     # A path blocked by something moving faster than this is waited out (stop), not steered around or re-planned:
     # a crossing person clears the path by itself, a detour into its way does not.
     yield_speed_mps: float = 0.3
@@ -84,6 +88,8 @@ def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrC
         yield_timeout_s=float(g("yield_timeout_s", d.yield_timeout_s)),
         moving_headway_s=float(g("moving_headway_s", d.moving_headway_s)),
         rest_check_s=float(g("rest_check_s", d.rest_check_s)),
+        goal_tolerance_m=float(g("goal_tolerance_m", d.goal_tolerance_m)),
+        goal_decel_mps2=float(g("goal_decel_mps2", d.goal_decel_mps2)),
         period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
 
 
@@ -314,6 +320,8 @@ class AmrCorrector:
         c = self.config
         flags, reasons = 0, list(stop_reasons)
         nominal = self.nominal(now_s)
+        if nominal is not None:
+            nominal = self._approach(nominal)
         target = (0.0, 0.0)
         scale, clearance, ttc = 0.0, float("inf"), float("inf")
         if stop_reasons:
@@ -364,6 +372,20 @@ class AmrCorrector:
                 flags |= f
                 reasons += r
         return self._limit(target, flags, reasons, scale, clearance, ttc, c.period_s if dt_s is None else dt_s)
+
+    def _approach(self, nominal: tuple[float, float]) -> tuple[float, float]:
+        """The nominal command with its speed capped to what stops the base at the goal (unchanged without one).
+
+        A policy that reaches its goal still driving overshoots it, and past its goal it is in a scene it never
+        learned: in the fleet robot2's policy crossed its goal at 0.6 m/s and then drove back along its route (seeds
+        200003, 200009). As a goal checker ends a Nav2 controller, the base stops within goal_tolerance_m.
+        """
+        if self._goal is None or self._pose is None:
+            return nominal
+        c = self.config
+        left = float(np.hypot(*(self._goal - self._pose[:2]))) - c.goal_tolerance_m
+        cap = float(np.sqrt(2.0 * c.goal_decel_mps2 * left)) if left > 0.0 else 0.0
+        return float(np.clip(nominal[0], -cap, cap)), nominal[1]
 
     def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0, corridors: bool = True,
                     movers_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

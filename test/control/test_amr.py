@@ -151,6 +151,23 @@ def test_a_detour_ends_when_the_nominal_command_stops_driving():
     assert sum(bool(c.flags & Flag.REPLANNED) for c in cmds) == replans, "re-planned for a command going nowhere"
 
 
+def test_with_a_goal_the_base_stops_at_it_whatever_the_nominal_asks():
+    """A policy still driving at its goal overshoots it (in the fleet robot2 crossed its goal at 0.6 m/s, then
+    drove back along its route: seeds 200003, 200009); with the goal set the speed is capped to stop there."""
+    goal = np.array([3.0, 0.1])
+    amr = AmrCorrector(CFG)
+    amr.set_goal(goal)
+    poses, cmds = drive(amr, np.zeros((0, 2)), 8.0, lambda p: (1.0, 0.0))
+    assert max(c.linear for c in cmds) > 0.9, "never drove at speed: the scene tests nothing"
+    assert np.hypot(*(poses[-1, :2] - goal)) <= CFG.goal_tolerance_m + 0.02
+    assert abs(cmds[-1].linear) < 1e-9
+    d = np.abs(np.diff([c.linear for c in cmds]))
+    assert np.all(d <= CFG.max_linear_acc * CFG.period_s + 1e-9)
+
+    free, _ = drive(AmrCorrector(CFG), np.zeros((0, 2)), 8.0, lambda p: (1.0, 0.0))
+    assert free[-1, 0] > goal[0] + 3.0, "without a goal the nominal is followed"
+
+
 def test_sweep_matches_brute_force_point_check():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-3, 3, (3000, 2))

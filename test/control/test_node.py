@@ -214,6 +214,54 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
     assert "Traceback" not in text, text[-3000:]
 
 
+def test_amr_node_stops_at_a_goal_it_places_in_odom_with_tf(ros):
+    """A goal sent in the map frame (as a fleet manager or RViz sends it) is placed in odom with the tf tree."""
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry
+
+    from physical_ai_nodes._tf import TfPublisher
+
+    proc = start_node("amr.yaml", "points_topic:=''", "scan_topic:=''")
+    try:
+        node = ros
+        odom_pub = node.create_publisher(Odometry, "/odom", SENSOR_QOS)
+        cmd_pub = node.create_publisher(Twist, "/cmd_vel_in", COMMAND_QOS)
+        obs_pub = node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS)
+        goal_pub = node.create_publisher(PoseStamped, "/goal_pose", COMMAND_QOS)
+        out: list[Twist] = []
+        node.create_subscription(Twist, "/cmd_vel", out.append, COMMAND_QOS)
+        map_to_odom = np.eye(4)
+        map_to_odom[0, 3] = 10.0  # odom's origin (where the base stands) is 10 m along the map's x axis
+        TfPublisher(node).publish_static([("map", "odom", node.get_clock().now().nanoseconds, map_to_odom)])
+
+        def feed() -> None:
+            stamp = node.get_clock().now().nanoseconds
+            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
+            odom.pose.pose.orientation.w = 1.0
+            odom_pub.publish(odom)
+            cmd = Twist()
+            cmd.linear.x = 0.8
+            cmd_pub.publish(cmd)
+            obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), sensors_alive=Obstacle.SENSOR_LIDAR))
+
+        def send_goal(frame: str) -> None:
+            goal = PoseStamped(header=make_header(frame, node.get_clock().now().nanoseconds))
+            goal.pose.position.x, goal.pose.orientation.w = 10.1, 1.0  # 0.1 m ahead of the base, in the map
+            goal_pub.publish(goal)
+
+        spin_until(node, 20.0, feed, done=lambda: len(out) > 50 and out[-1].linear.x > 0.79)
+        assert out[-1].linear.x == pytest.approx(0.8, abs=0.05), "no goal: the command passes through"
+        send_goal("nowhere")  # no transform to odom: dropped (and counted), the base drives on
+        spin_until(node, 1.0, feed)
+        assert out[-1].linear.x == pytest.approx(0.8, abs=0.05)
+        send_goal("map")
+        spin_until(node, 5.0, feed, done=lambda: out[-1].linear.x == 0.0)
+        assert out[-1].linear.x == 0.0, "drove on at its goal: the map goal was not placed in odom"
+    finally:
+        text = stop_node(proc)
+    assert "Traceback" not in text, text[-3000:]
+
+
 def test_amr_node_checks_the_latest_frame_of_the_lidar_and_the_scanner_together(ros):
     """A pallet below the scanner's plane, 1 m ahead, seen by the 3D LiDAR only: the base must slow for it on every
     cycle. Each sensor's frame used to replace the other's, so on the cycles after a scan the path looked free."""
