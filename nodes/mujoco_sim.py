@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from ackermann_msgs.msg import AckermannDriveStamped
 from diagnostic_msgs.msg import DiagnosticStatus
-from geometry_msgs.msg import Point, Pose, Quaternion, Twist, TwistStamped, Vector3
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist, TwistStamped, Vector3
 from nav_msgs.msg import Odometry
 from physical_ai_stack.msg import SimGroundTruth, TactilePad, TactileState
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -155,6 +155,9 @@ class MujocoSim(PhysaiNode):
         self._make_publishers()
         self._make_subscriptions()
         self._publish_static()
+        if any(key == "goal" for _, key in self.pubs):
+            self._publish_goals()
+            self.create_timer(1.0, self._publish_goals)
         self.set_status(DiagnosticStatus.OK, "running", scenario=self.scenario.name, seed=self.seed)
         self.get_logger().info(f"scenario {self.scenario.name} seed {self.seed}, streams "
                                f"{ {k: v.rate_hz for k, v in self.runner.streams.items()} }, rtf {self.rtf}")
@@ -166,13 +169,15 @@ class MujocoSim(PhysaiNode):
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS) if self.publish_clock else None
         self.tf: dict[str, TfPublisher] = {}
         self.pubs: dict[tuple[str, str], Any] = {}
-        for robot, _view, streams in self.runner.robots():
+        for robot, view, streams in self.runner.robots():
             def pub(kind: type, topic: str, qos: QoSProfile, key: str, robot: str = robot) -> None:
                 self.pubs[(robot, key)] = self.checked_publisher(kind, _in(robot, topic), qos)
             if "ground_truth" in streams:
                 pub(SimGroundTruth, "sim/ground_truth", STATE_QOS, "ground_truth")
             if set(streams) - {"ground_truth"}:  # a robot (not the fleet's own score): its tf tree
                 self.tf[robot] = TfPublisher(self, _in(robot, "tf"), _in(robot, "tf_static"))
+            if isinstance(view, FleetRobot):  # its goal, as a fleet manager assigns it (see _publish_goals)
+                pub(PoseStamped, "goal_pose", COMMAND_QOS, "goal")
             if "joint_states" in streams:
                 pub(JointState, "joint_states", STATE_QOS, "joint_states")
             if "odom" in streams:
@@ -258,6 +263,8 @@ class MujocoSim(PhysaiNode):
             self.runner.reset_schedule()
         self.set_status(DiagnosticStatus.OK, "running", seed=int(msg.data))
         self._publish_static()
+        if any(key == "goal" for _, key in self.pubs):
+            self._publish_goals()
         self.get_logger().info(f"episode reset with seed {msg.data}")
 
     # ---- physics loop -----------------------------------------------------------------------------------------
@@ -362,6 +369,20 @@ class MujocoSim(PhysaiNode):
             if robot in self.tf:
                 static, _ = view.frames()
                 self.tf[robot].publish_static([(f.parent, f.child, stamp, f.T) for f in static])
+
+    def _publish_goals(self) -> None:
+        """Each fleet robot's goal in its map frame (every second).
+
+        goal_pose is volatile, as RViz's and Nav2's are: sent again, it reaches a node that started later, and a
+        corrector whose map -> odom moved (a reset) places it anew.
+        """
+        stamp = self.scenario.time_ns
+        for robot, view, _streams in self.runner.robots():
+            if isinstance(view, FleetRobot):
+                x, y, yaw = view.goal_pose()
+                pose = Pose(position=Point(x=float(x), y=float(y)),
+                            orientation=Quaternion(z=float(np.sin(yaw / 2)), w=float(np.cos(yaw / 2))))
+                self.pubs[(robot, "goal")].publish(PoseStamped(header=make_header("map", stamp), pose=pose))
 
     def _publish_tf(self, robot: str, stamp: int, frames: list) -> None:
         self.tf[robot].publish([(f.parent, f.child, stamp, f.T) for f in frames])

@@ -153,6 +153,10 @@ class FleetRobot:
         yaw = self.fleet.data.qpos[self.qadr[2]]
         self.fleet.data.ctrl[self.ctrl] = [v * np.cos(yaw), v * np.sin(yaw), w]
 
+    def goal_pose(self) -> np.ndarray:
+        """Its goal (x, y, yaw) in the map, as a fleet manager hands it out (the simulator's `<robot>/goal_pose`)."""
+        return self.route.to_map(*FactoryFloor.GOAL, 0.0)
+
     def _wheel_rates(self) -> np.ndarray:
         v, w = self.base.current
         return np.array([v - 0.2 * w, v + 0.2 * w]) / 0.08

@@ -60,6 +60,7 @@ class _RobotLoop:
         self.rate_hz = float(params.get("rate_hz", 100.0))
         self.points_z = (float(params.get("points_min_z", 0.05)), float(params.get("points_max_z", 1.8)))
         self.corrector = AmrCorrector(amr_config(params, period_s=1.0 / self.rate_hz))
+        self.corrector.set_goal(robot.goal)  # the corrector's odom is the map here (set_pose gets map poses)
         self.features = policy.config.observation.obstacles.features.names
         self.names = list(policy.config.action.names)
 
