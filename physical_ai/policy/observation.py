@@ -54,7 +54,10 @@ def tokenize_instruction(text: str, max_tokens: int, vocab_size: int) -> np.ndar
 
 
 def pad_tokens(values: np.ndarray, group: TokenGroup, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(n, F) objects -> ((max_count, F) float32, (max_count,) float32 mask); nearest objects kept first."""
+    """(n, F) objects -> ((max_count, F) float32, (max_count,) float32 mask); nearest objects kept first.
+
+    Objects behind the group's `min_x` are left out first.
+    """
     n_feat = len(group.features.names)
     values = np.asarray(values, dtype=np.float32).reshape(-1, n_feat) if np.size(values) else np.zeros((0, n_feat),
                                                                                                       np.float32)
@@ -63,6 +66,8 @@ def pad_tokens(values: np.ndarray, group: TokenGroup, name: str) -> tuple[np.nda
                                f"got shape {values.shape}")
     if not np.isfinite(values).all():
         raise ObservationError(f"{name}: non-finite values")
+    if group.min_x is not None:
+        values = values[values[:, group.features.names.index("x")] >= group.min_x]
     if len(values) > group.max_count:
         xy = [group.features.names.index(k) for k in ("x", "y") if k in group.features.names]
         order = np.argsort(np.linalg.norm(values[:, xy], axis=1)) if xy else np.arange(len(values))

@@ -61,10 +61,16 @@ class FeatureGroup:
 
 @dataclass(frozen=True)
 class TokenGroup:
-    """A variable number (up to `max_count`) of objects, each described by the same features."""
+    """A variable number (up to `max_count`) of objects, each described by the same features.
+
+    `min_x` [m] (None: no bound) leaves out the objects whose `x` feature (robot frame, forward) is below it: a
+    forward-driving AMR policy never had traffic behind it in training, and another robot following in its lane
+    stopped it for good (in-process fleet, seed 200018).
+    """
 
     max_count: int
     features: FeatureGroup
+    min_x: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,8 @@ class PolicyConfig:
             group: TokenGroup | None = getattr(o, key)
             if group is not None:
                 obs[key] = {"max_count": group.max_count, **_group_json(group.features, "features")}
+                if group.min_x is not None:
+                    obs[key]["min_x"] = group.min_x
         if o.instruction is not None:
             obs["instruction"] = asdict(o.instruction)
         out = {"format_version": self.format_version, "name": self.name, "embodiment": self.embodiment,
@@ -254,7 +262,13 @@ def parse_config(raw: dict[str, Any]) -> PolicyConfig:
             d = obs_raw[key]
             where = f"observation.{key}"
             count = int(_number(_req(d, "max_count", where), f"{where}.max_count", lo=1, hi=256, integer=True))
-            group = TokenGroup(max_count=count, features=_feature_group(d, where, "features", allowed))
+            features = _feature_group(d, where, "features", allowed)
+            min_x = d.get("min_x")
+            if min_x is not None:
+                if "x" not in features.names:
+                    raise ConfigError(f"{where}.min_x: needs the feature 'x'")
+                min_x = _number(min_x, f"{where}.min_x", lo=-100.0, hi=100.0)
+            group = TokenGroup(max_count=count, features=features, min_x=min_x)
             if key == "obstacles":
                 obstacles = group
             else:

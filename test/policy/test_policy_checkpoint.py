@@ -15,7 +15,7 @@ from policy_testlib import make_checkpoint, raw_observation
 from physical_ai.policy import export
 from physical_ai.policy.defaults import default_config
 from physical_ai.policy.model import build_model, count_parameters, load_checkpoint
-from physical_ai.policy.observation import ObservationError, model_inputs, tokenize_instruction
+from physical_ai.policy.observation import ObservationError, model_inputs, pad_tokens, tokenize_instruction
 from physical_ai.policy.policy import make_policy
 from physical_ai.policy.spec import ConfigError, check_compatible, load_config, parse_config
 
@@ -48,6 +48,7 @@ def _raw(embodiment: str = "arm") -> dict:
     (lambda c: c["action"]["names"].__setitem__(1, "joint1"), "action.names: duplicate"),
     (lambda c: c["action"].pop("units"), "action.units: missing"),
     (lambda c: c.update(observation={}), "observation: at least one"),
+    (lambda c: c["observation"]["obstacles"].update(min_x="behind"), "observation.obstacles.min_x"),
 ])
 def test_config_errors_name_the_field(mutate, field):
     raw = copy.deepcopy(_raw())
@@ -66,6 +67,20 @@ def test_config_round_trip_and_compatibility():
         check_compatible(config, "arm")
     with pytest.raises(ConfigError, match=r"action\.names"):
         check_compatible(config, "amr", ["speed", "steering_angle"])
+
+
+def test_objects_behind_min_x_are_no_tokens_and_the_bound_round_trips():
+    raw = _raw("amr")
+    raw["observation"]["obstacles"]["min_x"] = -0.5
+    config = parse_config(json.loads(json.dumps(raw)))
+    assert parse_config(config.to_json()) == config
+    group = config.observation.obstacles
+    rows = np.zeros((3, len(group.features.names)))
+    rows[:, group.features.names.index("x")] = [2.0, -0.4, -2.3]  # ahead, beside the base, following behind
+    values, mask = pad_tokens(rows, group, "obstacles")
+    assert mask.sum() == 2
+    assert sorted(values[mask > 0, group.features.names.index("x")]) == pytest.approx([-0.4, 2.0])
+    assert "min_x" not in default_config("amr").to_json()["observation"]["obstacles"]
 
 
 def test_load_config_errors_name_file_and_field(tmp_path):
