@@ -44,6 +44,7 @@ from physical_ai.convert import (
     make_header,
     make_joint_state,
     make_odometry,
+    matrix_to_pose,
     ns_to_stamp,
     numpy_to_image,
     numpy_to_laserscan,
@@ -60,6 +61,7 @@ from physical_ai.sim.scenarios import (
     VehicleLane,
     canonical_name,
     make_scenario,
+    planar_pose,
 )
 from physical_ai.sim.sensors import PadReading, SensorNoise
 from physical_ai_nodes._base import COMMAND_QOS, SENSOR_QOS, STATE_QOS, PhysaiNode, run_node
@@ -155,7 +157,7 @@ class MujocoSim(PhysaiNode):
         self._make_publishers()
         self._make_subscriptions()
         self._publish_static()
-        if any(key == "goal" for _, key in self.pubs):
+        if self._goal_robots:
             self._publish_goals()
             self.create_timer(1.0, self._publish_goals)
         self.set_status(DiagnosticStatus.OK, "running", scenario=self.scenario.name, seed=self.seed)
@@ -169,6 +171,7 @@ class MujocoSim(PhysaiNode):
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS) if self.publish_clock else None
         self.tf: dict[str, TfPublisher] = {}
         self.pubs: dict[tuple[str, str], Any] = {}
+        self._goal_robots: list[tuple[str, FleetRobot]] = []  # robots whose goal this node sends (_publish_goals)
         for robot, view, streams in self.runner.robots():
             def pub(kind: type, topic: str, qos: QoSProfile, key: str, robot: str = robot) -> None:
                 self.pubs[(robot, key)] = self.checked_publisher(kind, _in(robot, topic), qos)
@@ -176,8 +179,9 @@ class MujocoSim(PhysaiNode):
                 pub(SimGroundTruth, "sim/ground_truth", STATE_QOS, "ground_truth")
             if set(streams) - {"ground_truth"}:  # a robot (not the fleet's own score): its tf tree
                 self.tf[robot] = TfPublisher(self, _in(robot, "tf"), _in(robot, "tf_static"))
-            if isinstance(view, FleetRobot):  # its goal, as a fleet manager assigns it (see _publish_goals)
+            if isinstance(view, FleetRobot):  # its goal, as a fleet manager assigns it
                 pub(PoseStamped, "goal_pose", COMMAND_QOS, "goal")
+                self._goal_robots.append((robot, view))
             if "joint_states" in streams:
                 pub(JointState, "joint_states", STATE_QOS, "joint_states")
             if "odom" in streams:
@@ -263,7 +267,7 @@ class MujocoSim(PhysaiNode):
             self.runner.reset_schedule()
         self.set_status(DiagnosticStatus.OK, "running", seed=int(msg.data))
         self._publish_static()
-        if any(key == "goal" for _, key in self.pubs):
+        if self._goal_robots:
             self._publish_goals()
         self.get_logger().info(f"episode reset with seed {msg.data}")
 
@@ -376,13 +380,10 @@ class MujocoSim(PhysaiNode):
         goal_pose is volatile, as RViz's and Nav2's are: sent again, it reaches a node that started later, and a
         corrector whose map -> odom moved (a reset) places it anew.
         """
-        stamp = self.scenario.time_ns
-        for robot, view, _streams in self.runner.robots():
-            if isinstance(view, FleetRobot):
-                x, y, yaw = view.goal_pose()
-                pose = Pose(position=Point(x=float(x), y=float(y)),
-                            orientation=Quaternion(z=float(np.sin(yaw / 2)), w=float(np.cos(yaw / 2))))
-                self.pubs[(robot, "goal")].publish(PoseStamped(header=make_header("map", stamp), pose=pose))
+        header = make_header("map", self.scenario.time_ns)
+        for robot, view in self._goal_robots:
+            pose = matrix_to_pose(planar_pose(*view.goal_pose()))
+            self.pubs[(robot, "goal")].publish(PoseStamped(header=header, pose=pose))
 
     def _publish_tf(self, robot: str, stamp: int, frames: list) -> None:
         self.tf[robot].publish([(f.parent, f.child, stamp, f.T) for f in frames])

@@ -117,7 +117,7 @@ class FleetRobot:
         self.ctrl = np.array([m.actuator(f"{self.name}/{a}").id for a in ("base_vx", "base_vy", "base_wz")])
         self.geoms = set(np.flatnonzero(np.isin(m.geom_bodyid, list(_descendant_bodies(m, self.root)))).tolist())
         self.hull = m.geom(f"{self.name}/amr_chassis").id
-        self.goal = route.to_map(*FactoryFloor.GOAL, 0.0)[:2]
+        self.goal = self.goal_pose()[:2]
 
     def reset(self, rng: np.random.Generator) -> None:
         """Place the robot at its route's start (randomised as in the single-AMR scenario) and clear its score."""

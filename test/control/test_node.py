@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
 from node_process import stop_node
 from physical_ai_stack.msg import ActionChunk, CorrectionStatus, Obstacle, ObstacleArray
 from rclpy.node import Node
@@ -57,6 +58,18 @@ def spin_until(node: Node, seconds: float, every=None, period: float = 0.01, don
         rclpy.spin_once(node, timeout_sec=period)
         if done is not None and done():
             return
+
+
+def command_standing_base(node: Node, odom_pub, cmd_pub) -> int:
+    """Odometry of a base standing at odom's origin and a planner's 0.8 m/s cmd_vel; returns their stamp [ns]."""
+    stamp = node.get_clock().now().nanoseconds
+    odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
+    odom.pose.pose.orientation.w = 1.0
+    odom_pub.publish(odom)
+    cmd = Twist()
+    cmd.linear.x = 0.8
+    cmd_pub.publish(cmd)
+    return stamp
 
 
 def chunk_msg(node: Node, seq: int, values: np.ndarray, dt: float = 0.05, names=NAMES) -> ActionChunk:
@@ -143,8 +156,6 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
     proc = start_node("amr.yaml", "points_topic:=''", "scan_topic:=''")
     try:
         node = ros
-        from nav_msgs.msg import Odometry
-
         odom_pub = node.create_publisher(Odometry, "/odom", SENSOR_QOS)
         cmd_pub = node.create_publisher(Twist, "/cmd_vel_in", COMMAND_QOS)
         obs_pub = node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS)
@@ -155,18 +166,12 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
         obstacle_x = {"x": None, "t": time.monotonic()}
 
         def feed() -> None:
-            stamp = node.get_clock().now().nanoseconds
             # The base drives towards the (standing) person at its commanded speed: it approaches in base_link.
             now = time.monotonic()
             if obstacle_x["x"] is not None and out:
                 obstacle_x["x"] -= out[-1].linear.x * (now - obstacle_x["t"])
             obstacle_x["t"] = now
-            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
-            odom.pose.pose.orientation.w = 1.0
-            odom_pub.publish(odom)
-            cmd = Twist()
-            cmd.linear.x = 0.8
-            cmd_pub.publish(cmd)
+            stamp = command_standing_base(node, odom_pub, cmd_pub)
             obstacles = []
             if obstacle_x["x"] is not None:
                 o = Obstacle(id=7, classification=Obstacle.CLASS_PERSON)
@@ -195,17 +200,9 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
         assert out[-1].linear.x > 0.7
 
         # Perception goes silent (obstacles stale after 0.5 s): controlled stop, reported as stale obstacles.
-        def feed_without_obstacles() -> None:
-            stamp = node.get_clock().now().nanoseconds
-            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
-            odom.pose.pose.orientation.w = 1.0
-            odom_pub.publish(odom)
-            cmd = Twist()
-            cmd.linear.x = 0.8
-            cmd_pub.publish(cmd)
-
         n_status = len(statuses)
-        spin_until(node, 3.0, feed_without_obstacles, done=lambda: out[-1].linear.x == 0.0)
+        spin_until(node, 3.0, lambda: command_standing_base(node, odom_pub, cmd_pub),
+                   done=lambda: out[-1].linear.x == 0.0)
         assert out[-1].linear.x == 0.0, "base kept driving blind"
         assert any(s.flags & Flag.STALE_OBSTACLES and any("stale obstacles" in r for r in s.reasons)
                    for s in statuses[n_status:])
@@ -217,7 +214,6 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
 def test_amr_node_stops_at_a_goal_it_places_in_odom_with_tf(ros):
     """A goal sent in the map frame (as a fleet manager or RViz sends it) is placed in odom with the tf tree."""
     from geometry_msgs.msg import PoseStamped
-    from nav_msgs.msg import Odometry
 
     from physical_ai_nodes._tf import TfPublisher
 
@@ -235,13 +231,7 @@ def test_amr_node_stops_at_a_goal_it_places_in_odom_with_tf(ros):
         TfPublisher(node).publish_static([("map", "odom", node.get_clock().now().nanoseconds, map_to_odom)])
 
         def feed() -> None:
-            stamp = node.get_clock().now().nanoseconds
-            odom = Odometry(header=make_header("odom", stamp), child_frame_id="base_link")
-            odom.pose.pose.orientation.w = 1.0
-            odom_pub.publish(odom)
-            cmd = Twist()
-            cmd.linear.x = 0.8
-            cmd_pub.publish(cmd)
+            stamp = command_standing_base(node, odom_pub, cmd_pub)
             obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), sensors_alive=Obstacle.SENSOR_LIDAR))
 
         def send_goal(frame: str) -> None:
@@ -265,7 +255,6 @@ def test_amr_node_stops_at_a_goal_it_places_in_odom_with_tf(ros):
 def test_amr_node_checks_the_latest_frame_of_the_lidar_and_the_scanner_together(ros):
     """A pallet below the scanner's plane, 1 m ahead, seen by the 3D LiDAR only: the base must slow for it on every
     cycle. Each sensor's frame used to replace the other's, so on the cycles after a scan the path looked free."""
-    from nav_msgs.msg import Odometry
     from sensor_msgs.msg import LaserScan, PointCloud2
 
     from physical_ai.convert import numpy_to_laserscan, numpy_to_pointcloud2
@@ -319,7 +308,7 @@ def test_amr_node_checks_the_latest_frame_of_the_lidar_and_the_scanner_together(
 def test_vehicle_node_tracks_plan_and_stops_behind_an_obstacle(ros):
     from ackermann_msgs.msg import AckermannDriveStamped
     from geometry_msgs.msg import PoseStamped
-    from nav_msgs.msg import Odometry, Path
+    from nav_msgs.msg import Path
 
     proc = start_node("vehicle.yaml")
     try:
