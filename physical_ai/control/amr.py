@@ -23,6 +23,7 @@ from physical_ai.control.footprint import Footprint, bin_points, sweep
 from physical_ai.control.grid_planner import Grid, coarsen, plan, stamp_obstacles
 
 NAMES = ("linear_x", "angular_z")
+_APPROACH_TURN_GAIN = 1.5  # final approach to a goal: turn rate per heading error [1/s]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +47,11 @@ class AmrConfig:
     resume_s: float = 0.5
     detour_min_speed_mps: float = 0.05  # a nominal command slower than this drives nowhere: no detour for it
     # With a goal set (set_goal), the nominal speed is capped to what stops the base at it, braking at
-    # goal_decel_mps2 (below max_linear_acc, so the ramp can follow), and it is 0 within goal_tolerance_m.
+    # goal_decel_mps2 (below max_linear_acc, so the ramp can follow), and the base stops within goal_tolerance_m.
+    # Within goal_approach_m the base steers to the goal itself (the obstacle checks still apply).
     goal_tolerance_m: float = 0.2
     goal_decel_mps2: float = 0.5
+    goal_approach_m: float = 0.6
     # A path blocked by something moving faster than this is waited out (stop), not steered around or re-planned:
     # a crossing person clears the path by itself, a detour into its way does not.
     yield_speed_mps: float = 0.3
@@ -90,6 +93,7 @@ def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrC
         rest_check_s=float(g("rest_check_s", d.rest_check_s)),
         goal_tolerance_m=float(g("goal_tolerance_m", d.goal_tolerance_m)),
         goal_decel_mps2=float(g("goal_decel_mps2", d.goal_decel_mps2)),
+        goal_approach_m=float(g("goal_approach_m", d.goal_approach_m)),
         period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
 
 
@@ -374,18 +378,30 @@ class AmrCorrector:
         return self._limit(target, flags, reasons, scale, clearance, ttc, c.period_s if dt_s is None else dt_s)
 
     def _approach(self, nominal: tuple[float, float]) -> tuple[float, float]:
-        """The nominal command with its speed capped to what stops the base at the goal (unchanged without one).
+        """The nominal command near the goal: capped to stop the base there, and steered to it at the end.
 
         A policy that reaches its goal still driving overshoots it, and past its goal it is in a scene it never
         learned: in the fleet robot2's policy crossed its goal at 0.6 m/s and then drove back along its route (seeds
-        200003, 200009). As a goal checker ends a Nav2 controller, the base stops within goal_tolerance_m.
+        200003, 200009). So the speed is capped to what stops the base at the goal, and the base stops within
+        goal_tolerance_m, as a goal checker ends a Nav2 controller. A policy that arrives off its line does not close
+        the last few decimetres either: through the nodes robot2 came to rest 0.4 m beside its goal (seed 200002),
+        turned on the spot and drove 8 m back. Within goal_approach_m the base therefore turns towards the goal and
+        drives to it, as a Nav2 controller's final approach does. Unchanged without a goal.
         """
         if self._goal is None or self._pose is None:
             return nominal
         c = self.config
-        left = float(np.hypot(*(self._goal - self._pose[:2]))) - c.goal_tolerance_m
-        cap = float(np.sqrt(2.0 * c.goal_decel_mps2 * left)) if left > 0.0 else 0.0
-        return float(np.clip(nominal[0], -cap, cap)), nominal[1]
+        to_goal = self._goal - self._pose[:2]
+        dist = float(np.hypot(*to_goal))
+        if dist <= c.goal_tolerance_m:
+            return 0.0, 0.0
+        cap = float(np.sqrt(2.0 * c.goal_decel_mps2 * (dist - c.goal_tolerance_m)))
+        if dist > c.goal_approach_m:
+            return float(np.clip(nominal[0], -cap, cap)), nominal[1]
+        error = float(np.angle(np.exp(1j * (np.arctan2(to_goal[1], to_goal[0]) - self._pose[2]))))
+        # forward only, fastest when facing the goal; turning at _APPROACH_TURN_GAIN rad/s per rad of heading error
+        w = float(np.clip(_APPROACH_TURN_GAIN * error, -c.max_angular, c.max_angular))
+        return cap * max(0.0, float(np.cos(error))) ** 2, w
 
     def _candidates(self, v: np.ndarray, w: np.ndarray, extra: float = 0.0, corridors: bool = True,
                     movers_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

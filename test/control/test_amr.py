@@ -168,6 +168,26 @@ def test_with_a_goal_the_base_stops_at_it_whatever_the_nominal_asks():
     assert free[-1, 0] > goal[0] + 3.0, "without a goal the nominal is followed"
 
 
+def test_near_a_goal_off_its_line_the_base_steers_to_it_whatever_the_nominal_asks():
+    """Through the nodes robot2 came to rest 0.4 m beside its goal, turned and drove 8 m back (seed 200002): within
+    goal_approach_m the base turns to its goal and stops there, with the nominal straight on or turning away."""
+    goal = np.array([2.0, 0.45])
+    for nominal in (lambda p: (1.0, 0.0), lambda p: (1.0, 0.0) if p[0] < 1.7 else (0.5, -1.0)):
+        amr = AmrCorrector(CFG)
+        amr.set_goal(goal)
+        poses, cmds = drive(amr, np.zeros((0, 2)), 10.0, nominal)
+        assert np.hypot(*(poses[-1, :2] - goal)) <= CFG.goal_tolerance_m + 0.02
+        assert abs(cmds[-1].linear) < 1e-9 and abs(cmds[-1].angular) < 1e-9
+        assert all(c.linear >= 0.0 for c in cmds)
+        d = np.abs(np.diff([c.angular for c in cmds]))
+        assert np.all(d <= CFG.max_angular_acc * CFG.period_s + 1e-9)
+
+    no_approach = AmrCorrector(dataclasses.replace(CFG, goal_approach_m=0.0))
+    no_approach.set_goal(goal)
+    poses, _ = drive(no_approach, np.zeros((0, 2)), 10.0, lambda p: (1.0, 0.0))
+    assert np.min(np.hypot(*(poses[:, :2] - goal).T)) > 0.4, "the nominal alone passes beside the goal"
+
+
 def test_sweep_matches_brute_force_point_check():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-3, 3, (3000, 2))
