@@ -188,6 +188,63 @@ def test_near_a_goal_off_its_line_the_base_steers_to_it_whatever_the_nominal_ask
     assert np.min(np.hypot(*(poses[:, :2] - goal).T)) > 0.4, "the nominal alone passes beside the goal"
 
 
+def test_in_the_final_approach_a_shelf_beyond_the_goal_does_not_turn_the_base_away():
+    """Through the nodes robot2 turned back and forth 0.55 m from its goal for 40 s (seed 200003): its approach was
+    swept 0.6 m past the goal, and the tracked box of the shelf 1.3 m beyond it stood 0.7 m in front of the shelf's
+    points. In the final approach the sweep ends at the goal and the shelf is judged by its points; moving tracks
+    and points at the goal still stop the base."""
+    goal = np.array([2.0, 0.45])
+    shelf = np.column_stack([np.full(60, 3.3), np.linspace(-1.5, 1.5, 60)])
+    box = np.column_stack([np.full(7, 3.0), np.linspace(-1.5, 1.5, 7)])  # its discs' surfaces 0.7 m before it
+
+    def standing(t):
+        return box, np.full(len(box), 0.4), np.zeros_like(box)
+
+    amr = AmrCorrector(CFG)
+    amr.set_goal(goal)
+    poses, cmds = drive(amr, shelf, 10.0, lambda p: (1.0, 0.0), standing)
+    assert np.hypot(*(poses[-1, :2] - goal)) <= CFG.goal_tolerance_m + 0.02
+    assert min(footprint_distance(p, shelf).min() for p in poses) >= CFG.clearance_m
+    assert not any(c.flags & (Flag.STEERING_CORRECTED | Flag.REPLANNED) for c in cmds)
+
+    # Alone, the base reaches the final approach (0.6 m from the goal) after 5.1 s and stops at the goal after
+    # 7.1 s. A person standing just beyond the goal (its points) or a worker walking across the goal then (a moving
+    # track and its points) still stops it: checking nothing in the final approach, the base stops 0.18 m from the
+    # person and drives into the worker.
+    ring = 0.2 * np.column_stack([np.cos(np.linspace(0, 2 * np.pi, 16)), np.sin(np.linspace(0, 2 * np.pi, 16))])
+    person = goal + np.array([0.0, 0.4]) + 0.5 * ring
+    amr = AmrCorrector(CFG)
+    amr.set_goal(goal)
+    poses, _ = drive(amr, np.concatenate([shelf, person]), 10.0, lambda p: (1.0, 0.0), standing)
+    assert min(footprint_distance(p, person).min() for p in poses) >= CFG.clearance_m - 0.02
+
+    def walker_at(t):  # from 1.5 m beside the goal across it at 0.6 m/s, over the goal at t = 8 s
+        return goal + np.array([0.0, 1.5 - 0.6 * float(np.clip(t - 5.5, 0.0, 5.0))])
+
+    def walking(t):
+        moving = 5.5 < t < 10.5
+        return (np.concatenate([box, walker_at(t)[None]]), np.append(np.full(len(box), 0.4), 0.25),
+                np.concatenate([np.zeros_like(box), [[0.0, -0.6 if moving else 0.0]]]))
+
+    amr = AmrCorrector(CFG)
+    amr.set_goal(goal)
+    pose, gaps = np.zeros(3), []
+    for k in range(int(10.0 / CFG.period_s)):  # as drive(), with the walker's points moving along
+        t = k * CFG.period_s
+        at = walker_at(t)
+        amr.set_pose(*pose)
+        amr.set_points(_to_robot(pose, np.concatenate([shelf, at + ring])))
+        c, r, v = walking(t)
+        rot = np.array([[np.cos(pose[2]), np.sin(pose[2])], [-np.sin(pose[2]), np.cos(pose[2])]])
+        amr.set_obstacles(_to_robot(pose, c), r, v @ rot.T)
+        amr.submit_cmd_vel(1.0, 0.0, t)
+        cmd = amr.step(t)
+        pose = pose + CFG.period_s * np.array([cmd.linear * np.cos(pose[2]), cmd.linear * np.sin(pose[2]),
+                                               cmd.angular])
+        gaps.append(footprint_distance(pose, at[None])[0] - 0.2)
+    assert min(gaps) > 0.0, "touched the worker walking across the goal"
+
+
 def test_sweep_matches_brute_force_point_check():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-3, 3, (3000, 2))
