@@ -193,8 +193,8 @@ class TrajectoryCorrection(PhysaiNode):
                            self.param("gripper_max", 0.08, "Gripper opening max [m]", (0.0, 1.0))),
             gripper_max_speed=self.param("gripper_max_speed", 0.1, "Gripper opening speed limit [m/s]", (0.0, 5.0)),
             plausible_margin=self.param("plausible_margin", 0.5, "A chunk with a target further than this outside "
-                                        "the position limits is rejected as implausible, not clamped [rad]",
-                                        (0.0, 10.0)),
+                                        "the position limits is rejected as implausible, not clamped; a joint "
+                                        "state that far out is refused [rad]", (0.0, 10.0)),
             plausible_speed_scale=self.param("plausible_speed_scale", 3.0, "A chunk stepping a joint faster than "
                                              "this times its velocity limit is rejected as implausible",
                                              (1.0, 100.0)),
@@ -396,6 +396,10 @@ class TrajectoryCorrection(PhysaiNode):
         if len(msg.position) != len(msg.name) or any(n not in index for n in self.joint_names):
             self.count("joint_states_incomplete")
             return
+        if len(index) != len(msg.name):  # a joint named twice: which of its positions is the arm's is unknown
+            self.count("joint_states_ambiguous")
+            self.get_logger().warning("joint state naming a joint twice ignored", throttle_duration_sec=2.0)
+            return
         q = np.array([msg.position[index[n]] for n in self.joint_names])
         if not np.all(np.isfinite(q)):
             self.count("joint_states_nonfinite")
@@ -411,8 +415,13 @@ class TrajectoryCorrection(PhysaiNode):
             if name in index:
                 gripper = msg.position[index[name]] * (2.0 if name == "finger_left_joint" else 1.0)
         with self._lock:
-            self.arm.set_measured(q, gripper)
-            self.watchdog.feed("state", self._now())
+            accepted = self.arm.set_measured(q, gripper)
+            if accepted:
+                self.watchdog.feed("state", self._now())
+        if not accepted:  # no arm is there: the state goes stale and the arm stops, as without a feed
+            self.count("joint_states_implausible")
+            self.get_logger().warning(f"joint state beyond the position limits by more than plausible_margin "
+                                      f"ignored: {np.round(q, 3).tolist()}", throttle_duration_sec=2.0)
 
     def _core(self) -> ArmCorrector | AmrCorrector | VehicleCorrector | None:
         """The correction core of this node's mode (its attribute is named after the mode; None before set-up)."""

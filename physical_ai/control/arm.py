@@ -169,15 +169,24 @@ class ArmCorrector:
         """True once the commanded state is initialised from a measured state."""
         return self._state is not None
 
-    def set_measured(self, position: np.ndarray, gripper: float = float("nan")) -> None:
+    def set_measured(self, position: np.ndarray, gripper: float = float("nan")) -> bool:
         """Take a measured joint state: the first starts the command there, every one feeds the tracking check.
 
         A start pose outside the position limits is kept (never clipped: the first command would jump to the
-        limit) and reported; the joints outside return at limited speed (`recovery_speed_scale`).
+        limit) and reported; the joints outside return at limited speed (`recovery_speed_scale`). A joint further
+        than `plausible_margin` outside is no arm's state but a broken or mis-scaled reading (a reported 1e5 rad
+        was commanded back as the position to hold, after a tracking error restarted the command from it): the
+        state is refused, as a chunk that far out is.
+
+        Returns:
+            False when refused (wrong length, non-finite, implausible); the state is then left unchanged.
         """
         position = np.asarray(position, dtype=float)
         if position.shape != (self.limits.dof,) or not np.all(np.isfinite(position)):
-            return
+            return False
+        margin = self.config.plausible_margin
+        if np.any(position < self.limits.lower - margin) or np.any(position > self.limits.upper + margin):
+            return False
         self._measured, self._measured_new = position.copy(), True
         if self._state is None:
             self._state = np.zeros((3, self.limits.dof))
@@ -185,6 +194,7 @@ class ArmCorrector:
             self._gripper = float(np.clip(gripper, *self.config.gripper_range)) if np.isfinite(gripper) else 0.0
             outside = self._outside_names(position)
             self._start_report = f"start pose beyond position limits ({outside})" if outside else ""
+        return True
 
     def restart_clock(self) -> None:
         """Forget references timed on the old clock (ROS time jumped back, e.g. a simulator reset moved the arm).

@@ -9,6 +9,7 @@ from _arm_fixture import LIMITS, NAMES, make_arm, start_pose
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from physical_ai.control.arm import ArmConfig
 from physical_ai.control.flags import Flag
 
 TOL = 1e-6
@@ -128,6 +129,25 @@ def test_start_pose_beyond_a_limit_is_reported_and_recovered_at_limited_speed():
     # the rest of the arm was not held back meanwhile
     assert abs(cmds[inside[0]].position[0] - q0[0]) > 0.05
     assert np.abs(cmds[-1].position - goal).max() < 0.03
+
+
+def test_a_measured_state_no_arm_can_be_in_is_refused():
+    """A reading further than plausible_margin beyond a limit (the fuzz bench's 1e5 rad) is no arm's state: a
+    tracking error restarted the command from it and the corrector commanded 1e5 rad. 0.3 rad beyond is kept."""
+    arm = make_arm(with_collision=False)
+    far = start_pose().copy()
+    far[1] = 1e5
+    assert arm.set_measured(far) is False
+    assert not arm.started
+    near = start_pose().copy()
+    near[3] = LIMITS.lower[3] - 0.3
+    assert arm.set_measured(near) is True
+    assert arm.started
+    far = near.copy()
+    far[2] = LIMITS.upper[2] + ArmConfig().plausible_margin + 0.01
+    assert arm.set_measured(far) is False
+    cmd = arm.step(0.0)
+    assert np.all(np.abs(cmd.position - near) < 1e-9), "the command moved to a refused state"
 
 
 @pytest.mark.parametrize(("name", "values", "reason"), [

@@ -147,6 +147,27 @@ def test_arm_node_follows_chunks_rejects_bad_input_and_stops_when_stale(ros):
         tail = np.array(commands[-50:])
         assert np.abs(np.diff(tail, axis=0)).max() < 1e-6, "arm still moving after a stale-input stop"
         assert statuses[-1].cycle_time_p99_ms > 0
+
+        # Joint states no arm can be in are refused: a joint at 1e5 rad (the fuzz bench once saw it restarted from
+        # and commanded), a joint named twice (which position is the arm's?). Only those arriving, the state goes
+        # stale and the arm holds inside its limits.
+        held, n_cmd, n_status = commands[-1].copy(), len(commands), len(statuses)
+
+        def feed_implausible() -> None:
+            stamp = node.get_clock().now().nanoseconds
+            far = held.copy()
+            far[1] = 1e5
+            js_pub.publish(JointState(header=make_header("world", stamp), name=[*NAMES, "finger_left_joint"],
+                                      position=[*far.tolist(), 0.02]))
+            js_pub.publish(JointState(header=make_header("world", stamp), name=[*NAMES, NAMES[2]],
+                                      position=[*held.tolist(), held[2] + 0.3]))
+
+        spin_until(node, 1.5, feed_implausible)
+        cmds = np.array(commands[n_cmd:])
+        assert len(cmds) > 100
+        assert np.all(cmds <= UPPER) and np.all(cmds >= LOWER)
+        assert np.abs(cmds - held).max() < 1e-6, "the arm moved on states it should have refused"
+        assert any(s.flags & Flag.STALE_STATE for s in statuses[n_status:]), [s.reasons for s in statuses[-3:]]
     finally:
         out = stop_node(proc)
     assert "Traceback" not in out, out[-3000:]
