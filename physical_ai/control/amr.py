@@ -236,15 +236,18 @@ class AmrCorrector:
         self._swept = self._corridors(*self._obstacles)
         moving = self._moving(velocities)
         self._movers = tuple(part[moving] for part in self._obstacles)
-        self._swept_movers = self._corridors(*self._movers)
+        # _swept holds the obstacles, then their corridors' copies (all of movers): keep the movers and the copies
+        keep = np.concatenate([moving, np.ones(len(self._swept[1]) - len(radii), dtype=bool)])
+        self._swept_movers = tuple(part[keep] for part in self._swept)
 
     def _corridors(self, centres: np.ndarray, radii: np.ndarray, velocities: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Obstacles plus copies of each moving one up to `moving_headway_s` ahead along its motion.
 
-        The copies overlap (spaced 1.5 radii), so the corridor has no gap the footprint could be swept through.
-        Only the part of a corridor within the sweep's reach of the robot gets copies: the work per obstacle is
-        bounded by that reach whatever its speed (an obstacle reported at 1e5 m/s made 10^6 discs for one cycle).
+        The obstacles come first, in their order, then the copies. The copies overlap (spaced 1.5 radii), so the
+        corridor has no gap the footprint could be swept through. Only the part of a corridor within the sweep's
+        reach of the robot gets copies: the work per obstacle is bounded by that reach whatever its speed (an
+        obstacle reported at 1e5 m/s made 10^6 discs for one cycle).
         """
         c = self.config
         speed = np.hypot(velocities[:, 0], velocities[:, 1])
