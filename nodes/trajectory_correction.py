@@ -269,7 +269,7 @@ class TrajectoryCorrection(PhysaiNode):
                                         "this distance of it [m]", (0.01, 5.0)),
             goal_decel_mps2=self.param("goal_decel_mps2", 0.5, "With a goal, the speed is capped to stop at it "
                                        "braking at this rate (below max_linear_acc) [m/s^2]", (0.01, 20.0)),
-            goal_approach_m=self.param("goal_approach_m", 0.6, "Within this distance of a goal the base turns to "
+            goal_approach_m=self.param("goal_approach_m", 1.2, "Within this distance of a goal the base turns to "
                                        "it and drives there itself (obstacle checks still apply) [m]", (0.0, 5.0)),
             max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
         self.amr = AmrCorrector(config)

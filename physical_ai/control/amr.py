@@ -52,7 +52,7 @@ class AmrConfig:
     # the moving tracks.
     goal_tolerance_m: float = 0.2
     goal_decel_mps2: float = 0.5
-    goal_approach_m: float = 0.6
+    goal_approach_m: float = 1.2
     # A path blocked by something moving faster than this is waited out (stop), not steered around or re-planned:
     # a crossing person clears the path by itself, a detour into its way does not.
     yield_speed_mps: float = 0.3

@@ -207,10 +207,13 @@ def test_in_the_final_approach_a_shelf_beyond_the_goal_does_not_turn_the_base_aw
     assert min(footprint_distance(p, shelf).min() for p in poses) >= CFG.clearance_m
     assert not any(c.flags & (Flag.STEERING_CORRECTED | Flag.REPLANNED) for c in cmds)
 
-    # Alone, the base reaches the final approach (0.6 m from the goal) after 5.1 s and stops at the goal after
-    # 7.1 s. A person standing just beyond the goal (its points) or a worker walking across the goal then (a moving
-    # track and its points) still stops it: checking nothing in the final approach, the base stops 0.18 m from the
-    # person and drives into the worker.
+    # A person standing just beyond the goal (its points) or a worker walking across the goal as the base comes in
+    # (a moving track and its points) still stops it: checking nothing in the final approach, the base stops 0.09 m
+    # from the person and drives into the worker. The worker sets off 0.4 s after the base, alone, enters the final
+    # approach, and is over the goal 2.5 s later, after the base alone would have stopped there.
+    entered = CFG.period_s * int(np.argmax(np.hypot(*(poses[:, :2] - goal).T) <= CFG.goal_approach_m))
+    arrived = CFG.period_s * int(np.argmax([abs(c.linear) < 1e-9 and k > 10 for k, c in enumerate(cmds)]))
+    assert 0.0 < entered < arrived < entered + 2.5
     ring = 0.2 * np.column_stack([np.cos(np.linspace(0, 2 * np.pi, 16)), np.sin(np.linspace(0, 2 * np.pi, 16))])
     person = goal + np.array([0.0, 0.4]) + 0.5 * ring
     amr = AmrCorrector(CFG)
@@ -218,11 +221,13 @@ def test_in_the_final_approach_a_shelf_beyond_the_goal_does_not_turn_the_base_aw
     poses, _ = drive(amr, np.concatenate([shelf, person]), 10.0, lambda p: (1.0, 0.0), standing)
     assert min(footprint_distance(p, person).min() for p in poses) >= CFG.clearance_m - 0.02
 
-    def walker_at(t):  # from 1.5 m beside the goal across it at 0.6 m/s, over the goal at t = 8 s
-        return goal + np.array([0.0, 1.5 - 0.6 * float(np.clip(t - 5.5, 0.0, 5.0))])
+    start = entered + 0.4
+
+    def walker_at(t):  # from 1.5 m beside the goal across it at 0.6 m/s
+        return goal + np.array([0.0, 1.5 - 0.6 * float(np.clip(t - start, 0.0, 5.0))])
 
     def walking(t):
-        moving = 5.5 < t < 10.5
+        moving = start < t < start + 5.0
         return (np.concatenate([box, walker_at(t)[None]]), np.append(np.full(len(box), 0.4), 0.25),
                 np.concatenate([np.zeros_like(box), [[0.0, -0.6 if moving else 0.0]]]))
 
