@@ -133,10 +133,13 @@ class PhysaiNode(Node):
         received = self._received
         received.setdefault(name, 0)
         if _takes_message_info(callback):
-            def guarded_with_info(msg: Any, info: Any) -> None:
+            def guarded_with_info(*args: Any) -> None:
+                # rclpy's EventsExecutor (Kilted) passes (message, info) as one tuple, the others as two arguments
+                msg, info = args[0] if len(args) == 1 else args
                 received[name] += 1
                 if not validate or self._valid(name, msg):
                     self._guarded_call(name, callback, msg, info)
+            guarded_with_info.__signature__ = _MESSAGE_AND_INFO  # type: ignore[attr-defined]  # how rclpy tells
             return super().create_subscription(msg_type, topic, guarded_with_info, qos_profile, **kwargs)
 
         def guarded(msg: Any) -> None:
@@ -274,6 +277,10 @@ class PhysaiNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [self.diagnostic_status()]
         self._diag_pub.publish(msg)
+
+
+_MESSAGE_AND_INFO = inspect.Signature([inspect.Parameter("msg", inspect.Parameter.POSITIONAL_ONLY),
+                                       inspect.Parameter("info", inspect.Parameter.POSITIONAL_ONLY)])
 
 
 def _takes_message_info(callback: Callable[..., None]) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.parameter import Parameter
+from rclpy.subscription import MessageInfo
 
 from physical_ai.recording import McapRecorder, offered_qos_yaml
 from physical_ai_nodes._base import PhysaiNode, run_node
@@ -105,8 +106,8 @@ class Recorder(PhysaiNode):
                 self._exclude.add(topic)
                 continue
             self._recorded[topic] = self.create_subscription(
-                msg_class, topic, lambda data, t=topic: self._on_message(t, data), matching_qos(infos, depth=100),
-                raw=True)
+                msg_class, topic, lambda data, info, t=topic: self._on_message(t, data, info),
+                matching_qos(infos, depth=100), raw=True)
         stats = self._recorder.stats
         level = DiagnosticStatus.WARN if stats.dropped else DiagnosticStatus.OK
         self.set_status(level, "recording" if not stats.dropped else "dropping: the disk does not keep up",
@@ -114,8 +115,10 @@ class Recorder(PhysaiNode):
                         file_mb=f"{_size_mb(self._recorder.path):.1f}",
                         raw_images_skipped=",".join(sorted(self._skipped_images)))
 
-    def _on_message(self, topic: str, data: bytes) -> None:
-        now = time.time_ns()  # the node's clock (use_sim_time is off), without building an rclpy Time per message
+    def _on_message(self, topic: str, data: bytes, info: MessageInfo) -> None:
+        # As rosbag2 does since Jazzy: logged when the middleware received it (not when this busy process got to
+        # it), with the publisher's send time as the publish time; the system clock (use_sim_time is off).
+        now = info["received_timestamp"] or time.time_ns()
         interval = self._min_interval_ns.get(topic)
         if interval is not None:
             last = self._last_kept_ns.get(topic)
@@ -123,7 +126,7 @@ class Recorder(PhysaiNode):
                 self.count(f"rate_limited:{topic}")
                 return
             self._last_kept_ns[topic] = now
-        if not self._recorder.write(topic, data, now):
+        if not self._recorder.write(topic, data, now, info["source_timestamp"] or now):
             self.count("dropped_backlog")
 
     def on_shutdown(self) -> None:

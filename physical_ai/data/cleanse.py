@@ -5,12 +5,12 @@ message), the clock jumping back (a state message stamped before the previous on
 instruction), and an idle gap (no state message for `idle_gap_s`).
 
 Clocks. Times are the header stamps' (simulation time under a simulator). A recorder logs receive times, usually
-on the system clock (ours, `ros2 bag record`), so log times are moved onto the stamps' clock through the state
-topic (`align_arrivals`) before they are used: for headerless messages (a Twist command) and for when a command
-took effect.
+on the system clock (ours, `ros2 bag record`), and may keep send times; those (else the log times) are moved onto
+the stamps' clock through the state topic (`align_to_stamps`) before they are used: for headerless messages (a
+Twist command) and for when a command was given.
 
 Resampling. Frames are at t0 + k / fps over an episode; each feature is the newest message stamped at or before the
-frame (as a running policy sees it), the action the command in force (received) at `action_offset_s` after it. A
+frame (as a running policy sees it), the action the command in force (sent last) at `action_offset_s` after it. A
 sample older than `max_age_s` (`image_max_age_s` for images) is stale: that tolerance is the resampling tolerance.
 
 Drops (each counted by reason, in frames, pieces of episodes or episodes):
@@ -72,33 +72,38 @@ class CleanseResult:
     positions: dict[int, int] = field(default_factory=dict)  # id(message) -> its position in the recording
 
 
-def align_arrivals(messages: list[Message], reference_topic: str) -> None:
-    """Set every message's `arrival_ns`: its log time moved onto the clock of `reference_topic`'s header stamps.
+def align_to_stamps(messages: list[Message], reference_topic: str) -> None:
+    """Set every message's `aligned_ns`: its send time moved onto the clock of `reference_topic`'s header stamps.
 
-    Recorders log receive times on the system clock (ros2 bag record's default, and ours) while a simulated robot
-    stamps its messages in simulation time, which starts again at every reset and runs slower than the wall clock
-    on a loaded machine; a headerless message (a Twist on /cmd_vel) has nothing but its log time. The reference
-    (the state topic: stamped when published, received a millisecond or so later) maps log times to stamps:
-    linearly between two reference messages on one clock; from the nearest one before (else after) at rate 1 where
-    the stamps jump back between them (a reset) or at either end. A recording logged on the stamps' clock maps to
-    itself.
+    Recorders log on the system clock (ros2 bag record's default, and ours) while a simulated robot stamps its
+    messages in simulation time, which starts again at every reset and runs slower than the wall clock on a loaded
+    machine; a headerless message (a Twist on /cmd_vel) has nothing but its recorder times. Where the recorder kept
+    every message's send time (`publish_time_ns`, the publisher's clock) it is used rather than the log (receive)
+    time: a busy recorder takes messages tens of milliseconds late and unevenly across topics, the send time is not
+    delayed. The reference (the state topic, stamped when published) maps these times to stamps: linearly between
+    two reference messages on one clock; from the nearest one before (else after) at rate 1 where the stamps jump
+    back between them (a reset) or at either end. A recording logged on the stamps' clock maps to itself.
     """
     refs = np.array([i for i, m in enumerate(messages) if m.topic == reference_topic and m.stamp_ns is not None],
                     np.int64)
     if not len(refs):
         return
-    log = np.array([m.log_time_ns for m in messages], np.int64)
-    ref_log, ref_stamp = log[refs], np.array([messages[i].stamp_ns for i in refs], np.int64)
-    before = np.searchsorted(refs, np.arange(len(messages)), side="right") - 1   # the last reference at or before
+    sent = all(m.publish_time_ns > 0 for m in messages)  # one clock for all: never mix send and receive times
+    times = np.array([m.publish_time_ns if sent else m.log_time_ns for m in messages], np.int64)
+    ref_time, ref_stamp = times[refs], np.array([messages[i].stamp_ns for i in refs], np.int64)
+    if np.all(np.diff(ref_time) >= 0):  # the last reference sent at or before each message
+        before = np.searchsorted(ref_time, times, side="right") - 1
+    else:  # a recorder logging on the simulation clock (it jumps back at resets): the last one in the file
+        before = np.searchsorted(refs, np.arange(len(messages)), side="right") - 1
     after = before + 1
     has_before, has_after = before >= 0, after < len(refs)
     b, a = np.clip(before, 0, len(refs) - 1), np.clip(after, 0, len(refs) - 1)
-    l0, s0, l1, s1 = ref_log[b], ref_stamp[b], ref_log[a], ref_stamp[a]
-    between = has_before & has_after & (s1 >= s0) & (l1 > l0)
-    rate = np.where(between, (s1 - s0) / np.maximum(l1 - l0, 1), 1.0)
-    arrival = np.where(has_before | between, s0 + np.round((log - l0) * rate).astype(np.int64), s1 - (l1 - log))
-    for m, t in zip(messages, arrival.tolist(), strict=True):
-        m.arrival_ns = t
+    t0, s0, t1, s1 = ref_time[b], ref_stamp[b], ref_time[a], ref_stamp[a]
+    between = has_before & has_after & (s1 >= s0) & (t1 > t0)
+    rate = np.where(between, (s1 - s0) / np.maximum(t1 - t0, 1), 1.0)
+    aligned = np.where(has_before | between, s0 + np.round((times - t0) * rate).astype(np.int64), s1 - (t1 - times))
+    for m, t in zip(messages, aligned.tolist(), strict=True):
+        m.aligned_ns = t
 
 
 def _attr(msg: Any, path: str) -> float:
@@ -268,8 +273,8 @@ def message_loss(times_ns: np.ndarray) -> float:
 class _Series:
     """Messages of one topic sorted by time, for newest-at-or-before lookups."""
 
-    def __init__(self, messages: list[Message], by_arrival: bool = False) -> None:
-        key = (lambda m: m.arrival_ns) if by_arrival else (lambda m: m.time_ns)
+    def __init__(self, messages: list[Message], by_aligned: bool = False) -> None:
+        key = (lambda m: m.aligned_ns) if by_aligned else (lambda m: m.time_ns)
         self.messages = sorted(messages, key=key)
         self.times = np.array([key(m) for m in self.messages], np.int64)
 
@@ -281,7 +286,7 @@ class _Series:
 def cleanse_recording(messages: list[Message], mapping: DatasetMapping, spec: PolicyConfig) -> CleanseResult:
     """Split, resample and cleanse a recording's decoded messages (see the module docstring)."""
     result = CleanseResult(positions={id(m): i for i, m in enumerate(messages)})
-    align_arrivals(messages, mapping.state_topic)
+    align_to_stamps(messages, mapping.state_topic)
     verdicts = success_verdicts(messages, mapping)
     for index, episode in enumerate(split_episodes(messages, mapping, result.splits)):
         _cleanse_episode(episode, index, mapping, spec, result, verdicts)
@@ -356,7 +361,7 @@ def _cleanse_episode(messages: list[Message], index: int, mapping: DatasetMappin
             result.drops[f"message_loss:{topic}"] += 1
             return
     tf = _tf_buffer(messages)
-    series = {t: _Series(ms, by_arrival=t == mapping.action_topic) for t, ms in by_topic.items()}
+    series = {t: _Series(ms, by_aligned=t == mapping.action_topic) for t, ms in by_topic.items()}
     step = NS // mapping.fps
     times = np.arange(t_start, t_end + 1, step, dtype=np.int64)
     result.frames_in += len(times)
@@ -442,7 +447,7 @@ def _frame(t: int, series: dict[str, _Series], tf: TransformBuffer, mapping: Dat
     t_action = t + int(mapping.action_offset_s * NS)
     cmd = s.at(t_action) if s is not None else None
     # A chunk is as fresh as its plan reaches (checked by its step); a command is the one received last.
-    if cmd is None or (not cmd.schema.endswith("ActionChunk") and t_action - cmd.arrival_ns > max_age):
+    if cmd is None or (not cmd.schema.endswith("ActionChunk") and t_action - cmd.aligned_ns > max_age):
         return None, f"stale:{mapping.action_topic}"
     try:
         action = action_vector(cmd, spec.action.names, t_action)

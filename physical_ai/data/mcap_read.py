@@ -30,10 +30,12 @@ class RecordingError(ValueError):
 class Message:
     """One decoded message: topic, schema name, log time [ns], header stamp [ns] (None without a header).
 
-    `index` is the message's position in the file; a message of a `lazy` topic holds only its header (its
-    payload, e.g. an image, is decoded again by `read_selected` when needed). `arrival_ns` is the log time moved
-    onto the clock of the header stamps (`cleanse.align_arrivals`): a recorder may log on the system clock while
-    the robot's messages are stamped in simulation time.
+    `publish_time_ns` is the record's publish time: the publisher's send time where the recorder kept it (ours, and
+    rosbag2's since Jazzy), else 0 or the log time. `index` is the message's position in the file; a message of a
+    `lazy` topic holds only its header (its payload, e.g. an image, is decoded again by `read_selected` when
+    needed). `aligned_ns` is the send time (else the log time) moved onto the clock of the header stamps
+    (`cleanse.align_to_stamps`): a recorder may log on the system clock while the robot's messages are stamped in
+    simulation time.
     """
 
     topic: str
@@ -42,14 +44,15 @@ class Message:
     stamp_ns: int | None
     msg: Any
     index: int = -1
-    arrival_ns: int | None = None
+    aligned_ns: int | None = None
+    publish_time_ns: int = 0
 
     @property
     def time_ns(self) -> int:
         """The message's time on the stamps' clock: its header stamp, else its arrival, else its log time."""
         if self.stamp_ns is not None:
             return self.stamp_ns
-        return self.arrival_ns if self.arrival_ns is not None else self.log_time_ns
+        return self.aligned_ns if self.aligned_ns is not None else self.log_time_ns
 
 
 @dataclass
@@ -152,7 +155,8 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
                     if channel.topic in lazy:
                         msg = _Header(getattr(msg, "header", None))
                     result.messages.append(Message(channel.topic, result.topics[channel.topic], record.log_time,
-                                                   header_stamp_ns(msg), msg, result.read_messages - 1))
+                                                   header_stamp_ns(msg), msg, result.read_messages - 1,
+                                                   publish_time_ns=record.publish_time))
                 elif isinstance(record, Statistics):
                     result.claimed_messages = int(record.message_count)
                 elif isinstance(record, SummaryOffset):
@@ -226,7 +230,7 @@ def read_selected(path: str | Path, indices: Iterable[int]) -> Iterator[Message]
                                                                               schemas.get(channel.schema_id))
                         msg = decoders[record.channel_id](record.data)
                         yield Message(channel.topic, schemas[channel.schema_id].name, record.log_time,
-                                      header_stamp_ns(msg), msg, position)
+                                      header_stamp_ns(msg), msg, position, publish_time_ns=record.publish_time)
                     if position >= last:
                         return
         except Exception as exc:  # the first pass read this file; anything now is a change or damage

@@ -424,7 +424,7 @@ def test_system_clock_log_times_and_a_late_reset() -> None:
     from collections import Counter
     from types import SimpleNamespace
 
-    from physical_ai.data.cleanse import align_arrivals, split_episodes, success_verdicts, verdict_for
+    from physical_ai.data.cleanse import align_to_stamps, split_episodes, success_verdicts, verdict_for
     from physical_ai.data.mapping import load_mapping
     from physical_ai.data.mcap_read import Message
 
@@ -444,7 +444,7 @@ def test_system_clock_log_times_and_a_late_reset() -> None:
               msg("/odom", 0.42, 0.1), msg("/cmd_vel", 0.47, None),               # sim at 0.5x
               msg("/odom", 1.82, 0.8), msg("/sim/ground_truth", 1.82, 0.8, task_success=False),
               msg("/odom", 3.22, 1.5), msg("/sim/ground_truth", 3.22, 1.5, task_success=True)]
-    align_arrivals(stream, "/odom")
+    align_to_stamps(stream, "/odom")
     commands = [m for m in stream if m.topic == "/cmd_vel"]
     assert [c.time_ns for c in commands] == [int(9.84 * NS), int(0.125 * NS)]  # between two odometry stamps
     splits: Counter = Counter()
@@ -461,7 +461,7 @@ def test_system_clock_log_times_and_a_late_reset() -> None:
     stream = [msg("/tf_static", 0.0, None, name="map->odom 0"), msg("/odom", 0.10, 9.8), msg("/odom", 0.20, 9.9),
               msg("/sim/reset", 0.205, None, data=1), msg("/odom", 0.22, 9.92),
               msg("/tf_static", 0.23, None, name="map->odom 1"), msg("/odom", 0.24, 0.0), msg("/odom", 0.26, 0.02)]
-    align_arrivals(stream, "/odom")
+    align_to_stamps(stream, "/odom")
     splits = Counter()
     first, second = split_episodes(stream, mapping, splits)
     assert splits == {"reset": 1}

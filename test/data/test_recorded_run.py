@@ -8,6 +8,7 @@ actions the commands in force, checked against the simulator's privileged ground
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -39,17 +40,18 @@ def ground_truth_runs(path: Path) -> list[np.ndarray]:
 
 def commands_on_clock(path: Path) -> list[np.ndarray]:
     """Per simulated episode: rows (sim time ns, linear_x, angular_z) of /cmd_vel, each command timed by the newest
-    /clock recorded before it (an independent way to the simulation time of a headerless message)."""
-    runs: list[list[tuple[int, float, float]]] = [[]]
-    clock = None
-    for m in read_recording(path, ["/clock", "/cmd_vel"]).messages:
-        if m.topic == "/clock":
-            t = m.msg.clock.sec * NS + m.msg.clock.nanosec
-            if clock is not None and t < clock:
-                runs.append([])
-            clock = t
-        elif clock is not None:
-            runs[-1].append((clock, m.msg.linear.x, m.msg.angular.z))
+    /clock sent before it (an independent way to the simulation time of a headerless message: both send times are
+    the publishers', kept by the recorder, and the simulator publishes /clock as its clock advances)."""
+    recording = read_recording(path, ["/clock", "/cmd_vel"]).messages
+    clocks = sorted((m.publish_time_ns, m.msg.clock.sec * NS + m.msg.clock.nanosec)
+                    for m in recording if m.topic == "/clock")
+    sent = np.array([c[0] for c in clocks], np.int64)
+    episode = np.cumsum([0] + [int(b[1] < a[1]) for a, b in itertools.pairwise(clocks)])
+    runs: list[list[tuple[int, float, float]]] = [[] for _ in range(episode[-1] + 1)]
+    for m in recording:
+        i = int(np.searchsorted(sent, m.publish_time_ns, side="right")) - 1
+        if m.topic == "/cmd_vel" and i >= 0:
+            runs[episode[i]].append((clocks[i][1], m.msg.linear.x, m.msg.angular.z))
     return [np.array(r, np.float64) for r in runs]
 
 
@@ -61,6 +63,8 @@ def test_recorded_ros_run_builds_true_to_the_run(tmp_path: Path) -> None:
     odom = read_recording(rec, ["/odom"]).messages
     # the case under test: log times on the system clock, stamps in simulation time
     assert abs(odom[0].log_time_ns - time.time_ns()) < 3600 * NS and odom[0].stamp_ns < 60 * NS
+    # the recorder keeps each message's send time (the publisher's, before it was received and logged)
+    assert all(0 < m.publish_time_ns <= m.log_time_ns for m in odom) and odom[-1].publish_time_ns < odom[-1].log_time_ns
     assert_built_true_to_the_run(rec, tmp_path / "ds")
 
 

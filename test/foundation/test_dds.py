@@ -15,6 +15,7 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
@@ -165,6 +166,36 @@ def test_qos_incompatibility_is_counted(ros):
     assert any(v.key == "count.qos_incompatible:/foundation_qos" for v in status.values)
     node.destroy_node()
     other.destroy_node()
+
+
+@pytest.mark.parametrize("events", [False, True], ids=["single_threaded", "events"])
+def test_a_callback_with_message_info_gets_the_send_time_under_either_executor(events: bool) -> None:
+    """The recorder logs the publisher's send time from the message info; rclpy's EventsExecutor (Kilted) hands a
+    two-argument callback its (message, info) as one tuple, which `PhysaiNode` unpacks."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = EventsExecutor(context=context) if events else SingleThreadedExecutor(context=context)
+    node = PhysaiNode("info_check", context=context)
+    try:
+        executor.add_node(node)
+        got: list[tuple[bytes, dict, int]] = []
+        node.create_subscription(String, "/foundation_info", lambda data, info: got.append((data, info,
+                                 time.time_ns())), STATE_QOS, raw=True)
+        publisher = node.create_publisher(String, "/foundation_info", STATE_QOS)
+        sent = []
+        deadline = time.monotonic() + 10.0
+        while len(got) < 5 and time.monotonic() < deadline:
+            sent.append(time.time_ns())
+            publisher.publish(String(data="x"))
+            executor.spin_once(timeout_sec=0.05)
+        assert len(got) >= 5 and node.counter("callback_error:/foundation_info") == 0
+        for data, info, taken in got:
+            assert deserialize_message(data, String).data == "x"
+            assert sent[0] <= info["source_timestamp"] <= info["received_timestamp"] <= taken
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
 
 
 def _values(status: DiagnosticStatus) -> dict[str, str]:
