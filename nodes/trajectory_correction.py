@@ -19,6 +19,7 @@ last command. SIGINT, SIGTERM and fatal errors end with the same safe command.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 import threading
@@ -35,11 +36,11 @@ from sensor_msgs.msg import JointState, LaserScan, PointCloud2
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from physical_ai.control.amr import AmrConfig, AmrCorrector
+from physical_ai.control.amr import AMR_PARAMETERS, AmrCorrector, amr_config, amr_parameter_default
 from physical_ai.control.arm import ArmConfig, ArmCorrector
 from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
 from physical_ai.control.flags import Flag
-from physical_ai.control.footprint import Footprint, points_near
+from physical_ai.control.footprint import points_near
 from physical_ai.control.grid_planner import Grid
 from physical_ai.control.limits import JointLimits
 from physical_ai.control.loop_timer import LoopTimer
@@ -244,34 +245,10 @@ class TrajectoryCorrection(PhysaiNode):
         self._step = self._step_arm
 
     def _setup_amr(self) -> None:
-        config = AmrConfig(
-            footprint=Footprint(self.param("footprint_length", 0.6, "Base length [m]", (0.05, 5.0)),
-                                self.param("footprint_width", 0.45, "Base width [m]", (0.05, 5.0))),
-            clearance_m=self.param("clearance_m", 0.3, "Clearance kept to obstacles [m]", (0.0, 3.0)),
-            max_linear=self.param("max_linear", 1.0, "Speed limit [m/s]", (0.0, 10.0)),
-            max_angular=self.param("max_angular", 1.5, "Turn rate limit [rad/s]", (0.0, 10.0)),
-            max_linear_acc=self.param("max_linear_acc", 1.0, "Acceleration limit [m/s^2]", (0.01, 20.0)),
-            max_angular_acc=self.param("max_angular_acc", 2.0, "Angular acceleration limit [rad/s^2]", (0.01, 50.0)),
-            horizon_s=self.param("horizon_s", 2.0, "Collision look-ahead [s]", (0.2, 10.0)),
-            reaction_s=self.param("reaction_s", 0.1, "Reaction time added to stopping [s]", (0.0, 2.0)),
-            yield_speed_mps=self.param("yield_speed_mps", 0.3, "A path blocked by something moving faster than "
-                                       "this is waited out, not steered around [m/s]", (0.0, 10.0)),
-            yield_timeout_s=self.param("yield_timeout_s", 6.0, "A moving blocker still in the path after this "
-                                       "long is steered around or re-planned past like a standing one [s]",
-                                       (0.5, 120.0)),
-            moving_headway_s=self.param("moving_headway_s", 1.0, "The base crosses a moving obstacle's path only "
-                                        "if it is out of it this long before the obstacle gets there [s]",
-                                        (0.0, 5.0)),
-            rest_check_s=self.param("rest_check_s", 2.0, "A motion is free only if where it ends at rest nothing "
-                                    "moving reaches the base within this long after the look-ahead [s]",
-                                    (0.0, 10.0)),
-            goal_tolerance_m=self.param("goal_tolerance_m", 0.2, "With a goal (goal_topic), the base stops within "
-                                        "this distance of it [m]", (0.01, 5.0)),
-            goal_decel_mps2=self.param("goal_decel_mps2", 0.5, "With a goal, the speed is capped to stop at it "
-                                       "braking at this rate (below max_linear_acc) [m/s^2]", (0.01, 20.0)),
-            goal_approach_m=self.param("goal_approach_m", 1.2, "Within this distance of a goal the base turns to "
-                                       "it and drives there itself (obstacle checks still apply) [m]", (0.0, 5.0)),
-            max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future, period_s=self.period)
+        values = {name: self.param(name, amr_parameter_default(name), description, value_range)
+                  for name, (description, value_range) in AMR_PARAMETERS.items()}
+        config = dataclasses.replace(amr_config(values, period_s=self.period), max_age_s=self.max_chunk_age,
+                                     max_future_s=self.max_chunk_future)
         self.amr = AmrCorrector(config)
         self.points_z = (self.param("points_min_z", 0.05, "Lowest point that can hit the base [m]", (-5.0, 5.0)),
                          self.param("points_max_z", 1.8, "Highest point that can hit the base [m]", (-5.0, 10.0)))

@@ -73,29 +73,52 @@ class AmrConfig:
     period_s: float = 0.01
 
 
+# One definition of each corrector setting as a `trajectory_correction` parameter (AMR): description with unit, and
+# allowed range; the defaults are AmrConfig's (footprint_* its footprint's). Read by the node and by `amr_config`.
+AMR_PARAMETERS: dict[str, tuple[str, tuple[float, float]]] = {
+    "footprint_length": ("Base length [m]", (0.05, 5.0)),
+    "footprint_width": ("Base width [m]", (0.05, 5.0)),
+    "clearance_m": ("Clearance kept to obstacles [m]", (0.0, 3.0)),
+    "max_linear": ("Speed limit [m/s]", (0.0, 10.0)),
+    "max_angular": ("Turn rate limit [rad/s]", (0.0, 10.0)),
+    "max_linear_acc": ("Acceleration limit [m/s^2]", (0.01, 20.0)),
+    "max_angular_acc": ("Angular acceleration limit [rad/s^2]", (0.01, 50.0)),
+    "horizon_s": ("Collision look-ahead [s]", (0.2, 10.0)),
+    "reaction_s": ("Reaction time added to stopping [s]", (0.0, 2.0)),
+    "yield_speed_mps": ("A path blocked by something moving faster than this is waited out, not steered around "
+                        "[m/s]", (0.0, 10.0)),
+    "yield_timeout_s": ("A moving blocker still in the path after this long is steered around or re-planned past "
+                        "like a standing one [s]", (0.5, 120.0)),
+    "moving_headway_s": ("The base crosses a moving obstacle's path only if it is out of it this long before the "
+                         "obstacle gets there [s]", (0.0, 5.0)),
+    "rest_check_s": ("A motion is free only if where it ends at rest nothing moving reaches the base within this "
+                     "long after the look-ahead [s]", (0.0, 10.0)),
+    "goal_tolerance_m": ("With a goal (goal_topic), the base stops within this distance of it [m]", (0.01, 5.0)),
+    "goal_decel_mps2": ("With a goal, the speed is capped to stop at it braking at this rate (below "
+                        "max_linear_acc) [m/s^2]", (0.01, 20.0)),
+    "goal_approach_m": ("Within this distance of a goal the base turns to it and drives there itself (obstacle "
+                        "checks still apply) [m]", (0.0, 5.0)),
+}
+
+
+def amr_parameter_default(name: str) -> float:
+    """The default of one of `AMR_PARAMETERS`: AmrConfig's value."""
+    config = AmrConfig()
+    if name.startswith("footprint_"):
+        return float(getattr(config.footprint, name.removeprefix("footprint_")))
+    return float(getattr(config, name))
+
+
 def amr_config(params: Mapping[str, Any], period_s: float | None = None) -> AmrConfig:
     """The corrector's configuration from its `trajectory_correction` parameters (config/amr.yaml).
 
     Defaults fill what the parameters leave out; `period_s` defaults to 1 / `rate_hz`.
     """
-    d = AmrConfig()
-    g = params.get
-    return AmrConfig(
-        footprint=Footprint(float(g("footprint_length", d.footprint.length)),
-                            float(g("footprint_width", d.footprint.width))),
-        clearance_m=float(g("clearance_m", d.clearance_m)), max_linear=float(g("max_linear", d.max_linear)),
-        max_angular=float(g("max_angular", d.max_angular)),
-        max_linear_acc=float(g("max_linear_acc", d.max_linear_acc)),
-        max_angular_acc=float(g("max_angular_acc", d.max_angular_acc)),
-        horizon_s=float(g("horizon_s", d.horizon_s)), reaction_s=float(g("reaction_s", d.reaction_s)),
-        yield_speed_mps=float(g("yield_speed_mps", d.yield_speed_mps)),
-        yield_timeout_s=float(g("yield_timeout_s", d.yield_timeout_s)),
-        moving_headway_s=float(g("moving_headway_s", d.moving_headway_s)),
-        rest_check_s=float(g("rest_check_s", d.rest_check_s)),
-        goal_tolerance_m=float(g("goal_tolerance_m", d.goal_tolerance_m)),
-        goal_decel_mps2=float(g("goal_decel_mps2", d.goal_decel_mps2)),
-        goal_approach_m=float(g("goal_approach_m", d.goal_approach_m)),
-        period_s=period_s if period_s is not None else 1.0 / float(g("rate_hz", 1.0 / d.period_s)))
+    values = {name: float(params.get(name, amr_parameter_default(name))) for name in AMR_PARAMETERS}
+    footprint = Footprint(values.pop("footprint_length"), values.pop("footprint_width"))
+    if period_s is None:
+        period_s = 1.0 / float(params.get("rate_hz", 1.0 / AmrConfig().period_s))
+    return AmrConfig(footprint=footprint, period_s=period_s, **values)
 
 
 def in_swept_path(config: AmrConfig, v: float, w: float, centres: np.ndarray, radii: np.ndarray,

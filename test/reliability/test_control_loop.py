@@ -164,6 +164,31 @@ def test_after_a_stall_the_base_ramps_from_its_measured_speed(ros):
     assert "Traceback" not in out, out[-3000:]
 
 
+def test_the_node_s_corrector_is_the_one_its_parameters_give_everywhere(ros):
+    """One table (AMR_PARAMETERS) for the node and `amr_config` (the fleet, the run monitor, the training envs):
+    the shipped config/amr.yaml, and every setting changed, build the same corrector both ways."""
+    import dataclasses
+
+    from physical_ai.bringup.stack import node_params
+    from physical_ai.control.amr import AMR_PARAMETERS, amr_config, amr_parameter_default
+    from physical_ai_nodes.trajectory_correction import TrajectoryCorrection
+
+    shipped = node_params(ROOT / "config" / "amr.yaml", "trajectory_correction")
+    changed = {**shipped, **{name: amr_parameter_default(name) * 0.9 + 0.01 for name in AMR_PARAMETERS}}
+    for params in (shipped, changed):
+        node = TrajectoryCorrection(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        try:
+            built = amr_config(params)
+            assert node.amr.config == dataclasses.replace(built, max_age_s=node.max_chunk_age,
+                                                          max_future_s=node.max_chunk_future)
+            assert {name: node.get_parameter(name).value for name in AMR_PARAMETERS} == {
+                name: params.get(name, amr_parameter_default(name)) for name in AMR_PARAMETERS}
+        finally:
+            node.destroy_node()
+    assert built.footprint.length == changed["footprint_length"] and built.goal_approach_m == changed[
+        "goal_approach_m"]
+
+
 @pytest.fixture
 def corrector(ros):
     from physical_ai_nodes.trajectory_correction import TrajectoryCorrection
