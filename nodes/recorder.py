@@ -126,7 +126,8 @@ class Recorder(PhysaiNode):
                 self.count(f"rate_limited:{topic}")
                 return
             self._last_kept_ns[topic] = now
-        if not self._recorder.write(topic, data, now, info["source_timestamp"] or now):
+        # 0 where the middleware gives no send time: the dataset build then aligns the whole file by log times
+        if not self._recorder.write(topic, data, now, info["source_timestamp"]):
             self.count("dropped_backlog")
 
     def on_shutdown(self) -> None:

@@ -80,9 +80,10 @@ def align_to_stamps(messages: list[Message], reference_topic: str) -> None:
     machine; a headerless message (a Twist on /cmd_vel) has nothing but its recorder times. Where the recorder kept
     every message's send time (`publish_time_ns`, the publisher's clock) it is used rather than the log (receive)
     time: a busy recorder takes messages tens of milliseconds late and unevenly across topics, the send time is not
-    delayed. The reference (the state topic, stamped when published) maps these times to stamps: linearly between
-    two reference messages on one clock; from the nearest one before (else after) at rate 1 where the stamps jump
-    back between them (a reset) or at either end. A recording logged on the stamps' clock maps to itself.
+    delayed (it is the sending host's clock: across hosts, their clocks must be synchronised). The reference (the
+    state topic, stamped when published) maps these times to stamps: linearly between two reference messages on one
+    clock; from the nearest one before (else after) at rate 1 where the stamps jump back between them (a reset) or
+    at either end. A recording logged on the stamps' clock maps to itself.
     """
     refs = np.array([i for i, m in enumerate(messages) if m.topic == reference_topic and m.stamp_ns is not None],
                     np.int64)
@@ -154,9 +155,9 @@ def resets_with_clock_jump(messages: list[Message], mapping: DatasetMapping) -> 
     The reset comes from another publisher than the state, so it may be recorded a little before the jump (with
     the ending episode's last states, still stamped on its clock, after it) or a little after (with the new
     episode's first states before it). A reset is the jump's when the nearest jump on its side in file order is
-    within `LATE_RESET_NS` of it, both on the clock (after the jump for a reset recorded after it; either side for
-    one recorded before: a recorder logging on the simulation clock logs it on the new one) and in the stamps of
-    the states recorded between them.
+    within `LATE_RESET_NS` of it, both on the clock (either side: a reset recorded after the jump was sent before
+    it, and its send time aligns onto the old clock; a recorder logging on the simulation clock logs one recorded
+    before it on the new one) and in the stamps of the states recorded between them.
     """
     positions: list[int] = []
     stamps: list[int] = []
@@ -184,7 +185,9 @@ def resets_with_clock_jump(messages: list[Message], mapping: DatasetMapping) -> 
         if k > 0:
             j = jumps[k - 1]
             between = stamps[j:bisect.bisect_right(positions, position)]  # the new episode's first states
-            if abs(m.time_ns - stamps[j]) <= LATE_RESET_NS and max(between) <= stamps[j] + LATE_RESET_NS:
+            # on the new clock, or on the old one: sent before the jump (its send time aligned), recorded after it
+            near = min(abs(m.time_ns - stamps[j]), abs(m.time_ns - stamps[j - 1]))
+            if near <= LATE_RESET_NS and max(between) <= stamps[j] + LATE_RESET_NS:
                 out[position] = positions[j]
     return out
 
@@ -446,7 +449,7 @@ def _frame(t: int, series: dict[str, _Series], tf: TransformBuffer, mapping: Dat
     s = series.get(mapping.action_topic)
     t_action = t + int(mapping.action_offset_s * NS)
     cmd = s.at(t_action) if s is not None else None
-    # A chunk is as fresh as its plan reaches (checked by its step); a command is the one received last.
+    # A chunk is as fresh as its plan reaches (checked by its step); a command is the one sent last.
     if cmd is None or (not cmd.schema.endswith("ActionChunk") and t_action - cmd.aligned_ns > max_age):
         return None, f"stale:{mapping.action_topic}"
     try:

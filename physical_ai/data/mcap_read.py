@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Log times going back by more than this are a clock jump (a recorder on the simulation clock, at a reset); less is
+# receive times of different topics written in callback order (ours and rosbag2's log the middleware's receive time)
+CLOCK_JUMP_BACK_NS = 1_000_000_000
+
 
 class RecordingError(ValueError):
     """A recording cannot be used; the message names the file and the damage."""
@@ -49,7 +53,7 @@ class Message:
 
     @property
     def time_ns(self) -> int:
-        """The message's time on the stamps' clock: its header stamp, else its arrival, else its log time."""
+        """The message's time on the stamps' clock: its header stamp, else its aligned time, else its log time."""
         if self.stamp_ns is not None:
             return self.stamp_ns
         return self.aligned_ns if self.aligned_ns is not None else self.log_time_ns
@@ -111,7 +115,7 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
     channels: dict[int, Any] = {}
     decoders: dict[int, Callable[[bytes], Any] | None] = {}
     factory = DecoderFactory()
-    last_ns = None
+    last_ns = None  # the newest log time of the present stretch
     recorded_ns = 0  # time covered, summed over the stretches between clock jumps back (simulator resets)
     finished = started = False
     with open(path, "rb") as f:
@@ -135,9 +139,11 @@ def read_recording(path: str | Path, topics: Iterable[str] | None = None, salvag
                                              f"(corrupted file) after {result.read_messages} messages")
                     result.read_messages += 1
                     result.counts[channel.topic] += 1
-                    if last_ns is not None and record.log_time > last_ns:
+                    if last_ns is None or record.log_time < last_ns - CLOCK_JUMP_BACK_NS:
+                        last_ns = record.log_time  # the first message, or the clock jumped back (a reset)
+                    elif record.log_time > last_ns:
                         recorded_ns += record.log_time - last_ns
-                    last_ns = record.log_time
+                        last_ns = record.log_time
                     if not keep(channel.topic):
                         continue
                     if record.channel_id not in decoders:

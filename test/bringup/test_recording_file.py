@@ -176,3 +176,24 @@ def _interrupt_trials(tmp_path):
         rec.close()
         assert check_recording(path) == [], trial
         assert rec.messages in (written, written + 1)  # the one queued as the signal landed may be in too
+
+
+def test_receive_times_out_of_order_across_topics_do_not_lengthen_the_recording(tmp_path):
+    """Our recorder (and rosbag2's) logs the middleware's receive time but writes in callback order: log times go
+    back a little between topics. The recorded duration is the time spanned, counted once; a jump back of a
+    clock restarting (a recorder on the simulation clock, at a reset) starts a new stretch."""
+    from physical_ai.data.mcap_read import read_recording
+
+    out = tmp_path / "run.mcap"
+    rec = McapRecorder(out)
+    for topic in ("/a", "/b"):
+        rec.add_topic(topic, "std_msgs/msg/String")
+    ms = 1_000_000
+    payload = serialize_message(String(data="x"))
+    for i in range(100):  # 1 s at 100 Hz; /b received 30 ms before /a but written after it
+        rec.write("/a", payload, 10_000 * ms + i * 10 * ms)
+        rec.write("/b", payload, 10_000 * ms + i * 10 * ms - 30 * ms)
+    for i in range(51):  # the clock restarts: another 0.5 s
+        rec.write("/a", payload, i * 10 * ms)
+    rec.close()
+    assert read_recording(out, ["/a"]).duration_s == pytest.approx(0.99 + 0.5, abs=1e-6)

@@ -468,3 +468,28 @@ def test_system_clock_log_times_and_a_late_reset() -> None:
     assert [m.stamp_ns for m in first if m.topic == "/odom"] == [int(9.8 * NS), int(9.9 * NS), int(9.92 * NS)]
     assert [m.msg.name for m in first if m.topic == "/tf_static"] == ["map->odom 0"]
     assert [m.msg.name for m in second if m.topic == "/tf_static"] == ["map->odom 0", "map->odom 1"]
+    # with send times kept (our recorder, rosbag2 since Jazzy): the harness's reset, sent before the simulator took
+    # it, recorded after the new episode's first state; its send time lands on the old clock, just after the jump's
+    # last state, and it is still that jump's reset
+
+    def sent(topic: str, log_s: float, sent_s: float, stamp_s: float | None, **fields: object) -> Message:
+        m = msg(topic, log_s, stamp_s, **fields)
+        m.publish_time_ns = wall + int(sent_s * NS)
+        return m
+
+    stream = [sent("/tf_static", 0.0, 0.0, None, name="map->odom 0"), sent("/odom", 0.101, 0.10, 9.8),
+              sent("/odom", 0.201, 0.20, 9.9), sent("/sim/ground_truth", 0.202, 0.20, 9.9, task_success=False),
+              sent("/tf_static", 0.215, 0.21, None, name="map->odom 1"), sent("/odom", 0.221, 0.22, 0.0),
+              sent("/sim/reset", 0.23, 0.205, None, data=1), sent("/cmd_vel", 0.24, 0.239, None),
+              sent("/odom", 0.421, 0.42, 0.2), sent("/sim/ground_truth", 0.422, 0.42, 0.2, task_success=False),
+              sent("/odom", 0.621, 0.62, 0.4), sent("/sim/ground_truth", 0.622, 0.62, 0.4, task_success=True)]
+    align_to_stamps(stream, "/odom")
+    assert [m.time_ns for m in stream if m.topic in ("/sim/reset", "/cmd_vel")] == [int(9.905 * NS), int(0.019 * NS)]
+    splits = Counter()
+    first, second = split_episodes(stream, mapping, splits)
+    assert splits == {"reset": 1}
+    assert [m.stamp_ns for m in first if m.topic == "/odom"] == [int(9.8 * NS), int(9.9 * NS)]
+    assert [m.stamp_ns for m in second if m.topic == "/odom"] == [0, int(0.2 * NS), int(0.4 * NS)]
+    verdicts = success_verdicts(stream, mapping)
+    positions = {id(m): i for i, m in enumerate(stream)}
+    assert verdict_for(first, positions, verdicts) is False and verdict_for(second, positions, verdicts) is True
