@@ -3,10 +3,11 @@
     python bench/world_model_bench.py [--seeds 12] [--first-seed 400000]
 
 For each held-out seed of the hard arm variant the scripted expert brings the arm over the target part (the end
-of its approach); the belief is what ArmEnv perceives there (parts fitted from the depth image, grounded target,
-joint state). The candidates are the arm's grasp variants (`wrist_variants`) of the expert's next second. Each is
-predicted by the world model the node would run (physics, the hard catalogue's materials) and labelled by the same
-grasp played on a fork of the true simulation (the seed's own materials and part poses).
+of its approach); the belief is what ArmEnv perceives there (parts fitted from the depth image frame by frame over
+the approach, grounded target, joint state). The candidates are the arm's grasp variants (`wrist_variants`) of the
+expert's next second. Each is predicted by the world model the node would run (physics, the hard catalogue's
+materials) and labelled by the same grasp played on a fork of the true simulation (the seed's own materials and
+part poses).
 
 BENCH world_model.arm.check_ms (p50, p99)        one check of K candidates, one thread
 BENCH world_model.arm.chunk_period_ms             baseline: the time between checks (replan H/2 steps)
@@ -51,6 +52,8 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         env.reset(seed)
         while env.sc.data.time < env.expert.segments[0].duration:
+            if env.perceive_every_step:  # the part memory follows every depth frame, as in the node and the eval:
+                env.observe()            # seen only at the end, the target is under the gripper and never grounded
             env.apply(env.expert_action())
         obs = env.observe()
         state = WorldState("arm", np.asarray(obs["state"], float), names, parts=obs["parts"],
