@@ -6,8 +6,9 @@ instruction), and an idle gap (no state message for `idle_gap_s`).
 
 Clocks. Times are the header stamps' (simulation time under a simulator). A recorder logs receive times, usually
 on the system clock (ours, `ros2 bag record`), and may keep send times; those (else the log times) are moved onto
-the stamps' clock through the state topic (`align_to_stamps`) before they are used: for headerless messages (a
-Twist command) and for when a command was given.
+the stamps' clock (`align_to_stamps`) before they are used: for headerless messages (a Twist command) and for when
+a command was given. Under a simulator the recorded /clock (`clock_topic`) gives each send time the simulation time
+its sender's clock read; otherwise the state topic's send times and stamps map one clock onto the other.
 
 Resampling. Frames are at t0 + k / fps over an episode; each feature is the newest message stamped at or before the
 frame (as a running policy sees it), the action the command in force (sent last) at `action_offset_s` after it. A
@@ -72,8 +73,15 @@ class CleanseResult:
     positions: dict[int, int] = field(default_factory=dict)  # id(message) -> its position in the recording
 
 
-def align_to_stamps(messages: list[Message], reference_topic: str) -> None:
+def align_to_stamps(messages: list[Message], reference_topic: str, clock_topic: str = "") -> None:
     """Set every message's `aligned_ns`: its send time moved onto the clock of `reference_topic`'s header stamps.
+
+    Where `clock_topic` (rosgraph_msgs/Clock, a simulator's /clock) was recorded with send times, a message's time
+    is the newest clock sent at or before it: what a node on simulation time (use_sim_time) reads when it sends,
+    and the simulation time at which the simulator, stepping in small chunks, takes up a command it receives. This
+    holds through a simulator's stalls, where the state topic's sparser messages do not: interpolated between two
+    odometry messages around a 60 ms stall, a command was placed up to 43 ms off its clock time (recorded ROS runs
+    under load), and a frame's action became a command from outside its window.
 
     Recorders log on the system clock (ros2 bag record's default, and ours) while a simulated robot stamps its
     messages in simulation time, which starts again at every reset and runs slower than the wall clock on a loaded
@@ -85,11 +93,13 @@ def align_to_stamps(messages: list[Message], reference_topic: str) -> None:
     clock; from the nearest one before (else after) at rate 1 where the stamps jump back between them (a reset) or
     at either end. A recording logged on the stamps' clock maps to itself.
     """
+    sent = all(m.publish_time_ns > 0 for m in messages)  # one clock for all: never mix send and receive times
+    if sent and clock_topic and _align_to_clock(messages, clock_topic):
+        return
     refs = np.array([i for i, m in enumerate(messages) if m.topic == reference_topic and m.stamp_ns is not None],
                     np.int64)
     if not len(refs):
         return
-    sent = all(m.publish_time_ns > 0 for m in messages)  # one clock for all: never mix send and receive times
     times = np.array([m.publish_time_ns if sent else m.log_time_ns for m in messages], np.int64)
     ref_time, ref_stamp = times[refs], np.array([messages[i].stamp_ns for i in refs], np.int64)
     if np.all(np.diff(ref_time) >= 0):  # the last reference sent at or before each message
@@ -105,6 +115,23 @@ def align_to_stamps(messages: list[Message], reference_topic: str) -> None:
     aligned = np.where(has_before | between, s0 + np.round((times - t0) * rate).astype(np.int64), s1 - (t1 - times))
     for m, t in zip(messages, aligned.tolist(), strict=True):
         m.aligned_ns = t
+
+
+def _align_to_clock(messages: list[Message], clock_topic: str) -> bool:
+    """Align by the recorded clock (see `align_to_stamps`); False where it was not recorded."""
+    clocks = sorted((m.publish_time_ns, convert.stamp_to_ns(m.msg.clock)) for m in messages
+                    if m.topic == clock_topic and hasattr(m.msg, "clock"))
+    if not clocks:
+        return False
+    sent = np.array([c[0] for c in clocks], np.int64)
+    reading = np.array([c[1] for c in clocks], np.int64)
+    times = np.array([m.publish_time_ns for m in messages], np.int64)
+    newest = np.searchsorted(sent, times, side="right") - 1
+    # sent before the first clock: that clock less the time to it (a simulator publishes /clock from its start)
+    aligned = np.where(newest >= 0, reading[np.maximum(newest, 0)], reading[0] - (sent[0] - times))
+    for m, t in zip(messages, aligned.tolist(), strict=True):
+        m.aligned_ns = t
+    return True
 
 
 def _attr(msg: Any, path: str) -> float:
@@ -289,7 +316,7 @@ class _Series:
 def cleanse_recording(messages: list[Message], mapping: DatasetMapping, spec: PolicyConfig) -> CleanseResult:
     """Split, resample and cleanse a recording's decoded messages (see the module docstring)."""
     result = CleanseResult(positions={id(m): i for i, m in enumerate(messages)})
-    align_to_stamps(messages, mapping.state_topic)
+    align_to_stamps(messages, mapping.state_topic, mapping.clock_topic)
     verdicts = success_verdicts(messages, mapping)
     for index, episode in enumerate(split_episodes(messages, mapping, result.splits)):
         _cleanse_episode(episode, index, mapping, spec, result, verdicts)

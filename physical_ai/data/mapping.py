@@ -15,6 +15,8 @@ Defaults come from the robot's parameter file (`config/<robot>.yaml`: the topics
                                        # (perception on a loaded 2-core robot computer loses ~25 % of its frames;
                                        # frames whose newest sample is too old are dropped by max_age_s anyway)
     state_topic: /odom                 # nav_msgs/Odometry (or sensor_msgs/JointState for arms)
+    clock_topic: /clock                # a simulator's rosgraph_msgs/Clock: where recorded, it times headerless
+                                       # messages (a node on sim time reads it when it sends); '' = not used
     pose_frame: map                    # odometry pose re-expressed in this frame via /tf ('' = as recorded)
     obstacles_topic: /perception/obstacles
     action_topic: /cmd_vel             # Twist, TwistStamped, Float64MultiArray or AckermannDriveStamped (what the
@@ -103,6 +105,7 @@ class DatasetMapping:
     idle_gap_s: float = 2.0
     max_message_loss: float = 0.5
     state_topic: str = "/odom"
+    clock_topic: str = "/clock"
     pose_frame: str = "map"
     obstacles_topic: str = "/perception/obstacles"
     action_topic: str = "/cmd_vel"
@@ -132,8 +135,8 @@ class DatasetMapping:
 
     def topics(self) -> set[str]:
         """Every topic the build decodes."""
-        out = {self.state_topic, self.action_topic, "/tf", "/tf_static", self.reset_topic, self.task_topic,
-               self.success_topic, self.obstacles_topic, self.anonymise.detections_topic}
+        out = {self.state_topic, self.clock_topic, self.action_topic, "/tf", "/tf_static", self.reset_topic,
+               self.task_topic, self.success_topic, self.obstacles_topic, self.anonymise.detections_topic}
         for image in self.images.values():
             out |= {image.topic, self.camera_info_topic(image.topic)}
         return {t for t in out if t}

@@ -493,3 +493,42 @@ def test_system_clock_log_times_and_a_late_reset() -> None:
     verdicts = success_verdicts(stream, mapping)
     positions = {id(m): i for i, m in enumerate(stream)}
     assert verdict_for(first, positions, verdicts) is False and verdict_for(second, positions, verdicts) is True
+
+
+def test_recorded_clock_times_headerless_messages_through_a_stall() -> None:
+    """With /clock recorded, a command gets the simulation time its sender read (the newest clock sent before it),
+    also where the simulator stalled between two odometry messages; interpolating between those misplaces it."""
+    from types import SimpleNamespace
+
+    from physical_ai.data.cleanse import align_to_stamps
+    from physical_ai.data.mapping import load_mapping
+    from physical_ai.data.mcap_read import Message
+
+    wall = 1_700_000_000 * NS
+
+    def sent(topic: str, sent_s: float, stamp_s: float | None = None, clock_s: float | None = None) -> Message:
+        clock = None if clock_s is None else SimpleNamespace(sec=int(clock_s), nanosec=round(clock_s % 1 * NS))
+        fields = {} if clock is None else {"clock": clock}
+        m = Message(topic, "", wall + int((sent_s + 0.002) * NS), None if stamp_s is None else int(stamp_s * NS),
+                    SimpleNamespace(**fields))
+        m.publish_time_ns = wall + int(sent_s * NS)
+        return m
+
+    def stream() -> list[Message]:
+        # the simulator steps 10 ms per /clock at 1x; after publishing 5.02 it stalls 60 ms (rendering a camera
+        # frame on a loaded machine), then catches up: a command arriving meanwhile is taken up from 5.02
+        out = [sent("/cmd_vel", 0.995)]  # sent before the first clock
+        for sent_s, sim_s in [(1.00, 5.00), (1.01, 5.01), (1.02, 5.02), (1.08, 5.03), (1.081, 5.04), (1.082, 5.05)]:
+            out.append(sent("/clock", sent_s, clock_s=sim_s))
+            if round(sim_s * 100) % 2 == 0:
+                out.append(sent("/odom", sent_s + 0.0005, stamp_s=sim_s))
+        return [*out, sent("/cmd_vel", 1.05), sent("/cmd_vel", 1.0815)]
+
+    assert "/clock" in load_mapping("amr").topics()
+    messages = stream()
+    align_to_stamps(messages, "/odom", "/clock")
+    assert [m.time_ns for m in messages if m.topic == "/cmd_vel"] == [round(4.995 * NS), round(5.02 * NS),
+                                                                       round(5.04 * NS)]
+    messages = stream()  # without the clock: interpolated across the stall, ~10 ms after the sim time it was taken at
+    align_to_stamps(messages, "/odom")
+    assert messages[-2].time_ns - round(5.02 * NS) > 9 * NS // 1000

@@ -40,8 +40,9 @@ def ground_truth_runs(path: Path) -> list[np.ndarray]:
 
 def commands_on_clock(path: Path) -> list[np.ndarray]:
     """Per simulated episode: rows (sim time ns, linear_x, angular_z) of /cmd_vel, each command timed by the newest
-    /clock sent before it (an independent way to the simulation time of a headerless message: both send times are
-    the publishers', kept by the recorder, and the simulator publishes /clock as its clock advances)."""
+    /clock sent before it: the simulation time its sender read, and the one from which the simulator (publishing
+    /clock as it steps) takes it up. Both send times are the publishers', kept by the recorder. Computed here from
+    the raw recording, apart from the build's episode splitting, resampling and offsets, which it checks."""
     recording = read_recording(path, ["/clock", "/cmd_vel"]).messages
     clocks = sorted((m.publish_time_ns, m.msg.clock.sec * NS + m.msg.clock.nanosec)
                     for m in recording if m.topic == "/clock")
