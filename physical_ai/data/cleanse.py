@@ -118,20 +118,38 @@ def align_to_stamps(messages: list[Message], reference_topic: str, clock_topic: 
 
 
 def _align_to_clock(messages: list[Message], clock_topic: str) -> bool:
-    """Align by the recorded clock (see `align_to_stamps`); False where it was not recorded."""
-    clocks = sorted((m.publish_time_ns, convert.stamp_to_ns(m.msg.clock)) for m in messages
-                    if m.topic == clock_topic and hasattr(m.msg, "clock"))
+    """Align by the recorded clock (see `align_to_stamps`); False where it was not recorded.
+
+    Between two recorded clocks a message's time runs on at rate 1 from the earlier one, up to the later one: a
+    recorder drops best-effort /clock messages when busy (or keeps them at a lower rate), and a gap must not hold a
+    message's time back by its length; across a stall the error stays within one of the simulator's steps.
+    """
+    clocks = sorted((m.publish_time_ns, reading) for m in messages
+                    if m.topic == clock_topic and (reading := _clock_reading(m.msg)) is not None)
     if not clocks:
         return False
     sent = np.array([c[0] for c in clocks], np.int64)
     reading = np.array([c[1] for c in clocks], np.int64)
     times = np.array([m.publish_time_ns for m in messages], np.int64)
-    newest = np.searchsorted(sent, times, side="right") - 1
+    i = np.searchsorted(sent, times, side="right") - 1
+    b, a = np.maximum(i, 0), np.minimum(i + 1, len(clocks) - 1)
+    run_on = reading[b] + (times - sent[b])
+    # capped at the next clock, unless that one starts a new episode (the clock jumped back: a reset)
+    capped = np.where((a > b) & (reading[a] >= reading[b]), np.minimum(run_on, reading[a]), run_on)
     # sent before the first clock: that clock less the time to it (a simulator publishes /clock from its start)
-    aligned = np.where(newest >= 0, reading[np.maximum(newest, 0)], reading[0] - (sent[0] - times))
+    aligned = np.where(i >= 0, capped, reading[0] - (sent[0] - times))
     for m, t in zip(messages, aligned.tolist(), strict=True):
         m.aligned_ns = t
     return True
+
+
+def _clock_reading(msg: Any) -> int | None:
+    """A rosgraph_msgs/Clock's time [ns]; None for anything else or an invalid time."""
+    try:
+        sec, nanosec = int(msg.clock.sec), int(msg.clock.nanosec)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return sec * 1_000_000_000 + nanosec if sec >= 0 and 0 <= nanosec < 1_000_000_000 else None
 
 
 def _attr(msg: Any, path: str) -> float:
@@ -317,6 +335,7 @@ def cleanse_recording(messages: list[Message], mapping: DatasetMapping, spec: Po
     """Split, resample and cleanse a recording's decoded messages (see the module docstring)."""
     result = CleanseResult(positions={id(m): i for i, m in enumerate(messages)})
     align_to_stamps(messages, mapping.state_topic, mapping.clock_topic)
+    messages = [m for m in messages if m.topic != mapping.clock_topic]  # it only times the others (hundreds per s)
     verdicts = success_verdicts(messages, mapping)
     for index, episode in enumerate(split_episodes(messages, mapping, result.splits)):
         _cleanse_episode(episode, index, mapping, spec, result, verdicts)
