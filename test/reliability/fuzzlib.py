@@ -252,9 +252,16 @@ class FuzzStack:
         self.node.create_subscription(Float64MultiArray, "/arm/arm_controller/commands", self._on_arm, 100)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
         self.pids: dict[str, int | None] = {}
+
+    def _spin(self) -> None:
+        # Spun in steps and stopped before the executor is shut down: shutting it down from another thread while
+        # it spins destroys its guard condition under the spinning thread (InvalidHandle at teardown, seen in CI).
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.1)
 
     def _on_twist(self, msg: Twist) -> None:
         self.commands["amr"] += 1
@@ -313,6 +320,8 @@ class FuzzStack:
         return changed + [e for e in self.events if "exited" in e]
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
