@@ -99,10 +99,25 @@ class WorldModelCheckedPolicy(Policy):
             if self._arm:
                 self.wrist_turn = float(turns[pred.chosen_index])
             return cands[pred.chosen_index]
-        # every candidate vetoed: mobile bases brake to a stop, arms hold their first commanded pose
+        # every candidate vetoed: mobile bases brake to a stop, arms hold where they are
         if self._stop_last:
             return np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
-        return np.repeat(cands[0, :1], len(chunk), axis=0)
+        return np.repeat(self._measured_pose(obs, cands[0, 0])[None], len(chunk), axis=0)
+
+    def _measured_pose(self, obs: Mapping[str, Any], fallback: np.ndarray) -> np.ndarray:
+        """The arm's measured pose as an action row (`fallback` for actions without a `<name>.position` state).
+
+        Holding the vetoed chunk's first step instead crept along the vetoed motion, a step per check: the policy
+        planned each chunk from where the arm had got to, and the arm came down onto the table after five vetoes
+        (in-process hard seed 300006: six finger contacts).
+        """
+        names = self.config.observation.state.names
+        state = np.asarray(obs["state"], float)
+        pose = np.asarray(fallback, float).copy()
+        for i, action in enumerate(self.config.action.names):
+            if f"{action}.position" in names:
+                pose[i] = state[names.index(f"{action}.position")]
+        return pose
 
     def health(self) -> str:
         """The wrapped backend's health."""

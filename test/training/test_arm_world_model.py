@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +11,13 @@ import pytest
 from physical_ai.policy.observation import part_rows
 from physical_ai.sim.experts import ArmPickPlaceExpert, apply, observe
 from physical_ai.sim.scenarios import PARTS, make_scenario
-from physical_ai.world_model.api import WorldState
+from physical_ai.world_model.api import WorldModel, WorldState
 from physical_ai.world_model.arm_physics import CATALOGUE, ArmPhysicsWorldModel
 from physical_ai.world_model.checked_policy import wrist_variants
 
 HEAVY_PRISM_SEED = 5  # hard variant: the target is the prism (test/sim/test_arm_variants.py)
 DT = 0.05
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("x", "y", "z", "qx", "qy", "qz", "qw", "size_x", "size_y", "size_z", "is_target")
 
 
@@ -108,3 +110,31 @@ def test_wrist_variants_ramp_from_the_current_turn_and_keep_the_chosen_one_first
     assert abs(cands[2, -1, 6] - turns[2]) > 0.1  # three quarters (to -pi/2) takes longer
     assert np.abs(np.diff(cands[:, :, 6], axis=1)).max() / DT <= 2.5 * 1.01  # within the wrist's speed limit
     np.testing.assert_array_equal(cands[:, :, :6], 0.0)
+
+
+class _VetoesEverything(WorldModel):
+    """Predicts a collision for every candidate, as the physics copy did for every grasp variant on hard seed
+    300006 from 1.5 s on (its fingers touched the table in the copy)."""
+
+    name = "vetoes_everything"
+
+    def predict(self, state, candidates):
+        k = len(candidates)
+        return np.ones(k), np.zeros(k), np.zeros(k)
+
+
+def test_an_arm_whose_every_candidate_is_vetoed_holds_where_it_is(over_the_prism):
+    """All vetoed: the arm holds its measured pose, not the vetoed chunk's first step, which crept along the vetoed
+    descent a step per check and put the fingers on the table after five vetoes (in-process hard seed 300006)."""
+    from physical_ai.policy.policy import TorchPolicy
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    state, _ = over_the_prism
+    policy = WorldModelCheckedPolicy(TorchPolicy(ROOT / "models" / "arm_pick", num_threads=1), _VetoesEverything(),
+                                     k=3)
+    names = policy.config.observation.state.names
+    obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
+    chunk = policy.infer(obs).values
+    assert policy.last_prediction.chosen_index == -1
+    measured = [state.value(f"{a}.position") for a in policy.config.action.names]
+    np.testing.assert_allclose(chunk, np.tile(measured, (len(chunk), 1)), atol=1e-6)
