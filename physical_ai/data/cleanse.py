@@ -77,8 +77,8 @@ def align_to_stamps(messages: list[Message], reference_topic: str, clock_topic: 
     """Set every message's `aligned_ns`: its send time moved onto the clock of `reference_topic`'s header stamps.
 
     Where `clock_topic` (rosgraph_msgs/Clock, a simulator's /clock) was recorded with send times, a message's time
-    is the newest clock sent at or before it: what a node on simulation time (use_sim_time) reads when it sends,
-    and the simulation time at which the simulator, stepping in small chunks, takes up a command it receives. This
+    runs on from the newest clock sent at or before it (`_align_to_clock`): what a node on simulation time reads
+    when it sends, and the simulation time at which the simulator, stepping in small chunks, takes up a command. This
     holds through a simulator's stalls, where the state topic's sparser messages do not: interpolated between two
     odometry messages around a 60 ms stall, a command was placed up to 43 ms off its clock time (recorded ROS runs
     under load), and a frame's action became a command from outside its window.
@@ -146,10 +146,9 @@ def _align_to_clock(messages: list[Message], clock_topic: str) -> bool:
 def _clock_reading(msg: Any) -> int | None:
     """A rosgraph_msgs/Clock's time [ns]; None for anything else or an invalid time."""
     try:
-        sec, nanosec = int(msg.clock.sec), int(msg.clock.nanosec)
+        return convert.stamp_to_ns(msg.clock) if msg.clock.sec >= 0 else None
     except (AttributeError, TypeError, ValueError):
         return None
-    return sec * 1_000_000_000 + nanosec if sec >= 0 and 0 <= nanosec < 1_000_000_000 else None
 
 
 def _attr(msg: Any, path: str) -> float:
