@@ -16,7 +16,9 @@ Each step is computed ahead, then released when its time comes on the wall clock
 then (e.g. a LiDAR frame measured its latency earlier), and only after those the measurements taken at that time
 (raycasts, renders), so that a sensor's delivery does not wait for another sensor's computation. With
 `lookahead_s` the measurements too are taken up to that far ahead and each step waits, computed, until it is due:
-a LiDAR frame whose raycast takes longer than its modelled latency still goes out on time.
+a LiDAR frame whose raycast takes longer than its modelled latency still goes out on time. The camera renders on a
+thread of its own, below the stepping thread's priority; a frame not rendered by its due time goes out once it is
+(counted, `camera_frames_late`) rather than holding up the LiDAR behind it.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class MujocoSim(PhysaiNode):
                 latency_s=p(f"{stream}.latency_s", 0.0, f"{stream} delivery latency [s]", (0.0, 5.0)))
             streams[stream] = StreamConfig(rate, noise)
         self.scenario = make_scenario(name, self.seed, options)
-        self.runner = SimRunner(self.scenario, streams, g, seed=self.seed, render_thread=True)
+        self.runner = SimRunner(self.scenario, streams, g, seed=self.seed, render_thread=True, late_frames=True)
         self.geometry = g
         self._lock = threading.Lock()
         self._episode = 0
@@ -354,6 +356,9 @@ class MujocoSim(PhysaiNode):
             for out in outputs:
                 getattr(self, f"_publish_{out.stream}")(out.robot, out.stamp_ns, out.data)
                 self.tick(_in(out.robot, out.stream))
+            late = self.runner.late_frame_count - self.counter("camera_frames_late")
+            if late:  # rendered after their due time: sent late rather than holding up the other sensors
+                self.count("camera_frames_late", late)
         except Exception as exc:  # a publish failure must not stop the physics loop
             if not self.context.ok():
                 return False  # shutting down

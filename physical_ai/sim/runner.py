@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,21 +93,33 @@ class SensorGeometry:
     scan_range_max: float = 20.0
 
 
-def _below_caller(policy: int, param: os.sched_param) -> None:
-    """Run this thread (and the GL threads it starts) one real-time priority below its creator's, if real-time.
+RENDER_NICE = 5  # the render thread's nice value above its creator's under normal scheduling
 
+
+def _below_caller(policy: int, param: os.sched_param) -> None:
+    """Run this thread (and the GL threads it starts) below its creator's priority.
+
+    One real-time priority lower if real-time, else `RENDER_NICE` nice levels lower.
     A render at the priority of stepping would hold cores that stepping and the LiDAR's delivery need (on a robot,
-    the camera is a device of its own); below it, the render still runs ahead of normal processes.
+    the camera is a device of its own); below it, the render still runs ahead of normal processes when real-time.
+    Under normal scheduling a software (llvmpipe) render took a core in bursts of ~12 ms, 15 times a second, beside
+    the raycasts, perception and the corrector; the nice value is per thread on Linux and inherited by the GL
+    threads the render starts.
     """
-    if policy in (os.SCHED_FIFO, os.SCHED_RR) and param.sched_priority > 1:
-        os.sched_setscheduler(0, policy, os.sched_param(param.sched_priority - 1))
+    if policy in (os.SCHED_FIFO, os.SCHED_RR):
+        if param.sched_priority > 1:
+            os.sched_setscheduler(0, policy, os.sched_param(param.sched_priority - 1))
+        return
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + RENDER_NICE, 19))
 
 
 class SimRunner:
     """Owns a scenario and its sensors; see module docstring."""
 
     def __init__(self, scenario: Scenario, streams: dict[str, StreamConfig] | None = None,
-                 geometry: SensorGeometry | None = None, seed: int = 0, render_thread: bool = False) -> None:
+                 geometry: SensorGeometry | None = None, seed: int = 0, render_thread: bool = False,
+                 late_frames: bool = False) -> None:
         """Set up the sensors of `scenario`.
 
         Args:
@@ -120,6 +133,11 @@ class SimRunner:
                 thread); the frame is delivered at the same simulated time as without (its latency after the
                 sample, waiting for the render if need be), from the same state (its noise is drawn at delivery, in
                 simulation order). For real-time use; the GL context then lives in that thread.
+            late_frames: with `render_thread`, a camera frame whose render has not finished when it is due is
+                delivered later, by the first call after it has (still stamped at its sample time), instead of
+                holding up every other stream until it is (`late_frame_count` counts them). For real time: a slow
+                render must not make the LiDAR late (the corrector reacts to it); the delivery order then depends
+                on the render's timing.
         """
         self.sc = scenario
         self.streams = {k: v for k, v in (streams or default_streams(scenario.name)).items() if v.rate_hz > 0}
@@ -137,6 +155,9 @@ class SimRunner:
         self._renderer = (ThreadPoolExecutor(1, thread_name_prefix="sim_render", initializer=_below_caller,
                                              initargs=(os.sched_getscheduler(0), os.sched_getparam(0)))
                           if render_thread and cameras else None)
+        self._late_frames = late_frames and self._renderer is not None
+        self._rendering: list[SimOutput] = []  # frames due but not yet rendered (late_frames)
+        self.late_frame_count = 0
         self._delay = DelayLine()
         self.reset_schedule()
 
@@ -174,6 +195,7 @@ class SimRunner:
         self._next = dict.fromkeys(self._keys, now)
         self._period = {k: round(NS / rig.streams[name].rate_hz) for k, (rig, name) in self._keys.items()}
         self._delay.clear()
+        self._rendering.clear()
 
     def advance(self, duration_s: float, sample_end: bool = True) -> list[SimOutput]:
         """Step physics for `duration_s` (whole steps), sampling due streams; return delivered outputs.
@@ -209,8 +231,23 @@ class SimRunner:
         return self._pop_ready(now)
 
     def _pop_ready(self, now: int) -> list[SimOutput]:
-        """Outputs due at `now`, with camera frames rendered on the render thread finished (waited for)."""
+        """Outputs due at `now`, with camera frames rendered on the render thread finished.
+
+        A frame still rendering is waited for, unless `late_frames`: then it waits in `_rendering` and comes out
+        first once rendered.
+        """
         out = self._delay.pop_ready(now)
+        if self._late_frames:
+            waiting, now_out = [], []
+            for o in self._rendering:  # older frames first
+                (now_out if o.data.done() else waiting).append(o)
+            for o in out:
+                if isinstance(o.data, Future) and not o.data.done():
+                    waiting.append(o)
+                    self.late_frame_count += 1
+                else:
+                    now_out.append(o)
+            self._rendering, out = waiting, now_out
         for o in out:
             if isinstance(o.data, Future):
                 rig = self._rig[o.robot]

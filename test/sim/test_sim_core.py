@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import mujoco
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from physical_ai.sim.commands import (
     check_stamp,
 )
 from physical_ai.sim.experts import apply, make_expert, observe, run_episode
-from physical_ai.sim.runner import SensorGeometry, SimRunner, StreamConfig
+from physical_ai.sim.runner import RENDER_NICE, SensorGeometry, SimRunner, StreamConfig
 from physical_ai.sim.scenarios import PARTS, make_scenario
 from physical_ai.sim.sensors import Lidar, RgbdCamera, SensorNoise, TactilePads, add_depth_noise, add_rgb_noise
 
@@ -283,6 +287,43 @@ def test_runner_split_steps_and_render_thread_deliver_the_same_outputs():
             np.testing.assert_array_equal(x.data, y.data)
         else:
             assert all(np.array_equal(x.data[k], y.data[k]) for k in ("x", "y", "z", "intensity", "ring"))
+
+
+
+def test_late_frames_keep_the_lidar_on_time_while_a_slow_render_finishes():
+    """A render slower than the camera's latency must not make the LiDAR late (`late_frames`, the node's mode)."""
+    streams = {"rgbd": StreamConfig(15.0, SensorNoise(latency_s=0.03)),
+               "lidar": StreamConfig(10.0, SensorNoise(latency_s=0.01))}
+    geometry = SensorGeometry(width=64, height=48, lidar_horizontal=90)
+    runner = SimRunner(make_scenario("amr", 4), streams, geometry, seed=4, render_thread=True, late_frames=True)
+    camera = runner._rigs[0].camera
+    render = camera.render
+
+    def slow_render(data):
+        time.sleep(0.15)  # several frame periods
+        return render(data)
+
+    camera.render = slow_render
+    try:
+        nice = runner._renderer.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+        assert nice == min(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + RENDER_NICE, 19)
+        delivered = []  # (step, output)
+        for step in range(80):  # 0.4 s of sim time, stepped as fast as the machine goes
+            delivered += [(step, o) for o in runner.advance(0.005, sample_end=False) + runner.sample_due()]
+        lidar = [(step, o.stamp_ns) for step, o in delivered if o.stream == "lidar"]
+        # each cloud in the step its 10 ms latency ends (stamps 0, 0.1, ... s: steps 1, 21, ...), never after a render
+        assert lidar == [(1 + 20 * k, k * 100_000_000) for k in range(4)]
+        early = [o for _, o in delivered if o.stream == "rgbd"]
+        assert runner.late_frame_count >= 5  # stepping went on without them
+        time.sleep(0.2 * 6)
+        delivered += [(80, o) for o in runner.advance(0.005, sample_end=False)]
+    finally:
+        runner.close()
+    frames = [o for _, o in delivered if o.stream == "rgbd"]
+    # every frame delivered once, in order, stamped at its sample time (the first 5 ms step at or after it is due)
+    assert [o.stamp_ns for o in frames] == [5_000_000 * -(-k * round(1e9 / 15.0) // 5_000_000) for k in range(6)]
+    assert len(early) < len(frames)
+    assert all(o.data[0].shape == (48, 64, 3) for o in frames)
 
 
 # ---- experts -----------------------------------------------------------------------------------------------
