@@ -15,7 +15,7 @@ BENCH e2e.amr.reaction_p99_ms   per episode, from the stamp of the first LiDAR f
                                 checks its present command along, footprint + clearance, `in_swept_path`: a worker
                                 farther ahead needs no correction yet) to the first corrected command on the
                                 wire: the write of the first /correction/status (published right after the cycle's
-                                cmd_vel; the corrector reports every cycle here) that flags an obstacle
+                                cmd_vel; the corrector reports such a cycle at once) that flags an obstacle
                                 slowdown/stop/steer AND used that frame or a newer obstacle input
                                 (`obstacles_stamp`: a cycle that was already slowing for a predicted crossing does
                                 not count); p99 over 20 seeded episodes with such an event (p50 printed too;
@@ -131,8 +131,7 @@ def run_pass(args: argparse.Namespace, loaded: bool) -> int:
     params = params_file("amr")
     commands = stack_commands("mujoco", params, use_sim_time=True,
                               overrides={"mujoco_sim": {"seed": str(FIRST_SEED - 1),
-                                                        "worker_trigger_m": str(args.worker_trigger_m)},
-                                         "trajectory_correction": {"status_rate_hz": "100.0"}})
+                                                        "worker_trigger_m": str(args.worker_trigger_m)}})
     # Normal pass: every process under normal scheduling, as `physai run` / `make demo` start them. Loaded pass: the
     # robot-side processes as deployed (README, "Real-time priority"): the corrector under SCHED_FIFO with its loop
     # thread above it, and the simulator, which stands in for the robot's LiDAR (and other) drivers, where this

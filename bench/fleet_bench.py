@@ -85,15 +85,13 @@ def main(argv: list[str]) -> int:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env = dict(os.environ, ROS_DOMAIN_ID=str(private_domain_id()))
     params = fleet_params()
-    # every correction cycle's status, so that the reaction latency sees the first corrected command
-    overrides = {"trajectory_correction": {"status_rate_hz": "50.0"}}
     log_dir = Path(tempfile.mkdtemp(prefix="fleet_bench_"))
     loads = [os.getloadavg()[0]]
     print(f"load average before: {loads[0]:.2f}; {os.cpu_count()} cores; {SEEDS} seed(s) from {FIRST_SEED}; "
           f"{'one policy server' if policy_server else 'one policy per robot'}; logs in {log_dir}", flush=True)
     results, walls = [], []
     # SIGTERM (timeout, a CI runner) stops the fleet's processes as Ctrl-C does: they run in sessions of their own
-    with stop_on_sigterm(), FleetRun(fleet_commands(params, seed=FIRST_SEED, overrides=overrides,
+    with stop_on_sigterm(), FleetRun(fleet_commands(params, seed=FIRST_SEED,
                                                     policy_server=policy_server), params, log_dir=log_dir,
                                      env=env) as run:
         t_ready = time.monotonic()

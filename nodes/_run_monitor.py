@@ -22,8 +22,8 @@ is the write time of the first /correction/status whose flags say the cycle's co
 obstacle AND whose `obstacles_stamp` (newest obstacle input the cycle used) is not older than the frame, i.e. a
 cycle that had the frame (a cycle already slowing for a predicted crossing before the frame arrived does not
 count). The corrector publishes the status right after the cycle's cmd_vel, so its write time bounds the command's
-from above. An entry with no such cycle within `window_s` is counted apart (`reactions_not_needed`). Run the
-corrector with `status_rate_hz` = its loop rate so that every cycle's flags are seen.
+from above; it reports a cycle at once when its obstacle reaction starts or ends or uses a newer obstacle input,
+whatever its status rate. An entry with no such cycle within `window_s` is counted apart (`reactions_not_needed`).
 
 LiDAR transport (the floor under any reaction): a frame's stamp to its reception by the middleware here.
 """
@@ -48,13 +48,12 @@ from sensor_msgs.msg import PointCloud2
 from physical_ai.bringup.report import RunLog
 from physical_ai.control.amr import AmrConfig, in_swept_path
 from physical_ai.control.chunks import Reference
+from physical_ai.control.flags import OBSTACLE_REACTION
 from physical_ai.convert import quaternion_to_yaw, stamp_to_ns
 from physical_ai_nodes._base import STATE_QOS
 
 PERSON_PREFIXES = ("worker", "hand", "person")
 ROBOT_BODIES = ("base_link", "ego", "car", "tcp")
-REACTION_FLAGS = (CorrectionStatus.OBSTACLE_SLOWDOWN | CorrectionStatus.OBSTACLE_STOP
-                  | CorrectionStatus.STEERING_CORRECTED | CorrectionStatus.REPLANNED)
 NO_PERSON_M = 1e6  # ground truth's nearest-person distance when nobody is near (inf, or a large sentinel) [m]
 _HEADER_STAMP = struct.Struct("<iI")  # CDR little-endian: 4-byte encapsulation, then Header.stamp (sec, nanosec)
 
@@ -352,7 +351,7 @@ class RunMonitor(Node):
                 wall = self.sim_to_wall(stamp_ns)
                 if wall is not None:
                     corrected = [sent for sent, stamp, flags, used in status
-                                 if flags & REACTION_FLAGS and used >= stamp_ns and sent >= wall
+                                 if flags & OBSTACLE_REACTION and used >= stamp_ns and sent >= wall
                                  and stamp - stamp_ns <= window_s * 1e9]
                     if corrected:
                         out.append((min(corrected) - wall) * 1e-6)

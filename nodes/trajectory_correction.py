@@ -39,7 +39,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from physical_ai.control.amr import AMR_PARAMETERS, AmrCorrector, amr_config, amr_parameter_default
 from physical_ai.control.arm import ArmConfig, ArmCorrector
 from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
-from physical_ai.control.flags import Flag
+from physical_ai.control.flags import OBSTACLE_REACTION, Flag
 from physical_ai.control.footprint import points_near
 from physical_ai.control.grid_planner import Grid
 from physical_ai.control.limits import JointLimits
@@ -82,8 +82,10 @@ class TrajectoryCorrection(PhysaiNode):
         default_rate = 1000.0 if self.mode == "arm" else 100.0
         self.rate_hz = self.param("rate_hz", default_rate, "Control loop rate [Hz]", (1.0, 1000.0))
         self.period = 1.0 / self.rate_hz
-        status_hz = self.param("status_rate_hz", 20.0, "Rate of /correction/status [Hz]", (0.5, 200.0))
+        status_hz = self.param("status_rate_hz", 20.0, "Rate of /correction/status [Hz]; a change of the obstacle "
+                               "reaction, or a newer obstacle input while reacting, is reported at once", (0.5, 200.0))
         self.status_every = max(1, round(self.rate_hz / status_hz))
+        self._reported = (0, 0)  # (obstacle reaction flags, obstacle input stamp) of the last status
         self.publish_every = self.param("publish_every", 1, "Publish the command every N cycles [cycles]", (1, 1000))
         spin_us = self.param("spin_us", 200.0, "Busy-wait before each deadline, for wake-up jitter [us]", (0.0, 2000.0))
         rt_priority = self.param("rt_priority", 0, "SCHED_FIFO priority of the loop thread (0 = normal scheduling)",
@@ -703,7 +705,13 @@ class TrajectoryCorrection(PhysaiNode):
             if len(self._reasons) < 16:
                 self._reasons[r] = None
         self._status = (scale, clearance, ttc)
-        if self.loop.cycles % self.status_every == 0:
+        # The cycle that starts (or ends) a reaction to an obstacle, or reacts to a newer obstacle input, is reported
+        # right after its command, whatever the status rate: the first corrected command is seen on the wire
+        # without a status every cycle.
+        reacting = int(flags) & OBSTACLE_REACTION
+        reaction = (reacting, self._used_stamp_ns if reacting else 0)
+        if reaction != self._reported or self.loop.cycles % self.status_every == 0:
+            self._reported = reaction
             self._publish_status(now)
 
     def _step_arm(self, now: float, wflags: int, wreasons: list[str]) -> tuple | None:

@@ -78,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     corr = node_params(params, "trajectory_correction", args.namespace)
 
-    # the corrector reports every cycle, so that the reaction latency sees the first corrected command
-    overrides = {"mujoco_sim": {"seed": str(args.seed)},
-                 "trajectory_correction": {"status_rate_hz": str(min(float(corr.get("rate_hz", 100.0)), 200.0))}}
+    overrides = {"mujoco_sim": {"seed": str(args.seed)}}
     if robot == "amr" and args.worker_trigger_m > 0:
         overrides["mujoco_sim"]["worker_trigger_m"] = str(args.worker_trigger_m)
     if args.policy:
@@ -202,7 +200,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("reports") / f"demo-fleet-{stamp}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     params = fleet_params(args.params_file)
-    overrides = {"trajectory_correction": {"status_rate_hz": "50.0"}}  # every cycle: reaction latency
+    overrides: dict[str, dict[str, str]] = {}
     policy = str(Path(args.policy).resolve()) if args.policy else None
     if policy and not args.policy_server:
         overrides["policy_inference"] = {"checkpoint": policy}

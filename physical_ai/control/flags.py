@@ -22,3 +22,7 @@ class Flag(enum.IntFlag):
     INPUT_REJECTED = 2048
     STEERING_CORRECTED = 4096
     TRACKING_ERROR = 8192
+
+
+# A command cut or steered for an obstacle: what a reaction to a person in the path looks like on the wire.
+OBSTACLE_REACTION = Flag.OBSTACLE_SLOWDOWN | Flag.OBSTACLE_STOP | Flag.STEERING_CORRECTED | Flag.REPLANNED

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import rclpy
 
-from physical_ai_nodes._run_monitor import REACTION_FLAGS, RunMonitor
+from physical_ai.control.flags import OBSTACLE_REACTION
+from physical_ai_nodes._run_monitor import RunMonitor
 
 MS = 1_000_000
 WALL0 = 1_700_000_000_000_000_000  # system clock [ns] at sim time 0
@@ -74,7 +75,7 @@ def test_no_corrected_cycle_with_the_frame_is_counted_as_not_needed(monitor) -> 
                        (WALL0 + frame + 9 * MS, frame + 5 * MS, 0, frame)]
     assert monitor.reaction_latencies_ms() == []
     assert monitor.reactions_not_needed == 1
-    assert SLOWDOWN & REACTION_FLAGS and STOP & REACTION_FLAGS
+    assert SLOWDOWN & OBSTACLE_REACTION and STOP & OBSTACLE_REACTION
 
 
 def test_the_swept_path_is_the_corrector_s_hold_then_brake_motion(monitor) -> None:

@@ -23,8 +23,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from physical_ai.control.flags import Flag
-from physical_ai.convert import make_header, ns_to_stamp
+from physical_ai.control.flags import OBSTACLE_REACTION, Flag
+from physical_ai.convert import make_header, ns_to_stamp, stamp_to_ns
 from physical_ai_nodes._base import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,7 +174,8 @@ def test_arm_node_follows_chunks_rejects_bad_input_and_stops_when_stale(ros):
 
 
 def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
-    proc = start_node("amr.yaml", "points_topic:=''", "scan_topic:=''")
+    # Status at 1 Hz: a reaction to an obstacle is reported at once all the same (each newer obstacle input).
+    proc = start_node("amr.yaml", "points_topic:=''", "scan_topic:=''", "status_rate_hz:=1.0")
     try:
         node = ros
         odom_pub = node.create_publisher(Odometry, "/odom", SENSOR_QOS)
@@ -207,7 +208,12 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
         assert out and out[-1].linear.x == pytest.approx(0.8, abs=0.05), "free path: the command passes through"
         obstacle_x["x"] = 2.0  # a person steps in 2 m ahead
         n, n_status = len(out), len(statuses)
+        t0 = time.monotonic()
         spin_until(node, 5.0, feed, done=lambda: out[-1].linear.x == 0.0)
+        reacting = [s for s in statuses[n_status:] if s.flags & OBSTACLE_REACTION]
+        assert len(reacting) > (time.monotonic() - t0) * 1.0 + 2, "reaction reported at the status rate only"
+        stamps = [stamp_to_ns(s.obstacles_stamp) for s in reacting]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), "one status per newer obstacle input"
         after = np.array([t.linear.x for t in out[n:]])
         assert after[-1] <= 0.15, "base did not slow down for the obstacle"
         # (The base's acceleration limits are checked per cycle in test_amr.py: a depth-1 command topic may drop
@@ -225,6 +231,7 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
         spin_until(node, 3.0, lambda: command_standing_base(node, odom_pub, cmd_pub),
                    done=lambda: out[-1].linear.x == 0.0)
         assert out[-1].linear.x == 0.0, "base kept driving blind"
+        spin_until(node, 1.2, lambda: command_standing_base(node, odom_pub, cmd_pub))  # the next (1 Hz) status
         assert any(s.flags & Flag.STALE_OBSTACLES and any("stale obstacles" in r for r in s.reasons)
                    for s in statuses[n_status:])
     finally:
