@@ -82,6 +82,7 @@ class RunMonitor(Node):
         self._lidar: list[tuple[int, int, int]] = []  # (stamp sim ns, simulator's write, reception here; system ns)
         self._cmds: list[tuple[int, float, float]] = []  # (reception system ns, v, w)
         self._cmd_sent: list[int] = []  # the publisher's send time of each command [ns, system clock]
+        self._judged_cmds: int | None = None  # commands judged by the limit checks (None: all; see mark_stopping)
         self._gt_times: list[int] = []
         # per (LiDAR stamp, min speed): (person in the path, robot moving), kept once ground truth at/after it is in
         self._frame_state: dict[tuple[int, float], tuple[bool, bool]] = {}
@@ -117,6 +118,7 @@ class RunMonitor(Node):
             self._lidar.clear()
             self._cmds.clear()
             self._cmd_sent.clear()
+            self._judged_cmds = None
             self._gt_times.clear()
             self._frame_state.clear()
             self._gt_robot.clear()
@@ -362,17 +364,26 @@ class RunMonitor(Node):
         self.path_entries_slow = slow
         return out
 
+    def mark_stopping(self) -> None:
+        """The stack is about to be stopped: the limit checks judge the commands received until now.
+
+        A corrector told to stop sends a zero command at once (a moving base's last command is never left to coast
+        on), a step no acceleration limit allows; it ends the run rather than belonging to it.
+        """
+        with self._lock:
+            self._judged_cmds = len(self._cmds)
+
     def limit_violations(self, max_linear: float, max_angular: float, max_acc: float, max_alpha: float,
                          period_s: float, tol: float = 1.05) -> int:
         """Commands on the wire beyond the base's velocity limits, or changing faster than its acceleration limits.
 
         The change between consecutive commands is judged over the time between their sending (DDS source
         timestamps; DDS may deliver two commands back to back), and over at least one control period (`period_s`):
-        the corrector limits the change per period.
+        the corrector limits the change per period. Commands after `mark_stopping` are not judged.
         """
         with self._lock:
-            cmds = np.array(self._cmds, dtype=float).reshape(-1, 3)
-            sent = np.array(self._cmd_sent, dtype=float)
+            cmds = np.array(self._cmds[:self._judged_cmds], dtype=float).reshape(-1, 3)
+            sent = np.array(self._cmd_sent[:self._judged_cmds], dtype=float)
         if len(cmds) == 0:
             return 0
         bad = (np.abs(cmds[:, 1]) > max_linear * tol + 1e-6) | (np.abs(cmds[:, 2]) > max_angular * tol + 1e-6)

@@ -69,11 +69,12 @@ class VehicleRunMonitor(RunMonitor):
         """Ackermann commands on the wire beyond the car's limits, or changing faster than its rate limits.
 
         The change between consecutive commands is judged over their stamp difference, at least one control period
-        (the corrector may issue two commands within one tick of the simulated clock).
+        (the corrector may issue two commands within one tick of the simulated clock). Commands after
+        `mark_stopping` are not judged.
         """
         with self._lock:
-            cmds = np.array(self._cmds, dtype=float).reshape(-1, 3)
-            stamps = np.array(self._stamps, dtype=float)
+            cmds = np.array(self._cmds[:self._judged_cmds], dtype=float).reshape(-1, 3)
+            stamps = np.array(self._stamps[:self._judged_cmds], dtype=float)
         if len(cmds) == 0:
             return 0
         speed, steer = cmds[:, 1], cmds[:, 2]

@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         exit_reason = "interrupted"
     finally:
         print("", flush=True)
+        monitor.mark_stopping()  # the corrector's stop command ends the run: not judged against the limits
         supervisor.stop()
         executor.shutdown()
     gt = monitor.state()["gt"]

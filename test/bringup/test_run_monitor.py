@@ -164,3 +164,20 @@ def test_the_report_has_one_time_axis_no_sentinel_and_the_real_time_factor(monit
         times = [s[0] for s in series]
         assert times and 0.0 <= min(times) and max(times) <= 2.0  # sim seconds, all of them
     assert [s[0] for s in log.speed] == pytest.approx([s[0] for s in log.interventions])
+
+
+def test_the_stop_command_after_mark_stopping_is_not_judged_against_the_limits(monitor) -> None:
+    """A ramp within the limits, then the corrector's zero when the stack is stopped: a violation only if judged."""
+    limits = {"max_linear": 1.0, "max_angular": 1.5, "max_acc": 1.0, "max_alpha": 2.0, "period_s": 0.01}
+    for k in range(50):  # 0.5 s turning up at 1.5 rad/s^2, one command per 10 ms
+        monitor._cmds.append((WALL0 + k * 10 * MS, 0.0, 0.015 * k))
+        monitor._cmd_sent.append(WALL0 + k * 10 * MS)
+    assert monitor.limit_violations(**limits) == 0
+    monitor.mark_stopping()
+    monitor._cmds.append((WALL0 + 500 * MS, 0.0, 0.0))
+    monitor._cmd_sent.append(WALL0 + 500 * MS)
+    assert monitor.limit_violations(**limits) == 0
+    monitor._judged_cmds = None  # judged, the stop is a step of 0.735 rad/s in 10 ms
+    assert monitor.limit_violations(**limits) == 1
+    monitor.new_episode()  # a new episode judges every command again
+    assert monitor._judged_cmds is None
