@@ -70,6 +70,7 @@ class PhysaiNode(Node):
         self._diag_lock = threading.Lock()
         self.exit_code: int | None = None     # set to end `run_node`'s spin with this exit code
         self._counters: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}  # log_throttled: monotonic time each key was last logged [s]
         self._rates: dict[str, RateMeter] = {}
         self._latencies: dict[str, RollingStats] = {}
         self._diag_values: dict[str, str] = {}
@@ -160,20 +161,21 @@ class PhysaiNode(Node):
             bad = Invalid("unreadable", repr(exc))
         if bad is None:
             return True
-        self.count(f"invalid:{topic}:{bad.reason}")
-        self.get_logger().warning(f"dropped a message on {topic}: {bad.reason}: {bad.detail}",
-                                  throttle_duration_sec=2.0)
+        key = f"invalid:{topic}:{bad.reason}"
+        self.count(key)
+        self.log_throttled(key, f"dropped a message on {topic}: {bad.reason}: {bad.detail}")
         return False
 
     def _guarded_call(self, where: str, callback: Callable[..., None], *args: Any) -> None:
         try:
             callback(*args)
         except Exception as exc:  # one bad input must not end the node; SystemExit/KeyboardInterrupt still do
-            self.count(f"callback_error:{where}")
+            key = f"callback_error:{where}"
+            self.count(key)
             with self._diag_lock:
                 self._diag_values["last_callback_error"] = f"{where}: {exc!r}"[:200]
-            self.get_logger().error(f"callback on {where} failed (message dropped): {exc!r}\n"
-                                    f"{traceback.format_exc(limit=-3)}", throttle_duration_sec=2.0)
+            self.log_throttled(key, f"callback on {where} failed (message dropped): {exc!r}\n"
+                               f"{traceback.format_exc(limit=-3)}", level="error")
 
     def exit_when_deaf(self, topics: list[str], silence_s: float) -> None:
         """End the node with DEAF_EXIT_CODE when `topics` never deliver for `silence_s` while one has a publisher.
@@ -237,6 +239,27 @@ class PhysaiNode(Node):
         """Increment a named counter shown in /diagnostics (drops, rejects, errors)."""
         with self._diag_lock:
             self._counters[key] = self._counters.get(key, 0) + n
+
+    def log_throttled(self, key: str, text: str, period_s: float = 2.0, level: str = "warning") -> None:
+        """Log `text` at `level` at most once per `period_s` per `key` (e.g. the counter of what went wrong).
+
+        rclpy's `throttle_duration_sec` costs ~1 ms a call even when it suppresses the message (it finds its caller
+        with `inspect`, which reads the source file): bad input logged that way costs a core, and a node waiting for
+        its first input (checked at 100 Hz) a few percent of one.
+        """
+        now = time.monotonic()
+        with self._diag_lock:
+            if now - self._logged_at.get(key, -float("inf")) < period_s:
+                return
+            self._logged_at[key] = now
+        # rclpy pins a severity to each calling line ("Logger severity cannot be changed between calls"): one
+        # line per level.
+        if level == "error":
+            self.get_logger().error(text)
+        elif level == "warning":
+            self.get_logger().warning(text)
+        else:
+            raise ValueError(f"log_throttled: level must be 'warning' or 'error', got {level!r}")
 
     def counter(self, key: str) -> int:
         """Current value of a counter."""

@@ -73,12 +73,12 @@ class TfListener:
                 self._reject(transform, "tf_rejected", str(exc))
 
     def _reject(self, transform: TransformStamped, counter: str, why: str) -> None:
-        count = getattr(self.node, "count", None)
-        if count is not None:
-            count(counter)
-        self.node.get_logger().warning(
-            f"dropped transform {transform.header.frame_id} -> {transform.child_frame_id}: {why}",
-            throttle_duration_sec=5.0)
+        text = f"dropped transform {transform.header.frame_id} -> {transform.child_frame_id}: {why}"
+        if hasattr(self.node, "log_throttled"):  # a PhysaiNode: counted, logged without rclpy's costly throttle
+            self.node.count(counter)
+            self.node.log_throttled(counter, text, 5.0)
+        else:
+            self.node.get_logger().warning(text, throttle_duration_sec=5.0)
 
     def destroy(self) -> None:
         """Remove the subscriptions from the node."""

@@ -231,7 +231,7 @@ class MujocoSim(PhysaiNode):
                 self.tick(f"cmd.{topic}")
             except CommandRejected as exc:
                 self.count(f"rejected.{topic}.{exc.reason}")
-                self.get_logger().warning(f"{topic}: rejected ({exc})", throttle_duration_sec=1.0)
+                self.log_throttled(f"rejected.{topic}.{exc.reason}", f"{topic}: rejected ({exc})", 1.0)
         return callback
 
     # ---- command handlers (called under the lock) -----------------------------------------------------------
@@ -363,7 +363,7 @@ class MujocoSim(PhysaiNode):
             if not self.context.ok():
                 return False  # shutting down
             self.count("publish_error")
-            self.get_logger().error(f"publishing: {exc}", throttle_duration_sec=1.0)
+            self.log_throttled("publish_error", f"publishing: {exc}", 1.0, level="error")
         return True
 
     def on_shutdown(self) -> None:

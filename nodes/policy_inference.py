@@ -318,7 +318,7 @@ class PolicyInferenceNode(PhysaiNode):
 
     def _reject(self, source: str, exc: Exception) -> None:
         self.count(f"rejected.{source}")
-        self.get_logger().warning(f"{source} message rejected: {exc}", throttle_duration_sec=5.0)
+        self.log_throttled(f"rejected.{source}", f"{source} message rejected: {exc}", 5.0)
 
     def observation(self) -> tuple[dict[str, Any], int]:
         """The newest inputs as a policy observation and its time (the state's stamp; else the oldest input's).
@@ -385,7 +385,7 @@ class PolicyInferenceNode(PhysaiNode):
         key = "observation_skipped" if reason == "observation" else f"drop.{reason}"
         self.count(key)
         self._last_problem = f"{reason}: {detail}"
-        self.get_logger().warning(f"{key}: {detail}", throttle_duration_sec=2.0)
+        self.log_throttled(key, f"{key}: {detail}")
 
     def _publish(self, chunk: TimedChunk) -> None:
         """Runs on the worker thread: publish the chunk (and the arm trajectory)."""

@@ -313,7 +313,7 @@ class TrajectoryCorrection(PhysaiNode):
         self._rejected += 1
         self.count(f"rejected_{what}")
         self._note(Flag.INPUT_REJECTED, f"{what} {reason}")
-        self.get_logger().warning(f"{what} {reason}", throttle_duration_sec=1.0)
+        self.log_throttled(f"rejected_{what}", f"{what} {reason}", 1.0)
 
     def _note(self, flags: int, reason: str) -> None:
         self._flags |= int(flags)
@@ -377,7 +377,7 @@ class TrajectoryCorrection(PhysaiNode):
             return
         if len(index) != len(msg.name):  # a joint named twice: which of its positions is the arm's is unknown
             self.count("joint_states_ambiguous")
-            self.get_logger().warning("joint state naming a joint twice ignored", throttle_duration_sec=2.0)
+            self.log_throttled("joint_states_ambiguous", "joint state naming a joint twice ignored")
             return
         q = np.array([msg.position[index[n]] for n in self.joint_names])
         if not np.all(np.isfinite(q)):
@@ -399,8 +399,8 @@ class TrajectoryCorrection(PhysaiNode):
                 self.watchdog.feed("state", self._now())
         if not accepted:  # no arm is there: the state goes stale and the arm stops, as without a feed
             self.count("joint_states_implausible")
-            self.get_logger().warning(f"joint state beyond the position limits by more than plausible_margin "
-                                      f"ignored: {np.round(q, 3).tolist()}", throttle_duration_sec=2.0)
+            self.log_throttled("joint_states_implausible", "joint state beyond the position limits by more than "
+                               f"plausible_margin ignored: {np.round(q, 3).tolist()}")
 
     def _core(self) -> ArmCorrector | AmrCorrector | VehicleCorrector | None:
         """The correction core of this node's mode (its attribute is named after the mode; None before set-up)."""
@@ -427,8 +427,8 @@ class TrajectoryCorrection(PhysaiNode):
         fresh = (msg.sensors_alive & self.required_sensors) == self.required_sensors
         if not fresh:
             self.count("obstacles_missing_required_sensor")
-            self.get_logger().warning(f"obstacles without required sensors (alive mask {msg.sensors_alive}, need "
-                                      f"{self.required_sensors}): not counted as fresh", throttle_duration_sec=2.0)
+            self.log_throttled("obstacles_missing_required_sensor", "obstacles without required sensors (alive mask "
+                               f"{msg.sensors_alive}, need {self.required_sensors}): not counted as fresh")
         obs = msg.obstacles
         if self.mode == "arm" and self.ignored_classes:
             obs = [o for o in obs if o.classification not in self.ignored_classes]
@@ -442,7 +442,7 @@ class TrajectoryCorrection(PhysaiNode):
                     T = self.tf_buffer.lookup(self.arm_frame, frame)
                 except (LookupError, ValueError) as exc:
                     self.count("obstacles_no_transform")
-                    self.get_logger().warning(f"obstacles in {frame!r}: {exc}", throttle_duration_sec=2.0)
+                    self.log_throttled("obstacles_no_transform", f"obstacles in {frame!r}: {exc}")
                     return
                 centres = centres @ T[:3, :3].T + T[:3, 3]
                 vel = vel @ T[:3, :3].T
@@ -458,8 +458,8 @@ class TrajectoryCorrection(PhysaiNode):
                       & np.isfinite(vel).all(axis=1))
         if nonfinite.any():  # the cores skip them; count so that bad perception output shows on /diagnostics
             self.count("obstacles_nonfinite", int(nonfinite.sum()))
-            self.get_logger().warning(f"{int(nonfinite.sum())} obstacle(s) with non-finite pose/size/velocity "
-                                      "ignored", throttle_duration_sec=2.0)
+            self.log_throttled("obstacles_nonfinite", f"{int(nonfinite.sum())} obstacle(s) with non-finite "
+                               "pose/size/velocity ignored")
         ok = ~nonfinite
         # Long obstacles (a shelf face) as chains of discs, not one disc over the whole aisle.
         disc_centres, radii, disc_vel = boxes_to_discs(centres[ok, :2], sizes[ok, 0], sizes[ok, 1], yaws[ok],
@@ -494,7 +494,7 @@ class TrajectoryCorrection(PhysaiNode):
             x, y, z = pointcloud2_columns(msg)
         except ValueError as exc:
             self.count("points_malformed")
-            self.get_logger().warning(f"dropped point cloud: {exc}", throttle_duration_sec=2.0)
+            self.log_throttled("points_malformed", f"dropped point cloud: {exc}")
             return
         T = self._lidar_to_base(msg.header.frame_id)
         if T is None:
@@ -509,7 +509,7 @@ class TrajectoryCorrection(PhysaiNode):
             xy = laserscan_to_xy(msg).astype(np.float64)
         except ValueError as exc:
             self.count("scan_malformed")
-            self.get_logger().warning(f"dropped scan: {exc}", throttle_duration_sec=2.0)
+            self.log_throttled("scan_malformed", f"dropped scan: {exc}")
             return
         # A 2D scan lies in its own plane: it can always hit the base.
         xyz = np.column_stack((xy, np.full(len(xy), 0.5 * sum(self.points_z))))
@@ -595,7 +595,7 @@ class TrajectoryCorrection(PhysaiNode):
                 xy = self.tf_buffer.lookup("odom", frame) @ xy
             except (LookupError, ValueError) as exc:
                 self.count("goal_no_transform")
-                self.get_logger().warning(f"goal in {frame!r}: {exc}", throttle_duration_sec=5.0)
+                self.log_throttled("goal_no_transform", f"goal in {frame!r}: {exc}", 5.0)
                 return
         with self._lock:
             self.amr.set_goal(xy[:2])
@@ -670,7 +670,7 @@ class TrajectoryCorrection(PhysaiNode):
             self._last_sent = -np.inf  # the next cycle resumes, ramping from this zero (_resume_after_gap)
         self.count(counter)
         self.set_status(DiagnosticStatus.ERROR, reason)
-        self.get_logger().error(reason, throttle_duration_sec=1.0)
+        self.log_throttled(counter, reason, 1.0, level="error")
 
     def _publish_safe_command(self) -> None:
         """Zero twist (AMR), zero speed (vehicle), or the arm held at its last commanded position."""
