@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds.xml"))
+sys.path.insert(0, str(ROOT / "test"))  # fuzzlib's helpers (spin_thread)
 sys.path.insert(0, str(ROOT / "test" / "reliability"))
 
 from fuzzlib import INPUTS, FuzzStack, message_strategy  # noqa: E402

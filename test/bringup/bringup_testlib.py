@@ -20,6 +20,7 @@ from physical_ai_stack.msg import ActionChunk, CorrectionStatus, ObstacleArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
+from spin_thread import SpinThread
 
 from physical_ai.bringup.processes import Supervisor
 from physical_ai.bringup.stack import STACK, node_command, params_file
@@ -53,8 +54,7 @@ class Probe:
         sub(DiagnosticArray, "/diagnostics", self._on_diag, STATE_QOS)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self._spin = SpinThread(self.executor)
 
     def _on_clock(self, msg: Clock) -> None:
         ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
@@ -118,9 +118,7 @@ class Probe:
         raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for: {what}{extra}")
 
     def close(self) -> None:
-        # the spin thread must have left before the node's handles go (a busy machine can take seconds)
-        self.executor.shutdown(timeout_sec=10.0)
-        self._thread.join(10.0)
+        self._spin.stop()  # the spin thread must have left before the node's handles go
         self.node.destroy_node()
         rclpy.try_shutdown()
 

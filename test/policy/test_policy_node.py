@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from spin_thread import SpinThread
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -73,8 +73,7 @@ class Harness:
         n.create_timer(1 / 30, self._publish)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin = SpinThread(self.executor)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -141,7 +140,7 @@ class Harness:
         assert future.done() and future.result().results[0].successful
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spin.stop()
         self.node.destroy_node()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from nav_msgs.msg import OccupancyGrid, Odometry
 from physical_ai_stack.msg import ActionChunk, ObstacleArray
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan, PointCloud2
+from spin_thread import SpinThread
 from std_msgs.msg import Float64MultiArray, String
 from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
@@ -252,16 +252,8 @@ class FuzzStack:
         self.node.create_subscription(Float64MultiArray, "/arm/arm_controller/commands", self._on_arm, 100)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._spin = SpinThread(self.executor)
         self.pids: dict[str, int | None] = {}
-
-    def _spin(self) -> None:
-        # Spun in steps and stopped before the executor is shut down: shutting it down from another thread while
-        # it spins destroys its guard condition under the spinning thread (InvalidHandle at teardown, seen in CI).
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.1)
 
     def _on_twist(self, msg: Twist) -> None:
         self.commands["amr"] += 1
@@ -320,9 +312,7 @@ class FuzzStack:
         return changed + [e for e in self.events if "exited" in e]
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-        self.executor.shutdown(timeout_sec=2.0)
+        self._spin.stop(timeout_s=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
         self.supervisor.stop()
