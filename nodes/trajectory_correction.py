@@ -462,11 +462,15 @@ class TrajectoryCorrection(PhysaiNode):
                                "pose/size/velocity ignored")
         ok = ~nonfinite
         # Long obstacles (a shelf face) as chains of discs, not one disc over the whole aisle.
-        disc_centres, radii, disc_vel = boxes_to_discs(centres[ok, :2], sizes[ok, 0], sizes[ok, 1], yaws[ok],
-                                                       vel[ok, :2])
+        disc_centres, radii, disc_vel, owner = boxes_to_discs(centres[ok, :2], sizes[ok, 0], sizes[ok, 1], yaws[ok],
+                                                              vel[ok, :2])
         core = self._core()
+        person = np.array([o.classification == Obstacle.CLASS_PERSON for o in obs], bool)[ok][owner]
         with self._lock:
-            core.set_obstacles(disc_centres, radii, disc_vel)
+            if self.mode == "amr":  # the AMR gives way earlier to people (AmrCorrector._stop_or_give_way)
+                core.set_obstacles(disc_centres, radii, disc_vel, person)
+            else:
+                core.set_obstacles(disc_centres, radii, disc_vel)
             self._fused_stamp_ns = stamp_to_ns(msg.header.stamp)
             if fresh:
                 self.watchdog.feed("obstacles", self._data_time(msg.header.stamp, now))

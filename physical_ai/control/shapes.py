@@ -11,7 +11,8 @@ import numpy as np
 
 
 def boxes_to_discs(centres: np.ndarray, lengths: np.ndarray, widths: np.ndarray, yaws: np.ndarray,
-                   velocities: np.ndarray, max_discs: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   velocities: np.ndarray, max_discs: int = 64
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cover oriented boxes with discs.
 
     Args:
@@ -23,7 +24,7 @@ def boxes_to_discs(centres: np.ndarray, lengths: np.ndarray, widths: np.ndarray,
         max_discs: most discs per box (a longer box gets fewer, larger discs; still covering).
 
     Returns:
-        (centres (K, 2), radii (K,), velocities (K, 2)) with K >= M.
+        (centres (K, 2), radii (K,), velocities (K, 2), owner (K,): the index of each disc's box) with K >= M.
     """
     centres = np.asarray(centres, float).reshape(-1, 2)
     length = np.abs(np.asarray(lengths, float).ravel())
@@ -42,4 +43,4 @@ def boxes_to_discs(centres: np.ndarray, lengths: np.ndarray, widths: np.ndarray,
     axis = np.stack([np.cos(axis_yaw[owner]), np.sin(axis_yaw[owner])], axis=1)
     disc_centres = centres[owner] + offset[:, None] * axis
     radii = np.hypot(step / 2, short_side[owner] / 2)
-    return disc_centres, radii, velocities[owner]
+    return disc_centres, radii, velocities[owner], owner

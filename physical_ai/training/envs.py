@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 
 from physical_ai.control.shapes import boxes_to_discs
+from physical_ai.perception.lidar import CLASS_PERSON
 from physical_ai.perception.params import pipeline_config
 from physical_ai.perception.part_memory import PartMemory, PartMemoryConfig
 from physical_ai.perception.parts import PartsConfig, detect_parts
@@ -225,16 +226,19 @@ def obstacle_rows(obstacles: list[Any], feature_names: tuple[str, ...]) -> np.nd
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(feature_names))
 
 
-def obstacle_discs(obstacles: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Obstacle estimates as (centres, radii, velocities) in base_link for the corrector cores.
+def obstacle_discs(obstacles: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Obstacle estimates as (centres, radii, velocities, people) in base_link for the corrector cores.
 
-    As the trajectory_correction node builds them: each box (a shelf face, a car) as a chain of covering discs.
+    As the trajectory_correction node builds them: each box (a shelf face, a car) as a chain of covering discs;
+    `people` marks the discs of obstacles classed as a person.
     """
     centres = np.array([o.cluster.center[:2] for o in obstacles]).reshape(-1, 2)
     sizes = np.array([o.cluster.size[:2] for o in obstacles]).reshape(-1, 2)
     yaws = np.array([o.cluster.yaw for o in obstacles])
     vel = np.array([o.velocity[:2] for o in obstacles]).reshape(-1, 2)
-    return boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel)
+    person = np.array([o.cluster.classification == CLASS_PERSON for o in obstacles], bool)
+    centres, radii, velocities, owner = boxes_to_discs(centres, sizes[:, 0], sizes[:, 1], yaws, vel)
+    return centres, radii, velocities, person[owner]
 
 
 def robot_params(robot: str, node: str) -> dict[str, Any]:
@@ -708,7 +712,7 @@ class VehicleEnv(Env):
             period_s=1.0 / self.corrector_rate))
 
     def _feed_corrector(self, obstacles: list[Any]) -> None:
-        self.corrector.set_obstacles(*obstacle_discs(obstacles))
+        self.corrector.set_obstacles(*obstacle_discs(obstacles)[:3])
 
     def _feed_pose(self) -> None:
         T, twist = self.sc.odometry()

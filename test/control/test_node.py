@@ -239,6 +239,42 @@ def test_amr_node_slows_for_an_obstacle_ahead_and_keeps_clearance(ros):
     assert "Traceback" not in text, text[-3000:]
 
 
+def test_amr_node_gives_way_early_to_what_perception_classes_a_person(ros):
+    """A walker 3.6 m beside the waiting base comes straight at it at 1.4 m/s (it would touch the stopped base in
+    2.4 s, after the 2 s look-ahead): given way to at once when classed a person, waited for when unclassified."""
+    proc = start_node("amr.yaml", "points_topic:=''", "scan_topic:=''")
+    try:
+        node = ros
+        odom_pub = node.create_publisher(Odometry, "/odom", SENSOR_QOS)
+        cmd_pub = node.create_publisher(Twist, "/cmd_vel_in", COMMAND_QOS)
+        obs_pub = node.create_publisher(ObstacleArray, "/perception/obstacles", STATE_QOS)
+        statuses: list[CorrectionStatus] = []
+        node.create_subscription(CorrectionStatus, "/correction/status", statuses.append, STATE_QOS)
+        for classification in (Obstacle.CLASS_UNKNOWN, Obstacle.CLASS_PERSON, Obstacle.CLASS_UNKNOWN):
+            def feed(classification: int = classification) -> None:
+                stamp = command_standing_base(node, odom_pub, cmd_pub)
+                o = Obstacle(id=3, classification=classification)
+                o.pose.position.x, o.pose.position.y = 0.3, -3.6
+                o.size.x = o.size.y = 0.44
+                o.size.z = 1.7
+                o.velocity.y = 1.4
+                obs_pub.publish(ObstacleArray(header=make_header("base_link", stamp), obstacles=[o],
+                                              sensors_alive=Obstacle.SENSOR_LIDAR))
+
+            # ~1 s of statuses (the node's start-up in the first round): the previous command ramps out
+            until = len(statuses) + 20
+            spin_until(node, 20.0, feed, done=lambda until=until: len(statuses) > until)
+            n = len(statuses)
+            spin_until(node, 2.0, feed)
+            reasons = {r for s in statuses[n:] for r in s.reasons}
+            early = "a person would reach the stopped base: giving way early" in reasons
+            assert early == (classification == Obstacle.CLASS_PERSON), reasons
+            assert early or "path blocked by a moving obstacle: waiting" in reasons, reasons
+    finally:
+        text = stop_node(proc)
+    assert "Traceback" not in text, text[-3000:]
+
+
 def test_amr_node_stops_at_a_goal_it_places_in_odom_with_tf(ros):
     """A goal sent in the map frame (as a fleet manager or RViz sends it) is placed in odom with the tf tree."""
     from geometry_msgs.msg import PoseStamped
