@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from ruckig import ControlInterface, InputParameter, OutputParameter, Result, Ruckig, Synchronization
@@ -169,8 +170,12 @@ class ArmCorrector:
         """True once the commanded state is initialised from a measured state."""
         return self._state is not None
 
-    def set_measured(self, position: np.ndarray, gripper: float = float("nan")) -> bool:
+    def set_measured(self, position: np.ndarray, gripper: float = float("nan"),
+                     velocity: np.ndarray | None = None) -> bool:
         """Take a measured joint state: the first starts the command there, every one feeds the tracking check.
+
+        `velocity` (first state only): the command starts moving at it (within the velocity limits) instead of at
+        rest, for a corrector taking over an arm in motion (the world model's copy of the cell).
 
         A start pose outside the position limits is kept (never clipped: the first command would jump to the
         limit) and reported; the joints outside return at limited speed (`recovery_speed_scale`). A joint further
@@ -191,6 +196,8 @@ class ArmCorrector:
         if self._state is None:
             self._state = np.zeros((3, self.limits.dof))
             self._state[0] = position
+            if velocity is not None and np.all(np.isfinite(velocity)):
+                self._state[1] = np.clip(velocity, -self.limits.max_velocity, self.limits.max_velocity)
             self._gripper = float(np.clip(gripper, *self.config.gripper_range)) if np.isfinite(gripper) else 0.0
             outside = self._outside_names(position)
             self._start_report = f"start pose beyond position limits ({outside})" if outside else ""
@@ -568,3 +575,22 @@ class ArmCorrector:
                                                                 / np.maximum(np.abs(retreat), 1e-12))))
         scale = min(scale, 1.0)
         return scale, float(d_all[0]), ttc
+
+
+def arm_corrector(params: Mapping[str, Any], period_s: float | None = None) -> ArmCorrector:
+    """An arm corrector with trajectory_correction's parameters (config/arm.yaml's section), no collision model.
+
+    `period_s`: its control period [s]; None: 1 / `rate_hz`.
+    """
+    g = params.get
+    names = list(g("joint_names", [f"joint{i}" for i in range(1, 8)]))
+    limits = JointLimits.from_lists(names, g("position_lower"), g("position_upper"), g("max_velocity"),
+                                    g("max_acceleration"), g("max_jerk"))
+    return ArmCorrector(limits, ArmConfig(
+        period_s=1.0 / float(g("rate_hz", 1000.0)) if period_s is None else period_s,
+        position_margin=g("position_margin", 0.02), extrapolation_s=g("extrapolation_s", 0.1),
+        lookahead_s=g("lookahead_s", 0.03), tracking_gain=g("tracking_gain", 5.0),
+        stop_deceleration_scale=g("stop_deceleration_scale", 0.5), clearance_m=g("clearance_m", 0.1),
+        slow_distance_m=g("slow_distance_m", 0.3), cbf_gamma=g("cbf_gamma", 5.0),
+        max_age_s=g("max_chunk_age_s", 0.5), max_future_s=g("max_chunk_future_s", 0.5),
+        gripper_range=(g("gripper_min", 0.0), g("gripper_max", 0.08)), gripper_max_speed=g("gripper_max_speed", 0.1)))

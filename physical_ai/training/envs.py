@@ -548,23 +548,12 @@ class ArmEnv(Env):
         blending, jerk-limited tracking, position/velocity/acceleration limits) at the physics rate for one step,
         streaming its positions and gripper opening to the simulated controllers as the node does.
         """
-        from physical_ai.control.arm import ArmConfig, ArmCorrector
-        from physical_ai.control.limits import JointLimits
+        from physical_ai.control.arm import arm_corrector
 
-        g = robot_params("arm", "trajectory_correction").get
-        names = list(g("joint_names", [f"joint{i}" for i in range(1, 8)]))
-        limits = JointLimits.from_lists(names, g("position_lower"), g("position_upper"), g("max_velocity"),
-                                        g("max_acceleration"), g("max_jerk"))
-        self.corrector_period = self.sc.timestep * max(1, round(1.0 / (float(g("rate_hz", 1000.0)) * self.sc.timestep)))
-        self.corrector = ArmCorrector(limits, ArmConfig(
-            period_s=self.corrector_period, position_margin=g("position_margin", 0.02),
-            extrapolation_s=g("extrapolation_s", 0.1), lookahead_s=g("lookahead_s", 0.03),
-            tracking_gain=g("tracking_gain", 5.0), stop_deceleration_scale=g("stop_deceleration_scale", 0.5),
-            clearance_m=g("clearance_m", 0.1), slow_distance_m=g("slow_distance_m", 0.3),
-            cbf_gamma=g("cbf_gamma", 5.0), max_age_s=g("max_chunk_age_s", 0.5),
-            max_future_s=g("max_chunk_future_s", 0.5),
-            gripper_range=(g("gripper_min", 0.0), g("gripper_max", 0.08)),
-            gripper_max_speed=g("gripper_max_speed", 0.1)))
+        params = robot_params("arm", "trajectory_correction")
+        steps = max(1, round(1.0 / (float(params.get("rate_hz", 1000.0)) * self.sc.timestep)))
+        self.corrector_period = self.sc.timestep * steps  # a whole number of physics steps per cycle
+        self.corrector = arm_corrector(params, self.corrector_period)
         _, pos, _, _ = self.sc.joint_state()
         self.corrector.set_measured(pos[:7], pos[7])
 

@@ -6,21 +6,31 @@ size and placed at its perceived position and yaw (resting on the table), the ta
 "is_target" token. Part materials are the catalogue's nominal ones for the cell variant (`materials`); a
 part's per-episode mass and friction are not observable, so the copy cannot know them.
 
-Each candidate chunk is played in the copy as the simulated controllers play it (joint targets streamed at the
-physics rate within the velocity limits). If the chunk ends with the gripper over the target part (or, where
+Each candidate chunk is played in the copy as the robot plays it: through the arm's trajectory-correction core
+(config/arm.yaml's settings: blending, jerk-limited tracking, limits), started at the measured joint positions and
+velocities, its commands streamed to the copy's position controllers. Played straight to the controllers, the copy
+drove the fingers onto the table where the corrected arm stops short, and the check vetoed grasps for contacts that
+never happen (hard seed 300001). If the chunk ends with the gripper over the target part (or, where
 grounding marked another part or none, over any perceived part), the copy then completes the grasp the chunk is
 heading for (or has begun): straight down to the grasp height at the chunk's final
 wrist orientation, close, lift `lift_m`. failure_p is 1 when the part is not in the fingers after the lift (it slid out,
 was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it ends
-with the part dropped away from the bin. collision_p is 1 when the arm touches anything but a part with its
-gripper. progress is 1 for a grasp predicted to hold, else 0.
+with the part dropped away from the bin. collision_p is 1 when the arm, playing the chunk, touches anything but a
+part with its gripper; the completion's own contacts do not count (it is the model's stand-in for the policy's next
+chunks, not a motion the robot is asked to make: its fingertips, closing at the part's centre 2 cm above the table,
+brushed the table in the copy and vetoed every variant of a cube grasp that succeeds; hard seed 300002). progress is
+1 for a grasp predicted to hold, else 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import mujoco
 import numpy as np
 
+from physical_ai.control.arm import arm_corrector
 from physical_ai.sim.experts import ArmIK
 from physical_ai.sim.scenarios import (
     ARM_JOINTS,
@@ -39,6 +49,9 @@ CATALOGUE = np.array([[0.04, 0.04, 0.04], [0.04, 0.04, 0.05], [0.025, 0.07, 0.04
 SIZE_TOLERANCE_M = 0.012
 GRASP_XY_M = 0.03       # the chunk ends over the target part: tcp within this of its centre (horizontally)
 GRASP_ABOVE_M = 0.25    # ... and at most this far above it (time to turn the wrist before the fingers arrive)
+# The copy's corrector runs at this rate, not the robot's 1 kHz: its cycles integrate in 5 ms sub-steps either way
+# (MAX_SUBSTEP_S), and at 1 kHz three candidates cost more than the chunk period on one core.
+COPY_CORRECTOR_HZ = 100.0
 
 
 def _cosine(n: int) -> np.ndarray:
@@ -99,8 +112,15 @@ class ArmPhysicsWorldModel(WorldModel):
 
     name = "physics"
 
-    def __init__(self, rule: Selection | None = None, materials: str = "normal", lift_m: float = 0.12) -> None:
+    def __init__(self, rule: Selection | None = None, materials: str = "normal", lift_m: float = 0.12,
+                 corrector_params: Mapping[str, Any] | None = None) -> None:
+        """`corrector_params`: the trajectory_correction parameters the robot runs (None: config/arm.yaml's)."""
         super().__init__(rule)
+        if corrector_params is None:
+            from physical_ai.training.envs import robot_params
+
+            corrector_params = robot_params("arm", "trajectory_correction")
+        self.corrector_params = corrector_params
         self.sc: ArmCell = make_scenario("arm", 0, {"target_part": PARTS[0]})  # type: ignore[assignment]
         if materials == "hard":
             nominal = np.array([HARD_MATERIALS[p] for p in PARTS])
@@ -176,6 +196,27 @@ class ArmPhysicsWorldModel(WorldModel):
             return target
         return next((PARTS[j] for j in matched if approaching(self.sc, PARTS[j])), "")
 
+    def _play(self, state: WorldState, chunk: np.ndarray) -> None:
+        """The chunk (joints then gripper per step) through a corrector started at the copy's arm, to its end."""
+        sc = self.sc
+        steps = max(1, round(1.0 / (COPY_CORRECTOR_HZ * sc.timestep)))
+        corrector = arm_corrector(self.corrector_params, steps * sc.timestep)
+        _, pos, vel, _ = sc.joint_state()
+        corrector.set_measured(pos[:7], pos[7], vel[:7])
+        now = sc.data.time
+        check = corrector.submit_chunk([*ARM_JOINTS, "gripper"], np.asarray(chunk).ravel(), now, state.dt,
+                                       len(chunk), now)
+        if check.reference is None:  # refused (as the robot's corrector would refuse it): the arm holds
+            return
+        for _ in range(round(len(chunk) * state.dt / (steps * sc.timestep))):
+            _, pos, _, _ = sc.joint_state()
+            corrector.set_measured(pos[:7], pos[7])
+            cmd = corrector.step(sc.data.time)
+            sc.command_stream(list(cmd.position))
+            if np.isfinite(cmd.gripper):
+                sc.command_gripper([cmd.gripper])
+            sc.step(steps)
+
     def predict(self, state: WorldState, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(collision_p, failure_p, progress) per candidate (see the module docstring)."""
         sc = self.sc
@@ -186,8 +227,8 @@ class ArmPhysicsWorldModel(WorldModel):
             self._place(state, matched)
             part = PARTS[target] if target >= 0 else ""
             held = bool(part) and in_fingers(sc, part) and sc.gripper_target < 0.06
-            for action in chunk:
-                stream_step(sc, action[:7], action[7], state.dt)
+            self._play(state, chunk)
+            collision[i] = float(sc.collisions > 0)
             if held:
                 p = sc.part_position(part)
                 over_bin = bool(np.all(np.abs(p[:2] - BIN_CENTRE) < BIN_HALF_INNER + 0.03))
@@ -195,5 +236,4 @@ class ArmPhysicsWorldModel(WorldModel):
             elif grasped := self._under_gripper(part, matched):
                 ok = complete_grasp(sc, self.ik, grasped, state.dt, self.lift_m)
                 failure[i], progress[i] = float(not ok), float(ok)
-            collision[i] = float(sc.collisions > 0)
         return collision, failure, progress

@@ -245,3 +245,24 @@ def test_restart_clock_forgets_the_gripper_plan():
     arm.submit_chunk([*NAMES, "gripper"], np.column_stack([np.tile(q0, (20, 1)), np.full(20, 0.04)]).ravel(), 0.5,
                      0.05, 20, 0.5)
     assert [arm.step(0.5 + k * PERIOD).gripper for k in range(1, 600)][-1] == pytest.approx(0.04)
+
+
+def test_a_corrector_taking_over_a_moving_arm_continues_its_motion_without_a_velocity_jump():
+    """Started with the measured velocity (the world model's copy takes over an arm in motion), the first commands
+    carry on at that velocity toward the chunk; started at rest, the command first stands still."""
+    q = start_pose()
+    v = np.array([0.5, -0.4, 0.3, 0.0, 0.6, 0.0, -0.2])
+    chunk = q + v * 0.02 * np.arange(1, 27)[:, None]  # the motion the arm is making, continued
+    first = {}
+    for moving in (False, True):
+        arm = make_arm(with_collision=False)
+        arm.set_measured(q, velocity=v if moving else None)
+        assert arm.submit_chunk(NAMES, chunk.ravel(), 0.0, 0.02, 26, 0.0).reference is not None
+        first[moving] = arm.step(PERIOD)
+    assert np.allclose(first[True].velocity, v, atol=LIMITS.max_acceleration.max() * 2 * PERIOD)
+    assert np.abs(first[False].velocity).max() <= LIMITS.max_acceleration.max() * 2 * PERIOD
+    # beyond the limits it starts at the limit
+    arm = make_arm(with_collision=False)
+    arm.set_measured(q, velocity=np.full(7, 10.0))
+    assert arm.submit_chunk(NAMES, chunk.ravel(), 0.0, 0.02, 26, 0.0).reference is not None
+    assert np.all(np.abs(arm.step(PERIOD).velocity) <= LIMITS.max_velocity + 1e-9)

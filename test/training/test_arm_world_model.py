@@ -138,3 +138,22 @@ def test_an_arm_whose_every_candidate_is_vetoed_holds_where_it_is(over_the_prism
     assert policy.last_prediction.chosen_index == -1
     measured = [state.value(f"{a}.position") for a in policy.config.action.names]
     np.testing.assert_allclose(chunk, np.tile(measured, (len(chunk), 1)), atol=1e-6)
+
+
+def test_a_chunk_that_drives_the_fingers_through_the_table_is_predicted_to_collide(over_the_prism):
+    """The copy plays each candidate through the arm's corrector (limits, jerk-limited tracking), which knows nothing
+    of the table: a chunk ending 10 cm below the table top still hits it, and the expert's own chunk does not."""
+    from physical_ai.sim.experts import ArmIK
+    from physical_ai.sim.scenarios import TABLE_Z
+
+    state, chunk = over_the_prism
+    model = ArmPhysicsWorldModel(materials="normal")
+    sc = model.sc
+    ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
+    q = np.array([state.value(f"joint{i}.position") for i in range(1, 8)])
+    tcp, R = ik.tcp_pose(q)
+    q_low, _ = ik.solve(np.array([tcp[0], tcp[1], TABLE_Z - 0.1]), R, q, q)
+    down = np.column_stack([q + np.linspace(0.0, 1.0, 20)[:, None] * (q_low - q), np.full(20, 0.08)])
+    pred = model.evaluate(state, np.stack([chunk, down]))
+    assert pred.collision_p.tolist() == [0.0, 1.0]
+    assert pred.chosen_index == 0
