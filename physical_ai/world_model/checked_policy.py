@@ -80,8 +80,21 @@ class WorldModelCheckedPolicy(Policy):
         return WorldState(embodiment=self.config.embodiment, state=np.asarray(state, float), state_names=names,
                           dt=self.config.dt, **kwargs)
 
+    def _policy_view(self, obs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The observation as the wrapped policy is to see it: an arm's wrist without the grasp variant's turn.
+
+        The turn is the check's, laid over the policy's chunks; seeing its wrist turned a quarter, the policy (which
+        never saw that in training) wandered off the part it was grasping (in-process hard seed 300006: the turn
+        chosen 0.8 s before the grasp, then the gripper drifted 15 cm away and never grasped).
+        """
+        if not (self._arm and self.wrist_turn):
+            return obs
+        state = np.array(obs["state"], dtype=np.float64)
+        state[self.config.observation.state.names.index("joint7.position")] -= self.wrist_turn
+        return {**obs, "state": state}
+
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
-        chunk = np.asarray(self.policy._infer(obs), dtype=np.float64)
+        chunk = np.asarray(self.policy._infer(self._policy_view(obs)), dtype=np.float64)
         if not np.isfinite(chunk).all():
             return chunk  # the caller drops and counts non-finite chunks
         if self._arm:
@@ -129,8 +142,8 @@ class WorldModelCheckedPolicy(Policy):
         return self.policy.history_period_s
 
     def observe(self, obs: Mapping[str, Any]) -> None:
-        """Pass the control step's observation to the wrapped backend's history."""
-        self.policy.observe(obs)
+        """Pass the control step's observation to the wrapped backend's history (as `_policy_view` shows it)."""
+        self.policy.observe(self._policy_view(obs))
 
     def reset(self) -> None:
         """Reset the wrapped backend (and the arm's grasp variant)."""

@@ -119,3 +119,46 @@ def test_checked_policy_gives_the_world_model_the_state_it_reads() -> None:
     obs = {"state": state.state[:3], "world_state": state.state, "obstacles": state.obstacles, "instruction": "go"}
     checked.infer(obs)
     assert checked.last_prediction is not None and checked.last_prediction.collision_p[0] > 0.9
+
+
+def test_an_arm_policy_sees_its_own_wrist_while_the_check_turns_the_grasp() -> None:
+    """After the check chose a quarter-turn grasp variant, the wrapped policy is shown its wrist without the turn
+    (the world model still judges the measured one), and the turn goes on being laid over its chunks."""
+    from physical_ai.policy.defaults import default_config
+    from physical_ai.policy.policy import Policy
+    from physical_ai.world_model.api import WorldModel
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    config = default_config("arm")
+    names = config.observation.state.names
+    wrist = names.index("joint7.position")
+    seen, judged = [], []
+
+    class Hold(Policy):  # plans to keep its wrist where it sees it
+        backend = "fake"
+
+        def _infer(self, obs: dict) -> np.ndarray:
+            seen.append(float(obs["state"][wrist]))
+            return np.tile(np.append(np.full(7, obs["state"][wrist]), 0.08), (self.config.chunk_length, 1))
+
+    class TurnedHolds(WorldModel):  # the grasp with the wrist where the policy keeps it fails, turned ones hold
+        name = "fake"
+
+        def predict(self, state, candidates):
+            judged.append(state.value("joint7.position"))
+            unturned = np.isclose(candidates[:, -1, wrist], 0.3)
+            return np.zeros(len(candidates)), unturned.astype(float), np.zeros(len(candidates))
+
+    checked = WorldModelCheckedPolicy(Hold(config), TurnedHolds(), k=3)
+    state = np.zeros(len(names))
+    state[wrist] = 0.3
+    spec = config.observation
+    obs = {"state": state, "parts": np.zeros((0, len(spec.parts.features.names))),
+           "obstacles": np.zeros((0, len(spec.obstacles.features.names))), "instruction": "pick"}
+    checked.infer(obs)
+    assert checked.wrist_turn == pytest.approx(np.pi / 2)
+    state[wrist] = 0.3 + np.pi / 2  # the arm has turned
+    result = checked.infer(obs)
+    assert seen == pytest.approx([0.3, 0.3])  # not the turned wrist
+    assert judged == pytest.approx([0.3, 0.3 + np.pi / 2])
+    assert result.values[-1, 6] == pytest.approx(0.3 + np.pi / 2)  # the turn stays on the chunk
