@@ -17,6 +17,7 @@ CORE = [
     "pytransform3d==3.17.0",
     "mujoco==4.0.0",
     "ruckig==0.19.4",
+    "numba==0.68.1",  # compiles the arm's 1 kHz clearance kernel
     "torch==2.13.0",
     "safetensors==0.8.0",
     "onnx==1.23.2",

@@ -34,7 +34,7 @@ fi
 echo "[bootstrap] installing Python packages (ROS 2 wheels, torch, MuJoCo, ...)"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[ros,dev]" 2>&1 \
   | grep -v "^WARNING: Location 'file:" || true
-"$venv/bin/python" -c "import rclpy, torch, mujoco, open3d, cv2, ruckig" \
+"$venv/bin/python" -c "import rclpy, torch, mujoco, open3d, cv2, ruckig, numba" \
   || { echo "[bootstrap] Python packages failed to install" >&2; exit 1; }
 
 # Build interfaces into the venv prefix, so rclpy finds them with no extra environment variables.

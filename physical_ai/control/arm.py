@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from ruckig import ControlInterface, InputParameter, OutputParameter, Result, Ruckig, Synchronization
@@ -43,6 +43,57 @@ MAX_STEP_PERIODS = 50  # one cycle advances the command by at most this many per
 # A long cycle is integrated in sub-steps of at most this length, each checked against the position limits: the
 # braking check assumes the state it sees is at most one sub-step old (one 10-50 ms step overshot by 12-19 mrad).
 MAX_SUBSTEP_S = 0.005
+
+
+class _JointRow(NamedTuple):
+    """One joint's limits as Python floats [rad, rad/s, rad/s², rad/s³]; lo/hi are the margin-inset limits."""
+
+    lower: float
+    upper: float
+    lo: float
+    hi: float
+    vmax: float
+    amax: float
+    jmax: float
+    stop_acc: float
+    v_recover: float
+    a_over_j: float
+    reach: float  # farthest any admissible state (|v| <= vmax, |a| <= amax) travels in a sub-step and a full stop
+
+    @classmethod
+    def of(cls, lower: float, upper: float, lo: float, hi: float, vmax: float, amax: float, jmax: float,
+           stop_acc: float, v_recover: float) -> _JointRow:
+        """The row with its derived terms; `reach` bounds `_must_brake`'s lead for every h <= MAX_SUBSTEP_S."""
+        h = MAX_SUBSTEP_S * (1.0 + 1e-6)
+        speed = vmax + amax * amax / (2.0 * jmax)
+        reach = vmax * h + 0.5 * amax * h * h + jmax * h ** 3 / 6.0 + speed * 2.0 * amax / jmax \
+            + speed * speed / (2.0 * amax)
+        return cls(lower, upper, lo, hi, vmax, amax, jmax, stop_acc, v_recover, amax / jmax, reach)
+
+
+def _must_brake(r: _JointRow, q: float, v: float, a: float, desired: float, h: float) -> bool:
+    """Must this joint brake now to be sure of stopping before its hard limit?
+
+    True where the worst next step (full jerk towards a limit for h, when the desired velocity lies that way) could
+    leave a state that a jerk-limited stop at full deceleration no longer halts before the limit (conservative on
+    every term). A joint asked to move away from a limit it stands at is not held there.
+    """
+    if r.lower + r.reach < q < r.upper - r.reach and abs(v) <= r.vmax and abs(a) <= r.amax:
+        return False  # no admissible state this far inside can reach a limit (the common case, checked cheaply)
+    am, jm = r.amax, r.jmax
+    # Towards the upper limit, then towards the lower one with the signs flipped.
+    for sign, bound in ((1.0, r.upper), (-1.0, -r.lower)):
+        vs, acc = sign * v, sign * a
+        jerk = jm if sign * desired > vs else 0.0
+        a1 = min(acc + jerk * h, am)
+        v1 = min(vs + acc * h + 0.5 * jerk * h * h, r.vmax)
+        ap = a1 if a1 > 0.0 else 0.0
+        speed = (v1 if v1 > 0.0 else 0.0) + ap * ap / (2.0 * jm)
+        lead = sign * q + vs * h + 0.5 * acc * h * h + jerk * (h ** 3 / 6.0) \
+            + speed * (ap + am) / jm + speed * speed / (2.0 * am)
+        if lead > bound:
+            return True
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,13 +190,13 @@ class ArmCorrector:
         self._inp.max_velocity = limits.max_velocity.tolist()
         self._inp.target_acceleration = [0.0] * n
         self._stop_acc = limits.max_acceleration * config.stop_deceleration_scale
-        self._a_over_j = limits.max_acceleration / limits.max_jerk
         self._v_recover = limits.max_velocity * config.recovery_speed_scale
-        # (2, n) forms of the limits for the braking check: row 0 towards the upper limit, row 1 towards the lower
-        self._sign2 = np.array([[1.0], [-1.0]])
-        self._bound2 = np.stack((limits.upper, -limits.lower))
-        self._amax2, self._jmax2, self._vmax2 = (np.tile(x, (2, 1)) for x in (
-            limits.max_acceleration, limits.max_jerk, limits.max_velocity))
+        # Per-joint limits as Python floats for the cycle's scalar loops: one _JointRow per joint.
+        self._rows = [_JointRow.of(*r) for r in zip(*(x.tolist() for x in (
+            limits.lower, limits.upper, self._lo, self._hi, limits.max_velocity, limits.max_acceleration,
+            limits.max_jerk, self._stop_acc, self._v_recover)), strict=True)]
+        self._vmax_list, self._lo_list, self._hi_list = (x.tolist() for x in (
+            limits.max_velocity, self._lo, self._hi))
         self._measured: np.ndarray | None = None
         self._measured_new = False  # a measurement arrived since the last tracking check
         self._track_since: float | None = None  # node time since when the tracking error is above its limit
@@ -283,7 +334,6 @@ class ArmCorrector:
         """
         if self._state is None:
             raise RuntimeError("arm corrector not started: no measured joint state yet")
-        lim = self.limits
         flags, reasons = 0, list(stop_reasons)
         elapsed = 0.0 if self._last_now is None else max(0.0, now_s - self._last_now)
         # The command advances by the time that passed, not by one nominal period: under ROS the loop's cycles are
@@ -305,11 +355,14 @@ class ArmCorrector:
             reasons.append(tracking)
             stop = stop or tracking_stop
             q = self._state[0]  # restarted from the measured position
-        target_q, target_v = q.copy(), np.zeros_like(q)
+        # 7 joints: the per-joint algebra of the cycle runs on Python floats (a numpy call costs more than its
+        # arithmetic, and the cycle's budget is 0.3 ms).
         if self._ref is None:
             stop = True
+            target_q, target_v = q.tolist(), [0.0] * len(q)
         else:
-            target_q, target_v, late = self._reference_target(elapsed)
+            ref_q, ref_v, late = self._reference_target(elapsed)
+            target_q, target_v = ref_q.tolist(), ref_v.tolist()
             if late == 1:
                 flags |= _EXTRAPOLATING
                 reasons.append("chunk late: extrapolating")
@@ -321,8 +374,9 @@ class ArmCorrector:
         scale, clearance, ttc = 1.0, float("inf"), float("inf")
         self._retreat = None
         if self.collision is not None and self._obstacles.radii.shape[0]:
-            nominal = np.minimum(np.maximum(target_v + self.config.tracking_gain * (target_q - q),
-                                            -lim.max_velocity), lim.max_velocity)
+            gain = self.config.tracking_gain
+            nominal = [min(max(b + gain * (a - x), -m), m)
+                       for a, b, x, m in zip(target_q, target_v, q.tolist(), self._vmax_list, strict=True)]
             scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
             if self._retreat is not None and not stop_reasons:
                 flags |= _OBSTACLE_STOP
@@ -338,8 +392,8 @@ class ArmCorrector:
 
         # Desired velocity: feed-forward plus a pull towards the target held inside the position margin, capped by
         # the (scaled) velocity limit and by what the joint can still brake from before the limit.
-        clamped_q = np.minimum(np.maximum(target_q, self._lo), self._hi)
-        if np.any(clamped_q != target_q):
+        clamped_q = [min(max(x, lo), hi) for x, lo, hi in zip(target_q, self._lo_list, self._hi_list, strict=True)]
+        if clamped_q != target_q:
             flags |= _LIMIT_POSITION
             reasons.append("target beyond position limit: clamped")
         retreat = self._retreat is not None and not stop_reasons  # moving away beats holding still (watchdogs excepted)
@@ -399,7 +453,7 @@ class ArmCorrector:
 
     _ACC_JERK_REASONS = ("", "acceleration at its limit", "jerk at its limit", "acceleration and jerk at their limits")
 
-    def _substep(self, target_v: np.ndarray, clamped_q: np.ndarray, scale: float, stop: bool, retreat: bool,
+    def _substep(self, target_v: list[float], clamped_q: list[float], scale: float, stop: bool, retreat: bool,
                  h: float) -> int:
         """Advance the command by h seconds inside every limit; returns the limiter flags that acted.
 
@@ -411,84 +465,72 @@ class ArmCorrector:
         """
         if h <= 0.0:  # no time has passed (a coarse clock): the command holds
             return 0
-        lim, state = self.limits, self._state
-        q, v, a = state[0], state[1], state[2]
-        acted = 0
+        q, v, a = self._state.tolist()
         if stop:
-            desired = np.zeros_like(q)
+            desired = [0.0] * len(q)
+        elif retreat:
+            desired = self._retreat.tolist()
         else:
-            desired = self._retreat if retreat else target_v + self.config.tracking_gain * (clamped_q - q)
-            vmax = lim.max_velocity * scale
-            if np.any(np.abs(desired) > vmax):
-                acted |= _LIMIT_VELOCITY
-                desired = np.minimum(np.maximum(desired, -vmax), vmax)
-            acc = self._stop_acc  # cap: v h + v²/(2A) <= room to the margin, A the stop deceleration
-            up = acc * (np.sqrt(h * h + 2.0 * np.maximum(self._hi - q, 0.0) / acc) - h)
-            down = acc * (np.sqrt(h * h + 2.0 * np.maximum(q - self._lo, 0.0) / acc) - h)
-            capped = np.minimum(np.maximum(desired, -down), up)
-            if np.any(capped != desired):
-                self._note_limit("slowing before position limit", capped != desired)
-            desired = capped
-        above, below = q > lim.upper, q < lim.lower
-        if above.any() or below.any():  # found beyond a limit: only back inside, and slowly
+            gain = self.config.tracking_gain
+            desired = [tv + gain * (cq - x) for tv, cq, x in zip(target_v, clamped_q, q, strict=True)]
+        acted = 0
+        slowed, outside, braking, acc = [], [], [], []
+        for j, (x, d, r) in enumerate(zip(q, desired, self._rows, strict=True)):
             if not stop:
-                desired = np.where(above, np.clip(desired, -self._v_recover, 0.0), desired)
-                desired = np.where(below, np.clip(desired, 0.0, self._v_recover), desired)
-            self._note_limit("beyond position limit: returning at limited speed", above | below)
-        brake = self._must_brake(q, v, a, desired, h) & ~above & ~below
-        acc = self._stop_acc if stop else lim.max_acceleration
-        if brake.any():
-            desired = np.where(brake, 0.0, desired)
-            acc = np.where(brake, lim.max_acceleration, acc)
-            self._note_limit("braking to stay inside position limit", brake)
+                vm = r.vmax * scale
+                if d > vm or d < -vm:
+                    acted |= _LIMIT_VELOCITY
+                    d = vm if d > vm else -vm
+                sa = r.stop_acc  # cap: v h + v²/(2A) <= room to the margin, A the stop deceleration
+                up = sa * (math.sqrt(h * h + 2.0 * max(r.hi - x, 0.0) / sa) - h)
+                down = sa * (math.sqrt(h * h + 2.0 * max(x - r.lo, 0.0) / sa) - h)
+                if d > up or d < -down:
+                    slowed.append(j)
+                    d = up if d > up else -down
+            if x > r.upper or x < r.lower:  # found beyond a limit: only back inside, and slowly
+                outside.append(j)
+                if not stop:
+                    d = min(max(d, -r.v_recover), 0.0) if x > r.upper else min(max(d, 0.0), r.v_recover)
+                acc.append(r.stop_acc if stop else r.amax)
+            elif _must_brake(r, x, v[j], a[j], d, h):
+                braking.append(j)
+                d = 0.0
+                acc.append(r.amax)
+            else:
+                acc.append(r.stop_acc if stop else r.amax)
+            desired[j] = d
+        if slowed:
+            self._note_limit("slowing before position limit", slowed)
+        if outside:
+            self._note_limit("beyond position limit: returning at limited speed", outside)
+        if braking:
+            self._note_limit("braking to stay inside position limit", braking)
         inp, out = self._inp, self._out
         self._otg.delta_time = h
-        inp.current_position = q.tolist()
-        inp.current_velocity = v.tolist()
-        inp.current_acceleration = a.tolist()
-        inp.target_velocity = desired.tolist()
-        inp.max_acceleration = acc.tolist()
+        inp.current_position, inp.current_velocity, inp.current_acceleration = q, v, a
+        inp.target_velocity, inp.max_acceleration = desired, acc
         result = self._otg.update(inp, out)
         if result not in (Result.Working, Result.Finished):
             raise RuntimeError(f"ruckig rejected a velocity target inside the limits: {result}")
-        new_q, new_v, new_a = np.array(out.new_position), np.array(out.new_velocity), np.array(out.new_acceleration)
-        # Hard bounds: inside stays inside; a joint outside never moves further out.
-        hi, lo = np.maximum(lim.upper, q), np.minimum(lim.lower, q)
-        clip = (new_q > hi) | (new_q < lo)
-        if clip.any():
-            new_q = np.minimum(np.maximum(new_q, lo), hi)
-            new_v[clip], new_a[clip] = 0.0, 0.0
-            self._note_limit("position clipped at limit", clip)
-        if np.any(np.abs(new_a) >= lim.max_acceleration * (1.0 - 1e-6)):
-            acted |= _LIMIT_ACCELERATION
-        if np.any(np.abs(new_a - a) >= lim.max_jerk * h * (1.0 - 1e-6)):
-            acted |= _LIMIT_JERK
-        state[0], state[1], state[2] = new_q, new_v, new_a
+        new_q, new_v, new_a = out.new_position, out.new_velocity, out.new_acceleration
+        clipped = []
+        for j, (x, r) in enumerate(zip(new_q, self._rows, strict=True)):
+            # Hard bounds: inside stays inside; a joint outside never moves further out.
+            top, bottom = max(r.upper, q[j]), min(r.lower, q[j])
+            if x > top or x < bottom:
+                clipped.append(j)
+                new_q[j], new_v[j], new_a[j] = min(max(x, bottom), top), 0.0, 0.0
+            if abs(new_a[j]) >= r.amax * (1.0 - 1e-6):
+                acted |= _LIMIT_ACCELERATION
+            if abs(new_a[j] - a[j]) >= r.jmax * h * (1.0 - 1e-6):
+                acted |= _LIMIT_JERK
+        if clipped:
+            self._note_limit("position clipped at limit", clipped)
+        self._state[0], self._state[1], self._state[2] = new_q, new_v, new_a
         return acted
 
-    def _must_brake(self, q: np.ndarray, v: np.ndarray, a: np.ndarray, desired: np.ndarray, h: float) -> np.ndarray:
-        """Per joint: must it brake now to be sure of stopping before its hard limit?
-
-        True where the worst next step (full jerk towards a limit for h, when the desired velocity lies that way)
-        could leave a state that a jerk-limited stop at full deceleration no longer halts before the limit
-        (conservative on every term). A joint asked to move away from a limit it stands at is not held there.
-        """
-        # Both directions at once, row 0 towards the upper limit, row 1 towards the lower (signs flipped).
-        amax, jmax, vmax = self._amax2, self._jmax2, self._vmax2
-        sign = self._sign2
-        vs, acc = sign * v, sign * a
-        jerk = np.where(sign * desired > vs, jmax, 0.0)
-        a1 = np.minimum(acc + jerk * h, amax)
-        v1 = np.minimum(vs + acc * h + 0.5 * jerk * h * h, vmax)
-        ap = np.maximum(a1, 0.0)
-        speed = np.maximum(v1, 0.0) + ap * ap / (2.0 * jmax)
-        lead = sign * q + vs * h + 0.5 * acc * h * h + jerk * (h ** 3 / 6.0) \
-            + speed * (ap + amax) / jmax + speed * speed / (2.0 * amax)
-        out = lead > self._bound2
-        return out[0] | out[1]
-
-    def _note_limit(self, what: str, joints: np.ndarray) -> None:
-        names = ", ".join(n for n, j in zip(self.limits.names, joints.tolist(), strict=True) if j)
+    def _note_limit(self, what: str, joints: Sequence[int]) -> None:
+        names = ", ".join(self.limits.names[j] for j in joints)
         note = f"{what} ({names})"
         if note not in self._limit_notes:
             self._limit_notes.append(note)
@@ -506,9 +548,12 @@ class ArmCorrector:
         if self._tau <= ref.end:
             q, v = ref.sample(self._tau)
             ahead = min(self._tau + self.config.lookahead_s, ref.end - 1e-9)
-            if ahead > self._tau and int(np.searchsorted(ref.times, ahead, side="right")) != \
-                    int(np.searchsorted(ref.times, self._tau, side="right")):
-                v = ref.sample(ahead)[1]  # the feed-forward slope comes from the next segment
+            times = ref.times
+            if ahead > self._tau:
+                k = int(times.searchsorted(ahead, side="right"))  # ahead lies in segment k - 1
+                if k != int(times.searchsorted(self._tau, side="right")):
+                    # the feed-forward slope comes from the next segment
+                    v = (ref.values[k] - ref.values[k - 1]) / (times[k] - times[k - 1])
             return q, v, 0
         over = self._tau - ref.end
         slope = ref.end_slope()
@@ -519,10 +564,10 @@ class ArmCorrector:
     def _step_gripper(self, now_s: float, step_s: float) -> None:
         ref = getattr(self, "_gripper_ref", None)
         if ref is not None:
-            self._gripper_target = float(ref.sample(now_s)[0][0])
-        if np.isfinite(self._gripper_target):
+            self._gripper_target = float(np.interp(now_s, ref.times, ref.values[:, 0]))  # ref.sample, cheaper
+        if math.isfinite(self._gripper_target):
             step = self.config.gripper_max_speed * step_s
-            self._gripper += float(np.clip(self._gripper_target - self._gripper, -step, step))
+            self._gripper += min(max(self._gripper_target - self._gripper, -step), step)
 
     def _obstacle_scale(self, q: np.ndarray, v: np.ndarray, nominal: np.ndarray) -> tuple[float, float, float]:
         """Speed scale in [0, 1] from a barrier h = clearance - required - braking distance, with dh/dt >= -γh.
@@ -538,24 +583,29 @@ class ArmCorrector:
         cfg, lim = self.config, self.limits
         assert self.collision is not None
         c = self.collision.clearance(q, self._obstacles, k=3)
-        t_brake = float(np.max(np.abs(v) / self._stop_acc + self._a_over_j))
-        d_all = c.distance
-        closing_all = np.maximum((c.normal * self._obstacles.velocities[c.index]).sum(1), 0.0)
-        near = np.flatnonzero(d_all <= cfg.clearance_m + cfg.slow_distance_m + 2.0 * closing_all * t_brake)
-        if near.size == 0:
-            return 1.0, float(d_all[0]), math.inf
-        # k <= 3: the per-obstacle algebra is done on Python floats (a dozen numpy calls would cost more).
-        jac = self._jac_buf[:near.size]                                   # (k, 3, n)
-        for j, i in enumerate(near.tolist()):
+        # k <= 3 and 7 joints: the algebra is done on Python floats (a numpy call costs more than its arithmetic).
+        t_brake = max(abs(x) / r.stop_acc + r.a_over_j for x, r in zip(v.tolist(), self._rows, strict=True))
+        dist, normals = c.distance.tolist(), c.normal.tolist()
+        band = cfg.clearance_m + cfg.slow_distance_m
+        closing_all, near = [], []
+        velocities = self._obstacles.velocities[c.index].tolist()
+        for i, ((a, b, e), (ux, uy, uz)) in enumerate(zip(normals, velocities, strict=True)):
+            closing = a * ux + b * uy + e * uz
+            closing_all.append(closing if closing > 0.0 else 0.0)
+            if dist[i] <= band + 2.0 * closing_all[i] * t_brake:
+                near.append(i)
+        if not near:
+            return 1.0, dist[0], math.inf
+        jac = self._jac_buf[:len(near)]                                   # (k, 3, n)
+        for j, i in enumerate(near):
             jac[j] = self.collision.point_jacobian(c.point[i], c.body[i])
         self._vn[:, 0], self._vn[:, 1] = v, nominal
         moved = (jac @ self._vn).tolist()   # (k, 3, 2): point velocity now, and nominal
-        normals = c.normal[near].tolist()
         scale, ttc, worst, worst_need = 1.0, math.inf, -1, 0.0
-        for j, i in enumerate(near.tolist()):
+        for j, i in enumerate(near):
             (vx, nx), (vy, ny), (vz, nz) = moved[j]
-            a, b, e = normals[j]
-            d, closing = float(d_all[i]), float(closing_all[i])
+            a, b, e = normals[i]
+            d, closing = dist[i], closing_all[i]
             h = d - cfg.clearance_m - (0.5 * math.sqrt(vx * vx + vy * vy + vz * vz) + closing) * t_brake
             rate = a * nx + b * ny + e * nz  # n·J q̇_nominal
             approach = closing - min(rate, 0.0)
@@ -574,7 +624,7 @@ class ArmCorrector:
                 self._retreat = retreat * min(1.0, float(np.min(0.5 * lim.max_velocity
                                                                 / np.maximum(np.abs(retreat), 1e-12))))
         scale = min(scale, 1.0)
-        return scale, float(d_all[0]), ttc
+        return scale, dist[0], ttc
 
 
 def arm_corrector(params: Mapping[str, Any], period_s: float | None = None) -> ArmCorrector:
