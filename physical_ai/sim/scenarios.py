@@ -163,6 +163,8 @@ class Scenario:
         self.rng = np.random.default_rng(seed)
         self.collisions = 0
         self._pairs: set[tuple[int, int]] = set()
+        # allowed_contacts[robot geom, other geom]: a touch that is the task, not a collision (a gripper on a part)
+        self.allowed_contacts = np.zeros((self.model.ngeom, self.model.ngeom), dtype=bool)
         self._setup()
         self.reset(seed)
 
@@ -196,13 +198,15 @@ class Scenario:
 
     def step(self, n: int = 1) -> None:
         """Advance physics by `n` steps, running actors, controllers and scoring."""
-        for _ in range(n):
-            before = self.data.mocap_pos.copy()
-            self._script(self.data.time)
-            # scripted (mocap) bodies have no dofs: their velocity for ground truth is the scripted motion
-            self.mocap_velocity = (self.data.mocap_pos - before) / self.timestep
-            self._control(self.timestep)
-            mujoco.mj_step(self.model, self.data)
+        dt, d = self.timestep, self.data
+        for i in range(n):
+            last = i == n - 1
+            before = d.mocap_pos.copy() if last else None
+            self._script(d.time)
+            if last:  # scripted (mocap) bodies have no dofs: their velocity for ground truth is the scripted motion
+                self.mocap_velocity = (d.mocap_pos - before) / dt
+            self._control(dt)
+            mujoco.mj_step(self.model, d)
             self._count_collisions()
         self._update_task()
 
@@ -227,9 +231,6 @@ class Scenario:
 
     def _update_task(self) -> None: ...
 
-    def _allowed_contact(self, robot_geom: int, other_geom: int) -> bool:
-        return False
-
     def person_clearance(self) -> float:
         """Smallest robot-to-person distance now [m] (inf without persons)."""
         return float("inf")
@@ -242,11 +243,14 @@ class Scenario:
             return
         geoms = d.contact.geom[: d.ncon]
         robot = self.robot_geoms[geoms]
+        mixed = robot[:, 0] ^ robot[:, 1]  # robot against the rest of the world
         pairs = set()
-        for g1, g2 in geoms[robot[:, 0] ^ robot[:, 1]]:
-            r, o = (g1, g2) if self.robot_geoms[g1] else (g2, g1)
-            if not self._allowed_contact(int(r), int(o)):
-                pairs.add((int(r), int(o)))
+        if mixed.any():
+            geoms, first = geoms[mixed], robot[mixed, 0]
+            r = np.where(first, geoms[:, 0], geoms[:, 1])
+            o = np.where(first, geoms[:, 1], geoms[:, 0])
+            hit = ~self.allowed_contacts[r, o]
+            pairs = set(zip(r[hit].tolist(), o[hit].tolist(), strict=True))
         self.collisions += len(pairs - self._pairs)
         self._pairs = pairs
 
@@ -322,6 +326,9 @@ HARD_MATERIALS = {"part_cube": (0.30, 0.25), "part_cylinder": (0.30, 0.25), "par
 HARD_TOLERANCE = 0.1
 
 
+_HAND_PARKED, _HAND_INSIDE = np.array([1.2, -0.9, 0.6]), np.array([0.75, -0.25, 0.52])  # the arm cell's hand [m]
+
+
 class ArmCell(Scenario):
     """7-DoF arm pick-and-place: put the target part (chosen per seed) into the bin.
 
@@ -353,9 +360,9 @@ class ArmCell(Scenario):
         self.gripper_range = (0.0, 0.08)
         self.finger_qadr = m.jnt_qposadr[m.joint("finger_left_joint").id]
         self.finger_dadr = m.jnt_dofadr[m.joint("finger_left_joint").id]
-        self._gripper_geoms = {m.geom(n).id for n in ("pad_left_geom", "pad_right_geom", "col_finger_left",
-                                                      "col_finger_right", "col_gripper_base")}
-        self._part_geoms = {m.geom(f"{p}_geom").id for p in PARTS}
+        gripper = [m.geom(n).id for n in ("pad_left_geom", "pad_right_geom", "col_finger_left", "col_finger_right",
+                                          "col_gripper_base")]
+        self.allowed_contacts[np.ix_(gripper, [m.geom(f"{p}_geom").id for p in PARTS])] = True  # grasping
         self._hand_geom = m.geom("hand_geom").id
         self._link_geoms = [g for g in range(m.ngeom) if self.robot_geoms[g] and m.geom(g).name.startswith("col_")]
         self.variant = str(self.options.get("variant", "normal"))
@@ -419,12 +426,11 @@ class ArmCell(Scenario):
 
     def _script(self, t: float) -> None:
         """The hand reaches in from the side at hand_time_s, stays, and withdraws (1 s each way)."""
-        parked, inside = np.array([1.2, -0.9, 0.6]), np.array([0.75, -0.25, 0.52])
         s = 0.0
         if self.hand_time >= 0:
             t_rel = t - self.hand_time
-            s = np.clip(min(t_rel, self.hand_duration + 2.0 - t_rel), 0.0, 1.0)
-        self.data.mocap_pos[0] = parked + s * (inside - parked)
+            s = min(max(min(t_rel, self.hand_duration + 2.0 - t_rel), 0.0), 1.0)
+        self.data.mocap_pos[0] = _HAND_PARKED + s * (_HAND_INSIDE - _HAND_PARKED)
 
     # commands -------------------------------------------------------------------------------------------------
     def command_trajectory(self, joint_names: list[str], times_s: list[float], positions: list[list[float]],
@@ -490,9 +496,6 @@ class ArmCell(Scenario):
 
     def _gt_bodies(self) -> list[str]:
         return [*PARTS, "bin", "hand", "gripper_base"]
-
-    def _allowed_contact(self, robot_geom: int, other_geom: int) -> bool:
-        return robot_geom in self._gripper_geoms and other_geom in self._part_geoms
 
     def person_clearance(self) -> float:
         """Smallest distance between the arm's collision geoms and the hand obstacle (capped at 1 m)."""
