@@ -202,6 +202,7 @@ class AmrCorrector:
         self._giving_way_until = -np.inf
         self._out = np.zeros(2)
         self.replans = 0
+        self._candidates(np.zeros(1), np.zeros(1))  # compiles (or loads) the sweep kernel now, not in the loop
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def submit_chunk(self, names: Sequence[str], values: np.ndarray, start_s: float, dt: float, horizon: int,

@@ -1,15 +1,19 @@
-"""Vectorised footprint sweep: when a rectangular base driving a constant (v, w) first nears a point or obstacle.
+"""Footprint sweep: when a rectangular base driving a constant (v, w) first nears a point or obstacle.
 
 Used by the AMR corrector on every cycle; a 24k-point cloud costs well under a millisecond.
 
 Points are first binned into a coarse 2D grid around the robot (one `bincount`), so the sweep works on occupied
-cells, not raw points; each cell is inflated by its half diagonal, so the check stays conservative.
+cells, not raw points; each cell is inflated by its half diagonal, so the check stays conservative. The poses are
+numpy; the distance test runs in one compiled kernel (numba) that stops each candidate at its first hit and skips
+what its circumscribed circle cannot reach: in numpy the full (candidates, samples, cells) distance arrays were
+most of the corrector's cycle.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 
 
@@ -138,67 +142,71 @@ def sweep(footprint: Footprint, v: np.ndarray, w: np.ndarray, times: np.ndarray,
         all candidates).
     """
     x, y, th = arc_poses(v, w, times) if ramp is None else ramp_poses(v, w, times, *ramp)
-    c, s = np.cos(th)[..., None], np.sin(th)[..., None]
     hl, hw = footprint.length / 2, footprint.width / 2
-    centres, radii, vel = obstacles
+    centres, radii, _ = obstacles
     # The distance now (every candidate starts at the origin) over everything: one pose, cheap.
-    dist = np.full(x.shape, np.inf)
-    dist[:, 0] = min(_nearest(cells, cell_pad, hl, hw), _nearest(centres, radii, hl, hw), 1e9)  # 1e9: nothing
-    # Anything farther from the origin than the farthest pose by more than the footprint's circumscribed radius
-    # plus the clearance cannot come within the clearance of any pose; the exact test runs on what is left (the
-    # far shelves and workers of a factory cloud are most of it).
-    reach = footprint.radius + clearance
-    span = float(np.sqrt(np.max(x * x + y * y))) + reach
-    if cells.shape[0]:
-        cells = cells[np.hypot(cells[:, 0], cells[:, 1]) - cell_pad < span]
-    if cells.shape[0]:
-        # Cull with the circumscribed circle: only cells that come near some pose get the exact rectangle test.
-        px, py = x.reshape(-1), y.reshape(-1)
-        near2 = (cells[:, 0, None] - px[None]) ** 2 + (cells[:, 1, None] - py[None]) ** 2
-        cells = cells[near2.min(axis=1) < (reach + cell_pad) ** 2]
-    if cells.shape[0]:
-        dx = cells[None, None, :, 0] - x[..., None]
-        dy = cells[None, None, :, 1] - y[..., None]
-        d = rect_distance(c * dx + s * dy, -s * dx + c * dy, hl, hw) - cell_pad
-        dist[:, 1:] = np.minimum(dist[:, 1:], d[:, 1:].min(axis=2))
-    if centres.shape[0]:  # an obstacle moves at most |velocity| x horizon towards the poses
-        keep = np.hypot(centres[:, 0], centres[:, 1]) - radii - np.hypot(vel[:, 0], vel[:, 1]) * times[-1] < span
-        centres, radii, vel = centres[keep], radii[keep], vel[keep]
-    if centres.shape[0]:
-        ox = centres[None, None, :, 0] + vel[None, None, :, 0] * times[None, :, None] - x[..., None]
-        oy = centres[None, None, :, 1] + vel[None, None, :, 1] * times[None, :, None] - y[..., None]
-        d = rect_distance(c * ox + s * oy, -s * ox + c * oy, hl, hw) - radii[None, None, :]
-        dist[:, 1:] = np.minimum(dist[:, 1:], d[:, 1:].min(axis=2))
-    if rest is not None and rest[0] > 0.0 and rest[1][0].shape[0]:
-        dt = float(times[1] - times[0]) if len(times) > 1 else float(rest[0])
-        after = times[-1] + dt * np.arange(1, int(np.ceil(rest[0] / dt - 1e-9)) + 1)
-        dist = np.concatenate([dist, _at_rest_distance(x[:, -1], y[:, -1], th[:, -1], after, hl, hw, rest[1],
-                                                       span)], axis=1)
-        times = np.concatenate([times, after])
+    now = min(_nearest(cells, cell_pad, hl, hw), _nearest(centres, radii, hl, hw), 1e9)  # 1e9: nothing
     # Already inside the clearance (stopped next to a wall or a worker walked up): only motions that get no closer
     # count as free, so the base can still back or turn away instead of being frozen.
-    threshold = np.minimum(clearance, dist[:, :1] - 1e-6)
-    hit = dist < threshold
-    first = np.where(hit.any(axis=1), times[np.argmax(hit, axis=1)], np.inf)
-    return first, dist[:, 0]
+    threshold = min(clearance, now - 1e-6)
+    after, movers = np.zeros(0), (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)))
+    if rest is not None and rest[0] > 0.0 and rest[1][0].shape[0]:
+        dt = float(times[1] - times[0]) if len(times) > 1 else float(rest[0])
+        after, movers = times[-1] + dt * np.arange(1, int(np.ceil(rest[0] / dt - 1e-9)) + 1), rest[1]
+    first = _first_hits(x, y, th, np.asarray(times, float), np.asarray(cells, float), float(cell_pad),
+                        *(np.asarray(a, float) for a in obstacles), after, *(np.asarray(a, float) for a in movers),
+                        hl, hw, footprint.radius + clearance, threshold)
+    return first, np.full(len(x), now)
 
 
-def _at_rest_distance(x: np.ndarray, y: np.ndarray, th: np.ndarray, times: np.ndarray, half_length: float,
-                      half_width: float, obstacles: tuple[np.ndarray, np.ndarray, np.ndarray], span: float
-                      ) -> np.ndarray:
-    """Distance (C, K) from the footprint standing at each candidate's pose (x, y, th (C,)) to moving discs at `times`.
+@numba.njit(cache=True)
+def _rect(px: float, py: float, half_length: float, half_width: float) -> float:
+    """`rect_distance` of one point."""
+    ex, ey = abs(px) - half_length, abs(py) - half_width
+    dx, dy = max(ex, 0.0), max(ey, 0.0)
+    return np.sqrt(dx * dx + dy * dy) + min(max(ex, ey), 0.0)
 
-    Discs that stay farther than `span` from the origin over `times` cannot come near any pose (see `sweep`).
+
+@numba.njit(cache=True)
+def _first_hits(x: np.ndarray, y: np.ndarray, th: np.ndarray, times: np.ndarray, cells: np.ndarray, cell_pad: float,
+                centres: np.ndarray, radii: np.ndarray, vel: np.ndarray, after: np.ndarray, rest_centres: np.ndarray,
+                rest_radii: np.ndarray, rest_vel: np.ndarray, half_length: float, half_width: float, reach: float,
+                threshold: float) -> np.ndarray:
+    """Per candidate, the first time (times[1:], then `after` at its final pose) anything is nearer than threshold.
+
+    Cells are fixed; obstacles move at constant velocity (the rest obstacles over `after`). A disc whose centre
+    lies at least `reach` (circumscribed radius + clearance) + its radius from a pose's centre is skipped: the
+    footprint's surface distance to it is at least the clearance, and the threshold never exceeds that.
     """
-    centres, radii, vel = obstacles
-    keep = np.hypot(centres[:, 0], centres[:, 1]) - radii - np.hypot(vel[:, 0], vel[:, 1]) * times[-1] < span
-    centres, radii, vel = centres[keep], radii[keep], vel[keep]
-    if centres.shape[0] == 0:
-        return np.full((len(x), len(times)), np.inf)
-    c, s = np.cos(th)[:, None, None], np.sin(th)[:, None, None]
-    ox = centres[None, None, :, 0] + vel[None, None, :, 0] * times[None, :, None] - x[:, None, None]
-    oy = centres[None, None, :, 1] + vel[None, None, :, 1] * times[None, :, None] - y[:, None, None]
-    return (rect_distance(c * ox + s * oy, -s * ox + c * oy, half_length, half_width) - radii).min(axis=2)
+    n_cand, n_times = x.shape
+    first = np.full(n_cand, np.inf)
+    for c in range(n_cand):
+        for k in range(1, n_times + after.shape[0]):
+            resting = k >= n_times
+            j = n_times - 1 if resting else k
+            t = after[k - n_times] if resting else times[k]
+            px, py, ct, st = x[c, j], y[c, j], np.cos(th[c, j]), np.sin(th[c, j])
+            hit = False
+            if not resting and reach + cell_pad > 0.0:
+                cut = (reach + cell_pad) ** 2
+                for m in range(cells.shape[0]):
+                    dx, dy = cells[m, 0] - px, cells[m, 1] - py
+                    if dx * dx + dy * dy < cut and _rect(ct * dx + st * dy, -st * dx + ct * dy, half_length,
+                                                         half_width) - cell_pad < threshold:
+                        hit = True
+                        break
+            obs_c, obs_r, obs_v = (rest_centres, rest_radii, rest_vel) if resting else (centres, radii, vel)
+            for o in range(obs_c.shape[0]):
+                if hit:
+                    break
+                dx, dy = obs_c[o, 0] + obs_v[o, 0] * t - px, obs_c[o, 1] + obs_v[o, 1] * t - py
+                if reach + obs_r[o] > 0.0 and dx * dx + dy * dy < (reach + obs_r[o]) ** 2 and \
+                        _rect(ct * dx + st * dy, -st * dx + ct * dy, half_length, half_width) - obs_r[o] < threshold:
+                    hit = True
+            if hit:
+                first[c] = t
+                break
+    return first
 
 
 def _nearest(centres: np.ndarray, radii: np.ndarray | float, half_length: float, half_width: float) -> float:
