@@ -833,6 +833,12 @@ class TrajectoryCorrection(PhysaiNode):
             self._publish_safe_command()
             raise SystemExit(f"trajectory_correction: control loop died: {self.loop.error!r}")
 
+    def destroy_node(self) -> None:
+        """Stop the control loop first: a cycle in flight would publish on destroyed handles (InvalidHandle)."""
+        self._monitor_stop.set()
+        self.loop.stop()
+        super().destroy_node()
+
     def on_shutdown(self) -> None:
         """Stop the loop; the robot gets a last safe command so it does not coast on the previous one."""
         self._monitor_stop.set()

@@ -219,6 +219,25 @@ def corrector(ros):
         node.destroy_node()
 
 
+def test_destroying_the_corrector_stops_its_loop_before_its_publishers_go(ros):
+    """A node destroyed without on_shutdown (as a test or a composing process may) ends its loop first: before, the
+    next cycle published on destroyed handles, logged "control cycle failed: InvalidHandle" and the loop died."""
+    from physical_ai.bringup.stack import node_params
+    from physical_ai_nodes.trajectory_correction import TrajectoryCorrection
+
+    params = node_params(ROOT / "config" / "amr.yaml", "trajectory_correction")
+    node = TrajectoryCorrection(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    deadline = time.monotonic() + 5.0
+    while node.loop.cycles < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert node.loop.cycles >= 20
+    node.destroy_node()
+    cycles = node.loop.cycles
+    time.sleep(0.2)
+    assert node.loop.cycles == cycles, "the loop kept cycling after destroy_node"
+    assert node.loop.error is None, f"a cycle ran on destroyed handles: {node.loop.error!r}"
+
+
 def test_an_exception_in_a_cycle_sends_the_safe_command_and_the_loop_goes_on(ros, corrector):
     driver = Driver(ros)
     driver.spin(30.0, done=lambda: driver.last() > 0.5)
