@@ -171,8 +171,6 @@ class ArmCorrector:
         self.collision = collision
         n = limits.dof
         margin = np.minimum(config.position_margin, 0.25 * (limits.upper - limits.lower))
-        self._lo = limits.lower + margin
-        self._hi = limits.upper - margin
         self._policy = ChunkPolicy(
             (*limits.names, "gripper"), np.append(limits.lower, config.gripper_range[0]),
             np.append(limits.upper, config.gripper_range[1]), config.max_age_s, config.max_future_s,
@@ -189,14 +187,12 @@ class ArmCorrector:
         self._inp.max_acceleration = limits.max_acceleration.tolist()
         self._inp.max_velocity = limits.max_velocity.tolist()
         self._inp.target_acceleration = [0.0] * n
-        self._stop_acc = limits.max_acceleration * config.stop_deceleration_scale
-        self._v_recover = limits.max_velocity * config.recovery_speed_scale
-        # Per-joint limits as Python floats for the cycle's scalar loops: one _JointRow per joint.
+        # Per-joint limits as Python floats for the cycle's scalar loops: one _JointRow per joint; lo/hi are the
+        # targets' bounds (position_margin inside the limits), stop_acc the controlled-stop deceleration.
         self._rows = [_JointRow.of(*r) for r in zip(*(x.tolist() for x in (
-            limits.lower, limits.upper, self._lo, self._hi, limits.max_velocity, limits.max_acceleration,
-            limits.max_jerk, self._stop_acc, self._v_recover)), strict=True)]
-        self._vmax_list, self._lo_list, self._hi_list = (x.tolist() for x in (
-            limits.max_velocity, self._lo, self._hi))
+            limits.lower, limits.upper, limits.lower + margin, limits.upper - margin, limits.max_velocity,
+            limits.max_acceleration, limits.max_jerk, limits.max_acceleration * config.stop_deceleration_scale,
+            limits.max_velocity * config.recovery_speed_scale)), strict=True)]
         self._measured: np.ndarray | None = None
         self._measured_new = False  # a measurement arrived since the last tracking check
         self._track_since: float | None = None  # node time since when the tracking error is above its limit
@@ -375,8 +371,8 @@ class ArmCorrector:
         self._retreat = None
         if self.collision is not None and self._obstacles.radii.shape[0]:
             gain = self.config.tracking_gain
-            nominal = [min(max(b + gain * (a - x), -m), m)
-                       for a, b, x, m in zip(target_q, target_v, q.tolist(), self._vmax_list, strict=True)]
+            nominal = [min(max(b + gain * (a - x), -r.vmax), r.vmax)
+                       for a, b, x, r in zip(target_q, target_v, q.tolist(), self._rows, strict=True)]
             scale, clearance, ttc = self._obstacle_scale(q, v, nominal)
             if self._retreat is not None and not stop_reasons:
                 flags |= _OBSTACLE_STOP
@@ -392,7 +388,7 @@ class ArmCorrector:
 
         # Desired velocity: feed-forward plus a pull towards the target held inside the position margin, capped by
         # the (scaled) velocity limit and by what the joint can still brake from before the limit.
-        clamped_q = [min(max(x, lo), hi) for x, lo, hi in zip(target_q, self._lo_list, self._hi_list, strict=True)]
+        clamped_q = [min(max(x, r.lo), r.hi) for x, r in zip(target_q, self._rows, strict=True)]
         if clamped_q != target_q:
             flags |= _LIMIT_POSITION
             reasons.append("target beyond position limit: clamped")
@@ -548,12 +544,9 @@ class ArmCorrector:
         if self._tau <= ref.end:
             q, v = ref.sample(self._tau)
             ahead = min(self._tau + self.config.lookahead_s, ref.end - 1e-9)
-            times = ref.times
-            if ahead > self._tau:
-                k = int(times.searchsorted(ahead, side="right"))  # ahead lies in segment k - 1
-                if k != int(times.searchsorted(self._tau, side="right")):
-                    # the feed-forward slope comes from the next segment
-                    v = (ref.values[k] - ref.values[k - 1]) / (times[k] - times[k - 1])
+            if ahead > self._tau and int(np.searchsorted(ref.times, ahead, side="right")) != \
+                    int(np.searchsorted(ref.times, self._tau, side="right")):
+                v = ref.sample(ahead)[1]  # the feed-forward slope comes from the next segment
             return q, v, 0
         over = self._tau - ref.end
         slope = ref.end_slope()
@@ -564,7 +557,7 @@ class ArmCorrector:
     def _step_gripper(self, now_s: float, step_s: float) -> None:
         ref = getattr(self, "_gripper_ref", None)
         if ref is not None:
-            self._gripper_target = float(np.interp(now_s, ref.times, ref.values[:, 0]))  # ref.sample, cheaper
+            self._gripper_target = float(ref.sample(now_s)[0][0])
         if math.isfinite(self._gripper_target):
             step = self.config.gripper_max_speed * step_s
             self._gripper += min(max(self._gripper_target - self._gripper, -step), step)

@@ -157,8 +157,8 @@ class CapsuleArm:
     def spheres(self, q: np.ndarray) -> np.ndarray:
         """Centres (S, 3) of the sphere cover (radii `sphere_radius`) in the world frame for joint positions q."""
         self._pose(q)
-        axis = self.data.geom_xmat[self._sphere_geom_id[:, None], self._sphere_axis_col[:, None] + np.arange(0, 9, 3)]
-        return self.data.geom_xpos[self._sphere_geom_id] + axis * self.sphere_offset[:, None]
+        return _sphere_points(self.data.geom_xpos, self.data.geom_xmat, self._sphere_geom_id, self._sphere_axis_col,
+                              self.sphere_offset)
 
     def _pose(self, q: np.ndarray) -> None:
         self.data.qpos[self.qpos_adr] = q
@@ -185,20 +185,31 @@ class CapsuleArm:
 
 
 @numba.njit(cache=True)
+def _sphere_points(xpos: np.ndarray, xmat: np.ndarray, geom: np.ndarray, axis_col: np.ndarray,
+                   offset: np.ndarray) -> np.ndarray:
+    """Sphere centres (S, 3): each sphere's geom centre plus its offset along the geom_xmat column of its axis.
+
+    xpos (ngeom, 3) / xmat (ngeom, 9): MuJoCo's posed geoms; per sphere: its geom, axis column and offset.
+    """
+    points = np.empty((geom.shape[0], 3))
+    for i in range(geom.shape[0]):
+        g, c = geom[i], axis_col[i]
+        for d in range(3):
+            points[i, d] = xpos[g, d] + xmat[g, 3 * d + c] * offset[i]
+    return points
+
+
+@numba.njit(cache=True)
 def _nearest_obstacles(xpos: np.ndarray, xmat: np.ndarray, geom: np.ndarray, axis_col: np.ndarray,
                        offset: np.ndarray, sphere_radius: np.ndarray, sphere_body: np.ndarray, centers: np.ndarray,
                        radii: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The k nearest obstacles to the posed sphere cover: `Clearance`'s fields, nearest first.
 
-    xpos (ngeom, 3) / xmat (ngeom, 9): MuJoCo's posed geoms; per sphere: its geom, the geom_xmat column of its
-    capsule axis, its offset along it, radius and body; centers (M, 3) / radii (M,): the obstacles.
+    The posed geoms and per-sphere geom, axis column and offset as `_sphere_points` takes them; per sphere also its
+    radius and body; centers (M, 3) / radii (M,): the obstacles.
     """
     n_sphere, m = geom.shape[0], centers.shape[0]
-    points = np.empty((n_sphere, 3))
-    for i in range(n_sphere):
-        g, c = geom[i], axis_col[i]
-        for d in range(3):
-            points[i, d] = xpos[g, d] + xmat[g, 3 * d + c] * offset[i]
+    points = _sphere_points(xpos, xmat, geom, axis_col, offset)
     best = np.full(m, np.inf)
     nearest = np.zeros(m, np.int64)
     for j in range(m):
