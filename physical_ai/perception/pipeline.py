@@ -240,7 +240,7 @@ class FusionPipeline:
             # the catalogue, and the cluster there became an obstacle the arm backed away from mid-grasp (ROS, 100024).
             mark_parts(clusters, [*seen, *hidden], self.cfg.parts.table_z, self.cfg.part_catalogue)
         tracks = self.tracker.update(clusters, frame.stamp_ns, frame.T_world_base)
-        self._motion_evidence(tracks)
+        self._person_evidence(tracks)
         obstacles = [self._estimate(t, frame.T_world_base) for t in tracks]
         result = FrameResult(frame.stamp_ns, obstacles, seg, people_per_cam, None, parts)
         if with_grid:
@@ -272,15 +272,24 @@ class FusionPipeline:
             return none
         return latest[1]
 
-    def _motion_evidence(self, tracks: list[Track]) -> None:
-        """A person-shaped track seen walking is a person, and stays one while its shape allows it."""
+    def _person_evidence(self, tracks: list[Track]) -> None:
+        """A track once seen as a person stays one while its shape allows it (a walking person's wider footprint).
+
+        The evidence is its shape on one frame, a camera detection fused with it, or its motion at walking speed.
+        Frame by frame, a worker's class came and went with the shape of its points (legs apart, half hidden, an arm
+        out): a fleet AMR gave way early only to tracks classed a person, and a worker whose track was unclassed
+        on the frames that mattered walked into it (seed 200018 through the nodes).
+        """
         for t in tracks:
             c = t.cluster
-            if c.sensors == SENSOR_CAMERA or not (t.walked or walking(t.speed, t.age, self.cfg.classify)) \
-                    or not could_be_person(c, self.cfg.classify):
+            if c.sensors == SENSOR_CAMERA or not could_be_person(c, self.cfg.classify):
                 continue
-            t.walked = True
-            c.classification, c.confidence = CLASS_PERSON, max(c.confidence, 0.8)
+            if c.classification == CLASS_PERSON:
+                t.person = max(t.person, c.confidence)
+            if walking(t.speed, t.age, self.cfg.classify):
+                t.person = max(t.person, 0.8)
+            if t.person > 0.0:
+                c.classification, c.confidence = CLASS_PERSON, max(c.confidence, t.person)
 
     def _estimate(self, t: Track, T: np.ndarray | None) -> ObstacleEstimate:
         # A structure (longer than any vehicle) does not move: its centroid drifts as more of it comes into view or

@@ -45,7 +45,7 @@ class Track:
     missed: int = 0
     stamp_ns: int = 0
     history: list = field(default_factory=list)
-    walked: bool = False                # seen walking once: a person while its shape still allows one
+    person: float = 0.0                 # best person evidence so far (its confidence; 0 = none), see pipeline
     corners: np.ndarray | None = None   # (4, 2) its last box's corners in the tracking frame
 
     @property

@@ -108,6 +108,26 @@ def test_a_walking_person_shaped_track_becomes_a_person_a_standing_one_does_not(
     assert by_y[2] == CLASS_PERSON and by_y[-3] == CLASS_UNKNOWN
 
 
+def test_a_track_seen_as_a_person_stays_one_while_its_shape_allows_it():
+    """A worker classed a person by shape, then wider than a standing person (legs apart, an arm out) before its
+    track has walked three frames: still a person. Its twin, the same wide box never seen narrow, is not one."""
+    rng = np.random.default_rng(3)
+    pipe = _tracking_pipeline(x_range=(-10, 10))
+    floor = _floor(rng, 8000, 10.0)
+    for k in range(4):
+        half = 0.2 if k == 0 else 0.5          # 0.4 m on the first frame, 1.0 m after
+        worker = _block(rng, (2.0 - half, 1.8, 0.05), (2.0 + half, 2.2, 1.7), 300)
+        twin = _block(rng, (-4.5, -3.2, 0.05), (-3.5, -2.8, 1.7), 300)
+        res = pipe.process(FrameInput(stamp_ns=k * 100_000_000,
+                                      clouds=[np.concatenate([floor, worker, twin]).astype(np.float32)]))
+        by_y = {round(float(o.cluster.center[1])): o.cluster.classification for o in res.obstacles}
+        assert by_y[2] == CLASS_PERSON and by_y[-3] == CLASS_UNKNOWN, k
+    # wider than a person even walking (moving_length 1.2 m): no longer one
+    wide = _block(rng, (0.8, 1.8, 0.05), (3.2, 2.2, 1.7), 600)
+    res = pipe.process(FrameInput(stamp_ns=4 * 100_000_000, clouds=[np.concatenate([floor, wide]).astype(np.float32)]))
+    assert len(res.obstacles) == 1 and res.obstacles[0].cluster.classification != CLASS_PERSON
+
+
 def test_ground_comes_from_the_mount_when_desks_outnumber_the_floor():
     """Indoors, little floor in view and benches at 0.45 m over most of it: the fit may only refine the mount's
     plane, so the benches stay obstacles; with no floor at all the mount's plane is used and the reason reported."""
