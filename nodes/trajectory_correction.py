@@ -37,7 +37,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from physical_ai.control.amr import AMR_PARAMETERS, AmrCorrector, amr_config, amr_parameter_default
-from physical_ai.control.arm import ArmConfig, ArmCorrector
+from physical_ai.control.arm import ARM_PARAMETERS, ArmCorrector, arm_config, arm_parameter_default
 from physical_ai.control.arm_collision import CapsuleArm, ObstacleSpheres
 from physical_ai.control.flags import OBSTACLE_REACTION, Flag
 from physical_ai.control.footprint import points_near
@@ -179,38 +179,10 @@ class TrajectoryCorrection(PhysaiNode):
             self.param("max_velocity", [1.5] * n, "Velocity limits [rad/s]"),
             self.param("max_acceleration", [5.0] * n, "Acceleration limits [rad/s^2]"),
             self.param("max_jerk", [50.0] * n, "Jerk limits [rad/s^3]"))
-        config = ArmConfig(
-            period_s=self.period,
-            position_margin=self.param("position_margin", 0.02, "Targets kept inside limits by [rad]", (0.0, 0.5)),
-            extrapolation_s=self.param("extrapolation_s", 0.1, "Late chunk extrapolated for [s]", (0.0, 2.0)),
-            lookahead_s=self.param("lookahead_s", 0.03, "Velocity feed-forward lookahead [s]", (0.0, 0.5)),
-            tracking_gain=self.param("tracking_gain", 5.0, "Pull towards the reference [1/s]", (0.0, 20.0)),
-            stop_deceleration_scale=self.param("stop_deceleration_scale", 0.5,
-                                               "Stop deceleration as a fraction of max_acceleration", (0.05, 1.0)),
-            clearance_m=self.param("clearance_m", 0.10, "Clearance kept to obstacles [m]", (0.0, 2.0)),
-            slow_distance_m=self.param("slow_distance_m", 0.30, "Obstacles beyond clearance + this are ignored [m]",
-                                       (0.0, 5.0)),
-            cbf_gamma=self.param("cbf_gamma", 5.0, "Barrier decay rate [1/s]", (0.1, 100.0)),
-            max_age_s=self.max_chunk_age, max_future_s=self.max_chunk_future,
-            gripper_range=(self.param("gripper_min", 0.0, "Gripper opening min [m]", (0.0, 1.0)),
-                           self.param("gripper_max", 0.08, "Gripper opening max [m]", (0.0, 1.0))),
-            gripper_max_speed=self.param("gripper_max_speed", 0.1, "Gripper opening speed limit [m/s]", (0.0, 5.0)),
-            plausible_margin=self.param("plausible_margin", 0.5, "A chunk with a target further than this outside "
-                                        "the position limits is rejected as implausible, not clamped; a joint "
-                                        "state that far out is refused [rad]", (0.0, 10.0)),
-            plausible_speed_scale=self.param("plausible_speed_scale", 3.0, "A chunk stepping a joint faster than "
-                                             "this times its velocity limit is rejected as implausible",
-                                             (1.0, 100.0)),
-            reorder_window_s=self.param("reorder_window_s", 0.1, "Chunks starting up to this long before the "
-                                        "newest are merged by stamp; earlier ones are rejected [s]", (0.0, 2.0)),
-            recovery_speed_scale=self.param("recovery_speed_scale", 0.2, "A joint beyond a position limit returns "
-                                            "at most at this fraction of its velocity limit", (0.01, 1.0)),
-            tracking_error_rad=self.param("tracking_error_rad", 0.3, "A measured joint further than this from the "
-                                          "command for tracking_error_time_s is a tracking fault [rad]",
-                                          (0.001, 10.0)),
-            tracking_error_time_s=self.param("tracking_error_time_s", 0.3, "How long a tracking error lasts before "
-                                             "a controlled stop and a restart from the measured state [s]",
-                                             (0.0, 10.0)))
+        values = {name: self.param(name, arm_parameter_default(name), description, value_range)
+                  for name, (description, value_range) in ARM_PARAMETERS.items()}
+        config = dataclasses.replace(arm_config(values, period_s=self.period), max_age_s=self.max_chunk_age,
+                                     max_future_s=self.max_chunk_future)
         model = self.param("model_path", "models/arm_cell/arm_cell.xml",
                            "MJCF with the arm's collision geoms (relative to the package share dir); '' = none")
         collision = None
@@ -465,12 +437,11 @@ class TrajectoryCorrection(PhysaiNode):
         disc_centres, radii, disc_vel, owner = boxes_to_discs(centres[ok, :2], sizes[ok, 0], sizes[ok, 1], yaws[ok],
                                                               vel[ok, :2])
         core = self._core()
-        person = np.array([o.classification == Obstacle.CLASS_PERSON for o in obs], bool)[ok][owner]
+        discs: tuple = (disc_centres, radii, disc_vel)
+        if self.mode == "amr":  # the AMR gives way earlier to people (AmrCorrector._stop_or_give_way)
+            discs += (np.array([o.classification == Obstacle.CLASS_PERSON for o in obs], bool)[ok][owner],)
         with self._lock:
-            if self.mode == "amr":  # the AMR gives way earlier to people (AmrCorrector._stop_or_give_way)
-                core.set_obstacles(disc_centres, radii, disc_vel, person)
-            else:
-                core.set_obstacles(disc_centres, radii, disc_vel)
+            core.set_obstacles(*discs)
             self._fused_stamp_ns = stamp_to_ns(msg.header.stamp)
             if fresh:
                 self.watchdog.feed("obstacles", self._data_time(msg.header.stamp, now))

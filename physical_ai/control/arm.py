@@ -620,6 +620,58 @@ class ArmCorrector:
         return scale, dist[0], ttc
 
 
+# trajectory_correction's arm parameters that tune ArmConfig (same names; gripper_min/max make gripper_range):
+# the node declares them from this table, `arm_config` reads them, so the node and an in-process copy agree.
+ARM_PARAMETERS: dict[str, tuple[str, tuple[float, float]]] = {
+    "position_margin": ("Targets kept inside limits by [rad]", (0.0, 0.5)),
+    "extrapolation_s": ("Late chunk extrapolated for [s]", (0.0, 2.0)),
+    "lookahead_s": ("Velocity feed-forward lookahead [s]", (0.0, 0.5)),
+    "tracking_gain": ("Pull towards the reference [1/s]", (0.0, 20.0)),
+    "stop_deceleration_scale": ("Stop deceleration as a fraction of max_acceleration", (0.05, 1.0)),
+    "clearance_m": ("Clearance kept to obstacles [m]", (0.0, 2.0)),
+    "slow_distance_m": ("Obstacles beyond clearance + this are ignored [m]", (0.0, 5.0)),
+    "cbf_gamma": ("Barrier decay rate [1/s]", (0.1, 100.0)),
+    "gripper_min": ("Gripper opening min [m]", (0.0, 1.0)),
+    "gripper_max": ("Gripper opening max [m]", (0.0, 1.0)),
+    "gripper_max_speed": ("Gripper opening speed limit [m/s]", (0.0, 5.0)),
+    "plausible_margin": ("A chunk with a target further than this outside the position limits is rejected as "
+                         "implausible, not clamped; a joint state that far out is refused [rad]", (0.0, 10.0)),
+    "plausible_speed_scale": ("A chunk stepping a joint faster than this times its velocity limit is rejected as "
+                              "implausible", (1.0, 100.0)),
+    "reorder_window_s": ("Chunks starting up to this long before the newest are merged by stamp; earlier ones are "
+                         "rejected [s]", (0.0, 2.0)),
+    "recovery_speed_scale": ("A joint beyond a position limit returns at most at this fraction of its velocity "
+                             "limit", (0.01, 1.0)),
+    "tracking_error_rad": ("A measured joint further than this from the command for tracking_error_time_s is a "
+                           "tracking fault [rad]", (0.001, 10.0)),
+    "tracking_error_time_s": ("How long a tracking error lasts before a controlled stop and a restart from the "
+                              "measured state [s]", (0.0, 10.0)),
+}
+
+
+def arm_parameter_default(name: str) -> float:
+    """The default of one of `ARM_PARAMETERS`: ArmConfig's value."""
+    config = ArmConfig()
+    if name.startswith("gripper_") and name != "gripper_max_speed":
+        return float(config.gripper_range[name == "gripper_max"])
+    return float(getattr(config, name))
+
+
+def arm_config(params: Mapping[str, Any], period_s: float | None = None) -> ArmConfig:
+    """The corrector's configuration from its `trajectory_correction` parameters (config/arm.yaml's section).
+
+    Defaults fill what the parameters leave out; `period_s` defaults to 1 / `rate_hz`; the chunk stamp window is
+    the node's max_chunk_age_s and max_chunk_future_s.
+    """
+    values = {name: float(params.get(name, arm_parameter_default(name))) for name in ARM_PARAMETERS}
+    gripper = (values.pop("gripper_min"), values.pop("gripper_max"))
+    if period_s is None:
+        period_s = 1.0 / float(params.get("rate_hz", 1.0 / ArmConfig().period_s))
+    return ArmConfig(period_s=period_s, gripper_range=gripper,
+                     max_age_s=float(params.get("max_chunk_age_s", ArmConfig().max_age_s)),
+                     max_future_s=float(params.get("max_chunk_future_s", ArmConfig().max_future_s)), **values)
+
+
 def arm_corrector(params: Mapping[str, Any], period_s: float | None = None) -> ArmCorrector:
     """An arm corrector with trajectory_correction's parameters (config/arm.yaml's section), no collision model.
 
@@ -629,11 +681,4 @@ def arm_corrector(params: Mapping[str, Any], period_s: float | None = None) -> A
     names = list(g("joint_names", [f"joint{i}" for i in range(1, 8)]))
     limits = JointLimits.from_lists(names, g("position_lower"), g("position_upper"), g("max_velocity"),
                                     g("max_acceleration"), g("max_jerk"))
-    return ArmCorrector(limits, ArmConfig(
-        period_s=1.0 / float(g("rate_hz", 1000.0)) if period_s is None else period_s,
-        position_margin=g("position_margin", 0.02), extrapolation_s=g("extrapolation_s", 0.1),
-        lookahead_s=g("lookahead_s", 0.03), tracking_gain=g("tracking_gain", 5.0),
-        stop_deceleration_scale=g("stop_deceleration_scale", 0.5), clearance_m=g("clearance_m", 0.1),
-        slow_distance_m=g("slow_distance_m", 0.3), cbf_gamma=g("cbf_gamma", 5.0),
-        max_age_s=g("max_chunk_age_s", 0.5), max_future_s=g("max_chunk_future_s", 0.5),
-        gripper_range=(g("gripper_min", 0.0), g("gripper_max", 0.08)), gripper_max_speed=g("gripper_max_speed", 0.1)))
+    return ArmCorrector(limits, arm_config(params, period_s))

@@ -189,6 +189,33 @@ def test_the_node_s_corrector_is_the_one_its_parameters_give_everywhere(ros):
         "goal_approach_m"]
 
 
+def test_the_arm_node_s_corrector_is_the_one_its_parameters_give_in_process(ros):
+    """The arm's table (ARM_PARAMETERS) for the node and `arm_corrector` (the in-process evaluation, the world
+    model's copy): config/arm.yaml, and every setting changed, build the same corrector both ways."""
+    import dataclasses
+
+    import numpy as np
+
+    from physical_ai.bringup.stack import node_params
+    from physical_ai.control.arm import ARM_PARAMETERS, arm_corrector, arm_parameter_default
+    from physical_ai_nodes.trajectory_correction import TrajectoryCorrection
+
+    shipped = node_params(ROOT / "config" / "arm.yaml", "trajectory_correction")
+    changed = {**shipped, **{name: arm_parameter_default(name) * 0.9 + 0.01 for name in ARM_PARAMETERS}}
+    for params in (shipped, changed):
+        node = TrajectoryCorrection(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        try:
+            built = arm_corrector(params)
+            assert node.arm.config == dataclasses.replace(built.config, max_age_s=node.max_chunk_age,
+                                                          max_future_s=node.max_chunk_future)
+            assert all(np.array_equal(getattr(node.arm.limits, f.name), getattr(built.limits, f.name))
+                       for f in dataclasses.fields(built.limits))
+        finally:
+            node.destroy_node()
+    assert built.config.gripper_range == (changed["gripper_min"], changed["gripper_max"])
+    assert built.config.tracking_error_time_s == changed["tracking_error_time_s"]
+
+
 @pytest.fixture
 def corrector(ros):
     from physical_ai_nodes.trajectory_correction import TrajectoryCorrection
