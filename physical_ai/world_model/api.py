@@ -108,6 +108,13 @@ class WorldModel(ABC):
                           chosen_index=index, risk=risk, latency_ms=(time.perf_counter() - start) * 1e3,
                           model=self.name)
 
+    def recentre(self, state: WorldState, chunk: np.ndarray) -> np.ndarray | None:
+        """A variant of `chunk` proposed from what the model perceives, or None (the default: none).
+
+        The arm's physics model moves a grasp aimed beside a part onto it.
+        """
+        return None
+
     @abstractmethod
     def predict(self, state: WorldState, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(collision_p, failure_p, progress), each (K,)."""

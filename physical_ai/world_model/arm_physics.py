@@ -10,11 +10,12 @@ Each candidate chunk is played in the copy as the robot plays it: through the ar
 (config/arm.yaml's settings: blending, jerk-limited tracking, limits), started at the measured joint positions and
 velocities, its commands streamed to the copy's position controllers. Played straight to the controllers, the copy
 drove the fingers onto the table where the corrected arm stops short, and the check vetoed grasps for contacts that
-never happen (hard seed 300001). If the chunk ends with the gripper over the target part (or, where
-grounding marked another part or none, over any perceived part), the copy then completes the grasp the chunk is
-heading for (or has begun): straight down to the grasp height at the chunk's final
-wrist orientation, close, lift `lift_m`. failure_p is 1 when the part is not in the fingers after the lift (it slid out,
-was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it ends
+never happen (hard seed 300001). If the chunk ends with the gripper over the target part (or, where grounding marked
+another part or none, over any perceived part; failing that, beside one within AIM_XY_M), the copy then completes
+the grasp the chunk is heading for (or has begun): straight down to the grasp height at the chunk's final wrist
+orientation, close, lift `lift_m`; beside a part, that predicts a miss. `recentre` offers the variant of a chunk
+aimed beside a part that ends over it. failure_p is 1 when the part is not in the fingers after the lift (it slid
+out, was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it ends
 with the part dropped away from the bin. collision_p is 1 when the arm, playing the chunk, touches anything but a
 part with its gripper; the completion's own contacts do not count (it is the model's stand-in for the policy's next
 chunks, not a motion the robot is asked to make: its fingertips, closing at the part's centre 2 cm above the table,
@@ -49,6 +50,15 @@ CATALOGUE = np.array([[0.04, 0.04, 0.04], [0.04, 0.04, 0.05], [0.025, 0.07, 0.04
 SIZE_TOLERANCE_M = 0.012
 GRASP_XY_M = 0.03       # the chunk ends over the target part: tcp within this of its centre (horizontally)
 GRASP_ABOVE_M = 0.25    # ... and at most this far above it (time to turn the wrist before the fingers arrive)
+# A chunk ending within this of a perceived part (horizontally, and GRASP_ABOVE_M above it) but not over it is a grasp
+# about to miss: it is judged by completing the grasp where it is, and a variant recentred on the part is offered.
+AIM_XY_M = 0.10
+RECENTRE_MIN_M = 0.005  # a chunk ending this close to the part's centre (a finger's clearance across the prism) ...
+RECENTRE_MIN_YAW = 0.05  # ... and this close to its axis [rad], top-down, is on the part already: no variant
+RECENTRE_IK_TOL = 0.005  # [m] a recentred end pose the arm cannot reach within this is not offered
+IN_FINGERS_M = 0.04     # a part whose centre is this close to the tcp is between the fingers
+HELD_OPENING_M = 0.075  # fingers measuring less than this are closed on something (open: 0.08)
+SETTLE_S = 0.3          # a held part placed in the copy's fingers settles in their grip this long (arm held) [s]
 # The copy's corrector runs at this rate, not the robot's 1 kHz: its cycles integrate in 5 ms sub-steps either way
 # (MAX_SUBSTEP_S), and at 1 kHz three candidates cost more than the chunk period on one core.
 COPY_CORRECTOR_HZ = 100.0
@@ -79,8 +89,13 @@ def _move(sc: ArmCell, q_to: np.ndarray, gripper_to: float, duration: float, dt:
 
 
 def in_fingers(sc: ArmCell, part: str) -> bool:
-    """The part's centre is within 4 cm of the tcp (between the fingers)."""
-    return bool(np.linalg.norm(sc.part_position(part) - sc.data.site("tcp").xpos) < 0.04)
+    """The part's centre is within IN_FINGERS_M of the tcp (between the fingers)."""
+    return bool(np.linalg.norm(sc.part_position(part) - sc.data.site("tcp").xpos) < IN_FINGERS_M)
+
+
+def grasp_height(part_centre: np.ndarray) -> float:
+    """The tcp height of a top-down grasp of a part with this centre (as the expert grasps) [m]."""
+    return max(float(part_centre[2]) + 0.002, TABLE_Z + 0.023)
 
 
 def complete_grasp(sc: ArmCell, ik: ArmIK, part: str, dt: float, lift_m: float = 0.12) -> bool:
@@ -90,7 +105,7 @@ def complete_grasp(sc: ArmCell, ik: ArmIK, part: str, dt: float, lift_m: float =
     """
     p = sc.part_position(part)
     tcp, R = sc.data.site("tcp").xpos.copy(), sc.data.site("tcp").xmat.reshape(3, 3).copy()
-    grasp_z = max(p[2] + 0.002, TABLE_Z + 0.023)
+    grasp_z = grasp_height(p)
     q_grasp, _ = ik.solve(np.array([tcp[0], tcp[1], grasp_z]), R, sc.target, sc.target)
     _move(sc, q_grasp, sc.gripper_target, max(0.3, 3.0 * (tcp[2] - grasp_z)), dt)
     _move(sc, q_grasp, 0.0, 0.6, dt)
@@ -101,10 +116,10 @@ def complete_grasp(sc: ArmCell, ik: ArmIK, part: str, dt: float, lift_m: float =
     return bool(lifted and in_fingers(sc, part))
 
 
-def approaching(sc: ArmCell, part: str) -> bool:
-    """The tcp is over the part: within GRASP_XY_M of its centre horizontally, at most GRASP_ABOVE_M above it."""
+def approaching(sc: ArmCell, part: str, xy_m: float = GRASP_XY_M) -> bool:
+    """The tcp is over the part: within `xy_m` of its centre horizontally, at most GRASP_ABOVE_M above it."""
     p, tcp = sc.part_position(part), sc.data.site("tcp").xpos
-    return bool(np.linalg.norm(tcp[:2] - p[:2]) < GRASP_XY_M and tcp[2] - p[2] < GRASP_ABOVE_M)
+    return bool(np.linalg.norm(tcp[:2] - p[:2]) < xy_m and tcp[2] - p[2] < GRASP_ABOVE_M)
 
 
 class ArmPhysicsWorldModel(WorldModel):
@@ -177,13 +192,47 @@ class ArmPhysicsWorldModel(WorldModel):
         d.qpos[sc.qadr] = q
         if all(f"{j}.velocity" in names for j in ARM_JOINTS):
             d.qvel[sc.dadr] = [state.value(f"{j}.velocity") for j in ARM_JOINTS]
-        opening = state.value("gripper.position") if "gripper.position" in names else 0.08
+        opening = state.value("gripper.position") if "gripper.position" in names else sc.gripper_range[1]
         d.qpos[sc.finger_qadr] = d.qpos[self.finger_right_adr] = opening / 2
         sc.target = q.copy()
         sc.gripper_target = opening
         sc._streaming = True
         sc.collisions = 0
         mujoco.mj_forward(sc.model, d)
+        self._seat_held_part(matched, opening)
+
+    def _seat_held_part(self, matched: dict[int, np.ndarray], opening: float) -> None:
+        """A part perceived between closed fingers is placed where the fingers hold it, across the side they span.
+
+        Half hidden by the fingers, a held part is perceived a centimetre or more off, and a lifted one where it
+        lay (hard seed 300006: 12 mm along the prism's long side while the fingers held it across that side with
+        5 mm to spare, and 13 cm below them); placed there, the copy dropped it in every candidate while the true
+        arm carried it.
+        """
+        sc, d = self.sc, self.sc.data
+        if opening >= HELD_OPENING_M:
+            return
+        tcp, rot = d.site("tcp").xpos.copy(), d.site("tcp").xmat.reshape(3, 3)
+        closing_yaw = np.arctan2(rot[1, 1], rot[0, 1])
+        for j in matched:
+            adr = self.part_adr[j]
+            if np.linalg.norm(d.qpos[adr:adr + 2] - tcp[:2]) >= IN_FINGERS_M:  # horizontally: see below
+                continue
+            short, long = CATALOGUE[j, :2]
+            # the catalogue geom's short side is along its x axis: across the fingers, or along them when they
+            # span its long side
+            across = long if abs(opening - long) < abs(opening - short) else short
+            yaw = closing_yaw + (np.pi / 2 if across == long else 0.0)
+            d.qpos[adr:adr + 3] = tcp - [0.0, 0.0, 0.002]
+            d.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+            # The fingers just clear of the part, then closing on it as the robot's do, until the grasp settles:
+            # seated at the measured opening (the part's side less the squeeze), the overlap threw the part up and
+            # out of the fingers as the chunk began (the same hard seed).
+            d.qpos[sc.finger_qadr] = d.qpos[self.finger_right_adr] = across / 2 + 0.0005
+            mujoco.mj_forward(sc.model, d)
+            sc.command_gripper([sc.gripper_range[0]])
+            sc.step(max(1, round(SETTLE_S / sc.timestep)))
+            return
 
     def _under_gripper(self, target: str, matched: dict[int, np.ndarray]) -> str:
         """The part the chunk ends over (`approaching`): the target if so, else any other perceived part; '' if none.
@@ -194,7 +243,60 @@ class ArmPhysicsWorldModel(WorldModel):
         """
         if target and approaching(self.sc, target):
             return target
-        return next((PARTS[j] for j in matched if approaching(self.sc, PARTS[j])), "")
+        over = next((PARTS[j] for j in matched if approaching(self.sc, PARTS[j])), "")
+        if over:
+            return over
+        # none under the fingers, one beside them: the grasp is judged where it would close (a predicted miss)
+        if target and approaching(self.sc, target, AIM_XY_M):
+            return target
+        return next((PARTS[j] for j in matched if approaching(self.sc, PARTS[j], AIM_XY_M)), "")
+
+    def recentre(self, state: WorldState, chunk: np.ndarray) -> np.ndarray | None:
+        """The chunk moved to end over the part it is aiming at, fingers across its short side; or None.
+
+        The policy's aim is what fails most often: on the hard variant it closed its fingers 5 cm beside the prism
+        (seeds 300000, 300006), and a quarter-turned grasp, across the prism's 70 mm side with the gripper's 80 mm,
+        misses by a finger's width when the tcp is 7 mm off or the wrist a few degrees off the part's axis. The variant
+        ends at the chunk's own height (at least the grasp height) top-down over the perceived part (the target, else
+        the nearest one within AIM_XY_M), closing across the part's perceived short side (its canonical yaw, the half
+        turn nearest the chunk's); the joint change to that pose is eased in over the chunk's first half, so the descent
+        happens over the part. None where the gripper is closed, the chunk ends on the part already (RECENTRE_MIN_M,
+        RECENTRE_MIN_YAW), further from any part, or the pose is out of reach.
+        """
+        names = state.state_names
+        if "gripper.position" in names and state.value("gripper.position") < HELD_OPENING_M:
+            return None  # closed on something (or closing): not an approach
+        matched, target = self._match(state)
+        if not matched:
+            return None
+        f = state.part_features
+        centres = {j: row[[f.index("x"), f.index("y"), f.index("z")]] + self.base for j, row in matched.items()}
+        q_end = np.asarray(chunk[-1, :len(ARM_JOINTS)], dtype=np.float64)
+        tcp, rot = self.ik.tcp_pose(q_end)
+        aim = target if target >= 0 else min(centres, key=lambda j: float(np.linalg.norm(centres[j][:2] - tcp[:2])))
+        p = centres[aim]
+        off = float(np.linalg.norm(p[:2] - tcp[:2]))
+        if off >= AIM_XY_M or tcp[2] - p[2] > GRASP_ABOVE_M:
+            return None
+        row = matched[aim]
+        part_yaw = 2.0 * np.arctan2(row[f.index("qz")], row[f.index("qw")])  # the short side's direction
+        closing_yaw = np.arctan2(rot[1, 1], rot[0, 1])  # the fingers close along the tcp's y axis
+        turn = (part_yaw - closing_yaw + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two symmetric yaws
+        if off < RECENTRE_MIN_M and abs(turn) < RECENTRE_MIN_YAW and rot[2, 2] < -0.99:
+            return None
+        y_axis = np.array([np.cos(closing_yaw + turn), np.sin(closing_yaw + turn), 0.0])
+        z_axis = np.array([0.0, 0.0, -1.0])
+        aligned = np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
+        # at the chunk's height, but not below the grasp height (a policy aiming beside the part aimed low, too)
+        height = max(tcp[2], grasp_height(p))
+        q_new, err = self.ik.solve(np.array([p[0], p[1], height]), aligned, q_end, q_end)
+        if err > RECENTRE_IK_TOL:
+            return None
+        h = len(chunk)
+        ease = 0.5 - 0.5 * np.cos(np.pi * np.minimum(np.arange(1, h + 1) / max(1, h // 2), 1.0))
+        out = np.array(chunk, dtype=np.float64)
+        out[:, :len(ARM_JOINTS)] += ease[:, None] * (q_new - q_end)[None]
+        return out
 
     def _play(self, state: WorldState, chunk: np.ndarray) -> None:
         """The chunk (joints then gripper per step) through a corrector started at the copy's arm, to its end."""
@@ -202,7 +304,9 @@ class ArmPhysicsWorldModel(WorldModel):
         steps = max(1, round(1.0 / (COPY_CORRECTOR_HZ * sc.timestep)))
         corrector = arm_corrector(self.corrector_params, steps * sc.timestep)
         _, pos, vel, _ = sc.joint_state()
-        corrector.set_measured(pos[:7], pos[7], vel[:7])
+        # The gripper's command starts where the copy's is (closed on a held part), not at its measured opening: a
+        # closed gripper measures the part's width, and commanded from there it let the held prism slide out.
+        corrector.set_measured(pos[:7], sc.gripper_target, vel[:7])
         now = sc.data.time
         check = corrector.submit_chunk([*ARM_JOINTS, "gripper"], np.asarray(chunk).ravel(), now, state.dt,
                                        len(chunk), now)
@@ -226,13 +330,15 @@ class ArmPhysicsWorldModel(WorldModel):
         for i, chunk in enumerate(candidates):
             self._place(state, matched)
             part = PARTS[target] if target >= 0 else ""
-            held = bool(part) and in_fingers(sc, part) and sc.gripper_target < 0.06
+            # the part in the fingers: the target, or whichever part grounding lost sight of under them
+            held = next((PARTS[j] for j in ([target] if target >= 0 else []) + list(matched)
+                         if sc.gripper_target < HELD_OPENING_M and in_fingers(sc, PARTS[j])), "")
             self._play(state, chunk)
             collision[i] = float(sc.collisions > 0)
             if held:
-                p = sc.part_position(part)
+                p = sc.part_position(held)
                 over_bin = bool(np.all(np.abs(p[:2] - BIN_CENTRE) < BIN_HALF_INNER + 0.03))
-                failure[i] = float(not in_fingers(sc, part) and not over_bin)
+                failure[i] = float(not in_fingers(sc, held) and not over_bin)
             elif grasped := self._under_gripper(part, matched):
                 ok = complete_grasp(sc, self.ik, grasped, state.dt, self.lift_m)
                 failure[i], progress[i] = float(not ok), float(ok)

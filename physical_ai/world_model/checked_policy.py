@@ -8,7 +8,9 @@ Candidates are the policy's own chunk plus K-1 perturbations of it (see `api.sam
 controlled stop for mobile bases. For an arm they are grasp variants instead: the policy's chunk with the wrist
 (the last arm joint) turned to each of WRIST_TURNS relative to the policy's own wrist angle (a quarter turn either
 way grasps a part across its other side); the first candidate keeps the turn chosen last, so the policy's chunk
-runs unchanged until the world model predicts that its grasp fails. The check runs inside `infer`, so the node's
+runs unchanged until the world model predicts that its grasp fails. Where the chunk aims beside a perceived part, the
+world model's `recentre` adds the chunk moved over that part, in each wrist turn (the policy's own chunk stays
+first: it is kept unless predicted to fail, e.g. to miss). The check runs inside `infer`, so the node's
 asynchronous chunk runner, latency accounting and NaN handling apply unchanged.
 """
 
@@ -25,6 +27,7 @@ from physical_ai.world_model.api import Prediction, WorldModel, WorldState, samp
 # Candidate spread per action unit: a tenth of a typical range (m/s, rad/s, rad, m).
 DEFAULT_SPREAD = {"linear_x": 0.3, "angular_z": 0.4, "steering_angle": 0.05, "speed": 1.0, "gripper": 0.01}
 WRIST_TURNS = (0.0, np.pi / 2, -np.pi / 2)  # arm grasp variants: wrist turn relative to the policy's [rad]
+OPENING_MATCH_M = 0.005  # a gripper opening this close to a part's side is holding it across that side [m]
 WRIST_TURN_SPEED = 2.5  # a change of turn is a cosine ramp peaking at this speed (the wrist's limit) [rad/s]
 
 
@@ -62,6 +65,8 @@ class WorldModelCheckedPolicy(Policy):
         self._stop_last = self.config.embodiment in ("amr", "vehicle")
         self._arm = self.config.embodiment == "arm"
         self.wrist_turn = 0.0  # arm: the grasp variant chosen last
+        self._sent: np.ndarray | None = None  # the chunk returned last
+        self._held_sides: tuple[float, float] | None = None  # (short, long) of a part held across its long side
 
     def belief(self, obs: Mapping[str, Any]) -> WorldState:
         """WorldState from the same raw observation the policy sees."""
@@ -89,36 +94,70 @@ class WorldModelCheckedPolicy(Policy):
         """
         if not (self._arm and self.wrist_turn):
             return obs
+        names = self.config.observation.state.names
         state = np.array(obs["state"], dtype=np.float64)
-        state[self.config.observation.state.names.index("joint7.position")] -= self.wrist_turn
+        state[names.index("joint7.position")] -= self.wrist_turn
+        if "gripper.position" in names:
+            state[names.index("gripper.position")] = self._taught_opening(obs, state[names.index("gripper.position")])
         return {**obs, "state": state}
+
+    def _taught_opening(self, obs: Mapping[str, Any], opening: float) -> float:
+        """The gripper's opening as the policy's own grasp would read it, under a quarter-turned grasp.
+
+        Turned, the fingers hold an oblong part across its long side: the hard prism read 70 mm, which the policy
+        only ever saw with open fingers, and it opened them again with the prism lifted (in-process hard seeds
+        300000, 300006). An opening within OPENING_MATCH_M of a perceived part's long side (one longer than its
+        short side) reads as that part's short side; any other opening as measured. The sides are remembered
+        while the fingers stay on them: a held part is often lost from sight under the fingers.
+        """
+        spec = self.config.observation.parts
+        f = spec.features.names if spec is not None else ()
+        if "parts" in obs and "size_x" in f and "size_y" in f:
+            rows = np.asarray(obs["parts"], dtype=np.float64).reshape(-1, len(f))
+            for short, long in rows[:, [f.index("size_x"), f.index("size_y")]]:
+                if long - short > 2 * OPENING_MATCH_M and abs(opening - long) < OPENING_MATCH_M:
+                    self._held_sides = (float(short), float(long))
+        if self._held_sides is not None and abs(opening - self._held_sides[1]) < OPENING_MATCH_M:
+            return self._held_sides[0]
+        self._held_sides = None
+        return opening
 
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
         chunk = np.asarray(self.policy._infer(self._policy_view(obs)), dtype=np.float64)
         if not np.isfinite(chunk).all():
             return chunk  # the caller drops and counts non-finite chunks
+        belief = self.belief(obs)
         if self._arm:
             wrist = float(np.asarray(obs["state"])[self.config.observation.state.names.index("joint7.position")])
             cands, turns = wrist_variants(chunk, wrist, self.wrist_turn, self.config.dt)
+            centred = self.world_model.recentre(belief, chunk)
+            if centred is not None:  # aimed beside a part: the policy's grasp, then the recentred one in each turn
+                more, more_turns = wrist_variants(centred, wrist, self.wrist_turn, self.config.dt)
+                cands, turns = np.concatenate([cands[:1], more]), np.concatenate([turns[:1], more_turns])
         else:
             cands = sample_candidates(chunk, self.k, self.spread, self.rng)
         if self._stop_last and self.k > 2:
             cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
             if self.config.embodiment == "amr":
                 cands[-1] = np.linspace(chunk[0], [-0.3, 0.0], len(chunk))  # brake and back away
-        pred = self.world_model.evaluate(self.belief(obs), cands)
+        pred = self.world_model.evaluate(belief, cands)
         self.last_prediction = pred
         if pred.chosen_index >= 0:
             if self._arm:
                 self.wrist_turn = float(turns[pred.chosen_index])
-            return cands[pred.chosen_index]
+            self._sent = cands[pred.chosen_index]
+            return self._sent
         # every candidate vetoed: mobile bases brake to a stop, arms hold where they are
         if self._stop_last:
             return np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
-        return np.repeat(self._measured_pose(obs, cands[0, 0])[None], len(chunk), axis=0)
+        self._sent = np.repeat(self._measured_pose(obs, cands[0, 0])[None], len(chunk), axis=0)
+        return self._sent
 
     def _measured_pose(self, obs: Mapping[str, Any], fallback: np.ndarray) -> np.ndarray:
-        """The arm's measured pose as an action row (`fallback` for actions without a `<name>.position` state).
+        """The arm's measured pose as an action row; `fallback` is the vetoed chunk's first step.
+
+        `fallback` stands for actions without a `<name>.position` state, and for a gripper closing tighter than it
+        measures.
 
         Holding the vetoed chunk's first step instead crept along the vetoed motion, a step per check: the policy
         planned each chunk from where the arm had got to, and the arm came down onto the table after five vetoes
@@ -129,7 +168,16 @@ class WorldModelCheckedPolicy(Policy):
         pose = np.asarray(fallback, float).copy()
         for i, action in enumerate(self.config.action.names):
             if f"{action}.position" in names:
-                pose[i] = state[names.index(f"{action}.position")]
+                measured = state[names.index(f"{action}.position")]
+                # A gripper closed on a part measures the part's width: held there it would squeeze nothing and the
+                # part slid out (in-process hard seed 300000, a lifted prism dropped after the veto of a chunk that
+                # opened the fingers). A veto never opens them: the narrowest of the measured opening, the vetoed
+                # chunk's first step and the last chunk sent.
+                if action == "gripper":
+                    sent = self._sent[:, i].min() if self._sent is not None else np.inf
+                    pose[i] = min(measured, pose[i], sent)
+                else:
+                    pose[i] = measured
         return pose
 
     def health(self) -> str:
@@ -148,6 +196,8 @@ class WorldModelCheckedPolicy(Policy):
     def reset(self) -> None:
         """Reset the wrapped backend (and the arm's grasp variant)."""
         self.wrist_turn = 0.0
+        self._sent = None
+        self._held_sides = None
         self.policy.reset()
 
     def close(self) -> None:

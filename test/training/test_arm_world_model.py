@@ -157,3 +157,150 @@ def test_a_chunk_that_drives_the_fingers_through_the_table_is_predicted_to_colli
     pred = model.evaluate(state, np.stack([chunk, down]))
     assert pred.collision_p.tolist() == [0.0, 1.0]
     assert pred.chosen_index == 0
+
+
+def _aimed_beside(state: WorldState, chunk: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
+    """The chunk with its end moved `offset_m` horizontally (the joint change that moves its final tcp so)."""
+    from physical_ai.sim.experts import ArmIK
+
+    sc = ArmPhysicsWorldModel().sc
+    ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
+    q_end = chunk[-1, :7]
+    tcp, R = ik.tcp_pose(q_end)
+    q_off, err = ik.solve(tcp + np.array([*offset_m, 0.0]), R, q_end, q_end)
+    assert err < 1e-3
+    out = chunk.copy()
+    out[:, :7] += q_off - q_end
+    return out
+
+
+@pytest.mark.parametrize("offset_m", [(0.05, 0.0), (0.0, -0.05)])
+def test_a_grasp_aimed_beside_the_part_is_predicted_to_miss_and_its_recentred_variant_to_hold(over_the_prism,
+                                                                                           offset_m):
+    """The policy's failures on the hard variant were mostly its aim (fingers closing 5 cm beside the prism, seeds
+    300000 and 300006), which no wrist turn helps: the model judges such a grasp where it would close, and offers the
+    chunk moved over the perceived part, which ends within a centimetre of it."""
+    state, chunk = over_the_prism
+    beside = _aimed_beside(state, chunk, np.array(offset_m))
+    model = ArmPhysicsWorldModel(materials="normal")
+    centred = model.recentre(state, beside)
+    assert centred is not None
+    rows = np.asarray(state.parts).reshape(-1, len(NAMES))
+    prism = rows[[p == "part_prism" for p in PARTS].index(True), :2] + model.base[:2]
+    tcp, _ = model.ik.tcp_pose(centred[-1, :7])
+    assert np.linalg.norm(tcp[:2] - prism) < 0.01
+    assert model.recentre(state, chunk) is None  # the expert's own grasp is on the part already
+    pred = model.evaluate(state, np.stack([beside, centred]))
+    assert pred.failure_p.tolist() == [1.0, 0.0] and pred.chosen_index == 1
+    assert not pred.collision_p.any()
+
+
+class _Scripted:
+    """Stands in for a policy: returns the given chunks in turn and records the observations it was shown."""
+
+    def __init__(self, chunks: list[np.ndarray]) -> None:
+        from physical_ai.policy.spec import load_config
+
+        self.config = load_config(ROOT / "models" / "arm_pick")
+        self.backend, self.chunks, self.seen = "scripted", list(chunks), []
+
+    def _infer(self, obs):
+        self.seen.append(obs)
+        return self.chunks.pop(0)
+
+    def reset(self):
+        pass
+
+
+class _Verdicts(WorldModel):
+    """Accepts every candidate at the first check, vetoes every one at the second."""
+
+    name = "verdicts"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def predict(self, state, candidates):
+        self.calls += 1
+        k = len(candidates)
+        return np.zeros(k), np.full(k, float(self.calls > 1)), np.zeros(k)
+
+
+def _holding_prism_turned(over_the_prism, turn: float):
+    """A checked policy that chose a quarter-turned grasp and closed it on the prism, now measuring 70 mm."""
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    state, chunk = over_the_prism
+    closing, opening = chunk.copy(), chunk.copy()
+    closing[:, 7] = np.linspace(0.08, 0.0, len(chunk))
+    opening[:, 7] = np.linspace(0.0, 0.08, len(chunk))
+    scripted = _Scripted([closing, opening])
+    policy = WorldModelCheckedPolicy(scripted, _Verdicts(), k=3)  # type: ignore[arg-type]
+    names = policy.config.observation.state.names
+    obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
+    policy.infer(obs)  # accepted: the fingers close
+    policy.wrist_turn = turn
+    held = dict(obs, state=obs["state"].copy())
+    held["state"][names.index("gripper.position")] = 0.070  # across the prism's 70 mm side
+    return policy, scripted, held, names
+
+
+def test_a_veto_never_opens_the_fingers_on_a_held_part(over_the_prism):
+    """Vetoed while holding, the arm holds its pose with the fingers as closed as last commanded: held at their
+    measured opening they squeezed nothing and the lifted prism slid out (in-process hard seed 300000)."""
+    policy, _, held, _ = _holding_prism_turned(over_the_prism, np.pi / 2)
+    chunk = policy.infer(held).values
+    assert policy.last_prediction.chosen_index == -1
+    assert chunk[:, 7].max() <= 1e-9
+
+
+def test_under_a_quarter_turn_the_policy_reads_the_held_prism_across_its_short_side(over_the_prism):
+    """Turned, the fingers hold the prism across its 70 mm side, an opening the policy only saw with open fingers
+    (it opened them again, in-process hard seeds 300000 and 300006): it is shown the 25 mm its own grasp reads."""
+    policy, scripted, held, names = _holding_prism_turned(over_the_prism, np.pi / 2)
+    policy.infer(held)
+    shown = scripted.seen[-1]["state"]
+    assert shown[names.index("gripper.position")] == pytest.approx(0.025)
+    assert shown[names.index("joint7.position")] == pytest.approx(held["state"][names.index("joint7.position")]
+                                                                  - np.pi / 2)
+    policy, scripted, held, names = _holding_prism_turned(over_the_prism, 0.0)  # the policy's own grasp: as measured
+    policy.infer(held)
+    assert scripted.seen[-1]["state"][names.index("gripper.position")] == pytest.approx(0.070)
+
+
+def test_a_part_held_across_its_long_side_is_carried_in_the_copy():
+    """The heavy prism held at a quarter turn (across its 70 mm side) and lifted: the copy seats it in the fingers,
+    where perception cannot place it (seen where it lay), and carries it as the true arm does. Placed where
+    perceived and commanded from the measured opening, it slid out in every candidate (in-process hard seed
+    300006, 54 vetoes while the true arm held the prism)."""
+    sc = make_scenario("arm", HEAVY_PRISM_SEED, {"variant": "hard"})
+    expert = ArmPickPlaceExpert(sc, yaw_offset=np.pi / 2)
+    expert.reset(observe(sc))
+    base = sc.data.xpos[sc.robot_root]
+    yaws = [np.arctan2(*sc.data.body(p).xmat.reshape(3, 3)[[1, 0], 0]) for p in PARTS]
+    rows = part_rows(np.array([sc.part_position(p) - base for p in PARTS]), yaws, CATALOGUE.copy(),
+                     [1.0] * len(PARTS), NAMES)  # as last seen, on the table
+    rows[:, NAMES.index("is_target")] = [p == sc.target_part for p in PARTS]
+    rest_z = sc.part_position(sc.target_part)[2]
+    while sc.part_position(sc.target_part)[2] < rest_z + 0.03:  # closed and lifting
+        apply(sc, expert.act(observe(sc)))
+        sc.step(10)
+        assert sc.data.time < 10.0, "the expert never lifted the prism"
+    _, pos, vel, _ = sc.joint_state()
+    assert 0.065 < pos[7] < 0.075  # across the long side
+    names = (*(f"joint{i}.position" for i in range(1, 8)), "gripper.position",
+             *(f"joint{i}.velocity" for i in range(1, 8)))
+    state = WorldState("arm", np.concatenate([pos[:7], [pos[7]], vel[:7]]), names, parts=rows, part_features=NAMES,
+                       dt=DT)
+    t0 = sc.data.time
+    chunk = np.array([np.append(c["joint_positions"], c["gripper"])
+                      for c in (expert.act({"time": t0 + DT * (i + 1)}) for i in range(20))])
+    release = chunk.copy()
+    release[:, 7] = np.linspace(0.0, 0.08, len(chunk))  # the fingers opening away from the bin: dropped
+    pred = ArmPhysicsWorldModel(materials="hard").evaluate(state, np.stack([chunk, release]))
+    assert pred.failure_p.tolist() == [0.0, 1.0] and pred.chosen_index == 0
+    for action in chunk:  # and the true arm carries it on
+        apply(sc, {"joint_positions": action[:7], "gripper": action[7]})
+        sc.step(round(DT / sc.timestep))
+    assert np.linalg.norm(sc.part_position(sc.target_part) - sc.data.site("tcp").xpos) < 0.04
