@@ -264,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
 
             rows, summary = evaluate_ros(args.scenario, args.policy, args.episodes, args.seed,
                                          realtime=args.realtime, record=args.record,
-                                         command_noise=args.command_noise)
+                                         command_noise=args.command_noise, world_model=args.world_model,
+                                         wm_k=args.wm_k, variant=args.variant)
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,
                                      args.world_model, args.wm_k, args.threads, progress_bar=not args.no_progress,

@@ -86,7 +86,8 @@ def hold_at_goal(latest: dict[str, Any], lock: threading.Lock, hold_s: float, li
 def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int, time_limit_s: float | None = None,
                  startup_timeout_s: float = 60.0, real_time_factor: float = 1.0,
                  realtime: bool = False, record: str | Path | None = None,
-                 command_noise: float = 0.0) -> tuple[list[Any], dict[str, Any]]:
+                 command_noise: float = 0.0, world_model: str = "none", wm_k: int = 3,
+                 variant: str = "normal") -> tuple[list[Any], dict[str, Any]]:
     """Run `episodes` seeded episodes through the nodes; return (episode rows, summary) like the in-process mode.
 
     With `realtime`, the corrector and the simulator (the robot's drivers) run under SCHED_FIFO as deployed (README,
@@ -94,11 +95,12 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     error where this process may not use SCHED_FIFO. `command_noise` > 0 has the simulator perturb the AMR's executed
     base command on half the episodes (mujoco_sim `command_noise`), for recordings to train from. With `record`, a
     successful episode runs on until the robot has been `RECORD_HOLD_S` at its goal before the reset (it is scored
-    at its success, as without).
+    at its success, as without). `world_model` and `wm_k` set policy_inference's check (its vetoes are counted
+    from /policy/world_model), `variant` the arm cell (and the materials the arm's world model assumes).
     """
     import rclpy
     from nav_msgs.msg import Odometry
-    from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth
+    from physical_ai_stack.msg import CorrectionStatus, SimGroundTruth, WorldModelPrediction
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Int64, String
 
@@ -107,6 +109,8 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     from physical_ai.bringup.stack import RECORDER, node_command, params_file, stack_commands, with_realtime
     from physical_ai.training.evaluate import EpisodeResult, check_policy_fits, env_time_limit, summarise
 
+    if variant != "normal" and scenario != "arm":
+        raise ValueError(f"--variant {variant}: only the arm cell has variants")
     env = make_env(scenario)
     config = load_config(policy_dir)
     check_policy_fits(config, env)
@@ -116,8 +120,11 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     overrides: dict[str, dict[str, str]] = {
         "mujoco_sim": {"seed": str(seed), "real_time_factor": str(real_time_factor),
                        "command_noise": str(command_noise)},
-        "policy_inference": {"checkpoint": str(Path(policy_dir).resolve())},
+        "policy_inference": {"checkpoint": str(Path(policy_dir).resolve()), "world_model": world_model,
+                             "world_model_candidates": str(wm_k), "world_model_materials": variant},
     }
+    if robot == "arm":
+        overrides["mujoco_sim"]["arm_variant"] = variant
     from physical_ai.sim.scenarios import make_scenario
     from physical_ai.training.envs import arm_instruction
 
@@ -141,7 +148,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
     rclpy.init(domain_id=domain)
     node = rclpy.create_node("physai_eval")
     lock = threading.Lock()
-    latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0}
+    latest: dict[str, Any] = {"gt": None, "limits": 0, "violations": 0, "vetoes": 0, "predicted_failure": 0}
     sc = make_scenario(env.scenario_name, 0)
     if robot == "amr":
         lo, hi = sc.base.lower * 1.02 - 1e-3, sc.base.upper * 1.02 + 1e-3
@@ -179,7 +186,14 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
             with lock:
                 latest["violations"] += 1
 
+    def on_prediction(msg: WorldModelPrediction) -> None:
+        with lock:
+            vetoed = msg.chosen_index < 0
+            latest["vetoes"] += vetoed
+            latest["predicted_failure"] += vetoed or msg.failure_probability[msg.chosen_index] > 0.5
+
     node.create_subscription(SimGroundTruth, "/sim/ground_truth", on_gt, 10)
+    node.create_subscription(WorldModelPrediction, "/policy/world_model", on_prediction, 100)
     node.create_subscription(CorrectionStatus, "/correction/status", on_status, 10)
     if robot in ("amr", "vehicle"):
         node.create_subscription(Odometry, "/odom", on_odom, 10)
@@ -209,6 +223,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                 reset_pub.publish(Int64(data=episode_seed))
             with lock:
                 latest["gt"], limits0, violations0 = None, latest["limits"], latest["violations"]
+                vetoes0, predicted0 = latest["vetoes"], latest["predicted_failure"]
             wall_deadline = time.monotonic() + 3.0 * limit / max(real_time_factor, 0.1) + 20.0
             gt, started = None, i == 0
             while time.monotonic() < wall_deadline:
@@ -229,14 +244,16 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
                                       limit_violations=latest["violations"] - violations0, failure=False,
                                       clamped_requests=latest["limits"] - limits0,
                                       time_s=round(end_s, 2),
-                                      progress=round(float(gt.progress), 3)))
+                                      progress=round(float(gt.progress), 3),
+                                      vetoes=latest["vetoes"] - vetoes0,
+                                      wm_predicted_failure=latest["predicted_failure"] > predicted0))
             if record and gt.task_success:
                 end_s = hold_at_goal(latest, lock, RECORD_HOLD_S, limit, supervisor, log_dir,
                                      wall_deadline - time.monotonic())
             r = rows[-1]
             print(f"episode {i} seed {r.seed}: {'success' if r.success else 'FAIL'} time {r.time_s} s "
-                  f"progress {r.progress} collisions {r.collisions} limit_violations {r.limit_violations}",
-                  flush=True)
+                  f"progress {r.progress} collisions {r.collisions} limit_violations {r.limit_violations} "
+                  f"vetoes {r.vetoes}", flush=True)
     finally:
         supervisor.stop()
         executor.shutdown()
@@ -244,5 +261,6 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         rclpy.try_shutdown()
     summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "ros", "first_seed": seed,
                                          "logs": str(log_dir), "wall_s": round(time.monotonic() - start, 1),
-                                         "realtime": realtime})
+                                         "realtime": realtime, "world_model": world_model, "wm_k": wm_k,
+                                         "variant": variant})
     return rows, summary

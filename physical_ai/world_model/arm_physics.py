@@ -11,16 +11,16 @@ Each candidate chunk is played in the copy as the robot plays it: through the ar
 velocities, its commands streamed to the copy's position controllers. Played straight to the controllers, the copy
 drove the fingers onto the table where the corrected arm stops short, and the check vetoed grasps for contacts that
 never happen (hard seed 300001). If the chunk ends with the gripper over the target part (or, where grounding marked
-another part or none, over any perceived part; failing that, beside one within AIM_XY_M), the copy then completes
-the grasp the chunk is heading for (or has begun): straight down to the grasp height at the chunk's final wrist
-orientation, close, lift `lift_m`; beside a part, that predicts a miss. `recentre` offers the variant of a chunk
-aimed beside a part that ends over it. failure_p is 1 when the part is not in the fingers after the lift (it slid
-out, was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it ends
-with the part dropped away from the bin. collision_p is 1 when the arm, playing the chunk, touches anything but a
-part with its gripper; the completion's own contacts do not count (it is the model's stand-in for the policy's next
-chunks, not a motion the robot is asked to make: its fingertips, closing at the part's centre 2 cm above the table,
-brushed the table in the copy and vetoed every variant of a cube grasp that succeeds; hard seed 300002). progress is
-1 for a grasp predicted to hold, else 0.
+another part or none, over any perceived part; failing that, the target beside them within AIM_XY_M), the copy then
+completes the grasp the chunk is heading for (or has begun): straight down to the grasp height at the chunk's final
+wrist orientation, close, lift `lift_m`; beside a part, that predicts a miss. `recentre` offers the variant of a
+chunk aimed beside a part that ends over it. failure_p is 1 when the part is not in the fingers after the lift (it
+slid out, was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it
+ends with the part dropped away from the bin. collision_p is 1 when the arm, playing the chunk, touches anything but
+a part with its gripper; the completion's own contacts do not count (it is the model's stand-in for the policy's
+next chunks, not a motion the robot is asked to make: its fingertips, closing at the part's centre 2 cm above the
+table, brushed the table in the copy and vetoed every variant of a cube grasp that succeeds; hard seed 300002).
+progress is 1 for a grasp predicted to hold, else 0.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ CATALOGUE = np.array([[0.04, 0.04, 0.04], [0.04, 0.04, 0.05], [0.025, 0.07, 0.04
 SIZE_TOLERANCE_M = 0.012
 GRASP_XY_M = 0.03       # the chunk ends over the target part: tcp within this of its centre (horizontally)
 GRASP_ABOVE_M = 0.25    # ... and at most this far above it (time to turn the wrist before the fingers arrive)
-# A chunk ending within this of a perceived part (horizontally, and GRASP_ABOVE_M above it) but not over it is a grasp
-# about to miss: it is judged by completing the grasp where it is, and a variant recentred on the part is offered.
+# A chunk ending within this of the grounded target (horizontally, and GRASP_ABOVE_M above it) but not over it is a
+# grasp about to miss: it is judged by completing the grasp where it is, and a variant recentred on it is offered.
 AIM_XY_M = 0.10
 RECENTRE_MIN_M = 0.005  # a chunk ending this close to the part's centre (a finger's clearance across the prism) ...
 RECENTRE_MIN_YAW = 0.05  # ... and this close to its axis [rad], top-down, is on the part already: no variant
@@ -246,39 +246,37 @@ class ArmPhysicsWorldModel(WorldModel):
         over = next((PARTS[j] for j in matched if approaching(self.sc, PARTS[j])), "")
         if over:
             return over
-        # none under the fingers, one beside them: the grasp is judged where it would close (a predicted miss)
-        if target and approaching(self.sc, target, AIM_XY_M):
-            return target
-        return next((PARTS[j] for j in matched if approaching(self.sc, PARTS[j], AIM_XY_M)), "")
+        # none under the fingers, the target beside them: the grasp is judged where it would close (a predicted
+        # miss). Only the grounded target: judged beside any part, a chunk still 26 cm from its cylinder was
+        # turned a quarter for a part it was not after (in-process hard seed 300026; grounding had none).
+        return target if target and approaching(self.sc, target, AIM_XY_M) else ""
 
     def recentre(self, state: WorldState, chunk: np.ndarray) -> np.ndarray | None:
-        """The chunk moved to end over the part it is aiming at, fingers across its short side; or None.
+        """The chunk moved to end over the target part, fingers across its short side; or None.
 
         The policy's aim is what fails most often: on the hard variant it closed its fingers 5 cm beside the prism
         (seeds 300000, 300006), and a quarter-turned grasp, across the prism's 70 mm side with the gripper's 80 mm,
         misses by a finger's width when the tcp is 7 mm off or the wrist a few degrees off the part's axis. The variant
-        ends at the chunk's own height (at least the grasp height) top-down over the perceived part (the target, else
-        the nearest one within AIM_XY_M), closing across the part's perceived short side (its canonical yaw, the half
+        ends at the chunk's own height (at least the grasp height) top-down over the perceived, grounded target (none
+        without one), closing across the part's perceived short side (its canonical yaw, the half
         turn nearest the chunk's); the joint change to that pose is eased in over the chunk's first half, so the descent
         happens over the part. None where the gripper is closed, the chunk ends on the part already (RECENTRE_MIN_M,
-        RECENTRE_MIN_YAW), further from any part, or the pose is out of reach.
+        RECENTRE_MIN_YAW), further than AIM_XY_M from it, or the pose is out of reach.
         """
         names = state.state_names
         if "gripper.position" in names and state.value("gripper.position") < HELD_OPENING_M:
             return None  # closed on something (or closing): not an approach
         matched, target = self._match(state)
-        if not matched:
+        if target < 0:
             return None
         f = state.part_features
-        centres = {j: row[[f.index("x"), f.index("y"), f.index("z")]] + self.base for j, row in matched.items()}
         q_end = np.asarray(chunk[-1, :len(ARM_JOINTS)], dtype=np.float64)
         tcp, rot = self.ik.tcp_pose(q_end)
-        aim = target if target >= 0 else min(centres, key=lambda j: float(np.linalg.norm(centres[j][:2] - tcp[:2])))
-        p = centres[aim]
+        row = matched[target]
+        p = row[[f.index("x"), f.index("y"), f.index("z")]] + self.base
         off = float(np.linalg.norm(p[:2] - tcp[:2]))
         if off >= AIM_XY_M or tcp[2] - p[2] > GRASP_ABOVE_M:
             return None
-        row = matched[aim]
         part_yaw = 2.0 * np.arctan2(row[f.index("qz")], row[f.index("qw")])  # the short side's direction
         closing_yaw = np.arctan2(rot[1, 1], rot[0, 1])  # the fingers close along the tcp's y axis
         turn = (part_yaw - closing_yaw + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two symmetric yaws

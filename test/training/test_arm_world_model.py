@@ -227,15 +227,16 @@ class _Verdicts(WorldModel):
         return np.zeros(k), np.full(k, float(self.calls > 1)), np.zeros(k)
 
 
-def _holding_prism_turned(over_the_prism, turn: float):
-    """A checked policy that chose a quarter-turned grasp and closed it on the prism, now measuring 70 mm."""
+def _holding_prism_turned(over_the_prism, turn: float, then_gripper: tuple[float, float] = (0.0, 0.08)):
+    """A checked policy that chose a quarter-turned grasp and closed it on the prism, now measuring 70 mm; the
+    policy's next chunk moves the gripper from `then_gripper[0]` to `then_gripper[1]`."""
     from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
 
     state, chunk = over_the_prism
-    closing, opening = chunk.copy(), chunk.copy()
+    closing, then = chunk.copy(), chunk.copy()
     closing[:, 7] = np.linspace(0.08, 0.0, len(chunk))
-    opening[:, 7] = np.linspace(0.0, 0.08, len(chunk))
-    scripted = _Scripted([closing, opening])
+    then[:, 7] = np.linspace(*then_gripper, len(chunk))
+    scripted = _Scripted([closing, then])
     policy = WorldModelCheckedPolicy(scripted, _Verdicts(), k=3)  # type: ignore[arg-type]
     names = policy.config.observation.state.names
     obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
@@ -304,3 +305,14 @@ def test_a_part_held_across_its_long_side_is_carried_in_the_copy():
         apply(sc, {"joint_positions": action[:7], "gripper": action[7]})
         sc.step(round(DT / sc.timestep))
     assert np.linalg.norm(sc.part_position(sc.target_part) - sc.data.site("tcp").xpos) < 0.04
+
+
+def test_a_carry_predicted_to_drop_is_reported_but_not_stopped(over_the_prism):
+    """Holding still does not keep a slipping part (in-process hard seeds 300006 and 300013: 54 vetoes each while the
+    part slid down the fingers): a carry that keeps the fingers closed goes on, its predicted drop published."""
+    policy, _, held, _ = _holding_prism_turned(over_the_prism, np.pi / 2, then_gripper=(0.0, 0.0))
+    chunk = policy.infer(held).values
+    pred = policy.last_prediction
+    assert len(pred.failure_p) == 1  # holding: only the policy's carry is checked
+    assert pred.chosen_index == 0 and pred.failure_p[0] == 1.0 and pred.risk == 1.0
+    assert chunk[:, 7].max() <= 1e-9
