@@ -61,7 +61,8 @@ PARAMS: tuple[Param, ...] = (
     Param("person_moving_max_mps", 3.0, "... and at most this fast [m/s]", (0.0, 20.0)),
     # camera
     Param("people_detector", "ssd", "Camera people detector: ssd (MobileNetV2-SSD trained on Open Images, from "
-          "MediaPipe; weights installed by `make venv`), hog (OpenCV's HOG, contrib build) or off"),
+          "MediaPipe; weights installed by `make venv`), hog (OpenCV's HOG, contrib build) or off (quoted in YAML, "
+          "where a bare off is false)"),
     Param("people_detector_tile_px", 0, "SSD: side of the square tiles across the image's middle rows it also "
           "looks at, for people at range in wide images; 0 = the whole image only [px]", (0, 4096)),
     Param("people_detector_threshold", 0.3, "SSD: lowest person score kept", (0.0, 1.0)),

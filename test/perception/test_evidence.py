@@ -173,6 +173,23 @@ def test_a_yaml_file_configures_what_the_node_runs(robot):
     assert {"x_min_m", "ground_z_m", "classes", "people_detector"} <= {p.name for p in PARAMS} & set(params)
 
 
+def _ros_type(value) -> str:
+    """The ROS parameter type a YAML value gets (rclpy refuses a value of another type than the declared one)."""
+    if isinstance(value, list):
+        return f"{_ros_type(value[0]) if value else 'empty'} array"
+    return {bool: "bool", int: "integer", float: "double", str: "string"}[type(value)]
+
+
+@pytest.mark.parametrize("robot", ["amr", "vehicle", "arm"])
+def test_every_configured_value_has_its_parameter_s_type(robot):
+    """rclpy refuses a value of another type than the parameter's, and the node dies at start: the arm's
+    `people_detector: off` is YAML for false, not the string 'off', and perception never came up on the arm."""
+    params = node_params(source_root() / "config" / f"{robot}.yaml", "perception_fusion")
+    declared = {p.name: p.default for p in PARAMS}
+    wrong = {k: (v, declared[k]) for k, v in params.items() if k in declared and _ros_type(v) != _ros_type(declared[k])}
+    assert not wrong, f"config/{robot}.yaml perception_fusion: value vs declared default: {wrong}"
+
+
 def test_parameter_table_rejects_bad_values():
     with pytest.raises(ValueError, match="classes"):
         pipeline_config({"classes": ["person", "forklift"]})
