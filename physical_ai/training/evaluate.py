@@ -246,6 +246,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(DART, as `physai collect`; mujoco_sim command_noise), for recordings to train from")
     parser.add_argument("--realtime", action="store_true",
                         help="ros: corrector and simulator under SCHED_FIFO, as deployed (needs root/CAP_SYS_NICE)")
+    parser.add_argument("--real-time-factor", type=float, default=1.0,
+                        help="ros: simulated seconds per wall second (below 1 leaves the nodes more CPU per "
+                             "simulated second, as a machine with more cores would)")
     parser.add_argument("--correction", choices=("none", "core"), default="none",
                         help="inprocess: play chunks directly (none) or through the trajectory-correction core")
     parser.add_argument("--variant", choices=ARM_VARIANTS, default="normal",
@@ -264,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
 
             rows, summary = evaluate_ros(args.scenario, args.policy, args.episodes, args.seed,
                                          realtime=args.realtime, record=args.record,
-                                         command_noise=args.command_noise, world_model=args.world_model,
+                                         command_noise=args.command_noise, real_time_factor=args.real_time_factor,
+                                         world_model=args.world_model,
                                          wm_k=args.wm_k, variant=args.variant)
         else:
             rows, summary = evaluate(args.scenario, args.policy, args.episodes, args.seed, args.replan,

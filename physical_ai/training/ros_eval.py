@@ -261,6 +261,7 @@ def evaluate_ros(scenario: str, policy_dir: str | Path, episodes: int, seed: int
         rclpy.try_shutdown()
     summary = summarise(scenario, rows, {"policy": str(policy_dir), "mode": "ros", "first_seed": seed,
                                          "logs": str(log_dir), "wall_s": round(time.monotonic() - start, 1),
-                                         "realtime": realtime, "world_model": world_model, "wm_k": wm_k,
+                                         "realtime": realtime, "real_time_factor": real_time_factor,
+                                         "world_model": world_model, "wm_k": wm_k,
                                          "variant": variant})
     return rows, summary
