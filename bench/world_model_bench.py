@@ -93,11 +93,14 @@ def main() -> None:
         # when it fails) with the variants the node adds for it: recentred on the perceived part, in each turn.
         beside = _aimed_beside(ik, chunk, rng)
         centred = hard.recentre(state, beside)
-        sets = [wrist_variants(chunk, wrist, 0.0, dt)[0]]
-        sets.append(np.concatenate([beside[None], wrist_variants(centred, wrist, 0.0, dt)[0]])
-                    if centred is not None else beside[None])
-        recentred_offered += centred is not None
-        for cands in sets:
+        expert_cands = wrist_variants(chunk, wrist, 0.0, dt)[0]
+        sets = [(expert_cands, ["expert"] * len(expert_cands)), (beside[None], ["beside"])]
+        if centred is not None:
+            recentred_offered += 1
+            more = wrist_variants(centred, wrist, 0.0, dt)[0]
+            sets[1] = (np.concatenate([beside[None], more]), ["beside"] + ["recentred"] * len(more))
+        for cands, labels in sets:
+            kinds.extend(labels)
             pred = hard.evaluate(state, cands)
             check_ms.append(pred.latency_ms)
             sizes.append(len(cands))
@@ -110,7 +113,6 @@ def main() -> None:
                 grasp = approaching(sc, sc.target_part, AIM_XY_M)  # ending elsewhere is no grasp: nothing to fail
                 actual.append(grasp and not complete_grasp(sc, ik, sc.target_part, dt))
                 env.restore(snap)
-            kinds.extend(["expert"] * 3 if cands is sets[0] else ["beside"] + ["recentred"] * (len(cands) - 1))
     env.close()
     predicted_a, baseline_a, actual_a = np.array(predicted), np.array(baseline), np.array(actual)
     kinds_a = np.array(kinds)

@@ -67,6 +67,18 @@ def apply(sc: Scenario, cmd: Command) -> None:
 
 
 # ========================================================================================================= arm
+def top_down_rotation(yaw: float) -> np.ndarray:
+    """The tcp's rotation for a top-down grasp whose fingers close along `yaw` (the tcp's y axis) [rad]."""
+    y_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    z_axis = np.array([0.0, 0.0, -1.0])
+    return np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
+
+
+def closing_yaw(rot: np.ndarray) -> float:
+    """The direction the fingers close along (the tcp's y axis) for a tcp rotation, about the vertical [rad]."""
+    return float(np.arctan2(rot[1, 1], rot[0, 1]))
+
+
 class ArmIK:
     """Damped least-squares inverse kinematics of the "tcp" site on a private MjData."""
 
@@ -152,10 +164,7 @@ class ArmPickPlaceExpert:
             mujoco.mju_quat2Mat(R_part, part_quat)
             ax = R_part.reshape(3, 3)[:, 0]
             yaw = float(canonical_pose(np.arctan2(ax[1], ax[0]), 2 * geom.size[0], 2 * geom.size[1])[0])
-        yaw += self.yaw_offset
-        y_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        z_axis = np.array([0.0, 0.0, -1.0])
-        return np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
+        return top_down_rotation(yaw + self.yaw_offset)
 
     def plan(self, obs: Observation) -> None:
         """Solve the whole pick-and-place from the current observation."""

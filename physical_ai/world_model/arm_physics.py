@@ -32,7 +32,7 @@ import mujoco
 import numpy as np
 
 from physical_ai.control.arm import arm_corrector
-from physical_ai.sim.experts import ArmIK
+from physical_ai.sim.experts import ArmIK, closing_yaw, top_down_rotation
 from physical_ai.sim.scenarios import (
     ARM_JOINTS,
     BIN_CENTRE,
@@ -212,8 +212,8 @@ class ArmPhysicsWorldModel(WorldModel):
         sc, d = self.sc, self.sc.data
         if opening >= HELD_OPENING_M:
             return
-        tcp, rot = d.site("tcp").xpos.copy(), d.site("tcp").xmat.reshape(3, 3)
-        closing_yaw = np.arctan2(rot[1, 1], rot[0, 1])
+        tcp = d.site("tcp").xpos.copy()
+        closing = closing_yaw(d.site("tcp").xmat.reshape(3, 3))
         for j in matched:
             adr = self.part_adr[j]
             if np.linalg.norm(d.qpos[adr:adr + 2] - tcp[:2]) >= IN_FINGERS_M:  # horizontally: see below
@@ -222,7 +222,7 @@ class ArmPhysicsWorldModel(WorldModel):
             # the catalogue geom's short side is along its x axis: across the fingers, or along them when they
             # span its long side
             across = long if abs(opening - long) < abs(opening - short) else short
-            yaw = closing_yaw + (np.pi / 2 if across == long else 0.0)
+            yaw = closing + (np.pi / 2 if across == long else 0.0)
             d.qpos[adr:adr + 3] = tcp - [0.0, 0.0, 0.002]
             d.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
             # The fingers just clear of the part, then closing on it as the robot's do, until the grasp settles:
@@ -258,10 +258,10 @@ class ArmPhysicsWorldModel(WorldModel):
         (seeds 300000, 300006), and a quarter-turned grasp, across the prism's 70 mm side with the gripper's 80 mm,
         misses by a finger's width when the tcp is 7 mm off or the wrist a few degrees off the part's axis. The variant
         ends at the chunk's own height (at least the grasp height) top-down over the perceived, grounded target (none
-        without one), closing across the part's perceived short side (its canonical yaw, the half
-        turn nearest the chunk's); the joint change to that pose is eased in over the chunk's first half, so the descent
-        happens over the part. None where the gripper is closed, the chunk ends on the part already (RECENTRE_MIN_M,
-        RECENTRE_MIN_YAW), further than AIM_XY_M from it, or the pose is out of reach.
+        without one), closing across the part's perceived short side (its canonical yaw, the half turn nearest the
+        chunk's); the joint change to that pose is eased in over the chunk's first half, so the descent happens over the
+        part. None where the gripper is closed, the chunk ends on the part already (RECENTRE_MIN_M, RECENTRE_MIN_YAW),
+        further than AIM_XY_M from it, or the pose is out of reach.
         """
         names = state.state_names
         if "gripper.position" in names and state.value("gripper.position") < HELD_OPENING_M:
@@ -278,20 +278,17 @@ class ArmPhysicsWorldModel(WorldModel):
         if off >= AIM_XY_M or tcp[2] - p[2] > GRASP_ABOVE_M:
             return None
         part_yaw = 2.0 * np.arctan2(row[f.index("qz")], row[f.index("qw")])  # the short side's direction
-        closing_yaw = np.arctan2(rot[1, 1], rot[0, 1])  # the fingers close along the tcp's y axis
-        turn = (part_yaw - closing_yaw + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two symmetric yaws
+        closing = closing_yaw(rot)
+        turn = (part_yaw - closing + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two symmetric yaws
         if off < RECENTRE_MIN_M and abs(turn) < RECENTRE_MIN_YAW and rot[2, 2] < -0.99:
             return None
-        y_axis = np.array([np.cos(closing_yaw + turn), np.sin(closing_yaw + turn), 0.0])
-        z_axis = np.array([0.0, 0.0, -1.0])
-        aligned = np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
         # at the chunk's height, but not below the grasp height (a policy aiming beside the part aimed low, too)
         height = max(tcp[2], grasp_height(p))
-        q_new, err = self.ik.solve(np.array([p[0], p[1], height]), aligned, q_end, q_end)
+        q_new, err = self.ik.solve(np.array([p[0], p[1], height]), top_down_rotation(closing + turn), q_end, q_end)
         if err > RECENTRE_IK_TOL:
             return None
-        h = len(chunk)
-        ease = 0.5 - 0.5 * np.cos(np.pi * np.minimum(np.arange(1, h + 1) / max(1, h // 2), 1.0))
+        half = max(1, len(chunk) // 2)
+        ease = np.concatenate([_cosine(half), np.ones(len(chunk) - half)])
         out = np.array(chunk, dtype=np.float64)
         out[:, :len(ARM_JOINTS)] += ease[:, None] * (q_new - q_end)[None]
         return out

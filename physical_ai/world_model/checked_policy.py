@@ -102,24 +102,28 @@ class WorldModelCheckedPolicy(Policy):
         names = self.config.observation.state.names
         state = np.array(obs["state"], dtype=np.float64)
         state[names.index("joint7.position")] -= self.wrist_turn
-        if "gripper.position" in names:
-            state[names.index("gripper.position")] = self._taught_opening(obs, state[names.index("gripper.position")])
+        opening = self._measured_opening(obs)
+        if opening is not None:
+            state[names.index("gripper.position")] = self._taught_opening(obs, opening)
         return {**obs, "state": state}
+
+    def _measured_opening(self, obs: Mapping[str, Any]) -> float | None:
+        """The gripper's measured opening [m]; None for a policy whose state has none."""
+        names = self.config.observation.state.names
+        if "gripper.position" not in names:
+            return None
+        return float(np.asarray(obs["state"])[names.index("gripper.position")])
 
     def _holding(self, obs: Mapping[str, Any]) -> bool:
         """The fingers are closed on a part: they measure more than an empty grip and less than open."""
-        names = self.config.observation.state.names
-        if "gripper.position" not in names:
-            return False
-        opening = float(np.asarray(obs["state"])[names.index("gripper.position")])
-        return EMPTY_GRIP_M < opening < HELD_OPENING_M
+        opening = self._measured_opening(obs)
+        return opening is not None and EMPTY_GRIP_M < opening < HELD_OPENING_M
 
     def _opens_fingers(self, obs: Mapping[str, Any], chunk: np.ndarray) -> bool:
         """The chunk commands the gripper wider than it measures (a release)."""
-        names, actions = self.config.observation.state.names, self.config.action.names
-        if "gripper" not in actions or "gripper.position" not in names:
+        opening, actions = self._measured_opening(obs), self.config.action.names
+        if opening is None or "gripper" not in actions:
             return False
-        opening = float(np.asarray(obs["state"])[names.index("gripper.position")])
         return bool(np.max(chunk[:, actions.index("gripper")]) > opening)
 
     def _taught_opening(self, obs: Mapping[str, Any], opening: float) -> float:
@@ -152,10 +156,10 @@ class WorldModelCheckedPolicy(Policy):
         if self._arm:
             wrist = float(np.asarray(obs["state"])[self.config.observation.state.names.index("joint7.position")])
             cands, turns = wrist_variants(chunk, wrist, self.wrist_turn, self.config.dt)
-            centred = None if holding else self.world_model.recentre(belief, chunk)
             if holding:  # the grasp is made: only the policy's carry is checked
                 cands, turns = cands[:1], turns[:1]
-            elif centred is not None:  # aimed beside a part: the policy's grasp, then the recentred one in each turn
+            elif (centred := self.world_model.recentre(belief, chunk)) is not None:
+                # aimed beside a part: the policy's grasp, then the recentred one in each turn
                 more, more_turns = wrist_variants(centred, wrist, self.wrist_turn, self.config.dt)
                 cands, turns = np.concatenate([cands[:1], more]), np.concatenate([turns[:1], more_turns])
         else:

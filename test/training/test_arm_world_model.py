@@ -33,23 +33,33 @@ def _over_the_prism() -> tuple[WorldState, np.ndarray]:
     while sc.data.time < expert.segments[0].duration - 0.8:  # 0.8 s before it is over the part
         apply(sc, expert.act(observe(sc)))
         sc.step(10)
+    return _belief(sc, _perceived_parts(sc)), _next_second(sc, expert)
+
+
+def _perceived_parts(sc) -> np.ndarray:
+    """The parts as perception reports them now: centres, canonical yaws, catalogue sizes, the grounded target."""
     base = sc.data.xpos[sc.robot_root]
-    yaws = []
-    for p in PARTS:
-        R = sc.data.body(p).xmat.reshape(3, 3)
-        yaws.append(np.arctan2(R[1, 0], R[0, 0]))
+    yaws = [np.arctan2(*sc.data.body(p).xmat.reshape(3, 3)[[1, 0], 0]) for p in PARTS]
     rows = part_rows(np.array([sc.part_position(p) - base for p in PARTS]), yaws, CATALOGUE.copy(),
                      [1.0] * len(PARTS), NAMES)
     rows[:, NAMES.index("is_target")] = [p == sc.target_part for p in PARTS]
+    return rows
+
+
+def _belief(sc, parts: np.ndarray) -> WorldState:
+    """The joint state now (positions, gripper opening, velocities) with the given perceived parts."""
     _, pos, vel, _ = sc.joint_state()
     names = (*(f"joint{i}.position" for i in range(1, 8)), "gripper.position",
              *(f"joint{i}.velocity" for i in range(1, 8)))
-    state = WorldState("arm", np.concatenate([pos[:7], [pos[7]], vel[:7]]), names, parts=rows, part_features=NAMES,
-                       dt=DT)
+    return WorldState("arm", np.concatenate([pos[:7], [pos[7]], vel[:7]]), names, parts=parts, part_features=NAMES,
+                      dt=DT)
+
+
+def _next_second(sc, expert) -> np.ndarray:
+    """The expert's next second as a 20-step chunk (joints, gripper)."""
     t0 = sc.data.time
-    chunk = np.array([np.append(c["joint_positions"], c["gripper"])
-                      for c in (expert.act({"time": t0 + DT * (i + 1)}) for i in range(20))])
-    return state, chunk
+    return np.array([np.append(c["joint_positions"], c["gripper"])
+                     for c in (expert.act({"time": t0 + DT * (i + 1)}) for i in range(20))])
 
 
 @pytest.fixture(scope="module")
@@ -278,25 +288,14 @@ def test_a_part_held_across_its_long_side_is_carried_in_the_copy():
     sc = make_scenario("arm", HEAVY_PRISM_SEED, {"variant": "hard"})
     expert = ArmPickPlaceExpert(sc, yaw_offset=np.pi / 2)
     expert.reset(observe(sc))
-    base = sc.data.xpos[sc.robot_root]
-    yaws = [np.arctan2(*sc.data.body(p).xmat.reshape(3, 3)[[1, 0], 0]) for p in PARTS]
-    rows = part_rows(np.array([sc.part_position(p) - base for p in PARTS]), yaws, CATALOGUE.copy(),
-                     [1.0] * len(PARTS), NAMES)  # as last seen, on the table
-    rows[:, NAMES.index("is_target")] = [p == sc.target_part for p in PARTS]
+    rows = _perceived_parts(sc)  # as last seen, on the table
     rest_z = sc.part_position(sc.target_part)[2]
     while sc.part_position(sc.target_part)[2] < rest_z + 0.03:  # closed and lifting
         apply(sc, expert.act(observe(sc)))
         sc.step(10)
         assert sc.data.time < 10.0, "the expert never lifted the prism"
-    _, pos, vel, _ = sc.joint_state()
-    assert 0.065 < pos[7] < 0.075  # across the long side
-    names = (*(f"joint{i}.position" for i in range(1, 8)), "gripper.position",
-             *(f"joint{i}.velocity" for i in range(1, 8)))
-    state = WorldState("arm", np.concatenate([pos[:7], [pos[7]], vel[:7]]), names, parts=rows, part_features=NAMES,
-                       dt=DT)
-    t0 = sc.data.time
-    chunk = np.array([np.append(c["joint_positions"], c["gripper"])
-                      for c in (expert.act({"time": t0 + DT * (i + 1)}) for i in range(20))])
+    state, chunk = _belief(sc, rows), _next_second(sc, expert)
+    assert 0.065 < state.value("gripper.position") < 0.075  # across the long side
     release = chunk.copy()
     release[:, 7] = np.linspace(0.0, 0.08, len(chunk))  # the fingers opening away from the bin: dropped
     pred = ArmPhysicsWorldModel(materials="hard").evaluate(state, np.stack([chunk, release]))
