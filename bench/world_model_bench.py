@@ -11,6 +11,7 @@ run (physics, the hard catalogue's materials) and labelled by the same grasp pla
 (the seed's own materials and part poses).
 
 BENCH world_model.arm.check_ms (p50, p99)        one check of K candidates, one thread
+BENCH world_model.arm.node_check_ms (p50, p99)   the check as the node makes it: in order, until the choice is made
 BENCH world_model.arm.chunk_period_ms             baseline: the time between checks (replan H/2 steps)
 BENCH world_model.arm.failure_precision / _recall physics, hard catalogue (what the config ships for the variant)
 BENCH world_model.arm.normal_materials.failure_*  baseline: the same rollout assuming the normal catalogue
@@ -72,6 +73,7 @@ def main() -> None:
     dt = env.dt
     names = env.spec.observation.state.names
     check_ms, predicted, baseline, actual, sizes, kinds = [], [], [], [], [], []
+    node_ms, node_predicted, same_choice = [], [], []
     rng = np.random.default_rng(args.first_seed)
     recentred_offered = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -103,6 +105,10 @@ def main() -> None:
             kinds.extend(labels)
             pred = hard.evaluate(state, cands)
             check_ms.append(pred.latency_ms)
+            lazy = hard.evaluate(state, cands, until_chosen=True)
+            node_ms.append(lazy.latency_ms)
+            node_predicted.append(int(np.isfinite(lazy.failure_p).sum()))
+            same_choice.append(lazy.chosen_index == pred.chosen_index)
             sizes.append(len(cands))
             predicted.extend(pred.failure_p > 0.5)
             baseline.extend(normal.evaluate(state, cands).failure_p > 0.5)
@@ -120,6 +126,9 @@ def main() -> None:
     print(f"BENCH world_model.arm.candidates {min(sizes)}-{max(sizes)} count")
     print(f"BENCH world_model.arm.check_ms {p50:.1f} ms (p99 {p99:.1f} ms, {len(check_ms)} checks, load "
           f"{os.getloadavg()[0]:.1f})")
+    print(f"BENCH world_model.arm.node_check_ms {np.median(node_ms):.1f} ms (p99 {np.percentile(node_ms, 99):.1f} ms, "
+          f"{np.mean(node_predicted):.1f} candidates predicted per check on average; the same choice as predicting "
+          f"all in {int(np.sum(same_choice))} of {len(same_choice)})")
     print(f"BENCH world_model.arm.chunk_period_ms {1e3 * dt * env.spec.chunk_length // 2:.0f} ms")
     print(f"BENCH world_model.arm.grasps {len(actual_a)} count ({int(actual_a.sum())} fail in the true simulation)")
     precision, recall = _rates(predicted_a, actual_a)

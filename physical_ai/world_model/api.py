@@ -80,18 +80,24 @@ class WorldModel(ABC):
     """Predicts the outcome of candidate action chunks."""
 
     name = ""
+    # Predictions cost one rollout per candidate (no batching): `evaluate(..., until_chosen=True)` stops at the choice.
+    sequential = False
     # The state entries the model reads (e.g. odometry velocity a policy may not take); None = the policy's state.
     state_names: tuple[str, ...] | None = None
 
     def __init__(self, rule: Selection | None = None) -> None:
         self.rule = rule or Selection()
 
-    def evaluate(self, state: WorldState, candidates: np.ndarray) -> Prediction:
+    def evaluate(self, state: WorldState, candidates: np.ndarray, until_chosen: bool = False) -> Prediction:
         """Predict each candidate's outcome and choose one (or veto all).
 
         Args:
             state: the current belief.
             candidates: (K, H, A) action chunks in SI units, action columns in the policy's order.
+            until_chosen: for a `sequential` model, predict the candidates in order and stop once later ones
+                cannot change the choice (the rule keeps an allowed policy chunk, or a candidate has the best
+                score there is: no collision, no failure, full progress); the rest are NaN (not predicted). The
+                choice is the one predicting them all would make.
 
         Raises:
             ValueError: candidates of the wrong shape or non-finite.
@@ -102,7 +108,16 @@ class WorldModel(ABC):
         if not np.isfinite(cand).all():
             raise ValueError("candidates: non-finite values")
         start = time.perf_counter()
-        collision_p, failure_p, progress = self.predict(state, cand)
+        if until_chosen and self.sequential:
+            collision_p, failure_p, progress = np.full((3, len(cand)), np.nan)
+            for i in range(len(cand)):
+                collision_p[i:i + 1], failure_p[i:i + 1], progress[i:i + 1] = self.predict(state, cand[i:i + 1])
+                allowed = max(collision_p[i], failure_p[i]) <= self.rule.veto_threshold
+                if allowed and ((i == 0 and self.rule.keep_policy)
+                                or (collision_p[i] == 0 and failure_p[i] == 0 and progress[i] >= 1)):
+                    break
+        else:
+            collision_p, failure_p, progress = self.predict(state, cand)
         scores, index, risk = choose(collision_p, failure_p, progress, self.rule)
         return Prediction(scores=scores, collision_p=collision_p, failure_p=failure_p, progress=progress,
                           chosen_index=index, risk=risk, latency_ms=(time.perf_counter() - start) * 1e3,

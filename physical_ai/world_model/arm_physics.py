@@ -126,6 +126,7 @@ class ArmPhysicsWorldModel(WorldModel):
     """MuJoCo rollout of candidate arm chunks, each completed into a grasp and lift when it approaches one."""
 
     name = "physics"
+    sequential = True
 
     def __init__(self, rule: Selection | None = None, materials: str = "normal", lift_m: float = 0.12,
                  corrector_params: Mapping[str, Any] | None = None) -> None:

@@ -168,7 +168,7 @@ class WorldModelCheckedPolicy(Policy):
             cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
             if self.config.embodiment == "amr":
                 cands[-1] = np.linspace(chunk[0], [-0.3, 0.0], len(chunk))  # brake and back away
-        pred = self.world_model.evaluate(belief, cands)
+        pred = self.world_model.evaluate(belief, cands, until_chosen=True)
         if (holding and pred.chosen_index < 0 and pred.collision_p[0] <= self.world_model.rule.veto_threshold
                 and not self._opens_fingers(obs, cands[0])):
             # A carry predicted to drop its part is reported but not stopped: held still, the part slid out all the

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physical_ai.world_model.api import Selection, WorldState, choose, sample_candidates
+from physical_ai.world_model.api import Selection, WorldModel, WorldState, choose, sample_candidates
 from physical_ai.world_model.learned import LearnedConfig, LearnedWorldModel, features, train_learned
 from physical_ai.world_model.physics import AmrPhysicsWorldModel
 
@@ -21,6 +21,40 @@ def test_choose_prefers_progress_and_vetoes_risk() -> None:
     assert index == 2 and risk == pytest.approx(0.1) and scores[0] < scores[2]
     _, index, risk = choose(np.array([0.9, 0.6]), np.array([0.0, 0.7]), np.array([1.0, 1.0]), rule)
     assert index == -1 and risk == 1.0
+
+
+class _Scripted(WorldModel):
+    """A sequential model whose verdict on candidate i is row i of `table` (collision, failure, progress)."""
+
+    sequential = True
+
+    def __init__(self, table: list[tuple[float, float, float]], rule: Selection | None = None) -> None:
+        super().__init__(rule)
+        self.table, self.predicted = np.array(table, dtype=float), []
+
+    def predict(self, state: WorldState, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.table[[int(c[0, 0]) for c in candidates]]
+        self.predicted.extend(int(c[0, 0]) for c in candidates)
+        return rows[:, 0], rows[:, 1], rows[:, 2]
+
+
+@pytest.mark.parametrize("table, keep_policy, predicted, chosen", [
+    ([(0, 0, 0), (0, 0, 1), (0, 0, 1)], True, [0], 0),                   # the policy's chunk allowed: kept
+    ([(0, 1, 1), (0, 0, 0), (0, 0, 1), (0, 0, 1)], True, [0, 1, 2], 2),  # stops at the first best-possible score
+    ([(0, 1, 1), (0, 0, 0.5), (1, 0, 1)], True, [0, 1, 2], 1),           # none best: every candidate predicted
+    ([(0, 1, 1), (1, 0, 1)], True, [0, 1], -1),                          # all vetoed
+    ([(0, 0, 0.2), (0, 0, 1), (0, 0, 1)], False, [0, 1], 1),             # "best": the policy's chunk is not enough
+])
+def test_until_chosen_stops_at_the_choice_predicting_all_would_make(table, keep_policy, predicted, chosen) -> None:
+    state = WorldState(embodiment="arm", state=np.zeros(1), state_names=("x",))
+    cands = np.arange(len(table), dtype=float)[:, None, None] * np.ones((1, 3, 2))
+    full = _Scripted(table, Selection(keep_policy=keep_policy)).evaluate(state, cands)
+    model = _Scripted(table, Selection(keep_policy=keep_policy))
+    lazy = model.evaluate(state, cands, until_chosen=True)
+    assert model.predicted == predicted
+    assert lazy.chosen_index == full.chosen_index == chosen and lazy.risk == full.risk
+    assert np.isnan(lazy.failure_p[len(predicted):]).all()
+    assert np.array_equal(lazy.failure_p[:len(predicted)], full.failure_p[:len(predicted)])
 
 
 def test_sample_candidates_keeps_the_policy_chunk_first() -> None:
