@@ -17,10 +17,11 @@ wrist orientation, close, lift `lift_m`; beside a part, that predicts a miss. `r
 chunk aimed beside a part that ends over it. failure_p is 1 when the part is not in the fingers after the lift (it
 slid out, was pushed away, or a finger landed on it); a chunk that starts with the part in the fingers fails when it
 ends with the part dropped away from the bin. collision_p is 1 when the arm, playing the chunk, touches anything but
-a part with its gripper; the completion's own contacts do not count (it is the model's stand-in for the policy's
-next chunks, not a motion the robot is asked to make: its fingertips, closing at the part's centre 2 cm above the
-table, brushed the table in the copy and vetoed every variant of a cube grasp that succeeds; hard seed 300002).
-progress is 1 for a grasp predicted to hold, else 0.
+a part with its gripper (a contact it is in already when the chunk starts does not count while it lasts); the
+completion's own contacts do not count (it is the model's stand-in for the policy's next chunks, not a motion the
+robot is asked to make: its fingertips, closing at the part's centre 2 cm above the table, brushed the table in the
+copy and vetoed every variant of a cube grasp that succeeds; hard seed 300002). progress is 1 for a grasp predicted
+to hold, else 0.
 """
 
 from __future__ import annotations
@@ -198,9 +199,13 @@ class ArmPhysicsWorldModel(WorldModel):
         sc.target = q.copy()
         sc.gripper_target = opening
         sc._streaming = True
-        sc.collisions = 0
         mujoco.mj_forward(sc.model, d)
         self._seat_held_part(matched, opening)
+        # Contacts the arm is in already are not the candidate's: counted, every candidate collided and was vetoed
+        # and the arm, held still, never left the table its fingers had touched (hard seed 300038 through the
+        # nodes: 45 vetoes). A contact broken and made again counts.
+        sc._count_collisions()
+        sc.collisions = 0
 
     def _seat_held_part(self, matched: dict[int, np.ndarray], opening: float) -> None:
         """A part perceived between closed fingers is placed where the fingers hold it, across the side they span.

@@ -169,6 +169,43 @@ def test_a_chunk_that_drives_the_fingers_through_the_table_is_predicted_to_colli
     assert pred.chosen_index == 0
 
 
+def test_a_contact_the_arm_is_in_already_is_not_the_candidate_s(over_the_prism):
+    """Fingers on the table when the check starts: lifting away is no collision (counted, every candidate collided
+    and the arm was held on the table for the rest of the episode: hard seed 300038 through the nodes, 45 vetoes);
+    leaving and coming down onto it again is one."""
+    from dataclasses import replace
+
+    from physical_ai.sim.experts import ArmIK
+    from physical_ai.sim.scenarios import TABLE_Z
+
+    state, _ = over_the_prism
+    model = ArmPhysicsWorldModel(materials="normal")
+    sc = model.sc
+    ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
+    q = np.array([state.value(f"joint{i}.position") for i in range(1, 8)])
+    tcp, R = ik.tcp_pose(q)
+    q_touch, _ = ik.solve(np.array([tcp[0] - 0.08, tcp[1], TABLE_Z + 0.005]), R, q, q)  # beside the prism
+    q_up, _ = ik.solve(np.array([tcp[0] - 0.08, tcp[1], TABLE_Z + 0.10]), R, q_touch, q_touch)
+    values = state.state.copy()
+    for i, name in enumerate(state.state_names):
+        if name.startswith("joint") and name.endswith(".position"):
+            values[i] = q_touch[int(name[5]) - 1]
+        elif name.endswith(".velocity"):
+            values[i] = 0.0
+    touching = replace(state, state=values)
+    model._place(touching, model._match(touching)[0])
+    robot_contacts = sc.robot_geoms[sc.data.contact.geom[:sc.data.ncon]].sum(axis=1) == 1
+    assert robot_contacts.any(), "the fingers do not touch the table: the test's premise"
+    up = np.column_stack([q_touch + _ramp(10)[:, None] * (q_up - q_touch), np.full(10, 0.08)])
+    stay_up, down_again = np.concatenate([up, up[-1:].repeat(10, axis=0)]), np.concatenate([up, up[::-1]])
+    pred = model.evaluate(touching, np.stack([stay_up, down_again]))
+    assert pred.collision_p.tolist() == [0.0, 1.0]
+
+
+def _ramp(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)
+
+
 def _aimed_beside(state: WorldState, chunk: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
     """The chunk with its end moved `offset_m` horizontally (the joint change that moves its final tcp so)."""
     from physical_ai.sim.experts import ArmIK
