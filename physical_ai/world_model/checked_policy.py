@@ -12,8 +12,10 @@ runs unchanged until the world model predicts that its grasp fails. Where the ch
 world model's `recentre` adds the chunk moved over that part, in each wrist turn (the policy's own chunk stays
 first: it is kept unless predicted to fail, e.g. to miss). Once the fingers hold a part, only the policy's carry
 is checked, and a predicted drop is reported without stopping it unless the chunk opens the fingers (holding still
-does not keep a slipping part). The check runs inside `infer`, so the node's
-asynchronous chunk runner, latency accounting and NaN handling apply unchanged.
+does not keep a slipping part). Candidates are predicted in order until the choice is made (a rollout each: the
+policy's chunk, when it passes, is the only one). An arm whose every candidate is predicted to fail, none to
+collide, holds for FAILURE_VETO_PATIENCE checks and then runs the policy's chunk. The check runs inside `infer`,
+so the node's asynchronous chunk runner, latency accounting and NaN handling apply unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ WRIST_TURNS = (0.0, np.pi / 2, -np.pi / 2)  # arm grasp variants: wrist turn rel
 EMPTY_GRIP_M = 0.01  # fingers measuring less than this hold nothing (the narrowest part side is 25 mm) [m]
 OPENING_MATCH_M = 0.005  # a gripper opening this close to a part's side is holding it across that side [m]
 WRIST_TURN_SPEED = 2.5  # a change of turn is a cosine ramp peaking at this speed (the wrist's limit) [rad/s]
+# An arm whose every candidate is predicted to miss or drop (none to collide) holds for this many checks, then runs
+# the policy's chunk: held, it sees the same scene and the check gives the same verdict, so it would wait forever.
+FAILURE_VETO_PATIENCE = 3
 
 
 def wrist_variants(chunk: np.ndarray, wrist_now: float, keep: float, dt: float, wrist_column: int = 6
@@ -72,6 +77,7 @@ class WorldModelCheckedPolicy(Policy):
         self.wrist_turn = 0.0  # arm: the grasp variant chosen last
         self._sent: np.ndarray | None = None  # the chunk returned last
         self._held_sides: tuple[float, float] | None = None  # (short, long) of a part held across its long side
+        self._failure_vetoes = 0  # consecutive checks that vetoed every candidate for a predicted failure only
 
     def belief(self, obs: Mapping[str, Any]) -> WorldState:
         """WorldState from the same raw observation the policy sees."""
@@ -175,6 +181,7 @@ class WorldModelCheckedPolicy(Policy):
             # same (in-process hard seeds 300006 and 300013: 54 vetoes each while the prism, then the cylinder,
             # slipped down the fingers). A chunk that opens the fingers, or collides, is still vetoed.
             pred = replace(pred, chosen_index=0, risk=float(max(pred.collision_p[0], pred.failure_p[0])))
+        pred = self._patience(pred)
         self.last_prediction = pred
         if pred.chosen_index >= 0:
             if self._arm:
@@ -186,6 +193,26 @@ class WorldModelCheckedPolicy(Policy):
             return np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
         self._sent = np.repeat(self._measured_pose(obs, cands[0, 0])[None], len(chunk), axis=0)
         return self._sent
+
+    def _patience(self, pred: Prediction) -> Prediction:
+        """An arm's veto for predicted failures only, lifted after FAILURE_VETO_PATIENCE checks in a row.
+
+        Held above the part, the arm waited 60 checks for a grasp the check would accept (in-process hard seed
+        300024, every candidate predicted to fail from the first check): the task failed for certain, where the
+        policy's grasp might hold. The lifted veto sends the best-scored candidate predicted not to collide; a
+        predicted collision is never lifted.
+        """
+        if not self._arm or pred.chosen_index >= 0:
+            self._failure_vetoes = 0
+            return pred
+        no_collision = pred.collision_p <= self.world_model.rule.veto_threshold  # NaN (not predicted): False
+        if not no_collision.any():
+            return pred
+        self._failure_vetoes += 1
+        if self._failure_vetoes <= FAILURE_VETO_PATIENCE:
+            return pred
+        index = int(np.argmax(np.where(no_collision, pred.scores, -np.inf)))
+        return replace(pred, chosen_index=index, risk=float(max(pred.collision_p[index], pred.failure_p[index])))
 
     def _measured_pose(self, obs: Mapping[str, Any], fallback: np.ndarray) -> np.ndarray:
         """The arm's measured pose as an action row; `fallback` is the vetoed chunk's first step.
@@ -232,6 +259,7 @@ class WorldModelCheckedPolicy(Policy):
         self.wrist_turn = 0.0
         self._sent = None
         self._held_sides = None
+        self._failure_vetoes = 0
         self.policy.reset()
 
     def close(self) -> None:

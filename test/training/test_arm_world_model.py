@@ -150,6 +150,37 @@ def test_an_arm_whose_every_candidate_is_vetoed_holds_where_it_is(over_the_prism
     np.testing.assert_allclose(chunk, np.tile(measured, (len(chunk), 1)), atol=1e-6)
 
 
+class _FailsEverything(WorldModel):
+    """Predicts every candidate's grasp to fail, none to collide (in-process hard seed 300024 from the first check)."""
+
+    name = "fails_everything"
+
+    def predict(self, state, candidates):
+        k = len(candidates)
+        return np.zeros(k), np.ones(k), np.zeros(k)
+
+
+@pytest.mark.parametrize("model, lifted", [(_FailsEverything, True), (_VetoesEverything, False)])
+def test_a_veto_for_predicted_failures_only_is_lifted_after_its_patience(over_the_prism, model, lifted):
+    """Held above the part, the arm saw the same scene and the check vetoed the same grasps 60 times (in-process hard
+    seed 300024): after FAILURE_VETO_PATIENCE such checks the policy's chunk goes. A predicted collision never."""
+    from physical_ai.world_model.checked_policy import FAILURE_VETO_PATIENCE, WorldModelCheckedPolicy
+
+    state, chunk = over_the_prism
+    scripted = _Scripted([chunk] * (2 * FAILURE_VETO_PATIENCE + 2))
+    policy = WorldModelCheckedPolicy(scripted, model(), k=3)  # type: ignore[arg-type]
+    names = policy.config.observation.state.names
+    obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
+    chosen = [(policy.infer(obs), policy.last_prediction.chosen_index)[1] for _ in range(FAILURE_VETO_PATIENCE + 2)]
+    assert chosen == [-1] * FAILURE_VETO_PATIENCE + ([0, 0] if lifted else [-1, -1])
+    if lifted:
+        # the policy's own chunk (its wrist ramped from the measured one, as every candidate's), not a hold
+        np.testing.assert_allclose(policy._sent[:, [0, 1, 2, 3, 4, 5, 7]], chunk[:, [0, 1, 2, 3, 4, 5, 7]])
+    policy.reset()  # a new episode starts patient again
+    policy.infer(obs)
+    assert policy.last_prediction.chosen_index == -1
+
+
 def test_a_chunk_that_drives_the_fingers_through_the_table_is_predicted_to_collide(over_the_prism):
     """The copy plays each candidate through the arm's corrector (limits, jerk-limited tracking), which knows nothing
     of the table: a chunk ending 10 cm below the table top still hits it, and the expert's own chunk does not."""
