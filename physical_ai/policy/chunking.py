@@ -3,7 +3,9 @@
 Timing convention: a chunk computed from an observation taken at `obs_time` has `values[k]` applying at
 `obs_time + k * dt`. When the chunk is ready, steps whose interval has fully elapsed are cut off (never replayed):
 the published chunk starts at the step in effect now. The caller's thread (a ROS timer) only decides *when* to
-ask; the model runs on the worker, so control never waits for it.
+ask; the model runs on the worker, so control never waits for it. Before each inference the policy is told the
+rows of the chunk in execution from the observation's time on and how many of them the robot will have played when
+the new chunk arrives (`Policy.executing`; the delay estimated from the last inferences' latencies).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +25,7 @@ from physical_ai.policy.openpi_client import PolicyServerError
 from physical_ai.policy.policy import ActionChunkResult, Policy
 
 NS = 1_000_000_000
+LATENCY_HISTORY = 3  # the next inference is expected to take as long as the slowest of this many last ones
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class AsyncChunkRunner:
         self._stop = False
         self._last_request_ns: int | None = None
         self._current: TimedChunk | None = None
+        self._latencies_ns: deque[int] = deque(maxlen=LATENCY_HISTORY)  # the last inferences' on the node clock
         self._thread = threading.Thread(target=self._loop, name="policy-inference", daemon=True)
         self._thread.start()
 
@@ -178,8 +183,25 @@ class AsyncChunkRunner:
                 with self._cond:
                     self._busy = False
 
+    def _executing(self, obs_time_ns: int) -> tuple[np.ndarray, int] | None:
+        """The current chunk's rows from `obs_time_ns` on, and how many the robot plays before the next chunk."""
+        with self._cond:
+            current, latencies = self._current, list(self._latencies_ns)
+        if current is None:
+            return None
+        dt_ns = current.dt * NS
+        first = max(0, math.floor((obs_time_ns - current.start_time_ns) / dt_ns + 1e-9))
+        if first >= len(current.values):
+            return None
+        expected_ns = self.clock_ns() - obs_time_ns + max(latencies, default=0)
+        return current.values[first:], max(0, math.ceil(expected_ns / dt_ns - 1e-9))
+
     def _run(self, obs: Mapping[str, Any], obs_time_ns: int) -> None:
         try:
+            executing = self._executing(obs_time_ns)
+            if executing is not None:
+                self.policy.executing(*executing)
+            started_ns = self.clock_ns()
             result = self.policy.infer(obs)
         except ObservationError as exc:
             self.on_drop("observation", str(exc))
@@ -190,6 +212,8 @@ class AsyncChunkRunner:
         except Exception as exc:  # a backend bug must not kill the worker; it is reported and counted
             self.on_drop("inference_error", f"{type(exc).__name__}: {exc}")
             return
+        with self._cond:  # on the node clock, as the chunk's time (simulated time runs slower than the wall)
+            self._latencies_ns.append(max(0, self.clock_ns() - started_ns))
         if not np.isfinite(result.values).all():
             self.on_drop("non_finite_output", f"{int((~np.isfinite(result.values)).sum())} non-finite values")
             return

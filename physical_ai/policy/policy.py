@@ -89,6 +89,15 @@ class Policy(ABC):
     def observe(self, obs: Mapping[str, Any]) -> None:  # noqa: B027 - only history-taking backends record
         """Record one control step's observation; called every `history_period_s` by the node."""
 
+    def executing(self, rows: np.ndarray, delay_steps: int) -> None:  # noqa: B027 - most backends ignore it
+        """Before `infer`: the chunk in execution, and how much of it the robot plays before this chunk arrives.
+
+        `rows` ((n, D)) are that chunk's from the observation's time on, of which the robot is expected to play
+        `delay_steps`. The asynchronous runner calls it; a backend may make its chunk begin with those rows
+        (real-time chunking), so that what it plans, or checks, starts where the robot will be. The default ignores
+        it.
+        """
+
     def reset(self) -> None:  # noqa: B027 - only history-taking backends keep episode state
         """Forget episode state (observation history): a new episode, or ROS time jumped back."""
 

@@ -14,7 +14,9 @@ first: it is kept unless predicted to fail, e.g. to miss). Once the fingers hold
 is checked, and a predicted drop is reported without stopping it unless the chunk opens the fingers (holding still
 does not keep a slipping part). Candidates are predicted in order until the choice is made (a rollout each: the
 policy's chunk, when it passes, is the only one). An arm whose every candidate is predicted to fail, none to
-collide, holds for FAILURE_VETO_PATIENCE checks and then runs the policy's chunk. The check runs inside `infer`,
+collide, holds for FAILURE_VETO_PATIENCE checks and then runs the policy's chunk. Through the nodes every arm
+candidate begins with the rows of the chunk in execution that the robot plays while the check runs
+(`Policy.executing`), so the copy starts where the robot will be. The check runs inside `infer`,
 so the node's asynchronous chunk runner, latency accounting and NaN handling apply unchanged.
 """
 
@@ -78,6 +80,7 @@ class WorldModelCheckedPolicy(Policy):
         self._sent: np.ndarray | None = None  # the chunk returned last
         self._held_sides: tuple[float, float] | None = None  # (short, long) of a part held across its long side
         self._failure_vetoes = 0  # consecutive checks that vetoed every candidate for a predicted failure only
+        self._prefix: np.ndarray | None = None  # arm: rows the robot plays before this check's chunk arrives
 
     def belief(self, obs: Mapping[str, Any]) -> WorldState:
         """WorldState from the same raw observation the policy sees."""
@@ -153,6 +156,12 @@ class WorldModelCheckedPolicy(Policy):
         self._held_sides = None
         return opening
 
+    def executing(self, rows: np.ndarray, delay_steps: int) -> None:
+        """An arm's candidates begin with the rows the robot plays while the check runs (see `_infer`)."""
+        self.policy.executing(rows, delay_steps)
+        n = min(delay_steps, len(rows))
+        self._prefix = np.array(rows[:n], dtype=np.float64) if self._arm and n > 0 else None
+
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
         chunk = np.asarray(self.policy._infer(self._policy_view(obs)), dtype=np.float64)
         if not np.isfinite(chunk).all():
@@ -170,6 +179,16 @@ class WorldModelCheckedPolicy(Policy):
                 cands, turns = np.concatenate([cands[:1], more]), np.concatenate([turns[:1], more_turns])
         else:
             cands = sample_candidates(chunk, self.k, self.spread, self.rng)
+        prefix, self._prefix = self._prefix, None
+        if prefix is not None and prefix.shape[1] == cands.shape[2]:
+            # The robot plays the chunk in execution while the check runs (through the nodes on 2 cores: 0.4 s and
+            # more), then the chosen one from where that left it. Rolled out from the observation instead, the
+            # policy's chunk was judged clear of the table, and the real arm, catching up with the chunk's fourth
+            # step, drove its fingers onto it (hard seed 300038 through the nodes: 4 collisions).
+            prefix = prefix[:cands.shape[1]]
+            cands[:, :len(prefix)] = prefix
+        else:
+            prefix = None
         if self._stop_last and self.k > 2:
             cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
             if self.config.embodiment == "amr":
@@ -191,7 +210,15 @@ class WorldModelCheckedPolicy(Policy):
         # every candidate vetoed: mobile bases brake to a stop, arms hold where they are
         if self._stop_last:
             return np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
-        self._sent = np.repeat(self._measured_pose(obs, cands[0, 0])[None], len(chunk), axis=0)
+        hold = self._measured_pose(obs, cands[0, 0])
+        if prefix is not None:  # held where the chunk in execution leaves the arm, not pulled back to the observation
+            last, actions = prefix[-1].copy(), self.config.action.names
+            if "gripper" in actions:  # the fingers no wider than the hold would keep them
+                last[actions.index("gripper")] = min(last[actions.index("gripper")], hold[actions.index("gripper")])
+            hold = last
+        self._sent = np.repeat(hold[None], len(chunk), axis=0)
+        if prefix is not None:
+            self._sent[:len(prefix)] = prefix
         return self._sent
 
     def _patience(self, pred: Prediction) -> Prediction:
@@ -260,6 +287,7 @@ class WorldModelCheckedPolicy(Policy):
         self._sent = None
         self._held_sides = None
         self._failure_vetoes = 0
+        self._prefix = None
         self.policy.reset()
 
     def close(self) -> None:

@@ -187,8 +187,12 @@ class ScriptedPolicy(Policy):
         super().__init__(config)
         self.clock, self.latency_s, self.nan = clock, latency_s, nan
         self.calls = 0
+        self.executed: list[tuple[float, int, int]] = []  # (first row's value, rows, delay steps) per `executing`
         self.gate = threading.Event()
         self.gate.set()
+
+    def executing(self, rows, delay_steps):
+        self.executed.append((float(rows[0, 0]), len(rows), delay_steps))
 
     def _infer(self, obs):
         self.gate.wait(5.0)
@@ -246,6 +250,9 @@ def test_async_runner_requests_early_and_skips_prefix(amr_ckpt):
         second = published[1]
         assert second.obs_time_ns > first.obs_time_ns and second.skipped == 2
         assert second.start_time_ns < first.end_time_ns  # the new chunk arrived while the old one still ran
+        # Told before the second inference: the first chunk's rows from its observation's time (0.65 s: row 6 of
+        # 0-9), of which 3 play before it arrives (the last latency, 0.25 s, in 0.1 s steps, rounded up).
+        assert policy.executed == [(6.0, 4, 3)]
         assert drops == []
     finally:
         runner.stop()

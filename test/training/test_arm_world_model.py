@@ -289,6 +289,9 @@ class _Scripted:
     def reset(self):
         pass
 
+    def executing(self, rows, delay_steps):
+        pass
+
 
 class _Verdicts(WorldModel):
     """Accepts every candidate at the first check, vetoes every one at the second."""
@@ -383,3 +386,44 @@ def test_a_carry_predicted_to_drop_is_reported_but_not_stopped(over_the_prism):
     assert len(pred.failure_p) == 1  # holding: only the policy's carry is checked
     assert pred.chosen_index == 0 and pred.failure_p[0] == 1.0 and pred.risk == 1.0
     assert chunk[:, 7].max() <= 1e-9
+
+
+class _Records(WorldModel):
+    """Accepts (`veto` False) or vetoes every candidate for a collision, and keeps the candidates it was given."""
+
+    name = "records"
+
+    def __init__(self, veto: bool) -> None:
+        super().__init__()
+        self.veto, self.seen = veto, []
+
+    def predict(self, state, candidates):
+        self.seen.append(np.array(candidates))
+        k = len(candidates)
+        return np.full(k, float(self.veto)), np.zeros(k), np.zeros(k)
+
+
+@pytest.mark.parametrize("veto", [False, True])
+def test_the_check_starts_where_the_chunk_in_execution_leaves_the_arm(over_the_prism, veto):
+    """Through the nodes a check took 0.4 s and more, while the robot played the chunk in execution: rolled out from
+    the observation, the policy's chunk was judged clear of the table and the real arm, catching up with its fourth
+    step, drove the fingers onto it (hard seed 300038: 4 collisions). Every candidate begins with the rows the robot
+    plays meanwhile; a hold holds where they leave the arm, fingers no wider than they are."""
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    state, chunk = over_the_prism
+    model = _Records(veto)
+    policy = WorldModelCheckedPolicy(_Scripted([chunk]), model, k=3)  # type: ignore[arg-type]
+    names = policy.config.observation.state.names
+    obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
+    executing = chunk[::-1].copy()  # any rows unlike the policy's: the chunk backwards
+    executing[:, 7] = 0.03
+    policy.executing(executing, 3)
+    sent = policy.infer(obs).values
+    assert all(np.array_equal(c[:, :3], np.broadcast_to(executing[:3], c[:, :3].shape)) for c in model.seen)
+    np.testing.assert_array_equal(sent[:3], executing[:3])
+    if veto:
+        assert policy.last_prediction.chosen_index == -1
+        np.testing.assert_array_equal(sent[3:], np.broadcast_to(executing[2], sent[3:].shape))
+    else:
+        np.testing.assert_array_equal(sent[3:, [0, 1, 2, 3, 4, 5, 7]], chunk[3:, [0, 1, 2, 3, 4, 5, 7]])
