@@ -163,6 +163,7 @@ class WorldModelCheckedPolicy(Policy):
         self._prefix = np.array(rows[:n], dtype=np.float64) if self._arm and n > 0 else None
 
     def _infer(self, obs: Mapping[str, Any]) -> np.ndarray:
+        prefix, self._prefix = self._prefix, None  # this inference's only: never a later one's, whatever is raised
         chunk = np.asarray(self.policy._infer(self._policy_view(obs)), dtype=np.float64)
         if not np.isfinite(chunk).all():
             return chunk  # the caller drops and counts non-finite chunks
@@ -179,7 +180,6 @@ class WorldModelCheckedPolicy(Policy):
                 cands, turns = np.concatenate([cands[:1], more]), np.concatenate([turns[:1], more_turns])
         else:
             cands = sample_candidates(chunk, self.k, self.spread, self.rng)
-        prefix, self._prefix = self._prefix, None
         if prefix is not None and prefix.shape[1] == cands.shape[2]:
             # The robot plays the chunk in execution while the check runs (through the nodes on 2 cores: 0.4 s and
             # more), then the chosen one from where that left it. Rolled out from the observation instead, the

@@ -440,3 +440,29 @@ def test_the_check_starts_where_the_chunk_in_execution_leaves_the_arm(over_the_p
         corrector = arm_corrector(robot_params("arm", "trajectory_correction"), 0.001)
         check = corrector.check_chunk([*ARM_JOINTS, "gripper"], sent.ravel(), 0.0, DT, len(sent), 0.0)
         assert check.reference is not None, check.reasons  # the robot's corrector takes it
+
+
+def test_the_rows_in_execution_apply_to_the_inference_they_were_given_for_only(over_the_prism):
+    """An inference that raised leaves nothing behind: the next one, told of no chunk in execution (the runner after a
+    reset), checks the policy's own rows."""
+    from physical_ai.world_model.checked_policy import WorldModelCheckedPolicy
+
+    class _RaisesFirst(_Scripted):
+        def _infer(self, obs):
+            if not self.seen:
+                self.seen.append(obs)
+                raise RuntimeError("backend error")
+            return super()._infer(obs)
+
+    state, chunk = over_the_prism
+    model = _Records(veto=False)
+    policy = WorldModelCheckedPolicy(_RaisesFirst([chunk]), model, k=3)  # type: ignore[arg-type]
+    names = policy.config.observation.state.names
+    obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
+    executing = chunk[::-1].copy()
+    policy.executing(executing, 3)
+    with pytest.raises(RuntimeError):
+        policy.infer(obs)
+    policy.infer(obs)
+    cols = [0, 1, 2, 3, 4, 5, 7]
+    np.testing.assert_array_equal(model.seen[0][0][:, cols], chunk[:, cols])
