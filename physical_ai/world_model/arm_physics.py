@@ -65,7 +65,8 @@ SETTLE_S = 0.3          # a held part placed in the copy's fingers settles in th
 COPY_CORRECTOR_HZ = 100.0
 
 
-def _cosine(n: int) -> np.ndarray:
+def cosine_ramp(n: int) -> np.ndarray:
+    """A cosine ease from 0 (excluded) to 1 (the last) in `n` samples."""
     return 0.5 - 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)
 
 
@@ -85,7 +86,7 @@ def stream_step(sc: ArmCell, q: np.ndarray, gripper: float, dt: float) -> None:
 def _move(sc: ArmCell, q_to: np.ndarray, gripper_to: float, duration: float, dt: float) -> None:
     """Cosine joint-space move (and gripper) from the current targets over `duration`."""
     q0, g0 = sc.target.copy(), sc.gripper_target
-    for s in _cosine(max(1, round(duration / dt))):
+    for s in cosine_ramp(max(1, round(duration / dt))):
         stream_step(sc, q0 + s * (q_to - q0), g0 + s * (gripper_to - g0), dt)
 
 
@@ -294,7 +295,7 @@ class ArmPhysicsWorldModel(WorldModel):
         if err > RECENTRE_IK_TOL:
             return None
         half = max(1, len(chunk) // 2)
-        ease = np.concatenate([_cosine(half), np.ones(len(chunk) - half)])
+        ease = np.concatenate([cosine_ramp(half), np.ones(len(chunk) - half)])
         out = np.array(chunk, dtype=np.float64)
         out[:, :len(ARM_JOINTS)] += ease[:, None] * (q_new - q_end)[None]
         return out

@@ -30,7 +30,7 @@ import numpy as np
 
 from physical_ai.policy.policy import Policy
 from physical_ai.world_model.api import Prediction, WorldModel, WorldState, sample_candidates
-from physical_ai.world_model.arm_physics import HELD_OPENING_M
+from physical_ai.world_model.arm_physics import HELD_OPENING_M, cosine_ramp
 
 # Candidate spread per action unit: a tenth of a typical range (m/s, rad/s, rad, m).
 DEFAULT_SPREAD = {"linear_x": 0.3, "angular_z": 0.4, "steering_angle": 0.05, "speed": 1.0, "gripper": 0.01}
@@ -192,7 +192,7 @@ class WorldModelCheckedPolicy(Policy):
             prefix = prefix[:cands.shape[1]]
             n, rest = len(prefix), cands.shape[1] - len(prefix)
             shift = prefix[-1] - cands[:, n - 1]
-            fade = 0.5 + 0.5 * np.cos(np.pi * np.arange(1, rest + 1) / rest)
+            fade = 1.0 - cosine_ramp(rest)
             cands[:, :n] = prefix
             cands[:, n:] += shift[:, None, :] * fade[None, :, None]
         else:
