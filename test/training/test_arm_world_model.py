@@ -181,18 +181,24 @@ def test_a_veto_for_predicted_failures_only_is_lifted_after_its_patience(over_th
     assert policy.last_prediction.chosen_index == -1
 
 
-def test_a_chunk_that_drives_the_fingers_through_the_table_is_predicted_to_collide(over_the_prism):
-    """The copy plays each candidate through the arm's corrector (limits, jerk-limited tracking), which knows nothing
-    of the table: a chunk ending 10 cm below the table top still hits it, and the expert's own chunk does not."""
+def _model_and_arm(state: WorldState):
+    """A normal-catalogue arm model, an IK on its copy, and the belief's joints and tcp pose: (model, ik, q, tcp, R)."""
     from physical_ai.sim.experts import ArmIK
-    from physical_ai.sim.scenarios import TABLE_Z
 
-    state, chunk = over_the_prism
     model = ArmPhysicsWorldModel(materials="normal")
     sc = model.sc
     ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
     q = np.array([state.value(f"joint{i}.position") for i in range(1, 8)])
-    tcp, R = ik.tcp_pose(q)
+    return (model, ik, q, *ik.tcp_pose(q))
+
+
+def test_a_chunk_that_drives_the_fingers_through_the_table_is_predicted_to_collide(over_the_prism):
+    """The copy plays each candidate through the arm's corrector (limits, jerk-limited tracking), which knows nothing
+    of the table: a chunk ending 10 cm below the table top still hits it, and the expert's own chunk does not."""
+    from physical_ai.sim.scenarios import TABLE_Z
+
+    state, chunk = over_the_prism
+    model, ik, q, tcp, R = _model_and_arm(state)
     q_low, _ = ik.solve(np.array([tcp[0], tcp[1], TABLE_Z - 0.1]), R, q, q)
     down = np.column_stack([q + np.linspace(0.0, 1.0, 20)[:, None] * (q_low - q), np.full(20, 0.08)])
     pred = model.evaluate(state, np.stack([chunk, down]))
@@ -206,15 +212,11 @@ def test_a_contact_the_arm_is_in_already_is_not_the_candidate_s(over_the_prism):
     leaving and coming down onto it again is one."""
     from dataclasses import replace
 
-    from physical_ai.sim.experts import ArmIK
     from physical_ai.sim.scenarios import TABLE_Z
 
     state, _ = over_the_prism
-    model = ArmPhysicsWorldModel(materials="normal")
+    model, ik, q, tcp, R = _model_and_arm(state)
     sc = model.sc
-    ik = ArmIK(sc.model, sc.qadr, sc.dadr, sc.limits.lower, sc.limits.upper)
-    q = np.array([state.value(f"joint{i}.position") for i in range(1, 8)])
-    tcp, R = ik.tcp_pose(q)
     q_touch, _ = ik.solve(np.array([tcp[0] - 0.08, tcp[1], TABLE_Z + 0.005]), R, q, q)  # beside the prism
     q_up, _ = ik.solve(np.array([tcp[0] - 0.08, tcp[1], TABLE_Z + 0.10]), R, q_touch, q_touch)
     values = state.state.copy()
