@@ -302,7 +302,8 @@ def test_amr_lookahead_releases_each_frame_when_due_and_drops_what_a_reset_overt
     probe.node.create_subscription(PointCloud2, "/lidar/points", lambda m, i: frames.append(
         (stamp_to_ns(m.header.stamp), i["source_timestamp"])), qos_profile_sensor_data)
     reset = probe.node.create_publisher(Int64, "/sim/reset", 1)
-    with sim_process("amr", "seed:=5", "lookahead_s:=0.05", "lidar.latency_s:=0.01"):
+    # a /clock every step, so that each frame's due time has its own
+    with sim_process("amr", "seed:=5", "lookahead_s:=0.05", "lidar.latency_s:=0.01", "clock_rate_hz:=200.0"):
         assert probe.spin_until(lambda: len(frames) >= 20, 60.0)
         sim = np.array([c[0] for c in clocks])
         for stamp, written in frames[2:]:
@@ -321,6 +322,22 @@ def test_amr_lookahead_releases_each_frame_when_due_and_drops_what_a_reset_overt
         after = [stamp for stamp, _ in frames[restart:]]
         assert min(after[1:]) < before - 1_000_000_000, "frames from before the reset kept coming"
         assert all(b > a for a, b in itertools.pairwise(after[1:])), "frames out of order after the reset"
+
+
+def test_clock_rate_hz_spaces_the_clock_and_the_simulator_does_not_follow_its_own(probe):
+    """`clock_rate_hz` (config/amr.yaml: 100 Hz over 5 ms steps): one /clock per period, each a period apart.
+
+    Every node on sim time wakes for each /clock message; the simulator, the clock's source, subscribes to none
+    although the bring-up gives it use_sim_time like every node.
+    """
+    clocks: list[int] = []
+    probe.node.create_subscription(Clock, "/clock", lambda m: clocks.append(stamp_to_ns(m.clock)),
+                                   QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT))
+    with sim_process("amr", "seed:=5"):
+        assert probe.spin_until(lambda: len(clocks) >= 60, 60.0)
+        steps = np.diff(clocks[5:])
+        assert np.all(steps == 10_000_000), f"/clock steps {sorted(set(steps.tolist()))} ns, expected 10 ms only"
+        assert probe.node.count_subscribers("/clock") == 1, "someone besides this probe follows /clock"
 
 
 # ======================================================================================================= vehicle
