@@ -150,7 +150,10 @@ class PerceptionFusion(PhysaiNode):
         self.parts_pub = self.checked_publisher(DetectedPartArray, "perception/parts")
         self.contact_pub = self.checked_publisher(TactileState, "perception/contact")
         self.marker_pub = self.checked_publisher(MarkerArray, "perception/markers")
-        self.create_timer(0.005, self._poll)
+        # Each arrival polls at once; this timer polls only while a frame waits on time alone (a late camera, a
+        # pose not yet in tf): always on, it woke the process 100-200 times a second for nothing.
+        self._poll_timer = self.create_timer(0.005, self._poll)
+        self._poll_timer.cancel()
         self.set_status(DiagnosticStatus.OK, "waiting for sensors")
 
     def _setup_self_filter(self) -> None:
@@ -385,7 +388,15 @@ class PerceptionFusion(PhysaiNode):
 
     # ---- processing ---------------------------------------------------------------------------------------
     def _poll(self) -> None:
-        now = self._now_ns()
+        self._release(self._now_ns())
+        waiting = self.sync.pending or bool(self._pose_wait)
+        if waiting and self._poll_timer.is_canceled():
+            self._poll_timer.reset()
+        elif not waiting and not self._poll_timer.is_canceled():
+            self._poll_timer.cancel()
+
+    def _release(self, now: int) -> None:
+        """Process every frame the sync releases, in stamp order, once its tracking-frame pose is known."""
         self._pose_wait.extend(self.sync.poll(now))
         while self._pose_wait:  # in stamp order: the tracker must not see a frame after a later one
             bundle = self._pose_wait[0]

@@ -78,6 +78,11 @@ class SensorSync:
         if name == self.active_trigger(now_ns):
             self._pending.append((name, stamp_ns, payload, now_ns))
 
+    @property
+    def pending(self) -> bool:
+        """Whether a trigger frame waits to be released (by a later `poll`)."""
+        return bool(self._pending)
+
     def poll(self, now_ns: int) -> list[Bundle]:
         """Release every trigger frame that is complete, has waited long enough, or has a newer successor."""
         out = []
