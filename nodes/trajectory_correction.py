@@ -241,8 +241,9 @@ class TrajectoryCorrection(PhysaiNode):
             if topic:
                 self.sensor_subscription(kind, topic, cb)
         self.sensor_subscription(Odometry, "odom", self._on_odom)
-        self.sensor_subscription(OccupancyGrid, self.param("occupancy_topic", "perception/occupancy",
-                                                           "OccupancyGrid input ('' = off)"), self._on_grid)
+        grid_topic = self.param("occupancy_topic", "perception/occupancy", "OccupancyGrid input ('' = off)")
+        if grid_topic:
+            self.sensor_subscription(OccupancyGrid, grid_topic, self._on_grid)
         self.create_subscription(PoseStamped, self.param(
             "goal_topic", "goal_pose", "Route goal input (PoseStamped in odom or a frame tf places in it): the base "
             "stops there, detours head there"),
@@ -805,9 +806,13 @@ class TrajectoryCorrection(PhysaiNode):
             raise SystemExit(f"trajectory_correction: control loop died: {self.loop.error!r}")
 
     def destroy_node(self) -> None:
-        """Stop the control loop first: a cycle in flight would publish on destroyed handles (InvalidHandle)."""
-        self._monitor_stop.set()
-        self.loop.stop()
+        """Stop the control loop first: a cycle in flight would publish on destroyed handles (InvalidHandle).
+
+        A node whose set-up failed has no loop yet: its error, not this one, is what the user must see.
+        """
+        if hasattr(self, "loop"):
+            self._monitor_stop.set()
+            self.loop.stop()
         super().destroy_node()
 
     def on_shutdown(self) -> None:
