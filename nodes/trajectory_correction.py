@@ -53,7 +53,7 @@ from physical_ai.convert import (
     ns_to_stamp,
     odometry_to_arrays,
     pointcloud2_columns,
-    quaternion_to_matrix,
+    pose_to_matrix,
     quaternion_to_yaw,
     stamp_to_ns,
 )
@@ -540,25 +540,25 @@ class TrajectoryCorrection(PhysaiNode):
         if info.width * info.height != data.size or info.resolution <= 0:
             self.count("occupancy_malformed")
             return
-        R = quaternion_to_matrix(info.origin.orientation)
-        if abs(np.arctan2(R[1, 0], R[0, 0])) > 1e-3:
-            self.count("occupancy_rotated_unsupported")
-            return
         frame = msg.header.frame_id or "odom"
-        origin = np.array([info.origin.position.x, info.origin.position.y, 0.0, 1.0])
+        T = np.eye(4)
         if frame != "odom":
             try:
-                T = self.tf_buffer.lookup("odom", frame)
-            except (LookupError, ValueError):
+                T = self.tf_buffer.lookup("odom", frame, stamp_to_ns(msg.header.stamp))
+            except ValueError:  # the stamp is outside the tf history: the latest pose
+                try:
+                    T = self.tf_buffer.lookup("odom", frame)
+                except (LookupError, ValueError):
+                    self.count("occupancy_no_transform")
+                    return
+            except LookupError:
                 self.count("occupancy_no_transform")
                 return
-            if abs(_yaw(T)) > 1e-3:
-                self.count("occupancy_rotated_unsupported")
-                return
-            origin = T @ origin
-        occupied = data.reshape(info.height, info.width) >= 50
+        # the grid's corner cell in odom: a robot-centred perception grid (base_link) turns with the base
+        T = T @ pose_to_matrix(info.origin)
+        grid = Grid(data.reshape(info.height, info.width) >= 50, float(info.resolution), (0.0, 0.0))
         with self._lock:
-            self.amr.set_grid(Grid(occupied, float(info.resolution), (float(origin[0]), float(origin[1]))))
+            self.amr.set_grid(grid, (float(T[0, 3]), float(T[1, 3]), _yaw(T)))
 
     def _on_goal(self, msg: PoseStamped) -> None:
         xy = np.array([msg.pose.position.x, msg.pose.position.y, 0.0, 1.0])

