@@ -89,6 +89,10 @@ class PerceptionFusion(PhysaiNode):
         self.marker_period_ns = int(p("marker_period_s", 0.2, "Period of /perception/markers [s]",
                                       (0.0, 60.0)) * 1e9)
         self._last_markers_ns = 0
+        self.grid_period_ns = int(p("occupancy_period_s", 0.0, "Period of /perception/occupancy [s]: the grid is what "
+                                    "detours are planned around (what moves comes from /perception/obstacles); "
+                                    "0 = every cycle", (0.0, 60.0)) * 1e9)
+        self._last_grid_ns = -self.grid_period_ns
         self.depth_stride = p("depth_stride", 4, "Depth pixel subsampling step", (1, 32))
         self.depth_max_range = p("depth_max_range_m", 6.0, "Depth returns farther than this are ignored [m]",
                                  (0.1, 100.0))
@@ -231,6 +235,7 @@ class PerceptionFusion(PhysaiNode):
         self.pipeline.reset()
         self._last_rx.clear()
         self._last_markers_ns = 0
+        self._last_grid_ns = -self.grid_period_ns
 
     # ---- input validation -----------------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -473,9 +478,11 @@ class PerceptionFusion(PhysaiNode):
         if result.parts is not None:
             self._publish_parts(result.parts, header)
         # Occupancy and markers come after the obstacles, which are the latency-critical output.
-        grid = self.pipeline.occupancy(result)
-        if grid is not None:
-            self._publish_grid(grid, header)
+        if now - self._last_grid_ns >= self.grid_period_ns:
+            grid = self.pipeline.occupancy(result)
+            if grid is not None:
+                self._last_grid_ns = now
+                self._publish_grid(grid, header)
         if now - self._last_markers_ns >= self.marker_period_ns:
             self._last_markers_ns = now
             self._publish_markers(out)

@@ -350,3 +350,33 @@ def test_a_frame_waits_for_its_tracking_pose_and_is_dropped_without_one():
         d.spin(1.0)
         assert not d.received, "a frame without its tracking pose was published"
         assert d.counts.get("count.tracking_pose_missing", 0) >= 4, d.counts
+
+
+def test_occupancy_period_s_spaces_the_grid_and_every_frame_still_gives_obstacles():
+    """`occupancy_period_s` (AMR file: 0.5 s): the grid, what detours are planned around, at that period; the
+    obstacles, what the corrector reacts to, for every frame."""
+    from nav_msgs.msg import OccupancyGrid
+
+    with driven_node("perception_grid_period_driver", "occupancy_period_s:=0.5", "image_topic:=''") as d:
+        grids: list[int] = []
+        d.node.create_subscription(OccupancyGrid, "/perception/occupancy", lambda m: grids.append(
+            m.header.stamp.sec * 10**9 + m.header.stamp.nanosec), STATE_QOS)
+        pts = _scene(np.random.default_rng(3))
+
+        def frame() -> None:
+            d.cloud_pub.publish(numpy_to_pointcloud2({"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]}, "lidar_link",
+                                                     d.node.get_clock().now().nanoseconds))
+            d.spin(0.1)
+
+        deadline = time.monotonic() + 60  # a fresh clone's first imports take a while
+        while not grids and time.monotonic() < deadline:
+            frame()
+        assert grids, "no occupancy grid in 60 s"
+        d.received.clear()
+        grids.clear()
+        for _ in range(30):
+            frame()
+        d.spin(0.3)
+        assert len(d.received) >= 28, f"obstacles for {len(d.received)} of 30 frames"
+        assert 4 <= len(grids) <= 7, f"{len(grids)} grids over 3 s at one per 0.5 s"
+        assert min(np.diff(grids)) >= 0.5e9 - 1, "grids closer than occupancy_period_s"
