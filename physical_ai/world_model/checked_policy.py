@@ -30,7 +30,7 @@ import numpy as np
 
 from physical_ai.policy.policy import Policy
 from physical_ai.world_model.api import Prediction, WorldModel, WorldState, sample_candidates
-from physical_ai.world_model.arm_physics import HELD_OPENING_M, cosine_ramp
+from physical_ai.world_model.arm_physics import HELD_OPENING_M
 
 # Candidate spread per action unit: a tenth of a typical range (m/s, rad/s, rad, m).
 DEFAULT_SPREAD = {"linear_x": 0.3, "angular_z": 0.4, "steering_angle": 0.05, "speed": 1.0, "gripper": 0.01}
@@ -41,6 +41,11 @@ WRIST_TURN_SPEED = 2.5  # a change of turn is a cosine ramp peaking at this spee
 # An arm whose every candidate is predicted to miss or drop (none to collide) holds for this many checks, then runs
 # the policy's chunk: held, it sees the same scene and the check gives the same verdict, so it would wait forever.
 FAILURE_VETO_PATIENCE = 3
+# The policy's grasp is replaced by a variant only when predicted to fail (not collide) in this many checks in a row:
+# through the nodes single predictions of a miss were wrong often enough that swapping at once turned 5 of 20 hard
+# episodes the policy alone succeeded in into failures (seeds 300040-300059; with the policy's chunk always sent,
+# the same run succeeded as without the check).
+SWAP_CONFIRMATIONS = 2
 
 
 def wrist_variants(chunk: np.ndarray, wrist_now: float, keep: float, dt: float, wrist_column: int = 6
@@ -80,6 +85,7 @@ class WorldModelCheckedPolicy(Policy):
         self._sent: np.ndarray | None = None  # the chunk returned last
         self._held_sides: tuple[float, float] | None = None  # (short, long) of a part held across its long side
         self._failure_vetoes = 0  # consecutive checks that vetoed every candidate for a predicted failure only
+        self._doubts = 0  # consecutive checks that would have replaced the policy's grasp for a predicted failure
         self._prefix: np.ndarray | None = None  # arm: rows the robot plays before this check's chunk arrives
 
     def belief(self, obs: Mapping[str, Any]) -> WorldState:
@@ -180,34 +186,34 @@ class WorldModelCheckedPolicy(Policy):
                 cands, turns = np.concatenate([cands[:1], more]), np.concatenate([turns[:1], more_turns])
         else:
             cands = sample_candidates(chunk, self.k, self.spread, self.rng)
-        if prefix is not None and prefix.shape[1] == cands.shape[2]:
-            # The robot plays the chunk in execution while the check runs (through the nodes on 2 cores: 0.4 s and
-            # more), then the chosen one from where that left it. Rolled out from the observation instead, the
-            # policy's chunk was judged clear of the table, and the real arm, catching up with the chunk's fourth
-            # step, drove its fingers onto it (hard seed 300038 through the nodes: 4 collisions).
-            # The rows after them are shifted to continue from the last of them, the shift fading out by the
-            # chunk's end: spliced as they were, a jump of up to 12 cm in one step made the corrector refuse the
-            # chunk as implausible; shifted without fading, the policy's aim moved with them and the arm missed its
-            # parts (through the nodes, hard seeds 300030-300039: 0.30 against 0.70 faded).
-            prefix = prefix[:cands.shape[1]]
-            n, rest = len(prefix), cands.shape[1] - len(prefix)
-            shift = prefix[-1] - cands[:, n - 1]
-            fade = 1.0 - cosine_ramp(rest)
-            cands[:, :n] = prefix
-            cands[:, n:] += shift[:, None, :] * fade[None, :, None]
-        else:
-            prefix = None
         if self._stop_last and self.k > 2:
             cands[-2] = np.linspace(chunk[0], np.zeros(chunk.shape[1]), len(chunk))
             if self.config.embodiment == "amr":
                 cands[-1] = np.linspace(chunk[0], [-0.3, 0.0], len(chunk))  # brake and back away
-        pred = self.world_model.evaluate(belief, cands, until_chosen=True)
+        rollouts = cands
+        if prefix is not None and prefix.shape[1] == cands.shape[2]:
+            # The robot plays the chunk in execution while the check runs (through the nodes on 2 cores: 0.4 s and
+            # more), then the corrector takes the chosen chunk from the row due on its arrival. Rolled out from the
+            # observation instead, the policy's chunk was judged clear of the table, and the real arm, catching up
+            # with its fourth step, drove its fingers onto it (hard seed 300038 through the nodes: 4 collisions).
+            # So the copy plays those rows, then the candidate's (its position controller takes the step as the
+            # corrector would); the candidate itself is what is sent. Sent, the rows spliced in had made the
+            # corrector refuse chunks as implausible, and shifted to continue from them, the arm lagged the policy's
+            # aim: through the nodes the check turned 5 of 20 hard episodes the policy alone succeeded in into
+            # failures, 4 of them with no veto (seeds 300040-300059: 0.65 against 0.85).
+            prefix = prefix[:cands.shape[1]]
+            rollouts = cands.copy()
+            rollouts[:, :len(prefix)] = prefix
+        else:
+            prefix = None
+        pred = self.world_model.evaluate(belief, rollouts, until_chosen=True)
         if (holding and pred.chosen_index < 0 and pred.collision_p[0] <= self.world_model.rule.veto_threshold
                 and not self._opens_fingers(obs, cands[0])):
             # A carry predicted to drop its part is reported but not stopped: held still, the part slid out all the
             # same (in-process hard seeds 300006 and 300013: 54 vetoes each while the prism, then the cylinder,
             # slipped down the fingers). A chunk that opens the fingers, or collides, is still vetoed.
             pred = replace(pred, chosen_index=0, risk=float(max(pred.collision_p[0], pred.failure_p[0])))
+        pred = self._confirmed(pred)
         pred = self._patience(pred)
         self.last_prediction = pred
         if pred.chosen_index >= 0:
@@ -228,6 +234,22 @@ class WorldModelCheckedPolicy(Policy):
         if prefix is not None:
             self._sent[:len(prefix)] = prefix
         return self._sent
+
+    def _confirmed(self, pred: Prediction) -> Prediction:
+        """An arm keeps the policy's grasp until its predicted failure (not a collision) is confirmed by the next check.
+
+        See SWAP_CONFIRMATIONS. Only the replacement by a variant waits: a predicted collision replaces the policy's
+        chunk at once, and a veto (every candidate predicted to fail: a held part about to be released) holds at once.
+        """
+        if not self._arm or pred.chosen_index <= 0 or not np.isfinite(pred.collision_p[0]):
+            self._doubts = 0
+            return pred
+        if pred.collision_p[0] > self.world_model.rule.veto_threshold:
+            return pred
+        self._doubts += 1
+        if self._doubts >= SWAP_CONFIRMATIONS:
+            return pred
+        return replace(pred, chosen_index=0, risk=float(max(pred.collision_p[0], pred.failure_p[0])))
 
     def _patience(self, pred: Prediction) -> Prediction:
         """An arm's veto for predicted failures only, lifted after FAILURE_VETO_PATIENCE checks in a row.
@@ -295,6 +317,7 @@ class WorldModelCheckedPolicy(Policy):
         self._sent = None
         self._held_sides = None
         self._failure_vetoes = 0
+        self._doubts = 0
         self._prefix = None
         self.policy.reset()
 
