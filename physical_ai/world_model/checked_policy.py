@@ -41,11 +41,6 @@ WRIST_TURN_SPEED = 2.5  # a change of turn is a cosine ramp peaking at this spee
 # An arm whose every candidate is predicted to miss or drop (none to collide) holds for this many checks, then runs
 # the policy's chunk: held, it sees the same scene and the check gives the same verdict, so it would wait forever.
 FAILURE_VETO_PATIENCE = 3
-# The policy's grasp is replaced by a variant only when predicted to fail (not collide) in this many checks in a row:
-# through the nodes single predictions of a miss were wrong often enough that swapping at once turned 5 of 20 hard
-# episodes the policy alone succeeded in into failures (seeds 300040-300059; with the policy's chunk always sent,
-# the same run succeeded as without the check).
-SWAP_CONFIRMATIONS = 2
 
 
 def wrist_variants(chunk: np.ndarray, wrist_now: float, keep: float, dt: float, wrist_column: int = 6
@@ -85,7 +80,6 @@ class WorldModelCheckedPolicy(Policy):
         self._sent: np.ndarray | None = None  # the chunk returned last
         self._held_sides: tuple[float, float] | None = None  # (short, long) of a part held across its long side
         self._failure_vetoes = 0  # consecutive checks that vetoed every candidate for a predicted failure only
-        self._doubts = 0  # consecutive checks that would have replaced the policy's grasp for a predicted failure
         self._prefix: np.ndarray | None = None  # arm: rows the robot plays before this check's chunk arrives
 
     def belief(self, obs: Mapping[str, Any]) -> WorldState:
@@ -213,7 +207,6 @@ class WorldModelCheckedPolicy(Policy):
             # same (in-process hard seeds 300006 and 300013: 54 vetoes each while the prism, then the cylinder,
             # slipped down the fingers). A chunk that opens the fingers, or collides, is still vetoed.
             pred = replace(pred, chosen_index=0, risk=float(max(pred.collision_p[0], pred.failure_p[0])))
-        pred = self._confirmed(pred)
         pred = self._patience(pred)
         self.last_prediction = pred
         if pred.chosen_index >= 0:
@@ -234,22 +227,6 @@ class WorldModelCheckedPolicy(Policy):
         if prefix is not None:
             self._sent[:len(prefix)] = prefix
         return self._sent
-
-    def _confirmed(self, pred: Prediction) -> Prediction:
-        """An arm keeps the policy's grasp until its predicted failure (not a collision) is confirmed by the next check.
-
-        See SWAP_CONFIRMATIONS. Only the replacement by a variant waits: a predicted collision replaces the policy's
-        chunk at once, and a veto (every candidate predicted to fail: a held part about to be released) holds at once.
-        """
-        if not self._arm or pred.chosen_index <= 0 or not np.isfinite(pred.collision_p[0]):
-            self._doubts = 0
-            return pred
-        if pred.collision_p[0] > self.world_model.rule.veto_threshold:
-            return pred
-        self._doubts += 1
-        if self._doubts >= SWAP_CONFIRMATIONS:
-            return pred
-        return replace(pred, chosen_index=0, risk=float(max(pred.collision_p[0], pred.failure_p[0])))
 
     def _patience(self, pred: Prediction) -> Prediction:
         """An arm's veto for predicted failures only, lifted after FAILURE_VETO_PATIENCE checks in a row.
@@ -317,7 +294,6 @@ class WorldModelCheckedPolicy(Policy):
         self._sent = None
         self._held_sides = None
         self._failure_vetoes = 0
-        self._doubts = 0
         self._prefix = None
         self.policy.reset()
 

@@ -182,38 +182,6 @@ def test_a_veto_for_predicted_failures_only_is_lifted_after_its_patience(over_th
     assert policy.last_prediction.chosen_index == expected[0]
 
 
-class _FailsFirst(WorldModel):
-    """Predicts the first candidate (the policy's) to fail, or to collide, and every other to succeed."""
-
-    name = "fails_first"
-
-    def __init__(self, collide: bool) -> None:
-        super().__init__()
-        self.collide = collide
-
-    def predict(self, state, candidates):
-        k = len(candidates)
-        bad = np.zeros(k)
-        bad[0] = 1.0
-        return (bad, np.zeros(k), np.zeros(k)) if self.collide else (np.zeros(k), bad, np.zeros(k))
-
-
-@pytest.mark.parametrize("collide", [False, True])
-def test_the_policy_s_grasp_is_replaced_once_its_failure_is_confirmed_or_at_once_for_a_collision(over_the_prism,
-                                                                                                  collide):
-    """Through the nodes single predictions of a miss were wrong often enough that replacing the policy's grasp at
-    once cost 5 of 20 hard episodes it succeeded in alone: a predicted failure must hold over SWAP_CONFIRMATIONS
-    checks in a row; a predicted collision replaces the chunk at once."""
-    from physical_ai.world_model.checked_policy import SWAP_CONFIRMATIONS, WorldModelCheckedPolicy
-
-    state, chunk = over_the_prism
-    policy = WorldModelCheckedPolicy(_Scripted([chunk] * 4), _FailsFirst(collide), k=3)  # type: ignore[arg-type]
-    names = policy.config.observation.state.names
-    obs = {"state": np.array([state.value(n) for n in names]), "parts": state.parts, "instruction": "pick"}
-    chosen = [(policy.infer(obs), policy.last_prediction.chosen_index)[1] for _ in range(SWAP_CONFIRMATIONS)]
-    assert chosen == ([1] * SWAP_CONFIRMATIONS if collide else [0] * (SWAP_CONFIRMATIONS - 1) + [1])
-
-
 def _model_and_arm(state: WorldState):
     """A normal-catalogue arm model, an IK on its copy, and the belief's joints and tcp pose: (model, ik, q, tcp, R)."""
     from physical_ai.sim.experts import ArmIK
