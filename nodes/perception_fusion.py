@@ -267,10 +267,7 @@ class PerceptionFusion(PhysaiNode):
     def _to_base(self, frame: str, stamp_ns: int, sensor: str) -> np.ndarray | None:
         """T_base_frame at the stamp (latest if the stamp is outside the TF history); None (counted) if unknown."""
         try:
-            try:
-                return self.tf_buffer.lookup(self.base_frame, frame, stamp_ns)
-            except ValueError:
-                return self.tf_buffer.lookup(self.base_frame, frame)
+            return self.tf_buffer.lookup_at_or_latest(self.base_frame, frame, stamp_ns)
         except (LookupError, ValueError) as exc:
             self._drop(f"unknown_frame:{sensor}", f"{sensor}: no transform {self.base_frame} <- {frame!r}: {exc}")
             return None

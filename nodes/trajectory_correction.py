@@ -544,14 +544,8 @@ class TrajectoryCorrection(PhysaiNode):
         T = np.eye(4)
         if frame != "odom":
             try:
-                T = self.tf_buffer.lookup("odom", frame, stamp_to_ns(msg.header.stamp))
-            except ValueError:  # the stamp is outside the tf history: the latest pose
-                try:
-                    T = self.tf_buffer.lookup("odom", frame)
-                except (LookupError, ValueError):
-                    self.count("occupancy_no_transform")
-                    return
-            except LookupError:
+                T = self.tf_buffer.lookup_at_or_latest("odom", frame, stamp_to_ns(msg.header.stamp))
+            except (LookupError, ValueError):
                 self.count("occupancy_no_transform")
                 return
         # the grid's corner cell in odom: a robot-centred perception grid (base_link) turns with the base

@@ -167,6 +167,18 @@ class TransformBuffer:
                 target_in_ancestor = edge.at(stamp_ns, child) @ target_in_ancestor
         return _inverse(target_in_ancestor) @ source_in_ancestor
 
+    def lookup_at_or_latest(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
+        """`lookup` at `stamp_ns`, or at the latest time where the stamp is outside the history.
+
+        Raises:
+            LookupError: an unknown frame, or frames in disconnected trees.
+            ValueError: no time at all is in the history of some edge on the path.
+        """
+        try:
+            return self.lookup(target_frame, source_frame, stamp_ns)
+        except ValueError:
+            return self.lookup(target_frame, source_frame)
+
     def can_transform(self, target_frame: str, source_frame: str, stamp_ns: int | None = None) -> bool:
         """Whether `lookup` would succeed."""
         try:

@@ -97,6 +97,14 @@ def test_extrapolation_errors(robot):
     assert robot.can_transform("map", "lidar", S)
 
 
+def test_lookup_at_or_latest_falls_back_to_the_newest_time_outside_the_history(robot):
+    np.testing.assert_allclose(robot.lookup_at_or_latest("map", "lidar", S), robot.lookup("map", "lidar", S))
+    for outside in (3 * S, -1):
+        np.testing.assert_allclose(robot.lookup_at_or_latest("map", "lidar", outside), robot.lookup("map", "lidar"))
+    with pytest.raises(LookupError):
+        robot.lookup_at_or_latest("map", "nowhere", S)
+
+
 def test_single_sample_edge_only_at_its_stamp():
     buf = TransformBuffer()
     buf.set_transform("a", "b", 5 * S, rigid(t=(1, 0, 0)))
