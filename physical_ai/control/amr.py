@@ -194,6 +194,7 @@ class AmrCorrector:
         self._walkers = self._obstacles  # the moving ones perception classed as people
         self._pose: np.ndarray | None = None
         self._grid: tuple[Grid, tuple[float, float, float]] | None = None  # the grid, its corner's pose in odom
+        self._grid_in_odom: Grid | None = None  # that grid turned into odom, once a detour is planned on it
         self._goal: np.ndarray | None = None
         self._route: np.ndarray | None = None
         self._clear_since: float | None = None
@@ -316,18 +317,25 @@ class AmrCorrector:
         planned on it (`aligned_grid`): at 10 Hz, every grid turned on arrival cost the corrector 2 % of a core.
         """
         self._grid = (grid, pose)
+        self._grid_in_odom = None
 
     def _turned_grid(self) -> Grid | None:
-        """The grid set, in odom, at the planner's cell size at least (None: none set)."""
-        if self._grid is None:
-            return None
+        """The grid set, in odom, at the planner's cell size at least (None: none set); turned once per grid.
+
+        Coarsened first: a perception grid at 5 cm would make planning cost a control period, and turning it too.
+        """
+        if self._grid is None or self._grid_in_odom is not None:
+            return self._grid_in_odom
         grid, (x, y, yaw) = self._grid
-        grid = coarsen(grid, self.config.cell_m)  # before turning it: fewer cells
+        grid = coarsen(grid, self.config.cell_m)
         if abs(yaw) <= 1e-6:
-            return Grid(grid.occupied, grid.resolution, (grid.origin[0] + x, grid.origin[1] + y))
-        c, s = np.cos(yaw), np.sin(yaw)
-        ox, oy = grid.origin
-        return aligned_grid(grid.occupied, grid.resolution, (x + c * ox - s * oy, y + s * ox + c * oy, yaw))
+            self._grid_in_odom = Grid(grid.occupied, grid.resolution, (grid.origin[0] + x, grid.origin[1] + y))
+        else:
+            c, s = np.cos(yaw), np.sin(yaw)
+            ox, oy = grid.origin
+            self._grid_in_odom = aligned_grid(grid.occupied, grid.resolution,
+                                              (x + c * ox - s * oy, y + s * ox + c * oy, yaw))
+        return self._grid_in_odom
 
     def set_goal(self, xy: np.ndarray | None) -> None:
         """Route goal in the odom frame (None: re-plan towards where the nominal command heads)."""
@@ -667,7 +675,6 @@ class AmrCorrector:
                 rc = grid.to_cell(_to_odom(pose, self._cells))
                 ok = np.all((rc >= 0) & (rc < n), axis=1)
                 occ[rc[ok, 0], rc[ok, 1]] = True
-        grid = coarsen(grid, c.cell_m)  # a perception grid at 5 cm would make planning cost a control period
         centres, radii, vel = self._obstacles
         if centres.shape[0]:
             # Stamp obstacles where they will be over the next second (a standing worker or a slow passer-by).
