@@ -98,7 +98,7 @@ class MujocoSim(PhysaiNode):
         clock_hz = p("clock_rate_hz", 200.0, "/clock rate [Hz]: at most one per physics step (step_chunk_s); a "
                      "lower rate costs every node on sim time less CPU, and their clocks step in its period",
                      (1.0, 1000.0))
-        self._clock_period_ns = int(1e9 / clock_hz)
+        self._clock_gap_ns = int(1e9 / clock_hz - self.chunk_s * 5e8)  # a period, less half a step of rounding
         self._clock_ns = -1  # sim time of the last /clock published [ns]
         if self.publish_clock and self.get_parameter("use_sim_time").value:
             # It is the clock: following its own /clock woke this process for every message it sent (~4 % of a
@@ -381,8 +381,7 @@ class MujocoSim(PhysaiNode):
 
     def _clock_due(self, now_ns: int) -> bool:
         """Whether /clock is published for sim time `now_ns`: a period (less half a step) after the last, or a reset."""
-        half_step = int(self.chunk_s * 5e8)
-        return now_ns < self._clock_ns or now_ns - self._clock_ns >= self._clock_period_ns - half_step
+        return now_ns < self._clock_ns or now_ns - self._clock_ns >= self._clock_gap_ns
 
     def on_shutdown(self) -> None:
         """Stop the physics thread and release the renderer (called by run_node)."""
