@@ -193,8 +193,8 @@ class WorldModelCheckedPolicy(Policy):
             # So the copy plays those rows, then the candidate's (its position controller takes the step as the
             # corrector would); the candidate itself is what is sent. Sent, the rows spliced in had made the
             # corrector refuse chunks as implausible, and shifted to continue from them, the arm lagged the policy's
-            # aim: through the nodes the check turned 5 of 20 hard episodes the policy alone succeeded in into
-            # failures, 4 of them with no veto (seeds 300040-300059: 0.65 against 0.85).
+            # aim. Neither version makes the check beat the policy alone through the nodes on 2 cores (hard seeds
+            # 300040-300059: 0.65 shifted, 0.60 sent as is, 0.85 without the check; README, issue 18).
             prefix = prefix[:cands.shape[1]]
             rollouts = cands.copy()
             rollouts[:, :len(prefix)] = prefix
