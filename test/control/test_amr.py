@@ -105,18 +105,22 @@ def test_crossing_worker_no_collision_and_speed_resumes():
     assert cmds[-1].linear > 0.95, "did not resume after the worker passed"
 
 
+def _worker_standing_at_3(t: float):
+    """A worker standing in the aisle at (3, 0), radius 0.3 m (obstacles(t) for `drive`)."""
+    return np.array([[3.0, 0.0]]), np.array([0.3]), np.zeros((1, 2))
+
+
+def _towards_8_0(p):
+    """Nominal command (linear, angular) heading for the goal (8, 0) from pose `p`."""
+    d = _to_robot(p, np.array([[8.0, 0.0]]))[0]
+    return min(1.0, float(np.hypot(*d))), float(np.clip(1.5 * np.arctan2(d[1], d[0]), -1.5, 1.5))
+
+
 def test_standing_worker_in_the_aisle_triggers_a_replan_around_them():
     amr = AmrCorrector(CFG)
     amr.set_goal(np.array([8.0, 0.0]))
 
-    def standing(t: float):
-        return np.array([[3.0, 0.0]]), np.array([0.3]), np.zeros((1, 2))
-
-    def towards_goal(p):
-        d = _to_robot(p, np.array([[8.0, 0.0]]))[0]
-        return min(1.0, float(np.hypot(*d))), float(np.clip(1.5 * np.arctan2(d[1], d[0]), -1.5, 1.5))
-
-    poses, cmds = drive(amr, np.zeros((0, 2)), 14.0, towards_goal, standing)
+    poses, cmds = drive(amr, np.zeros((0, 2)), 14.0, _towards_8_0, _worker_standing_at_3)
     assert any(c.flags & Flag.REPLANNED for c in cmds)
     assert amr.replans >= 1
     gaps = [footprint_distance(p, np.array([[3.0, 0.0]]))[0] - 0.3 for p in poses]
@@ -132,10 +136,6 @@ def test_a_detour_ends_when_the_nominal_command_stops_driving():
     planned for it.
     """
     amr = AmrCorrector(CFG)
-
-    def standing(t: float):
-        return np.array([[3.0, 0.0]]), np.array([0.3]), np.zeros((1, 2))
-
     detour_from: list[float] = []  # x where the detour began
     detouring: list[bool] = []  # before each cycle
 
@@ -145,7 +145,7 @@ def test_a_detour_ends_when_the_nominal_command_stops_driving():
             detour_from.append(float(p[0]))
         return (1.0, 0.0) if not detour_from or p[0] < detour_from[0] + 0.2 else (0.0, 0.6)
 
-    poses, cmds = drive(amr, np.zeros((0, 2)), 12.0, nominal, standing)
+    poses, cmds = drive(amr, np.zeros((0, 2)), 12.0, nominal, _worker_standing_at_3)
     assert detour_from, "never detoured: the scene tests nothing"
     k = int(np.argmax(poses[:, 0] >= detour_from[0] + 0.2)) + 1  # the first cycle with the turning nominal
     replans = sum(bool(c.flags & Flag.REPLANNED) for c in cmds[: k + 2])
@@ -663,14 +663,7 @@ def test_a_detour_keeps_off_a_wall_known_only_from_a_turned_grid(side):
     amr.set_grid(Grid(occ, res, (0.0, 0.0)), (9.0, -4.0, np.pi / 2))
     amr.set_goal(np.array([8.0, 0.0]))
 
-    def standing(t: float):
-        return np.array([[3.0, 0.0]]), np.array([0.3]), np.zeros((1, 2))
-
-    def towards_goal(p):
-        d = _to_robot(p, np.array([[8.0, 0.0]]))[0]
-        return min(1.0, float(np.hypot(*d))), float(np.clip(1.5 * np.arctan2(d[1], d[0]), -1.5, 1.5))
-
-    poses, _ = drive(amr, np.zeros((0, 2)), 14.0, towards_goal, standing)
+    poses, _ = drive(amr, np.zeros((0, 2)), 14.0, _towards_8_0, _worker_standing_at_3)
     assert amr.replans >= 1
     passing = [p for p in poses if abs(p[0] - 3.0) < 0.2]
     assert passing, "never got past the worker"
